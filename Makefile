@@ -1,0 +1,29 @@
+# Two commands on a fresh machine:
+#   make run    set up and run the pool on its embedded template source (port 3333)
+#   make test   set up and run the whole test suite (.ci/run calls exactly this)
+# Everything lands in .venv; the C core is compiled by `pip install -e .`.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test bench clean
+
+$(STAMP): pyproject.toml setup.py native/build_sha256d.py native/sha256d.c native/sha256d.h
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+run: $(STAMP)
+	$(VENV)/bin/stratumkit serve
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(VENV)/bin/stratumkit bench hash
+
+clean:
+	rm -rf $(VENV) build *.egg-info stratumkit/_sha256d*.so

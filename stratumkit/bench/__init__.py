@@ -1,0 +1,1 @@
+"""Benchmark commands (`stratumkit bench ...`): every performance figure we quote comes from here."""

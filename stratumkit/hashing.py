@@ -1,0 +1,248 @@
+"""The guarded Python API over the native SHA-256d core (native/, bound with cffi).
+
+Every function crosses into C once per call (a batch, or one share), with the GIL released by cffi
+for the duration. Arguments are checked before C sees them and bad ones raise `HashingError`; the
+success path leans on cffi's own type and range conversion and only runs the slower explanatory
+checks when that conversion fails. `stratumkit.hashing_ref` is the pure-Python twin of this module
+(same names, same results) that the tests use as the oracle.
+
+The environment variable STRATUMKIT_SHA256 ("auto", "portable", "shani") picks the compression
+implementation at import; `use_implementation()` switches it at run time (tests run both).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+
+from stratumkit._sha256d import ffi, lib
+from stratumkit.hashing_ref import (
+    DIFF1_TARGET,
+    MAX_TARGET,
+    HashingError,
+    ShareResult,
+    _branch,
+    _bytes,
+    _target,
+    _uint,
+    hash_to_int,
+    meets_target,
+)
+
+__all__ = [
+    "DIFF1_TARGET",
+    "MAX_TARGET",
+    "PreparedJob",
+    "HashingError",
+    "ShareResult",
+    "available_implementations",
+    "check_share",
+    "hash_headers",
+    "hash_to_int",
+    "implementation",
+    "meets_target",
+    "scan_nonces",
+    "sha256d",
+    "sha256d_many",
+    "use_implementation",
+]
+
+_IMPLS = {"auto": 0, "portable": 1, "shani": 2}
+_NAMES = {1: "portable", 2: "shani"}
+
+
+def available_implementations() -> tuple[str, ...]:
+    """The compression implementations this CPU can run, e.g. ("portable", "shani")."""
+    mask = lib.sk_available()
+    return tuple(name for code, name in _NAMES.items() if mask & (1 << code))
+
+
+def implementation() -> str:
+    """The implementation in use now."""
+    return _NAMES[lib.sk_impl()]
+
+
+def use_implementation(name: str) -> str:
+    """Switch implementation ("auto", "portable" or "shani"); returns the one now active."""
+    if name not in _IMPLS:
+        raise HashingError(f"unknown SHA-256 implementation {name!r}; choose from {sorted(_IMPLS)}")
+    got = lib.sk_set_impl(_IMPLS[name])
+    if got < 0:
+        raise HashingError(f"SHA-256 implementation {name!r} is not available on this CPU")
+    return _NAMES[got]
+
+
+use_implementation(os.environ.get("STRATUMKIT_SHA256", "auto") or "auto")
+
+
+def _target_bytes(name: str, target: int) -> bytes:
+    try:
+        return target.to_bytes(32, "little")
+    except (AttributeError, OverflowError, TypeError):
+        _target(name, target)
+        raise
+
+
+def sha256d(data: bytes) -> bytes:
+    """SHA-256 applied twice, as Bitcoin hashes headers, transactions and merkle nodes."""
+    if type(data) is not bytes:
+        data = _bytes("data", data)
+    out = ffi.new("uint8_t[32]")
+    lib.sk_sha256d(data, len(data), out)
+    return ffi.buffer(out)[:]
+
+
+def sha256d_many(buffers: Sequence[bytes]) -> list[bytes]:
+    """sha256d of each buffer, in one call into C."""
+    if isinstance(buffers, bytes | bytearray | memoryview | str):
+        raise HashingError("buffers must be a sequence of bytes objects")
+    parts = [b if type(b) is bytes else _bytes(f"buffers[{i}]", b) for i, b in enumerate(buffers)]
+    n = len(parts)
+    offsets = ffi.new("size_t[]", n + 1)
+    pos = 0
+    for i, b in enumerate(parts):
+        offsets[i] = pos
+        pos += len(b)
+    offsets[n] = pos
+    out = ffi.new("uint8_t[]", 32 * n or 1)
+    lib.sk_sha256d_many(b"".join(parts), offsets, n, out)
+    raw = ffi.buffer(out, 32 * n)[:]
+    return [raw[32 * i : 32 * i + 32] for i in range(n)]
+
+
+def hash_headers(headers: bytes, target: int) -> tuple[bytes, list[int]]:
+    """Hash n concatenated 80-byte headers; return the n hashes and the indices that meet target."""
+    if type(headers) is not bytes:
+        headers = _bytes("headers", headers)
+    if len(headers) % 80:
+        raise HashingError(f"headers must be a multiple of 80 bytes, got {len(headers)}")
+    tb = _target_bytes("target", target)
+    n = len(headers) // 80
+    out = ffi.new("uint8_t[]", 32 * n or 1)
+    hits = ffi.new("uint32_t[]", n or 1)
+    k = lib.sk_hash_headers(headers, n, tb, out, hits)
+    return ffi.buffer(out, 32 * n)[:], list(hits[0:k])
+
+
+class PreparedJob:
+    """A job's constant share-check inputs, converted for C once so each share pays only for its own.
+
+    The pool builds one per job (and per difficulty-independent template); `check` is the one
+    native call per share. `coinb2` is kept referenced here because C borrows it.
+    """
+
+    __slots__ = ("_coinb2", "_job", "coinb1", "merkle_branch", "nbits", "network_target", "prevhash")
+
+    def __init__(
+        self,
+        coinb1: bytes,
+        coinb2: bytes,
+        merkle_branch: bytes,
+        prevhash: bytes,
+        nbits: int,
+        network_target: int,
+    ) -> None:
+        for name, value in (("coinb1", coinb1), ("coinb2", coinb2)):
+            if type(value) is not bytes:
+                raise HashingError(f"{name} must be bytes, not {type(value).__name__}")
+        branch = _branch(merkle_branch)
+        prevhash = _bytes("prevhash", prevhash, 32)
+        _uint("nbits", nbits, 32)
+        self._job = ffi.new("sk_job *")
+        self._coinb2 = coinb2
+        rc = lib.sk_job_init(
+            self._job, coinb1, len(coinb1), coinb2, len(coinb2), branch, len(branch) >> 5,
+            prevhash, nbits, _target_bytes("network_target", network_target),
+        )  # fmt: skip
+        if rc != 0:  # pragma: no cover - _branch already bounds the length
+            raise HashingError("merkle branch too long")
+        self.coinb1 = coinb1
+        self.merkle_branch = branch
+        self.prevhash = prevhash
+        self.nbits = nbits
+        self.network_target = network_target
+
+    @property
+    def coinb2(self) -> bytes:
+        return self._coinb2
+
+    def check(
+        self,
+        extranonce1: bytes,
+        extranonce2: bytes,
+        version: int,
+        ntime: int,
+        nonce: int,
+        share_target: int,
+    ) -> ShareResult:
+        """Hash one share of this job: the header it makes and whether it meets each target."""
+        try:
+            out = _tls.out
+        except AttributeError:
+            out = _tls.out = ffi.new(_OUT)
+        try:
+            flags = lib.sk_job_check(
+                self._job, extranonce1, len(extranonce1), extranonce2, len(extranonce2),
+                version, ntime, nonce, share_target.to_bytes(32, "little"), out,
+            )  # fmt: skip
+        except (TypeError, OverflowError, AttributeError):
+            for name, value in (("extranonce1", extranonce1), ("extranonce2", extranonce2)):
+                if type(value) is not bytes:
+                    raise HashingError(f"{name} must be bytes, not {type(value).__name__}") from None
+            for name, value in (("version", version), ("ntime", ntime), ("nonce", nonce)):
+                _uint(name, value, 32)
+            _target("share_target", share_target)
+            raise
+        raw = ffi.buffer(out)[:]
+        # tuple.__new__ skips NamedTuple's Python-level constructor: this is the per-share path
+        return _new_tuple(ShareResult, (raw[:80], raw[80:], flags & 1 == 1, flags & 2 == 2))
+
+
+_OUT = ffi.typeof("uint8_t[112]")
+_new_tuple = tuple.__new__
+#: One output buffer per thread: cffi releases the GIL during the call, so threads must not share it.
+_tls = threading.local()
+
+
+def check_share(
+    coinb1: bytes,
+    extranonce1: bytes,
+    extranonce2: bytes,
+    coinb2: bytes,
+    merkle_branch: bytes,
+    version: int,
+    prevhash: bytes,
+    ntime: int,
+    nbits: int,
+    nonce: int,
+    share_target: int,
+    network_target: int,
+) -> ShareResult:
+    """Rebuild the header a miner hashed and say whether it meets the share and network targets.
+
+    `prevhash` is in internal byte order (as in the header); `merkle_branch` is the concatenation
+    of the 32-byte branch hashes. The returned hash is in internal byte order too. The pool itself
+    uses `PreparedJob`, which this wraps, so that job constants are converted once per job.
+    """
+    job = PreparedJob(coinb1, coinb2, merkle_branch, prevhash, nbits, network_target)
+    return job.check(extranonce1, extranonce2, version, ntime, nonce, share_target)
+
+
+def scan_nonces(header76: bytes, start: int, count: int, target: int, max_found: int = 64) -> list[int]:
+    """Try nonces start .. start+count-1 in the header's last 4 bytes; return those meeting target.
+
+    The first 64 header bytes are hashed once (the midstate); stops early after max_found hits.
+    """
+    if type(header76) is not bytes or len(header76) != 76:
+        _bytes("header76", header76, 76)
+    _uint("start", start, 32)
+    _uint("count", count, 33)
+    if start + count > 1 << 32:
+        raise HashingError("nonce range runs past 2**32")
+    if not isinstance(max_found, int) or max_found < 1:
+        raise HashingError("max_found must be a positive int")
+    tb = _target_bytes("target", target)
+    found = ffi.new("uint32_t[]", max_found)
+    k = lib.sk_scan(header76, start, count, tb, found, max_found)
+    return list(found[0:k])
