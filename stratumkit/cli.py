@@ -15,9 +15,65 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import trio
+
+    from stratumkit.server.config import ConfigError, load_config
+    from stratumkit.server.logs import configure_logging
+    from stratumkit.server.run import serve
+
+    overrides = {key: getattr(args, key) for key in (*_SERVE_FLAGS, "solo")}
+    try:
+        config = load_config(args.config, **overrides)
+    except ConfigError as exc:
+        print(f"stratumkit serve: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.log_format, config.log_level)
+    try:
+        trio.run(serve, config)
+    except KeyboardInterrupt:
+        pass
+    except (ConfigError, ValueError, OSError) as exc:
+        print(f"stratumkit serve: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# flag -> (type, help); each is also a config key of the same name (dashes -> underscores)
+_SERVE_FLAGS: dict[str, tuple[type, str]] = {
+    "host": (str, "address to listen on for miners (default 0.0.0.0)"),
+    "port": (int, "stratum port (default 3333)"),
+    "api_host": (str, "HTTP API address (default 127.0.0.1)"),
+    "api_port": (int, "HTTP API port (default 8080; 0 picks a free one)"),
+    "data_dir": (str, "where the share log, blocks and chain state live (default var/stratumkit)"),
+    "node_url": (str, "bitcoind JSON-RPC URL, e.g. http://user:pass@127.0.0.1:8332 (default: embedded chain)"),
+    "node_cookie": (str, "bitcoind .cookie file for RPC auth"),
+    "network": (str, "mainnet | testnet | signet | regtest (address encoding)"),
+    "payout_address": (str, "address the coinbase pays"),
+    "pool_tag": (str, "text in the coinbase scriptSig"),
+    "start_difficulty": (float, "first share difficulty of a miner (default 0.001)"),
+    "min_difficulty": (float, "lowest share difficulty"),
+    "max_difficulty": (float, "highest share difficulty"),
+    "share_interval": (float, "vardiff aims at one share per this many seconds (default 10)"),
+    "embedded_difficulty": (float, "block difficulty of the embedded chain (default 0.01)"),
+    "max_connections_per_ip": (int, "connections one IP address may hold (default 64)"),
+    "instance_id": (int, "extranonce1 prefix byte of this pool process (0..255)"),
+    "log_format": (str, "console | json"),
+    "log_level": (str, "debug | info | warning | error"),
+    "queue_url": (str, "inference queue engine: redis://host:port/db (default: SQLite in data_dir)"),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stratumkit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the pool (embedded chain unless --node-url is given)")
+    serve.add_argument("--config", help="TOML file with PoolConfig keys (flags override it)")
+    for key, (kind, text) in _SERVE_FLAGS.items():
+        serve.add_argument("--" + key.replace("_", "-"), dest=key, type=kind, default=None, help=text)
+    serve.add_argument("--solo", action="store_const", const=True, default=None,
+                       help="pay each worker's own address (worker name = address.worker)")  # fmt: skip
+    serve.set_defaults(func=_serve)
     bench = sub.add_parser("bench", help="measure performance")
     bench.add_argument("what", choices=["hash"], help="what to measure")
     bench.add_argument("--seconds", type=float, default=1.0, help="time per figure (default 1)")

@@ -1,0 +1,94 @@
+"""A CPU miner on the native nonce scan: the rig agent's built-in mining backend.
+
+It takes jobs from a StratumClient's notifications, scans nonce ranges in a worker thread (the C
+scan releases the GIL, so the event loop stays responsive), and submits every nonce that meets the
+share target. A new job or `pause()` takes effect at the next chunk boundary (`chunk` nonces:
+a few milliseconds of work), which bounds how fast the miner follows clean_jobs and leases.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+
+import trio
+
+from stratumkit.hashing import scan_nonces
+from stratumkit.protocol.events import Event, Notify, SetDifficulty, SetExtranonce, SubmitResult
+
+from .stratum import StratumClient
+from .work import MinerJob
+
+
+class CpuMiner:
+    def __init__(self, client: StratumClient, worker: str, *, chunk: int = 1 << 17,
+                 on_result: Callable[[SubmitResult], None] | None = None) -> None:  # fmt: skip
+        self.client = client
+        self.worker = worker
+        self.chunk = chunk
+        self.on_result = on_result
+        self.difficulty = 1.0
+        self.job: MinerJob | None = None
+        self.extranonce1 = b""
+        self.extranonce2_size = 4
+        self.accepted = 0
+        self.rejected = 0
+        self.rejections: list[tuple[int | None, str | None]] = []
+        self.hashes = 0
+        self.paused = False
+        self._work = trio.Event()
+        self._en2 = itertools.count()
+        self.last_accepted_at: float | None = None
+
+    def attach(self, extranonce1: str, extranonce2_size: int) -> None:
+        self.extranonce1 = bytes.fromhex(extranonce1)
+        self.extranonce2_size = extranonce2_size
+
+    def on_event(self, event: Event) -> None:
+        """Feed the client's notifications here (StratumClient(on_event=miner.on_event))."""
+        if isinstance(event, SetDifficulty):
+            self.difficulty = event.difficulty
+        elif isinstance(event, Notify):
+            self.job = MinerJob.from_notify(event, self.difficulty)
+            self._work.set()
+        elif isinstance(event, SetExtranonce):
+            self.attach(event.extranonce1, event.extranonce2_size)
+        elif isinstance(event, SubmitResult):
+            if event.accepted:
+                self.accepted += 1
+                self.last_accepted_at = time.monotonic()
+            else:
+                self.rejected += 1
+                self.rejections.append((event.code, event.message))
+            if self.on_result is not None:
+                self.on_result(event)
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+        self._work.set()
+
+    async def run(self) -> None:
+        while True:
+            job = self.job
+            if job is None or self.paused:
+                self._work = trio.Event()
+                await self._work.wait()
+                continue
+            extranonce2 = (next(self._en2) % (1 << (8 * self.extranonce2_size))).to_bytes(self.extranonce2_size, "big")
+            header76 = job.header76(self.extranonce1, extranonce2)
+            for start in range(0, 1 << 32, self.chunk):
+                if self.job is not job or self.paused:
+                    break
+                found = await trio.to_thread.run_sync(scan_nonces, header76, start, self.chunk, job.share_target)
+                self.hashes += self.chunk
+                if self.job is not job or self.paused:
+                    break  # the work changed while scanning: these nonces are stale now
+                for nonce in found:
+                    self.client.conn.submit(self.worker, job.job_id, extranonce2.hex(), f"{job.ntime:08x}",
+                                            f"{nonce:08x}")  # fmt: skip
+                if found:
+                    await self.client.flush()

@@ -1,0 +1,120 @@
+"""A trio Stratum V1 client over the sans-I/O ClientConnection: what our miners and benches use.
+
+`StratumClient.connect` opens the TCP stream and runs a reader task in the caller's nursery.
+Requests are awaited by id (`await client.call(client.conn.authorize, "w", "x")`); notifications
+(notify, set_difficulty, extension messages) go to the `on_event` callback in arrival order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from stratumkit.protocol.client import ClientConnection
+from stratumkit.protocol.errors import RemoteProtocolError
+from stratumkit.protocol.events import (
+    AuthorizeResult,
+    ConfigureResult,
+    ErrorReply,
+    Event,
+    GetVersion,
+    Response,
+    SubmitResult,
+    SubscribeResult,
+)
+
+_REPLIES = (SubscribeResult, AuthorizeResult, ConfigureResult, SubmitResult, Response, ErrorReply)
+
+
+class StratumClientError(Exception):
+    """The pool refused a request, or the connection ended while waiting for a reply."""
+
+
+class StratumClient:
+    def __init__(self, stream: trio.abc.Stream, *, user_agent: str = "stratumkit-client/0.1",
+                 on_event: Callable[[Event], None] | None = None) -> None:  # fmt: skip
+        self.stream = stream
+        self.conn = ClientConnection()
+        self.user_agent = user_agent
+        self.on_event = on_event or (lambda event: None)
+        self._waiters: dict[Any, tuple[trio.Event, list[Event]]] = {}
+        self._send_lock = trio.Lock()
+        self.closed = trio.Event()
+
+    @classmethod
+    async def connect(cls, nursery: trio.Nursery, host: str, port: int, **kwargs: Any) -> StratumClient:
+        stream = await trio.open_tcp_stream(host, port)
+        client = cls(stream, **kwargs)
+        nursery.start_soon(client._read_loop)
+        return client
+
+    async def flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data:
+            async with self._send_lock:
+                await self.stream.send_all(data)
+
+    async def call(self, request: Callable[..., int], *args: Any, **kwargs: Any) -> Event:
+        """Send one request made by a ClientConnection method and wait for its reply event."""
+        request_id = request(*args, **kwargs)
+        done = trio.Event()
+        box: list[Event] = []
+        self._waiters[request_id] = (done, box)
+        await self.flush()
+        await done.wait()
+        if not box:
+            raise StratumClientError("connection closed before the reply")
+        return box[0]
+
+    def send_nowait_request(self, request: Callable[..., int], *args: Any, **kwargs: Any) -> int:
+        """Queue a request whose reply will arrive through on_event (call flush() to send)."""
+        return request(*args, **kwargs)
+
+    async def handshake(self, worker: str, password: str = "x", *, version_rolling: bool = False,
+                        session_id: str | None = None) -> SubscribeResult:  # fmt: skip
+        if version_rolling:
+            reply = await self.call(self.conn.configure, version_rolling_mask=0x1FFFE000)
+            if isinstance(reply, ErrorReply):
+                raise StratumClientError(f"configure refused: {reply.message}")
+        sub = await self.call(self.conn.subscribe, self.user_agent, session_id)
+        if not isinstance(sub, SubscribeResult):
+            raise StratumClientError(f"subscribe refused: {sub}")
+        auth = await self.call(self.conn.authorize, worker, password)
+        if not (isinstance(auth, AuthorizeResult) and auth.ok):
+            raise StratumClientError(f"authorize refused: {auth}")
+        return sub
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                try:
+                    data = await self.stream.receive_some(65536)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    data = b""
+                try:
+                    events = self.conn.receive_data(data)
+                except RemoteProtocolError:
+                    return
+                for event in events:
+                    if isinstance(event, _REPLIES):
+                        waiter = self._waiters.pop(getattr(event, "id", None), None)
+                        if waiter is not None:
+                            waiter[1].append(event)
+                            waiter[0].set()
+                            continue
+                    if isinstance(event, GetVersion):
+                        self.conn.respond(event.id, self.user_agent)
+                    self.on_event(event)
+                await self.flush()
+                if not data:
+                    return
+        finally:
+            self.closed.set()
+            for done, _ in self._waiters.values():
+                done.set()
+            self._waiters.clear()
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()

@@ -1,0 +1,1 @@
+"""Work for miners: template sources, the job registry, extranonce allocation, found blocks."""

@@ -1,0 +1,155 @@
+"""Found blocks: written durably before the first submit, submitted with retries, confirmed.
+
+The ledger is SQLite (WAL, synchronous=FULL): a block is on disk before any node hears of it, so
+a crash between finding and submitting loses nothing — on restart `BlockSubmitter.resubmit_pending`
+sends every block not yet confirmed again. A found block's status moves
+pending -> submitted -> confirmed, or -> rejected (the node said why) / orphaned (the chain moved
+on without it).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+import trio
+
+from .sources import SourceUnavailable, TemplateSource
+
+log = structlog.get_logger("stratumkit.blocks")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS blocks (
+    hash TEXT PRIMARY KEY,
+    height INTEGER NOT NULL,
+    worker TEXT NOT NULL,
+    found_at REAL NOT NULL,
+    status TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    block BLOB NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class FoundBlock:
+    hash: str
+    height: int
+    worker: str
+    found_at: float
+    status: str
+    detail: str
+    attempts: int
+
+    def as_dict(self) -> dict[str, object]:
+        return {"hash": self.hash, "height": self.height, "worker": self.worker,
+                "found_at": self.found_at, "status": self.status, "detail": self.detail,
+                "attempts": self.attempts}  # fmt: skip
+
+
+class BlockLedger:
+    """The durable record of every block the pool found."""
+
+    def __init__(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def add(self, block_hash: str, height: int, worker: str, block: bytes, found_at: float) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO blocks (hash, height, worker, found_at, status, block) "
+                "VALUES (?, ?, ?, ?, 'pending', ?)",
+                (block_hash, height, worker, found_at, block),
+            )
+
+    def set_status(self, block_hash: str, status: str, detail: str = "", *, attempt: bool = False) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE blocks SET status = ?, detail = ?, attempts = attempts + ? WHERE hash = ?",
+                (status, detail, int(attempt), block_hash),
+            )
+
+    def block_bytes(self, block_hash: str) -> bytes:
+        with self._lock:
+            row = self._db.execute("SELECT block FROM blocks WHERE hash = ?", (block_hash,)).fetchone()
+        if row is None:
+            raise KeyError(block_hash)
+        return bytes(row[0])
+
+    def list(self, *, statuses: tuple[str, ...] | None = None, limit: int = 1000) -> list[FoundBlock]:
+        query = "SELECT hash, height, worker, found_at, status, detail, attempts FROM blocks"
+        args: tuple[object, ...] = ()
+        if statuses:
+            query += f" WHERE status IN ({','.join('?' * len(statuses))})"
+            args = statuses
+        query += " ORDER BY found_at DESC LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(query, (*args, limit)).fetchall()
+        return [FoundBlock(*row) for row in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class BlockSubmitter:
+    """Submit found blocks to the template source until it gives a definite answer."""
+
+    def __init__(self, ledger: BlockLedger, source: TemplateSource, *, retry_delay: float = 1.0,
+                 max_delay: float = 30.0, confirm_delay: float = 2.0) -> None:  # fmt: skip
+        self.ledger = ledger
+        self.source = source
+        self.retry_delay = retry_delay
+        self.max_delay = max_delay
+        self.confirm_delay = confirm_delay
+
+    async def record(self, block_hash: str, height: int, worker: str, block: bytes) -> None:
+        """Write the block down durably (before anyone submits it)."""
+        await trio.to_thread.run_sync(self.ledger.add, block_hash, height, worker, block, time.time())
+
+    async def submit(self, block_hash: str, block: bytes) -> str:
+        """Submit until accepted, rejected, or the chain shows it; returns the final status."""
+        delay = self.retry_delay
+        while True:
+            try:
+                result = await self.source.submit_block(block)
+            except SourceUnavailable as exc:
+                self.ledger.set_status(block_hash, "pending", f"node unreachable: {exc}", attempt=True)
+                log.warning("block submit failed, will retry", block=block_hash, error=str(exc), retry_in=delay)
+                await trio.sleep(delay)
+                delay = min(delay * 2, self.max_delay)
+                continue
+            if result is None or result in ("duplicate", "inconclusive", "duplicate-inconclusive"):
+                self.ledger.set_status(block_hash, "submitted", result or "", attempt=True)
+                return await self._confirm(block_hash)
+            self.ledger.set_status(block_hash, "rejected", result, attempt=True)
+            log.error("block rejected", block=block_hash, reason=result)
+            return "rejected"
+
+    async def _confirm(self, block_hash: str) -> str:
+        for _ in range(5):
+            try:
+                if await self.source.is_in_chain(block_hash):
+                    self.ledger.set_status(block_hash, "confirmed")
+                    log.info("block confirmed", block=block_hash)
+                    return "confirmed"
+            except SourceUnavailable:
+                pass
+            await trio.sleep(self.confirm_delay)
+        self.ledger.set_status(block_hash, "submitted", "not in the best chain yet")
+        return "submitted"
+
+    async def resubmit_pending(self) -> None:
+        """On start: every block not confirmed or rejected goes to the node again."""
+        for found in self.ledger.list(statuses=("pending", "submitted")):
+            log.info("resubmitting block from before restart", block=found.hash, height=found.height)
+            await self.submit(found.hash, self.ledger.block_bytes(found.hash))

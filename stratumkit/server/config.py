@@ -1,0 +1,115 @@
+"""Pool configuration: defaults, a TOML file, and command-line overrides, in that order.
+
+Every key of the TOML file is a field of `PoolConfig` (same name); unknown keys are an error, so a
+typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message says which key and why."""
+
+
+@dataclass(slots=True)
+class PoolConfig:
+    # listening
+    host: str = "0.0.0.0"
+    port: int = 3333
+    api_host: str = "127.0.0.1"
+    api_port: int | None = 8080
+    # where state lives (share log, blocks, embedded chain)
+    data_dir: str = "var/stratumkit"
+    # work
+    node_url: str | None = None  # http://user:pass@host:port ; None: the embedded chain
+    node_cookie: str | None = None  # path to bitcoind's .cookie file
+    network: str = "regtest"  # mainnet | testnet | regtest: how payout addresses are encoded
+    payout_address: str | None = None  # None on the embedded chain pays an anyone-can-spend script
+    solo: bool = False  # pay the worker name's address instead of payout_address
+    pool_tag: str = "/stratumkit/"
+    embedded_difficulty: float = 0.01
+    embedded_filler_transactions: int = 0
+    template_refresh: float = 30.0
+    node_poll_interval: float = 1.0
+    stale_window: float = 120.0
+    extranonce2_size: int = 4
+    instance_id: int = 0  # extranonce1 prefix byte; give each pool process its own
+    # difficulty
+    start_difficulty: float = 0.001
+    min_difficulty: float = 1e-6
+    max_difficulty: float = 2.0**40
+    share_interval: float = 10.0
+    retarget_time: float = 60.0
+    version_mask: int = 0x1FFFE000  # BIP320 general-purpose bits
+    # connections
+    max_line_length: int = 16 * 1024
+    handshake_timeout: float = 30.0
+    idle_timeout: float = 600.0
+    send_timeout: float = 15.0
+    send_queue: int = 256
+    max_connections_per_ip: int = 64
+    max_invalid_shares: int = 100  # in a row: then the connection is dropped
+    # logs
+    log_format: str = "console"  # console | json
+    log_level: str = "info"
+    # lease extension (rigs)
+    lease_drain_timeout: float = 10.0
+    queue_url: str | None = None  # None: SQLite in data_dir ; redis://host:port/db for Redis
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> PoolConfig:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port must be 0..65535, got {self.port}")
+        if not 0 < self.min_difficulty <= self.start_difficulty <= self.max_difficulty:
+            raise ConfigError("need 0 < min_difficulty <= start_difficulty <= max_difficulty")
+        if not 2 <= self.extranonce2_size <= 16:
+            raise ConfigError("extranonce2_size must be 2..16 (what miners accept)")
+        if not 0 <= self.instance_id <= 255:
+            raise ConfigError("instance_id must be 0..255")
+        if self.log_format not in ("console", "json"):
+            raise ConfigError("log_format must be 'console' or 'json'")
+        if self.network not in ("mainnet", "testnet", "regtest", "signet"):
+            raise ConfigError("network must be mainnet, testnet, signet or regtest")
+        if self.solo and self.payout_address:
+            raise ConfigError("solo mode pays each worker's own address: leave payout_address unset")
+        if self.node_url is not None and not (self.payout_address or self.solo):
+            raise ConfigError("mining against a node needs payout_address (or solo = true)")
+        if self.max_connections_per_ip < 1 or self.send_queue < 1:
+            raise ConfigError("max_connections_per_ip and send_queue must be positive")
+        return self
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_FIELDS = {f.name for f in fields(PoolConfig)} - {"extra"}
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> PoolConfig:
+    """Defaults, then the TOML file (flat keys, or under a [pool] table), then overrides."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config {path}: {exc}") from None
+        data = data.get("pool", data)
+        unknown = sorted(set(data) - _FIELDS)
+        if unknown:
+            raise ConfigError(f"unknown config key(s) in {path}: {', '.join(unknown)}")
+        values.update(data)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        config = PoolConfig(**values)
+    except TypeError as exc:
+        raise ConfigError(str(exc)) from None
+    return config.validate()

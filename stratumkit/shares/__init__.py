@@ -1,0 +1,1 @@
+"""Share validation, difficulty, and the durable record of accepted shares."""

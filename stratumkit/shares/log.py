@@ -1,0 +1,205 @@
+"""The durable, append-only log of accepted shares: msgpack records in segment files.
+
+Crash contract: a share is acknowledged to the miner only after the batch holding it has been
+written and fdatasync'ed. A kill -9 (or power loss) can therefore lose only shares that were never
+acknowledged; it can also leave a torn last record, which `open` detects by its length and CRC and
+truncates away. Nothing acknowledged is lost.
+
+Group commit: `append` queues the record on the open batch and waits for it; one writer task
+takes the whole batch, writes it with one write() and one fdatasync() in a worker thread, and wakes
+every waiter at once. Under load, batches grow to whatever arrived during the previous sync, so
+the cost of a sync is shared by many shares.
+
+Frame: u32 little-endian payload length, u32 CRC-32 of the payload, then the msgpack payload: an
+array whose first item is the record type's version (`SHARE_V1`). Segments are named
+`shares-<first sequence number>.log` and rotate past `segment_bytes`.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgpack
+import trio
+
+SHARE_V1 = 1
+_FRAME = struct.Struct("<II")
+_MAX_RECORD = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class ShareRecord:
+    """One accepted share, as logged. `hash` is the header hash in internal byte order."""
+
+    time: float
+    worker: str
+    job_id: str
+    extranonce1: bytes
+    extranonce2: bytes
+    ntime: int
+    nonce: int
+    version: int
+    difficulty: float
+    hash: bytes
+    block: bool = False
+
+    def pack(self) -> bytes:
+        body = msgpack.packb(
+            [SHARE_V1, self.time, self.worker, self.job_id, self.extranonce1, self.extranonce2,
+             self.ntime, self.nonce, self.version, self.difficulty, self.hash, self.block],
+        )  # fmt: skip
+        return _FRAME.pack(len(body), zlib.crc32(body)) + body
+
+    @classmethod
+    def unpack(cls, body: bytes) -> ShareRecord:
+        fields = msgpack.unpackb(body)
+        if not isinstance(fields, list) or not fields or fields[0] != SHARE_V1:
+            raise ShareLogError(f"unknown share record version: {fields[:1]!r}")
+        return cls(*fields[1:])
+
+
+class ShareLogError(Exception):
+    """The log's files are not what this module writes (not a torn tail: that is repaired)."""
+
+
+def _segments(directory: Path) -> list[Path]:
+    return sorted(directory.glob("shares-*.log"), key=lambda p: int(p.stem.split("-")[1]))
+
+
+def _scan(path: Path) -> tuple[int, int]:
+    """(records, bytes) of the valid prefix of one segment."""
+    count = good = 0
+    with path.open("rb") as f:
+        data = f.read()
+    while good + _FRAME.size <= len(data):
+        length, crc = _FRAME.unpack_from(data, good)
+        end = good + _FRAME.size + length
+        if length > _MAX_RECORD or end > len(data) or zlib.crc32(data[good + _FRAME.size : end]) != crc:
+            break
+        good = end
+        count += 1
+    return count, good
+
+
+def read_records(directory: str | os.PathLike[str]) -> Iterator[ShareRecord]:
+    """Every intact record in order (a torn tail is skipped, not an error)."""
+    for path in _segments(Path(directory)):
+        data = path.read_bytes()
+        pos = 0
+        while pos + _FRAME.size <= len(data):
+            length, crc = _FRAME.unpack_from(data, pos)
+            end = pos + _FRAME.size + length
+            if length > _MAX_RECORD or end > len(data) or zlib.crc32(data[pos + _FRAME.size : end]) != crc:
+                break
+            yield ShareRecord.unpack(data[pos + _FRAME.size : end])
+            pos = end
+
+
+class _Batch:
+    __slots__ = ("done", "error", "frames")
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+        self.done = trio.Event()
+        self.error: BaseException | None = None
+
+
+class ShareLog:
+    """Append-only share log with group commit. Run `run()` in a nursery (`nursery.start`)."""
+
+    def __init__(self, directory: str | os.PathLike[str], *, segment_bytes: int = 64 << 20,
+                 fsync: bool = True) -> None:  # fmt: skip
+        self.directory = Path(directory)
+        self.segment_bytes = segment_bytes
+        self.fsync = fsync
+        self.records = 0  # records in the log, including those recovered at open
+        self.batches = 0
+        self._batch = _Batch()
+        self._wake = trio.Event()
+        self._fd = -1
+        self._segment_size = 0
+        self._closed = False
+        self._open()
+
+    def _open(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        segments = _segments(self.directory)
+        total = 0
+        for path in segments:
+            count, good = _scan(path)
+            total += count
+            if good != path.stat().st_size:  # a torn tail from a crash: cut it off
+                with path.open("r+b") as f:
+                    f.truncate(good)
+                    os.fsync(f.fileno())
+        self.records = total
+        if segments and segments[-1].stat().st_size < self.segment_bytes:
+            self._open_segment(segments[-1])
+        else:
+            self._open_segment(self.directory / f"shares-{total}.log")
+
+    def _open_segment(self, path: Path) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._segment_size = os.fstat(self._fd).st_size
+        dir_fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # the new file's name is durable too
+        finally:
+            os.close(dir_fd)
+
+    async def append(self, record: ShareRecord) -> None:
+        """Queue a record and return once it is on disk (the caller then acknowledges it)."""
+        if self._closed:
+            raise ShareLogError("share log is closed")
+        batch = self._batch
+        batch.frames.append(record.pack())
+        self._wake.set()
+        await batch.done.wait()
+        if batch.error is not None:
+            raise ShareLogError(f"share log write failed: {batch.error}") from batch.error
+
+    def _write(self, frames: list[bytes]) -> None:
+        data = b"".join(frames)
+        view = memoryview(data)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+        if self.fsync:
+            os.fdatasync(self._fd)
+        self._segment_size += len(data)
+        self.records += len(frames)
+        if self._segment_size >= self.segment_bytes:
+            self._open_segment(self.directory / f"shares-{self.records}.log")
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The writer: one batch at a time, until cancelled; then flush what is queued and close."""
+        task_status.started()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake = trio.Event()
+                await self._flush()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._flush()
+                self._closed = True
+                if self._fd >= 0:
+                    os.close(self._fd)
+                    self._fd = -1
+
+    async def _flush(self) -> None:
+        batch, self._batch = self._batch, _Batch()
+        if batch.frames:
+            try:
+                await trio.to_thread.run_sync(self._write, batch.frames)
+                self.batches += 1
+            except OSError as exc:
+                batch.error = exc
+        batch.done.set()

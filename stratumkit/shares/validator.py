@@ -1,0 +1,99 @@
+"""The verdict on one mining.submit: pure, with the wall clock passed in.
+
+Order matters and is the rule of this module: parse the fields, find the job, hash the share with
+ONE native call, and flag a block *before* any reason to reject is considered. A share that solves
+a block is never thrown away, whatever else is wrong with it (a duplicate of a block was already
+flagged the first time). Then, in order: version bits outside the negotiated mask (20), ntime out
+of the window (20), duplicate work (22), below the job's difficulty (23).
+
+A share counts at the difficulty its job was sent with to that miner, so a share for work from
+before a difficulty change is judged at the old difficulty.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stratumkit.hashing import ShareResult
+from stratumkit.jobs.job import Job
+from stratumkit.protocol.errors import ErrorCode
+
+from .fields import FieldError, hex_bytes, hex_u32
+
+#: Bitcoin Core refuses a block whose time is more than two hours ahead of its clock.
+MAX_FUTURE_NTIME = 7200
+
+
+@dataclass(frozen=True, slots=True)
+class ShareVerdict:
+    error: ErrorCode | None  # None: accepted
+    message: str
+    job: Job | None = None
+    result: ShareResult | None = None
+    block: bool = False
+    extranonce2: bytes = b""
+    ntime: int = 0
+    nonce: int = 0
+    version: int = 0
+
+    @property
+    def accepted(self) -> bool:
+        return self.error is None
+
+
+def _reject(code: ErrorCode, message: str, **fields: object) -> ShareVerdict:
+    return ShareVerdict(code, message, **fields)  # type: ignore[arg-type]
+
+
+def judge_share(
+    job: Job | None,
+    *,
+    extranonce1: bytes,
+    extranonce2_size: int,
+    version_mask: int | None,
+    share_target: int,
+    extranonce2_hex: str,
+    ntime_hex: str,
+    nonce_hex: str,
+    version_bits_hex: str | None,
+    now: float,
+) -> ShareVerdict:
+    """Judge one share of `job` (None when the job id is unknown or stale)."""
+    if job is None:
+        return _reject(ErrorCode.JOB_NOT_FOUND, "Job not found (stale)")
+    try:
+        extranonce2 = hex_bytes("extranonce2", extranonce2_hex, extranonce2_size)
+        ntime = hex_u32("ntime", ntime_hex)
+        nonce = hex_u32("nonce", nonce_hex)
+        bits = None if version_bits_hex is None else hex_u32("version_bits", version_bits_hex)
+    except FieldError as exc:
+        return _reject(ErrorCode.OTHER, str(exc))
+
+    mask = version_mask or 0
+    violation = ""
+    if bits is None:
+        version = job.version
+    elif bits & ~mask:
+        # Hash it the way the miner most likely did, so a block still counts; refuse the share.
+        version = (job.version & ~(mask | bits)) | bits
+        violation = "version bits outside the negotiated mask" if mask else "version rolling was not negotiated"
+    else:
+        version = (job.version & ~mask) | bits
+
+    result = job.prepared.check(extranonce1, extranonce2, version, ntime, nonce, share_target)
+    seen = result.hash in job.seen
+    block = result.meets_network and not seen
+    fields = dict(job=job, result=result, block=block, extranonce2=extranonce2, ntime=ntime, nonce=nonce,
+                  version=version)  # fmt: skip
+    if not violation and not job.template.mintime <= ntime <= now + MAX_FUTURE_NTIME:
+        violation = "ntime out of range"
+    if violation:
+        if block:
+            job.seen.add(result.hash)
+        return _reject(ErrorCode.OTHER, violation, **fields)
+    if seen:
+        return _reject(ErrorCode.DUPLICATE, "Duplicate share", **fields)
+    if not result.meets_share and not block:
+        return _reject(ErrorCode.LOW_DIFFICULTY, "Low difficulty share", **fields)
+    job.seen.add(result.hash)
+    return ShareVerdict(None, "", **fields)  # type: ignore[arg-type]
