@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test bench clean
+.PHONY: run test bench clean services
 
 $(STAMP): pyproject.toml setup.py native/build_sha256d.py native/sha256d.c native/sha256d.h
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,11 @@ $(STAMP): pyproject.toml setup.py native/build_sha256d.py native/sha256d.c nativ
 run: $(STAMP)
 	$(VENV)/bin/stratumkit serve
 
-test: $(STAMP)
+# Real servers the tests talk to: Redis (queue engine) from Debian's packages.
+services:
+	bash scripts/redis-server.sh
+
+test: $(STAMP) services
 	$(PY) -m pytest
 
 bench: $(STAMP)

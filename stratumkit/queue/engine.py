@@ -1,0 +1,264 @@
+"""The inference job queue: one interface, several engines.
+
+A lease's integrator enqueues jobs; the leased rigs claim and run them. Rigs get killed mid-job and
+pool processes restart, so every engine keeps the same contract:
+
+- At-least-once delivery. A job is never lost: a claim that is neither acknowledged nor kept alive
+  by `heartbeat` before its visibility timeout runs out makes the job claimable again.
+- Exactly one recorded result per job. Each delivery carries a claim token; only the newest
+  delivery of a job may record its result, and only once. An ack from a superseded delivery (a rig
+  presumed dead that finishes late), or a second ack for a job that already has a result, returns
+  False and records nothing. Repeating the ack of the delivery whose result was recorded returns
+  True again, so a rig may retry an ack whose reply it lost.
+- A claim's token stays current until someone else claims the job, the job is released (`nack`,
+  `requeue_consumer`) or it completes: a slow rig whose claim ran out but whose job nobody has taken
+  yet may still heartbeat or ack it.
+- A job delivered `max_deliveries` times that is released again (nack, expiry, dead rig) goes to the
+  queue's dead letters instead of back to ready.
+- Payloads and results are msgpack-able dicts; engines store the msgpack bytes.
+- Time: deadlines are wall-clock seconds (they are stored, and must mean the same thing after a
+  restart). The embedded engine takes its clock as a parameter so tests can drive it; the Redis
+  engine uses the server's clock.
+
+This module holds the values, the errors, the `QueueEngine` protocol and the shared argument checks.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import msgpack  # type: ignore[import-untyped]
+import trio
+
+#: Deliveries a job gets before it is dead-lettered, when `enqueue` is not told otherwise.
+DEFAULT_MAX_DELIVERIES = 5
+#: Longest visibility timeout a claim or heartbeat may ask for (the Redis engine encodes deadlines
+#: as idle times below this bound).
+MAX_VISIBILITY_TIMEOUT = 7 * 24 * 3600.0
+#: Reason recorded on a job dead-lettered for running out of deliveries.
+REASON_MAX_DELIVERIES = "max_deliveries"
+
+_NAME_RE = re.compile(r"[A-Za-z0-9_.:@/\-]{1,200}")
+
+
+class QueueError(Exception):
+    """Base class of every error the queue engines raise."""
+
+
+class InvalidArgument(QueueError, ValueError):
+    """A name, timeout, count or payload the engine cannot accept."""
+
+
+class UnknownJob(QueueError, LookupError):
+    """No job with this id was ever enqueued."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"unknown job {job_id!r}")
+        self.job_id = job_id
+
+
+class StaleClaim(QueueError):
+    """The claim no longer holds its job: redelivered, released, completed or dead-lettered."""
+
+    def __init__(self, job_id: str, token: str) -> None:
+        super().__init__(f"claim {token!r} on job {job_id!r} is no longer current")
+        self.job_id = job_id
+        self.token = token
+
+
+class QueueClosed(QueueError):
+    """The engine was closed."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job as stored: what was enqueued and how often it has been delivered."""
+
+    job_id: str
+    queue: str
+    payload: dict[str, Any]
+    deliveries: int
+    max_deliveries: int
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """One delivery of a job to one consumer.
+
+    `token` is opaque and names this delivery: acks, heartbeats and nacks are checked against it.
+    `deadline` is the wall-clock time (engine clock) after which the job may go to someone else.
+    """
+
+    job_id: str
+    queue: str
+    payload: dict[str, Any]
+    deliveries: int
+    max_deliveries: int
+    consumer: str
+    token: str
+    visibility_timeout: float
+    deadline: float
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """The one recorded result of a job, and which delivery produced it."""
+
+    job_id: str
+    queue: str
+    payload: dict[str, Any]
+    consumer: str
+    deliveries: int
+    completed_at: float
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A job that was taken out of circulation, and why."""
+
+    job: Job
+    reason: str
+    dead_at: float
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """Counts for one queue. `ready` includes claims whose visibility timeout has run out."""
+
+    queue: str
+    ready: int
+    in_flight: int
+    done: int
+    dead: int
+
+
+@runtime_checkable
+class QueueEngine(Protocol):
+    """What the lease controller, the HTTP API and the rig agent need from a job queue."""
+
+    async def enqueue(
+        self,
+        queue: str,
+        payload: dict[str, Any],
+        *,
+        job_id: str | None = None,
+        max_deliveries: int = DEFAULT_MAX_DELIVERIES,
+    ) -> str:
+        """Add a job and return its id. With a caller-supplied `job_id` a repeat is a no-op that
+        returns the same id (the first payload wins); reusing an id on another queue is an
+        `InvalidArgument`."""
+        ...
+
+    async def claim(
+        self, queue: str, consumer: str, visibility_timeout: float, *, max_jobs: int = 1
+    ) -> list[ClaimedJob]:
+        """Take up to `max_jobs` jobs: expired claims first (oldest first), then new jobs in
+        enqueue order. Returns an empty list when there is nothing to do; never waits."""
+        ...
+
+    async def heartbeat(
+        self, claim: ClaimedJob, visibility_timeout: float | None = None
+    ) -> ClaimedJob:
+        """Push the claim's deadline to now + timeout (default: the claim's own timeout).
+        Raises `StaleClaim` if the claim was superseded, so the rig can stop early."""
+        ...
+
+    async def ack(self, claim: ClaimedJob, result: dict[str, Any]) -> bool:
+        """Record `result`. True if the job's recorded result is this delivery's; False if this
+        ack was refused (superseded delivery, or another delivery's result is recorded)."""
+        ...
+
+    async def nack(self, claim: ClaimedJob) -> None:
+        """Give the job back: ready again, or dead-lettered if out of deliveries.
+        Raises `StaleClaim` if the claim was superseded."""
+        ...
+
+    async def requeue_consumer(self, consumer: str) -> int:
+        """Release every claim `consumer` holds, on every queue (a rig known dead). Returns how
+        many jobs were released; those out of deliveries are dead-lettered."""
+        ...
+
+    async def result(self, job_id: str) -> JobResult | None:
+        """The recorded result, or None while there is none. `UnknownJob` for an unknown id."""
+        ...
+
+    async def stats(self, queue: str) -> QueueStats:
+        """Counts of ready, in-flight, done and dead jobs."""
+        ...
+
+    async def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
+        """The oldest `limit` dead-lettered jobs of `queue`."""
+        ...
+
+    async def close(self) -> None:
+        """Release the engine's resources; later calls raise `QueueClosed`."""
+        ...
+
+
+async def wait_result(engine: QueueEngine, job_id: str, *, poll_interval: float = 0.1) -> JobResult:
+    """Poll until the job has a result. A dead-lettered job never gets one: bound the wait with
+    `trio.fail_after` / `trio.move_on_after`."""
+    check_positive("poll_interval", poll_interval)
+    while True:
+        found = await engine.result(job_id)
+        if found is not None:
+            return found
+        await trio.sleep(poll_interval)
+
+
+# --- shared argument checks and codecs ------------------------------------------------------
+
+
+def check_name(kind: str, value: object) -> str:
+    """Queue, consumer and job names: 1-200 characters of [A-Za-z0-9_.:@/-]."""
+    if not isinstance(value, str) or _NAME_RE.fullmatch(value) is None:
+        raise InvalidArgument(
+            f"{kind} must be 1-200 characters of letters, digits and _.:@/-, got {value!r}"
+        )
+    return value
+
+
+def check_positive(kind: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise InvalidArgument(f"{kind} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def check_visibility_timeout(value: object) -> float:
+    seconds = check_positive("visibility_timeout", value)
+    if seconds > MAX_VISIBILITY_TIMEOUT:
+        raise InvalidArgument(
+            f"visibility_timeout must be at most {MAX_VISIBILITY_TIMEOUT:.0f} s, got {seconds}"
+        )
+    return seconds
+
+
+def check_count(kind: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidArgument(f"{kind} must be an integer >= 1, got {value!r}")
+    return value
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def pack_payload(kind: str, value: object) -> bytes:
+    """msgpack bytes of a payload or result dict."""
+    if not isinstance(value, Mapping):
+        raise InvalidArgument(f"{kind} must be a dict, not {type(value).__name__}")
+    try:
+        return msgpack.packb(dict(value), use_bin_type=True)  # type: ignore[no-any-return]
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidArgument(f"{kind} is not msgpack-able: {exc}") from exc
+
+
+def unpack_payload(data: bytes) -> dict[str, Any]:
+    value = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    if not isinstance(value, dict):
+        raise QueueError(f"stored payload is a {type(value).__name__}, not a dict")
+    return value

@@ -1,0 +1,526 @@
+"""The distributed queue engine: Redis Streams through coredis (anyio, so it runs on trio).
+
+Layout (every key under `prefix`):
+- `{prefix}:q:{queue}:stream` one stream per queue, read by the consumer group `workers`; an entry
+  holds the job id (j), its msgpack payload (p) and its max deliveries (m).
+- `{prefix}:q:{queue}:dead`   the queue's dead letters (a stream: j, p, m, deliveries n, reason r).
+- `{prefix}:q:{queue}:counts` hash: waiting (never delivered), done, dead.
+- `{prefix}:jobs`             hash job id -> queue: makes enqueue idempotent and ids global.
+- `{prefix}:queues`           set of queue names, for `requeue_consumer`.
+- `{prefix}:result:{job_id}`  hash: the one recorded result and the token of the delivery.
+
+Rules:
+- Every operation is one Lua script, so each check-and-change is atomic on the server.
+- Ownership and delivery counts live in the group's pending entries list (PEL). A claim's token is
+  the entry id plus the delivery count; it is current while the PEL shows the entry owned by the
+  claim's consumer with that count. Every new delivery (XREADGROUP, XAUTOCLAIM) bumps the count;
+  heartbeats and releases use XCLAIM ... JUSTID, which does not.
+- Deadlines are idle times. With `H = MAX_VISIBILITY_TIMEOUT`, a claim with timeout `vt` has its
+  idle time set to `H - vt` (XCLAIM ... IDLE), so it reaches `H` exactly at its deadline, and
+  `XAUTOCLAIM min-idle = H` takes over precisely the claims whose own timeout ran out, whatever
+  timeout each claimer chose. A heartbeat sets it to `H - vt` again. A released job (nack, dead
+  rig) is handed to the reserved consumer `~released` with idle `H`: claimable at once, and no
+  longer current for the rig that had it. The server's clock is the only clock.
+- A result is written with HSETNX on the token field (the only-once guard), in the same script as
+  the XACK and XDEL of the entry.
+- A job that would be delivered again after `max_deliveries` deliveries is moved to the dead
+  stream instead (at claim time, on release, or when `stats` looks).
+
+Durability: Redis' own. Run it with `appendonly yes` and `appendfsync always` and every script
+that returned survives a kill -9 of redis-server (its writes were fsynced to the AOF before the
+reply was sent). With the default `appendfsync everysec` a crash may lose the last second.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import coredis
+import coredis.exceptions
+
+from .engine import (
+    DEFAULT_MAX_DELIVERIES,
+    MAX_VISIBILITY_TIMEOUT,
+    REASON_MAX_DELIVERIES,
+    ClaimedJob,
+    DeadLetter,
+    InvalidArgument,
+    Job,
+    JobResult,
+    QueueClosed,
+    QueueError,
+    QueueStats,
+    StaleClaim,
+    UnknownJob,
+    check_count,
+    check_name,
+    check_visibility_timeout,
+    new_job_id,
+    pack_payload,
+    unpack_payload,
+)
+
+GROUP = "workers"
+#: Oldest Redis with XAUTOCLAIM and XPENDING ... IDLE.
+MIN_REDIS_VERSION = (6, 2)
+_HORIZON_MS = int(MAX_VISIBILITY_TIMEOUT * 1000)
+
+_PRELUDE = f"""
+local GROUP = '{GROUP}'
+local RELEASED = '~released'
+local function tomap(flat)
+  local m = {{}}
+  for i = 1, #flat, 2 do m[flat[i]] = flat[i + 1] end
+  return m
+end
+local function entry(stream, id)
+  local e = redis.call('XRANGE', stream, id, id)
+  if #e == 0 then return nil end
+  return tomap(e[1][2])
+end
+local function dead_letter(stream, dead, counts, id, deliveries, reason)
+  local f = entry(stream, id)
+  if f then
+    redis.call('XADD', dead, '*', 'j', f.j, 'p', f.p, 'm', f.m, 'n', deliveries, 'r', reason)
+    redis.call('HINCRBY', counts, 'dead', 1)
+  end
+  redis.call('XACK', stream, GROUP, id)
+  redis.call('XDEL', stream, id)
+end
+-- 1 if the entry is pending, owned by consumer, with this delivery count
+local function current(stream, id, consumer, deliveries)
+  if redis.call('EXISTS', stream) == 0 then return false end
+  local p = redis.call('XPENDING', stream, GROUP, id, id, 1)
+  return #p == 1 and p[1][2] == consumer and p[1][4] == tonumber(deliveries)
+end
+-- release a pending entry: dead letter if out of deliveries, else claimable at once
+local function release(stream, dead, counts, id, deliveries, horizon, reason)
+  local f = entry(stream, id)
+  if f == nil or deliveries >= tonumber(f.m) then
+    dead_letter(stream, dead, counts, id, deliveries, reason)
+  else
+    redis.call('XCLAIM', stream, GROUP, RELEASED, 0, id, 'IDLE', horizon, 'JUSTID')
+  end
+end
+"""
+
+# KEYS: jobs, queues, stream, counts   ARGV: job_id, queue, payload, max_deliveries
+_ENQUEUE = """
+local existing = redis.call('HGET', KEYS[1], ARGV[1])
+if existing then return existing end
+if redis.call('EXISTS', KEYS[3]) == 0 then
+  redis.call('XGROUP', 'CREATE', KEYS[3], GROUP, '0', 'MKSTREAM')
+end
+redis.call('XADD', KEYS[3], '*', 'j', ARGV[1], 'p', ARGV[3], 'm', ARGV[4])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[2])
+redis.call('HINCRBY', KEYS[4], 'waiting', 1)
+return ARGV[2]
+"""
+
+# KEYS: stream, dead, counts   ARGV: consumer, horizon_ms, timeout_ms, max_jobs, reason
+# -> {server time, {{entry id, job id, payload, max deliveries, deliveries}, ...}}
+_CLAIM = """
+local stream, dead, counts = KEYS[1], KEYS[2], KEYS[3]
+local consumer, horizon = ARGV[1], tonumber(ARGV[2])
+local timeout, want = tonumber(ARGV[3]), tonumber(ARGV[4])
+local out = {}
+local now = redis.call('TIME')
+if redis.call('EXISTS', stream) == 0 then return {now, out} end
+local function take(id, f, deliveries)
+  redis.call('XCLAIM', stream, GROUP, consumer, 0, id, 'IDLE', horizon - timeout, 'JUSTID')
+  out[#out + 1] = {id, f.j, f.p, f.m, deliveries}
+end
+local cursor = '0-0'
+repeat
+  local r = redis.call('XAUTOCLAIM', stream, GROUP, consumer, horizon, cursor,
+                       'COUNT', want - #out)
+  cursor = r[1]
+  for _, e in ipairs(r[2]) do
+    local id = e[1]
+    if e[2] then
+      local f = tomap(e[2])
+      local n = redis.call('XPENDING', stream, GROUP, id, id, 1)[1][4]
+      if n > tonumber(f.m) then
+        dead_letter(stream, dead, counts, id, n - 1, ARGV[5])
+      else
+        take(id, f, n)
+      end
+    else
+      redis.call('XACK', stream, GROUP, id)
+    end
+  end
+until cursor == '0-0' or #out >= want
+if #out < want then
+  local r = redis.call('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', want - #out,
+                       'STREAMS', stream, '>')
+  if r then
+    for _, e in ipairs(r[1][2]) do
+      take(e[1], tomap(e[2]), 1)
+      redis.call('HINCRBY', counts, 'waiting', -1)
+    end
+  end
+end
+return {now, out}
+"""
+
+# KEYS: stream, jobs   ARGV: job_id, entry id, consumer, deliveries, idle_ms
+_HEARTBEAT = """
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return -1 end
+if not current(KEYS[1], ARGV[2], ARGV[3], ARGV[4]) then return 0 end
+redis.call('XCLAIM', KEYS[1], GROUP, ARGV[3], 0, ARGV[2], 'IDLE', ARGV[5], 'JUSTID')
+return redis.call('TIME')
+"""
+
+# KEYS: stream, jobs, result, counts   ARGV: job_id, entry id, consumer, deliveries, token,
+#                                             result payload, queue
+_ACK = """
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return -1 end
+local recorded = redis.call('HGET', KEYS[3], 'token')
+if recorded then
+  if recorded == ARGV[5] then return 1 else return 0 end
+end
+if not current(KEYS[1], ARGV[2], ARGV[3], ARGV[4]) then return 0 end
+if redis.call('HSETNX', KEYS[3], 'token', ARGV[5]) == 0 then return 0 end
+local t = redis.call('TIME')
+redis.call('HSET', KEYS[3], 'queue', ARGV[7], 'payload', ARGV[6], 'consumer', ARGV[3],
+           'deliveries', ARGV[4], 'at', t[1] .. '.' .. string.format('%06d', tonumber(t[2])))
+redis.call('XACK', KEYS[1], GROUP, ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+redis.call('HINCRBY', KEYS[4], 'done', 1)
+return 1
+"""
+
+# KEYS: stream, jobs, dead, counts   ARGV: job_id, entry id, consumer, deliveries, horizon, reason
+_NACK = """
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return -1 end
+if not current(KEYS[1], ARGV[2], ARGV[3], ARGV[4]) then return 0 end
+release(KEYS[1], KEYS[3], KEYS[4], ARGV[2], tonumber(ARGV[4]), ARGV[5], ARGV[6])
+return 1
+"""
+
+# KEYS: stream, dead, counts   ARGV: consumer, horizon, reason   -> jobs released
+_REQUEUE_CONSUMER = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local released = 0
+while true do
+  local p = redis.call('XPENDING', KEYS[1], GROUP, '-', '+', 1000, ARGV[1])
+  if #p == 0 then break end
+  for _, e in ipairs(p) do
+    release(KEYS[1], KEYS[2], KEYS[3], e[1], e[4], ARGV[2], ARGV[3])
+    released = released + 1
+  end
+end
+redis.call('XGROUP', 'DELCONSUMER', KEYS[1], GROUP, ARGV[1])
+return released
+"""
+
+# KEYS: stream, dead, counts   ARGV: horizon, reason   -> {ready, in flight, done, dead}
+_STATS = """
+local expired = 0
+local pending = 0
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  for _, e in ipairs(redis.call('XPENDING', KEYS[1], GROUP, 'IDLE', ARGV[1], '-', '+', 1000000)) do
+    local f = entry(KEYS[1], e[1])
+    if f == nil or e[4] >= tonumber(f.m) then
+      dead_letter(KEYS[1], KEYS[2], KEYS[3], e[1], e[4], ARGV[2])
+    else
+      expired = expired + 1
+    end
+  end
+  pending = redis.call('XPENDING', KEYS[1], GROUP)[1]
+end
+local c = redis.call('HMGET', KEYS[3], 'waiting', 'done', 'dead')
+local waiting = tonumber(c[1]) or 0
+return {waiting + expired, pending - expired, tonumber(c[2]) or 0, tonumber(c[3]) or 0}
+"""
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _seconds(time_reply: Sequence[Any]) -> float:
+    """A Redis TIME reply as float seconds."""
+    return int(time_reply[0]) + int(time_reply[1]) / 1e6
+
+
+def _token(entry_id: str, deliveries: int) -> str:
+    return f"{entry_id}/{deliveries}"
+
+
+def _entry_id(claim: ClaimedJob) -> str:
+    entry_id, sep, deliveries = claim.token.partition("/")
+    if not sep or deliveries != str(claim.deliveries):
+        raise InvalidArgument(f"claim token {claim.token!r} was not issued by the Redis engine")
+    return entry_id
+
+
+class RedisQueueEngine:
+    """`QueueEngine` on Redis Streams. Open it with `open_redis_queue`."""
+
+    def __init__(self, client: coredis.Redis[bytes], *, prefix: str = "stratumkit:queue") -> None:
+        self._client = client
+        self._prefix = prefix
+        self._closed = False
+        self._scripts = {
+            name: client.register_script(_PRELUDE + source)
+            for name, source in {
+                "enqueue": _ENQUEUE,
+                "claim": _CLAIM,
+                "heartbeat": _HEARTBEAT,
+                "ack": _ACK,
+                "nack": _NACK,
+                "requeue_consumer": _REQUEUE_CONSUMER,
+                "stats": _STATS,
+            }.items()
+        }
+
+    # --- keys and plumbing ---------------------------------------------------------------------
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self._prefix, *parts))
+
+    def _queue_keys(self, queue: str) -> tuple[str, str, str]:
+        return (
+            self._key("q", queue, "stream"),
+            self._key("q", queue, "dead"),
+            self._key("q", queue, "counts"),
+        )
+
+    async def _script(self, name: str, keys: list[str], args: list[str | bytes | int]) -> Any:
+        if self._closed:
+            raise QueueClosed("the queue engine is closed")
+        try:
+            return await self._scripts[name](keys=keys, args=args)
+        except coredis.exceptions.RedisError as exc:
+            raise QueueError(f"redis {name} failed: {exc}") from exc
+
+    async def _command(self, request: Any) -> Any:
+        if self._closed:
+            raise QueueClosed("the queue engine is closed")
+        try:
+            return await request
+        except coredis.exceptions.RedisError as exc:
+            raise QueueError(f"redis command failed: {exc}") from exc
+
+    async def check_server(self) -> None:
+        """Refuse a server too old for XAUTOCLAIM."""
+        info = await self._command(self._client.info("server"))
+        version = str(info.get("redis_version", "0"))
+        parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+        if parts < MIN_REDIS_VERSION:
+            raise QueueError(f"Redis {version} is too old: the queue needs 6.2 or newer")
+
+    # --- QueueEngine ---------------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        queue: str,
+        payload: dict[str, Any],
+        *,
+        job_id: str | None = None,
+        max_deliveries: int = DEFAULT_MAX_DELIVERIES,
+    ) -> str:
+        check_name("queue", queue)
+        job_id = new_job_id() if job_id is None else check_name("job_id", job_id)
+        check_count("max_deliveries", max_deliveries)
+        data = pack_payload("payload", payload)
+        stream, _, counts = self._queue_keys(queue)
+        owner = _text(
+            await self._script(
+                "enqueue",
+                [self._key("jobs"), self._key("queues"), stream, counts],
+                [job_id, queue, data, max_deliveries],
+            )
+        )
+        if owner != queue:
+            raise InvalidArgument(f"job id {job_id!r} is already used on queue {owner!r}")
+        return job_id
+
+    async def claim(
+        self, queue: str, consumer: str, visibility_timeout: float, *, max_jobs: int = 1
+    ) -> list[ClaimedJob]:
+        check_name("queue", queue)
+        check_name("consumer", consumer)
+        timeout = check_visibility_timeout(visibility_timeout)
+        check_count("max_jobs", max_jobs)
+        now_reply, entries = await self._script(
+            "claim",
+            list(self._queue_keys(queue)),
+            [consumer, _HORIZON_MS, round(timeout * 1000), max_jobs, REASON_MAX_DELIVERIES],
+        )
+        deadline = _seconds(now_reply) + timeout
+        claimed = []
+        for entry_id, job_id, payload, max_deliveries, deliveries in entries:
+            claimed.append(
+                ClaimedJob(
+                    job_id=_text(job_id),
+                    queue=queue,
+                    payload=unpack_payload(payload),
+                    deliveries=int(deliveries),
+                    max_deliveries=int(max_deliveries),
+                    consumer=consumer,
+                    token=_token(_text(entry_id), int(deliveries)),
+                    visibility_timeout=timeout,
+                    deadline=deadline,
+                )
+            )
+        return claimed
+
+    def _claim_args(self, claim: ClaimedJob) -> list[str | bytes | int]:
+        return [claim.job_id, _entry_id(claim), claim.consumer, claim.deliveries]
+
+    async def heartbeat(
+        self, claim: ClaimedJob, visibility_timeout: float | None = None
+    ) -> ClaimedJob:
+        timeout = check_visibility_timeout(
+            claim.visibility_timeout if visibility_timeout is None else visibility_timeout
+        )
+        stream, _, _ = self._queue_keys(claim.queue)
+        reply = await self._script(
+            "heartbeat",
+            [stream, self._key("jobs")],
+            [*self._claim_args(claim), _HORIZON_MS - round(timeout * 1000)],
+        )
+        if reply == -1:
+            raise UnknownJob(claim.job_id)
+        if reply == 0:
+            raise StaleClaim(claim.job_id, claim.token)
+        return dataclasses.replace(
+            claim, visibility_timeout=timeout, deadline=_seconds(reply) + timeout
+        )
+
+    async def ack(self, claim: ClaimedJob, result: dict[str, Any]) -> bool:
+        data = pack_payload("result", result)
+        stream, _, counts = self._queue_keys(claim.queue)
+        reply = await self._script(
+            "ack",
+            [stream, self._key("jobs"), self._key("result", claim.job_id), counts],
+            [*self._claim_args(claim), claim.token, data, claim.queue],
+        )
+        if reply == -1:
+            raise UnknownJob(claim.job_id)
+        return bool(reply == 1)
+
+    async def nack(self, claim: ClaimedJob) -> None:
+        stream, dead, counts = self._queue_keys(claim.queue)
+        reply = await self._script(
+            "nack",
+            [stream, self._key("jobs"), dead, counts],
+            [*self._claim_args(claim), _HORIZON_MS, REASON_MAX_DELIVERIES],
+        )
+        if reply == -1:
+            raise UnknownJob(claim.job_id)
+        if reply == 0:
+            raise StaleClaim(claim.job_id, claim.token)
+
+    async def requeue_consumer(self, consumer: str) -> int:
+        check_name("consumer", consumer)
+        queues = await self._command(self._client.smembers(self._key("queues")))
+        released = 0
+        for queue in sorted(_text(q) for q in queues):
+            released += int(
+                await self._script(
+                    "requeue_consumer",
+                    list(self._queue_keys(queue)),
+                    [consumer, _HORIZON_MS, REASON_MAX_DELIVERIES],
+                )
+            )
+        return released
+
+    async def result(self, job_id: str) -> JobResult | None:
+        check_name("job_id", job_id)
+        fields = await self._command(self._client.hgetall(self._key("result", job_id)))
+        if not fields:
+            if await self._command(self._client.hget(self._key("jobs"), job_id)) is None:
+                raise UnknownJob(job_id)
+            return None
+        f = {_text(k): v for k, v in fields.items()}
+        return JobResult(
+            job_id=job_id,
+            queue=_text(f["queue"]),
+            payload=unpack_payload(f["payload"]),
+            consumer=_text(f["consumer"]),
+            deliveries=int(f["deliveries"]),
+            completed_at=float(f["at"]),
+        )
+
+    async def stats(self, queue: str) -> QueueStats:
+        check_name("queue", queue)
+        ready, in_flight, done, dead = await self._script(
+            "stats", list(self._queue_keys(queue)), [_HORIZON_MS, REASON_MAX_DELIVERIES]
+        )
+        return QueueStats(
+            queue=queue, ready=int(ready), in_flight=int(in_flight), done=int(done), dead=int(dead)
+        )
+
+    async def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
+        check_name("queue", queue)
+        check_count("limit", limit)
+        _, dead, _ = self._queue_keys(queue)
+        entries = await self._command(self._client.xrange(dead, count=limit))
+        letters = []
+        for entry in entries:
+            f = {_text(k): v for k, v in entry.field_values.items()}
+            letters.append(
+                DeadLetter(
+                    job=Job(
+                        job_id=_text(f["j"]),
+                        queue=queue,
+                        payload=unpack_payload(f["p"]),
+                        deliveries=int(f["n"]),
+                        max_deliveries=int(f["m"]),
+                    ),
+                    reason=_text(f["r"]),
+                    dead_at=int(_text(entry.identifier).partition("-")[0]) / 1000,
+                )
+            )
+        return letters
+
+    async def close(self) -> None:
+        """Refuse further calls; the connection closes when `open_redis_queue` exits."""
+        self._closed = True
+
+
+@asynccontextmanager
+async def open_redis_queue(
+    url: str = "redis://127.0.0.1:6379/0", *, prefix: str = "stratumkit:queue"
+) -> AsyncIterator[RedisQueueEngine]:
+    """Connect to Redis at `url`, check its version, and yield the engine.
+
+    coredis keeps its connections in a task group, so the engine lives inside this context. That
+    task group wraps whatever crosses it in an exception group; a lone exception (the caller's
+    own, or a connection failure) is given back as itself."""
+    client = coredis.Redis.from_url(url, decode_responses=False)
+    lone: BaseException | None = None
+    try:
+        async with client:
+            engine = RedisQueueEngine(client, prefix=prefix)
+            try:
+                await engine.check_server()
+                yield engine
+            finally:
+                await engine.close()
+    except BaseExceptionGroup as group:
+        lone = _lone_exception(group)
+        if lone is None:
+            raise
+    except coredis.exceptions.RedisError as exc:
+        raise QueueError(f"redis at {url}: {exc}") from exc
+    if isinstance(lone, coredis.exceptions.RedisError):
+        raise QueueError(f"redis at {url}: {lone}") from lone
+    if lone is not None:
+        raise lone
+
+
+def _lone_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    while len(group.exceptions) == 1:
+        inner = group.exceptions[0]
+        if not isinstance(inner, BaseExceptionGroup):
+            return inner
+        group = inner
+    return None

@@ -1,0 +1,468 @@
+"""The embedded queue engine: one SQLite file, no server.
+
+Crash contract (WAL mode, synchronous=FULL, one transaction per call):
+- A call that returned has committed and fsynced its transaction. An `enqueue` or `ack` that
+  returned survives a kill -9 of the process, and a power cut on a disk that honours fsync.
+- A call cut short by a crash happened whole or not at all. Retrying it is safe: `enqueue` with
+  the same job_id is a no-op, and repeating the ack of the recorded delivery answers True.
+- A claim whose reply was lost in a crash holds its job until its visibility timeout runs out;
+  then the job is delivered again (at-least-once, never lost).
+
+Concurrency rules:
+- One connection per engine, used by one worker thread at a time: every call takes a trio.Lock
+  and runs its transaction in `trio.to_thread.run_sync` (never abandoned on cancel, so the lock
+  is held until SQLite is done).
+- `offload=False` runs each transaction on the trio thread instead. It blocks the event loop for
+  the length of a transaction (an fsync), but trio's autojump clock counts time spent waiting on
+  a worker thread as idle and jumps ahead during it; tests that use that clock need this mode.
+- Several engines, in one process or many, may share a file: each call is one BEGIN IMMEDIATE
+  transaction, so two claimers never take the same job and an ack's check-and-record is atomic.
+- Time comes from the injected `clock` (wall-clock seconds by default; deadlines are stored and
+  must mean the same after a restart).
+
+Schema: versioned with PRAGMA user_version (`SCHEMA_VERSION`) and marked with PRAGMA
+application_id, so the engine refuses a foreign SQLite file or one written by newer code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, TypeVar
+
+import trio
+
+from .engine import (
+    DEFAULT_MAX_DELIVERIES,
+    REASON_MAX_DELIVERIES,
+    ClaimedJob,
+    DeadLetter,
+    InvalidArgument,
+    Job,
+    JobResult,
+    QueueClosed,
+    QueueError,
+    QueueStats,
+    StaleClaim,
+    UnknownJob,
+    check_count,
+    check_name,
+    check_visibility_timeout,
+    new_job_id,
+    pack_payload,
+    unpack_payload,
+)
+
+SCHEMA_VERSION = 1
+#: PRAGMA application_id of a queue database: "SKQ1".
+APPLICATION_ID = 0x534B5131
+
+_T = TypeVar("_T")
+
+_SCHEMA_V1 = """
+CREATE TABLE jobs (
+    seq                INTEGER PRIMARY KEY,
+    job_id             TEXT NOT NULL UNIQUE,
+    queue              TEXT NOT NULL,
+    payload            BLOB NOT NULL,
+    max_deliveries     INTEGER NOT NULL CHECK (max_deliveries >= 1),
+    deliveries         INTEGER NOT NULL DEFAULT 0,
+    state              TEXT NOT NULL CHECK (state IN ('ready', 'claimed', 'done', 'dead')),
+    consumer           TEXT,
+    token              TEXT,
+    visibility_timeout REAL,
+    deadline           REAL,
+    enqueued_at        REAL NOT NULL,
+    dead_reason        TEXT,
+    dead_at            REAL
+);
+CREATE INDEX jobs_queue_state ON jobs (queue, state, seq);
+CREATE INDEX jobs_claimed_deadline ON jobs (queue, deadline) WHERE state = 'claimed';
+CREATE INDEX jobs_claimed_consumer ON jobs (consumer) WHERE state = 'claimed';
+CREATE TABLE results (
+    job_id       TEXT PRIMARY KEY REFERENCES jobs (job_id),
+    token        TEXT NOT NULL,
+    consumer     TEXT NOT NULL,
+    deliveries   INTEGER NOT NULL,
+    payload      BLOB NOT NULL,
+    completed_at REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
+#: Releasing a claim: back to ready, or dead-lettered when it has used all its deliveries.
+_RELEASE_SET = """
+    state = CASE WHEN deliveries >= max_deliveries THEN 'dead' ELSE 'ready' END,
+    dead_reason = CASE WHEN deliveries >= max_deliveries THEN :reason END,
+    dead_at = CASE WHEN deliveries >= max_deliveries THEN :now END,
+    consumer = NULL, token = NULL, deadline = NULL, visibility_timeout = NULL
+"""
+
+
+@contextmanager
+def _write(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction, taken up front so concurrent writers queue instead of deadlocking."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    try:
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode != "wal":
+            raise QueueError(f"{path!r} cannot use WAL mode (got {mode!r}): use a file on disk")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        with _write(conn):
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if app_id == 0 and version == 0:
+                if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                    raise QueueError(f"{path!r} is an SQLite database of something else")
+                # One by one: executescript() would COMMIT the open transaction first.
+                for statement in _SCHEMA_V1.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            elif app_id != APPLICATION_ID:
+                raise QueueError(f"{path!r} is not a queue database (application_id {app_id:#x})")
+            elif version > SCHEMA_VERSION:
+                raise QueueError(
+                    f"{path!r} has schema version {version}; this code knows up to {SCHEMA_VERSION}"
+                )
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+class SqliteQueueEngine:
+    """`QueueEngine` on one SQLite file. Open it with `open_sqlite_queue` or `await open()`."""
+
+    def __init__(
+        self, conn: sqlite3.Connection, clock: Callable[[], float], *, offload: bool = True
+    ) -> None:
+        self._conn: sqlite3.Connection | None = conn
+        self._clock = clock
+        self._offload = offload
+        self._lock = trio.Lock()
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        clock: Callable[[], float] = time.time,
+        offload: bool = True,
+    ) -> SqliteQueueEngine:
+        if offload:
+            conn = await trio.to_thread.run_sync(_connect, os.fspath(path))
+        else:
+            conn = _connect(os.fspath(path))
+        return cls(conn, clock, offload=offload)
+
+    async def __aenter__(self) -> SqliteQueueEngine:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
+        async with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise QueueClosed("the queue engine is closed")
+            if self._offload:
+                return await trio.to_thread.run_sync(fn, conn, *args)
+            await trio.lowlevel.checkpoint()
+            return fn(conn, *args)
+
+    # --- QueueEngine ---------------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        queue: str,
+        payload: dict[str, Any],
+        *,
+        job_id: str | None = None,
+        max_deliveries: int = DEFAULT_MAX_DELIVERIES,
+    ) -> str:
+        check_name("queue", queue)
+        job_id = new_job_id() if job_id is None else check_name("job_id", job_id)
+        check_count("max_deliveries", max_deliveries)
+        data = pack_payload("payload", payload)
+        return await self._run(_enqueue, queue, job_id, data, max_deliveries, self._clock())
+
+    async def claim(
+        self, queue: str, consumer: str, visibility_timeout: float, *, max_jobs: int = 1
+    ) -> list[ClaimedJob]:
+        check_name("queue", queue)
+        check_name("consumer", consumer)
+        timeout = check_visibility_timeout(visibility_timeout)
+        check_count("max_jobs", max_jobs)
+        return await self._run(_claim, queue, consumer, timeout, max_jobs, self._clock())
+
+    async def heartbeat(
+        self, claim: ClaimedJob, visibility_timeout: float | None = None
+    ) -> ClaimedJob:
+        timeout = check_visibility_timeout(
+            claim.visibility_timeout if visibility_timeout is None else visibility_timeout
+        )
+        now = self._clock()
+        await self._run(_heartbeat, claim, timeout, now)
+        return dataclasses.replace(claim, visibility_timeout=timeout, deadline=now + timeout)
+
+    async def ack(self, claim: ClaimedJob, result: dict[str, Any]) -> bool:
+        data = pack_payload("result", result)
+        return await self._run(_ack, claim, data, self._clock())
+
+    async def nack(self, claim: ClaimedJob) -> None:
+        await self._run(_nack, claim, self._clock())
+
+    async def requeue_consumer(self, consumer: str) -> int:
+        check_name("consumer", consumer)
+        return await self._run(_requeue_consumer, consumer, self._clock())
+
+    async def result(self, job_id: str) -> JobResult | None:
+        check_name("job_id", job_id)
+        return await self._run(_result, job_id)
+
+    async def stats(self, queue: str) -> QueueStats:
+        check_name("queue", queue)
+        return await self._run(_stats, queue, self._clock())
+
+    async def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
+        check_name("queue", queue)
+        check_count("limit", limit)
+        return await self._run(_dead_letters, queue, limit)
+
+    async def close(self) -> None:
+        async with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None and self._offload:
+                await trio.to_thread.run_sync(conn.close)
+            elif conn is not None:
+                conn.close()
+
+
+@asynccontextmanager
+async def open_sqlite_queue(
+    path: str | os.PathLike[str],
+    *,
+    clock: Callable[[], float] = time.time,
+    offload: bool = True,
+) -> AsyncIterator[SqliteQueueEngine]:
+    """Open (creating if needed) the queue database at `path`; close it on exit."""
+    engine = await SqliteQueueEngine.open(path, clock=clock, offload=offload)
+    try:
+        yield engine
+    finally:
+        with trio.CancelScope(shield=True):
+            await engine.close()
+
+
+# --- transactions, run in a worker thread -------------------------------------------------------
+
+
+def _enqueue(
+    conn: sqlite3.Connection, queue: str, job_id: str, data: bytes, max_deliveries: int, now: float
+) -> str:
+    with _write(conn):
+        row = conn.execute("SELECT queue FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        if row is not None:
+            if row[0] != queue:
+                raise InvalidArgument(f"job id {job_id!r} is already used on queue {row[0]!r}")
+            return job_id
+        conn.execute(
+            "INSERT INTO jobs (job_id, queue, payload, max_deliveries, state, enqueued_at)"
+            " VALUES (?, ?, ?, ?, 'ready', ?)",
+            (job_id, queue, data, max_deliveries, now),
+        )
+    return job_id
+
+
+def _sweep(conn: sqlite3.Connection, queue: str, now: float) -> None:
+    """Dead-letter expired claims that have used all their deliveries."""
+    conn.execute(
+        f"UPDATE jobs SET {_RELEASE_SET}"
+        " WHERE queue = :queue AND state = 'claimed' AND deadline <= :now"
+        " AND deliveries >= max_deliveries",
+        {"queue": queue, "now": now, "reason": REASON_MAX_DELIVERIES},
+    )
+
+
+def _claim(
+    conn: sqlite3.Connection, queue: str, consumer: str, timeout: float, max_jobs: int, now: float
+) -> list[ClaimedJob]:
+    claimed: list[ClaimedJob] = []
+    with _write(conn):
+        _sweep(conn, queue, now)
+        seqs = [
+            row[0]
+            for row in conn.execute(
+                "SELECT seq FROM jobs WHERE queue = ? AND state = 'claimed' AND deadline <= ?"
+                " ORDER BY deadline, seq LIMIT ?",
+                (queue, now, max_jobs),
+            )
+        ]
+        if len(seqs) < max_jobs:
+            seqs += [
+                row[0]
+                for row in conn.execute(
+                    "SELECT seq FROM jobs WHERE queue = ? AND state = 'ready' ORDER BY seq LIMIT ?",
+                    (queue, max_jobs - len(seqs)),
+                )
+            ]
+        for seq in seqs:
+            token = uuid.uuid4().hex
+            job_id, payload, deliveries, max_deliveries = conn.execute(
+                "UPDATE jobs SET state = 'claimed', consumer = ?, token = ?,"
+                " deliveries = deliveries + 1, visibility_timeout = ?, deadline = ?"
+                " WHERE seq = ? RETURNING job_id, payload, deliveries, max_deliveries",
+                (consumer, token, timeout, now + timeout, seq),
+            ).fetchone()
+            claimed.append(
+                ClaimedJob(
+                    job_id=job_id,
+                    queue=queue,
+                    payload=unpack_payload(payload),
+                    deliveries=deliveries,
+                    max_deliveries=max_deliveries,
+                    consumer=consumer,
+                    token=token,
+                    visibility_timeout=timeout,
+                    deadline=now + timeout,
+                )
+            )
+    return claimed
+
+
+def _check_current(conn: sqlite3.Connection, claim: ClaimedJob) -> None:
+    row = conn.execute("SELECT state, token FROM jobs WHERE job_id = ?", (claim.job_id,)).fetchone()
+    if row is None:
+        raise UnknownJob(claim.job_id)
+    if row[0] != "claimed" or row[1] != claim.token:
+        raise StaleClaim(claim.job_id, claim.token)
+
+
+def _heartbeat(conn: sqlite3.Connection, claim: ClaimedJob, timeout: float, now: float) -> None:
+    with _write(conn):
+        _check_current(conn, claim)
+        conn.execute(
+            "UPDATE jobs SET deadline = ?, visibility_timeout = ? WHERE job_id = ?",
+            (now + timeout, timeout, claim.job_id),
+        )
+
+
+def _ack(conn: sqlite3.Connection, claim: ClaimedJob, data: bytes, now: float) -> bool:
+    with _write(conn):
+        row = conn.execute("SELECT token FROM results WHERE job_id = ?", (claim.job_id,)).fetchone()
+        if row is not None:
+            return bool(row[0] == claim.token)
+        try:
+            _check_current(conn, claim)
+        except StaleClaim:
+            return False
+        conn.execute(
+            "INSERT INTO results (job_id, token, consumer, deliveries, payload, completed_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (claim.job_id, claim.token, claim.consumer, claim.deliveries, data, now),
+        )
+        conn.execute(
+            "UPDATE jobs SET state = 'done', token = NULL, deadline = NULL WHERE job_id = ?",
+            (claim.job_id,),
+        )
+    return True
+
+
+def _nack(conn: sqlite3.Connection, claim: ClaimedJob, now: float) -> None:
+    with _write(conn):
+        _check_current(conn, claim)
+        conn.execute(
+            f"UPDATE jobs SET {_RELEASE_SET} WHERE job_id = :job_id",
+            {"job_id": claim.job_id, "now": now, "reason": REASON_MAX_DELIVERIES},
+        )
+
+
+def _requeue_consumer(conn: sqlite3.Connection, consumer: str, now: float) -> int:
+    with _write(conn):
+        cursor = conn.execute(
+            f"UPDATE jobs SET {_RELEASE_SET} WHERE state = 'claimed' AND consumer = :consumer",
+            {"consumer": consumer, "now": now, "reason": REASON_MAX_DELIVERIES},
+        )
+        return cursor.rowcount
+
+
+def _result(conn: sqlite3.Connection, job_id: str) -> JobResult | None:
+    row = conn.execute(
+        "SELECT j.queue, r.payload, r.consumer, r.deliveries, r.completed_at"
+        " FROM results AS r JOIN jobs AS j USING (job_id) WHERE job_id = ?",
+        (job_id,),
+    ).fetchone()
+    if row is None:
+        if conn.execute("SELECT 1 FROM jobs WHERE job_id = ?", (job_id,)).fetchone() is None:
+            raise UnknownJob(job_id)
+        return None
+    queue, payload, consumer, deliveries, completed_at = row
+    return JobResult(
+        job_id=job_id,
+        queue=queue,
+        payload=unpack_payload(payload),
+        consumer=consumer,
+        deliveries=deliveries,
+        completed_at=completed_at,
+    )
+
+
+def _stats(conn: sqlite3.Connection, queue: str, now: float) -> QueueStats:
+    with _write(conn):
+        _sweep(conn, queue, now)
+        counts = dict(
+            conn.execute(
+                "SELECT state, count(*) FROM jobs WHERE queue = ? GROUP BY state", (queue,)
+            ).fetchall()
+        )
+        expired = conn.execute(
+            "SELECT count(*) FROM jobs WHERE queue = ? AND state = 'claimed' AND deadline <= ?",
+            (queue, now),
+        ).fetchone()[0]
+    return QueueStats(
+        queue=queue,
+        ready=counts.get("ready", 0) + expired,
+        in_flight=counts.get("claimed", 0) - expired,
+        done=counts.get("done", 0),
+        dead=counts.get("dead", 0),
+    )
+
+
+def _dead_letters(conn: sqlite3.Connection, queue: str, limit: int) -> list[DeadLetter]:
+    rows = conn.execute(
+        "SELECT job_id, payload, deliveries, max_deliveries, dead_reason, dead_at FROM jobs"
+        " WHERE queue = ? AND state = 'dead' ORDER BY dead_at, seq LIMIT ?",
+        (queue, limit),
+    ).fetchall()
+    return [
+        DeadLetter(
+            job=Job(
+                job_id=job_id,
+                queue=queue,
+                payload=unpack_payload(payload),
+                deliveries=deliveries,
+                max_deliveries=max_deliveries,
+            ),
+            reason=reason,
+            dead_at=dead_at,
+        )
+        for job_id, payload, deliveries, max_deliveries, reason, dead_at in rows
+    ]

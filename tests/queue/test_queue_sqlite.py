@@ -1,0 +1,147 @@
+"""What only the SQLite engine promises: its crash contract, its file format, its injected clock."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+import trio
+from queue_harness import REPO_ROOT
+
+from stratumkit.queue.engine import QueueEngine, QueueError
+from stratumkit.queue.sqlite import APPLICATION_ID, SCHEMA_VERSION, open_sqlite_queue
+
+CHILD = Path(__file__).with_name("sqlite_kill_child.py")
+
+
+async def test_kill_9_loses_nothing_that_was_promised(tmp_path: Path) -> None:
+    path = tmp_path / "queue.sqlite3"
+    pythonpath = [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(pythonpath)}
+    enqueued: set[str] = set()
+    acked: set[str] = set()
+    buffer = b""
+
+    def take_lines(data: bytes | bytearray) -> None:
+        nonlocal buffer
+        buffer += data
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            word, job_id, *rest = line.decode().split()
+            if word == "enqueued":
+                enqueued.add(job_id)
+            elif rest == ["True"]:
+                acked.add(job_id)
+            else:
+                raise AssertionError(f"unexpected line from the child: {line!r}")
+
+    with trio.fail_after(20):
+        process = await trio.lowlevel.open_process(
+            [sys.executable, str(CHILD), str(path)], stdout=subprocess.PIPE, env=env
+        )
+        assert process.stdout is not None
+        try:
+            while len(acked) < 150:
+                data = await process.stdout.receive_some()
+                assert data, f"the child exited early with {process.poll()}"
+                take_lines(data)
+            # Kill it somewhere in the middle of its next calls.
+            await trio.sleep(random.uniform(0, 0.02))
+            process.send_signal(signal.SIGKILL)
+            # Lines it wrote before dying were promises too: read to the end.
+            while data := await process.stdout.receive_some():
+                take_lines(data)
+        finally:
+            process.kill()
+            await process.wait()
+    assert process.returncode == -signal.SIGKILL
+
+    with closing(sqlite3.connect(path)) as raw, raw:
+        assert raw.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    async with open_sqlite_queue(path) as queue:
+        for job_id in enqueued:
+            await queue.result(job_id)  # raises UnknownJob if the enqueue was lost
+        for job_id in acked:
+            result = await queue.result(job_id)
+            assert result is not None, f"ack of {job_id} was promised and lost"
+            n = int(job_id.removeprefix("job-"))
+            assert result.payload == {"square": n * n}
+        stats = await queue.stats("jobs")
+        assert stats.done >= len(acked)
+        # The kill may land between an enqueue's commit and its line: at most one such job.
+        assert len(enqueued) <= stats.ready + stats.in_flight + stats.done <= len(enqueued) + 1
+
+
+async def test_file_format_is_marked_and_versioned(tmp_path: Path) -> None:
+    path = tmp_path / "queue.sqlite3"
+    async with open_sqlite_queue(path) as queue:
+        await queue.enqueue("q", {})
+    with closing(sqlite3.connect(path)) as raw, raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert raw.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        assert raw.execute("PRAGMA application_id").fetchone() == (APPLICATION_ID,)
+        raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(QueueError, match="schema version 2"):
+        async with open_sqlite_queue(path):
+            pass
+
+
+async def test_refuses_an_sqlite_file_of_something_else(tmp_path: Path) -> None:
+    path = tmp_path / "other.sqlite3"
+    with closing(sqlite3.connect(path)) as raw, raw:
+        raw.execute("CREATE TABLE accounts (id INTEGER)")
+    with pytest.raises(QueueError, match="something else"):
+        async with open_sqlite_queue(path):
+            pass
+    with closing(sqlite3.connect(path)) as raw, raw:
+        raw.execute("PRAGMA application_id = 42")
+    with pytest.raises(QueueError, match="not a queue database"):
+        async with open_sqlite_queue(path):
+            pass
+
+
+async def test_heartbeating_rig_on_trio_clock(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """A rig working for ten timeouts keeps its job by heartbeating; once it is killed, a rival
+    that keeps polling gets the job one timeout after the last heartbeat.
+
+    offload=False: the autojump clock would jump ahead while a transaction runs in a thread."""
+    timeout = 30.0
+    path = tmp_path / "q.sqlite3"
+    async with open_sqlite_queue(path, clock=trio.current_time, offload=False) as queue:
+        job_id = await queue.enqueue("q", {})
+        rival_got: list[float] = []
+        beats: list[float] = []
+
+        async def rig(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            [claim] = await queue.claim("q", "rig-1", timeout)
+            task_status.started()
+            while True:
+                await trio.sleep(timeout / 3)
+                claim = await queue.heartbeat(claim)
+                beats.append(trio.current_time())
+
+        async def rival(queue: QueueEngine) -> None:
+            while not (claims := await queue.claim("q", "rig-2", timeout)):
+                await trio.sleep(1)
+            assert claims[0].job_id == job_id and claims[0].deliveries == 2
+            rival_got.append(trio.current_time())
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(rig)
+            nursery.start_soon(rival, queue)
+            await trio.sleep(10 * timeout)
+            assert rival_got == []
+            nursery.cancel_scope.cancel()  # the rig dies mid-job, the rival too: restart it
+        assert len(beats) >= 29
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(rival, queue)
+        assert beats[-1] + timeout <= rival_got[0] <= beats[-1] + timeout + 1
