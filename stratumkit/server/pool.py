@@ -39,7 +39,7 @@ from stratumkit.shares.stats import PoolStats
 from stratumkit.shares.vardiff import VardiffConfig
 
 from .config import PoolConfig
-from .session import Dropped, Session
+from .session import Session
 
 log = structlog.get_logger("stratumkit.pool")
 
@@ -176,8 +176,6 @@ class Pool:
         self.stats.connections = len(self.sessions)
         try:
             await session.run()
-        except Dropped as exc:
-            session.drop_reason = str(exc)
         except Exception as exc:  # one miner's failure must never reach the server
             session.drop_reason = f"internal error: {exc!r}"
             log.exception("connection failed", peer=peer)

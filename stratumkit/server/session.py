@@ -9,7 +9,9 @@ Containment rules (one miner never affects another):
 - A flood of invalid shares or malformed lines (`max_invalid_shares` in a row) drops the
   connection after each has been answered with its error.
 
-Replies to accepted shares are sent only after the share log has the share on disk.
+Replies to accepted shares are sent only after the share log has the share on disk: the shares
+of one read go into the log's open batch, the connection waits once for that batch, and only then
+is its output (replies, and any job pushed meanwhile) released, in order.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from stratumkit.protocol.events import (
     SuggestDifficulty,
 )
 from stratumkit.protocol.server import ServerConnection, ServerState
-from stratumkit.shares.log import ShareRecord
+from stratumkit.shares.log import ShareLogError, ShareRecord
 from stratumkit.shares.validator import judge_share
 from stratumkit.shares.vardiff import Vardiff
 
@@ -80,22 +82,31 @@ class Session:
         self.accepted = 0
         self.rejected = 0
         self._send, self._outbox = trio.open_memory_channel[bytes](cfg.send_queue)
+        self._send_lock = trio.StrictFIFOLock()
+        self._writer_holding = False  # the writer took a chunk off the queue and has not sent it
         self._cancel = trio.CancelScope()
         self.drop_reason: str | None = None
+        #: The share-log batch holding shares this connection accepted but has not yet confirmed
+        #: to the miner; output waits for it.
+        self._unsynced: object | None = None
 
     # ------------------------------------------------------------------------------ running
 
     async def run(self) -> None:
         structlog.contextvars.bind_contextvars(peer=self.peer)
         with self._cancel:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._writer)
-                try:
-                    await self._reader()
-                finally:
-                    # give the writer a moment to deliver the last replies (errors, goodbyes)
-                    self._send.close()
-                    nursery.cancel_scope.deadline = trio.current_time() + 1.0
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._writer)
+                    try:
+                        await self._reader()
+                    finally:
+                        # give the writer a moment to deliver the last replies (errors, goodbyes)
+                        self._send.close()
+                        nursery.cancel_scope.deadline = trio.current_time() + 1.0
+            except* Dropped as group:
+                if self.drop_reason is None:
+                    self.drop_reason = str(group.exceptions[0])
 
     def drop(self, reason: str) -> None:
         """Close this connection from anywhere (slow reader, operator, lease layer)."""
@@ -112,22 +123,45 @@ class Session:
             pass
 
     def flush(self) -> None:
+        if self._unsynced is not None:
+            return  # acknowledgements not yet on disk: the reader flushes after the sync
         data = self.conn.data_to_send()
         if data:
             self._queue(data)
 
-    async def _writer(self) -> None:
+    async def _send_all(self, data: bytes) -> None:
         timeout = self.pool.config.send_timeout
-        async for data in self._outbox:
+        async with self._send_lock:
             try:
                 with trio.fail_after(timeout):
                     await self.stream.send_all(data)
             except trio.TooSlowError:
-                self.drop(f"slow reader: a send blocked for {timeout:g} s")
-                return
+                raise Dropped(f"slow reader: a send blocked for {timeout:g} s") from None
             except (trio.BrokenResourceError, trio.ClosedResourceError):
-                self.drop("connection lost while sending")
-                return
+                raise Dropped("connection lost while sending") from None
+
+    async def _writer(self) -> None:
+        """Sends what other tasks queued (jobs pushed by the pool, output while the reader waits)."""
+        try:
+            async for data in self._outbox:
+                self._writer_holding = True
+                await self._send_all(data)
+                self._writer_holding = False
+        except Dropped as exc:
+            self.drop(str(exc))
+
+    async def _send_output(self) -> None:
+        """The reader's own output: sent from this task when nothing is queued ahead of it, which
+        saves a task switch per reply; otherwise queued behind what is already waiting."""
+        if self._unsynced is not None:
+            return
+        data = self.conn.data_to_send()
+        if not data:
+            return
+        if self._writer_holding or self._outbox.statistics().current_buffer_used:
+            self._queue(data)
+        else:
+            await self._send_all(data)
 
     def _deadline(self) -> float:
         cfg = self.pool.config
@@ -164,13 +198,32 @@ class Session:
             except RemoteProtocolError as exc:
                 self.flush()
                 raise Dropped(f"protocol error: {exc}") from None
-            for event in events:
-                if type(event) is ConnectionClosed:
-                    return
-                await self._handle(event)
-            self.flush()
+            try:
+                for event in events:
+                    if type(event) is ConnectionClosed:
+                        await self._sync()
+                        self.flush()
+                        return
+                    await self._handle(event)
+            except BaseException:
+                await self._sync()
+                self.flush()  # answer what was answered before the drop
+                raise
+            await self._sync()
+            await self._send_output()
             if not data:
                 return
+
+    async def _sync(self) -> None:
+        """Wait until the shares accepted from the last read are on disk."""
+        batch, self._unsynced = self._unsynced, None
+        if batch is not None:
+            try:
+                await self.pool.share_log.wait(batch)  # type: ignore[arg-type]
+            except ShareLogError as exc:
+                self._unsynced = batch  # never release acknowledgements that are not on disk
+                log.error("share log write failed; dropping the connection unacknowledged", error=str(exc))
+                raise Dropped("share log unavailable") from None
 
     # ------------------------------------------------------------------------------ events
 
@@ -212,7 +265,6 @@ class Session:
             self.extranonce1 = self.pool.extranonces.allocate(event.session_id)
         en1 = self.extranonce1.hex()
         self.conn.respond_subscribe(event.id, en1, self.pool.config.extranonce2_size)
-        self.conn.user_agent = event.user_agent or self.conn.user_agent
         self._maybe_start_work()
 
     def _on_authorize(self, event: Authorize) -> None:
@@ -322,7 +374,7 @@ class Session:
             self._count_invalid()
             return
         assert verdict.result is not None and verdict.job is not None
-        await pool.share_log.append(
+        self._unsynced = pool.share_log.append_nowait(
             ShareRecord(
                 time=time.time(), worker=event.worker, job_id=event.job_id,
                 extranonce1=self.extranonce1, extranonce2=verdict.extranonce2, ntime=verdict.ntime,

@@ -1,0 +1,48 @@
+"""Builders shared by the lease tests, as fixtures (robust to any pytest import mode)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from stratumkit.lease import GPU, LeaseSpec, RigCapabilities, Selector
+
+
+def make_caps(
+    gpus: int = 1,
+    *,
+    gpu_model: str = "RTX 4090",
+    vram_mb: int = 24576,
+    serves: tuple[str, ...] = ("llama-3-8b",),
+    hashrate: float = 1e9,
+    power_w: float = 300.0,
+) -> RigCapabilities:
+    return RigCapabilities(
+        gpus=tuple(GPU(gpu_model, vram_mb) for _ in range(gpus)),
+        models=serves,
+        hashrate=hashrate,
+        power_w=power_w,
+    )
+
+
+def make_spec(
+    count: int = 1,
+    duration_s: float = 100.0,
+    *,
+    queue: str = "q",
+    priority: int = 0,
+    **selector: Any,
+) -> LeaseSpec:
+    return LeaseSpec(Selector(count, **selector), queue, duration_s, priority=priority)
+
+
+@pytest.fixture
+def caps() -> Callable[..., RigCapabilities]:
+    return make_caps
+
+
+@pytest.fixture
+def spec() -> Callable[..., LeaseSpec]:
+    return make_spec

@@ -1,0 +1,1 @@
+"""Tests of the sans-I/O Stratum V1 protocol package."""
