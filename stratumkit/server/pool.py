@@ -84,6 +84,8 @@ class Pool:
         self.started_at = time.time()
         self.last_fanout: float | None = None  # seconds the last job took to reach every session
         self.job_listeners: list[Callable[[Job, bool], None]] = []
+        #: Called after each accepted share (the lease layer times a rig's return to mining).
+        self.share_listeners: list[Callable[[Session], None]] = []
         #: Called when a connection ends (the lease layer requeues a rig's jobs here).
         self.session_closed_hooks: list[Callable[[Session], Awaitable[None]]] = []
         self._nursery: trio.Nursery | None = None

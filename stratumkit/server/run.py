@@ -26,7 +26,7 @@ def make_source(config: PoolConfig) -> TemplateSource:
     from stratumkit.jobs.node import NodeTemplateSource
     from stratumkit.jobs.rpc import NodeRPC
 
-    rpc = NodeRPC(config.node_url, cookie_path=config.node_cookie)
+    rpc = NodeRPC(config.node_url, cookie_file=config.node_cookie)
     return NodeTemplateSource(rpc, poll_interval=config.node_poll_interval, refresh_interval=config.template_refresh)
 
 

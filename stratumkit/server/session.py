@@ -386,6 +386,8 @@ class Session:
         self.accepted += 1
         pool.stats.on_accepted(event.worker, difficulty, time.time(), verdict.block)
         self.conn.respond(event.id, True)
+        for listener in pool.share_listeners:
+            listener(self)
         new = self.vardiff.on_share(trio.current_time())
         if new is not None and new < self.min_difficulty:
             new = self.vardiff.reset(self.min_difficulty, trio.current_time())
