@@ -12,6 +12,10 @@ def _bench(args: argparse.Namespace) -> int:
         from stratumkit.bench import hash as bench_hash
 
         bench_hash.run(args.seconds)
+    elif args.what == "pool":
+        from stratumkit.bench import pool as bench_pool
+
+        bench_pool.run(args.connections, args.rate, args.duration, args.transactions)
     return 0
 
 
@@ -35,6 +39,51 @@ def _serve(args: argparse.Namespace) -> int:
         pass
     except (ConfigError, ValueError, OSError) as exc:
         print(f"stratumkit serve: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _agent(args: argparse.Namespace) -> int:
+    import trio
+
+    from stratumkit.agent.rig import AgentConfig, RigAgent
+    from stratumkit.server.logs import configure_logging
+
+    configure_logging(args.log_format, args.log_level)
+    host, _, port = args.pool.removeprefix("stratum+tcp://").rpartition(":")
+    if not host or not port.isdigit():
+        print("stratumkit agent: --pool must be HOST:PORT (or stratum+tcp://HOST:PORT)", file=sys.stderr)
+        return 2
+    gpus = []
+    for spec in args.gpu:
+        model, _, vram = spec.rpartition(":")
+        if not model or not vram.isdigit():
+            print(f"stratumkit agent: --gpu takes MODEL:VRAM_MB, got {spec!r}", file=sys.stderr)
+            return 2
+        gpus.append((model, int(vram)))
+    config = AgentConfig(host=host, port=int(port), worker=args.worker, password=args.password,
+                         rig_id=args.rig_id, gpus=gpus, power_w=args.power_w, duty=args.duty)  # fmt: skip
+
+    async def main() -> None:
+        backend = None
+        if args.inference == "minilm":
+            from stratumkit.inference.minilm import MiniLMBackend
+
+            backend = MiniLMBackend(threads=args.inference_threads)
+            await backend.start()
+        elif args.inference:
+            from stratumkit.inference.openai_http import OpenAIHTTPBackend
+
+            backend = OpenAIHTTPBackend(args.inference)
+            await backend.start()
+        await RigAgent(config, backend).run()
+
+    try:
+        trio.run(main)
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        print(f"stratumkit agent: cannot reach the pool at {args.pool}: {exc}", file=sys.stderr)
         return 1
     return 0
 
@@ -74,9 +123,29 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--solo", action="store_const", const=True, default=None,
                        help="pay each worker's own address (worker name = address.worker)")  # fmt: skip
     serve.set_defaults(func=_serve)
+
+    agent = sub.add_parser("agent", help="run a rig: mine for the pool, serve inference while leased")
+    agent.add_argument("--pool", default="127.0.0.1:3333", help="pool stratum address HOST:PORT")
+    agent.add_argument("--worker", required=True, help="worker name (address.worker)")
+    agent.add_argument("--password", default="x")
+    agent.add_argument("--rig-id", help="stable rig id (default: hostname-worker)")
+    agent.add_argument("--gpu", action="append", default=[], help="MODEL:VRAM_MB, once per GPU")
+    agent.add_argument("--power-w", type=float, default=0.0, help="power draw while mining, watts")
+    agent.add_argument("--duty", type=float, default=1.0, help="fraction of time the CPU miner hashes")
+    agent.add_argument("--inference", help="'minilm' (built-in CPU model) or the URL of an "
+                                           "OpenAI-compatible server (vLLM, llama.cpp, Ollama)")  # fmt: skip
+    agent.add_argument("--inference-threads", type=int, default=None, help="minilm: onnxruntime threads")
+    agent.add_argument("--log-format", default="console", choices=["console", "json"])
+    agent.add_argument("--log-level", default="info")
+    agent.set_defaults(func=_agent)
     bench = sub.add_parser("bench", help="measure performance")
-    bench.add_argument("what", choices=["hash"], help="what to measure")
-    bench.add_argument("--seconds", type=float, default=1.0, help="time per figure (default 1)")
+    bench.add_argument("what", choices=["hash", "pool"], help="what to measure")
+    bench.add_argument("--seconds", type=float, default=1.0, help="hash: time per figure (default 1)")
+    bench.add_argument("--connections", type=int, default=1000, help="pool: miners to connect (default 1000)")
+    bench.add_argument("--rate", type=float, default=20000, help="pool: shares/s offered in total (default 20000)")
+    bench.add_argument("--duration", type=float, default=10.0, help="pool: seconds of load (default 10)")
+    bench.add_argument("--transactions", type=int, default=2500,
+                       help="pool: template transactions, for a realistic merkle branch (default 2500)")
     bench.set_defaults(func=_bench)
     return parser
 

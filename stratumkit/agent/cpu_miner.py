@@ -22,11 +22,15 @@ from .work import MinerJob
 
 
 class CpuMiner:
-    def __init__(self, client: StratumClient, worker: str, *, chunk: int = 1 << 17,
+    def __init__(self, client: StratumClient, worker: str, *, chunk: int = 1 << 17, duty: float = 1.0,
                  on_result: Callable[[SubmitResult], None] | None = None) -> None:  # fmt: skip
+        if not 0 < duty <= 1:
+            raise ValueError("duty must be in (0, 1]")
         self.client = client
         self.worker = worker
         self.chunk = chunk
+        #: Fraction of the time spent hashing (1.0: flat out); lower it to share a small machine.
+        self.duty = duty
         self.on_result = on_result
         self.difficulty = 1.0
         self.job: MinerJob | None = None
@@ -71,6 +75,14 @@ class CpuMiner:
         self.paused = False
         self._work.set()
 
+    def measure_hashrate(self, seconds: float = 0.2) -> float:
+        """This machine's scan rate in hashes/s (times duty): what the rig declares to the pool."""
+        n, t0 = 0, time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            scan_nonces(bytes(76), n, self.chunk, 0)
+            n += self.chunk
+        return n / (time.monotonic() - t0) * self.duty
+
     async def run(self) -> None:
         while True:
             job = self.job
@@ -83,8 +95,11 @@ class CpuMiner:
             for start in range(0, 1 << 32, self.chunk):
                 if self.job is not job or self.paused:
                     break
+                t0 = time.monotonic()
                 found = await trio.to_thread.run_sync(scan_nonces, header76, start, self.chunk, job.share_target)
                 self.hashes += self.chunk
+                if self.duty < 1:
+                    await trio.sleep((time.monotonic() - t0) * (1 - self.duty) / self.duty)
                 if self.job is not job or self.paused:
                     break  # the work changed while scanning: these nonces are stale now
                 for nonce in found:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import signal
+from contextlib import AbstractAsyncContextManager
 
 import structlog
 import trio
 
 from stratumkit.jobs.sources import EmbeddedTemplateSource, TemplateSource
+from stratumkit.lease.service import LeaseService
+from stratumkit.queue.engine import QueueEngine
 
 from .config import PoolConfig
 from .pool import Pool
@@ -30,12 +33,27 @@ def make_source(config: PoolConfig) -> TemplateSource:
     return NodeTemplateSource(rpc, poll_interval=config.node_poll_interval, refresh_interval=config.template_refresh)
 
 
+def open_queue(config: PoolConfig) -> AbstractAsyncContextManager[QueueEngine]:
+    """The inference job queue: SQLite in the data directory, or Redis when queue_url says so."""
+    if config.queue_url is None:
+        from stratumkit.queue.sqlite import open_sqlite_queue
+
+        return open_sqlite_queue(config.data_path / "queue.sqlite")
+    if not config.queue_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(f"queue_url must be a redis:// URL, got {config.queue_url!r}")
+    from stratumkit.queue.redis import open_redis_queue
+
+    return open_redis_queue(config.queue_url)
+
+
 async def serve(config: PoolConfig, *, task_status: trio.TaskStatus[Pool] = trio.TASK_STATUS_IGNORED) -> None:
-    """Run the pool (and its HTTP API when configured) until SIGINT/SIGTERM, then shut down cleanly."""
+    """Run the pool, its lease service (and its HTTP API when configured) until SIGINT/SIGTERM."""
     pool = Pool(config, make_source(config))
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
+        async with open_queue(config) as queue, trio.open_nursery() as nursery:
+            leases = LeaseService(pool, queue, drain_timeout_s=config.lease_drain_timeout)
             await nursery.start(pool.run)
+            await nursery.start(leases.run)
             task_status.started(pool)
 
             async def wait_for_signal() -> None:
