@@ -115,6 +115,7 @@ class StratumClient:
             for done, _ in self._waiters.values():
                 done.set()
             self._waiters.clear()
+            await trio.aclose_forcefully(self.stream)
 
     async def aclose(self) -> None:
         await self.stream.aclose()
