@@ -88,6 +88,14 @@ def _agent(args: argparse.Namespace) -> int:
     return 0
 
 
+def _infer_serve(args: argparse.Namespace) -> int:
+    from stratumkit.inference.server import run_server
+
+    run_server(args.host, args.port, upstream=args.upstream, api_key=args.api_key, threads=args.threads,
+               announce=lambda text: print(text, flush=True))  # fmt: skip
+    return 0
+
+
 # flag -> (type, help); each is also a config key of the same name (dashes -> underscores)
 _SERVE_FLAGS: dict[str, tuple[type, str]] = {
     "host": (str, "address to listen on for miners (default 0.0.0.0)"),
@@ -138,6 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--log-format", default="console", choices=["console", "json"])
     agent.add_argument("--log-level", default="info")
     agent.set_defaults(func=_agent)
+    infer = sub.add_parser("infer", help="inference tools")
+    infer_sub = infer.add_subparsers(dest="infer_command", required=True)
+    infer_serve = infer_sub.add_parser("serve", help="an OpenAI-compatible server for the MiniLM CPU model")
+    infer_serve.add_argument("--host", default="127.0.0.1")
+    infer_serve.add_argument("--port", type=int, default=8000)
+    infer_serve.add_argument("--upstream", help="relay this OpenAI-compatible server instead of MiniLM")
+    infer_serve.add_argument("--api-key", help="require this bearer token")
+    infer_serve.add_argument("--threads", type=int, default=None, help="onnxruntime threads")
+    infer_serve.set_defaults(func=_infer_serve)
+
     bench = sub.add_parser("bench", help="measure performance")
     bench.add_argument("what", choices=["hash", "pool"], help="what to measure")
     bench.add_argument("--seconds", type=float, default=1.0, help="hash: time per figure (default 1)")
