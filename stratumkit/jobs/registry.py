@@ -7,6 +7,10 @@ Rules:
   every job of the old round is stale at once (error 21).
 - Jobs of the current round stay valid for `stale_window` seconds after a newer job replaced them
   (miners finish the work they hold), and at least the newest `keep_jobs` of them are kept.
+- Solo mode: a *variant* of a job does the same work (same template, same ntime) but pays another
+  script. It is built on first demand (`job_for`), once per job and script, gets its own id from
+  the same counter, and shares its job's fate: replaced, stale and forgotten with it. `get` with a
+  payout script finds only jobs paying that script, so a share never counts for another's coinbase.
 """
 
 from __future__ import annotations
@@ -42,7 +46,9 @@ class JobRegistry:
         self.keep_jobs = keep_jobs
         self._counter = time.time_ns() // 1000 if id_seed is None else id_seed
         self._jobs: OrderedDict[str, Job] = OrderedDict()
-        self._replaced_at: dict[str, float] = {}
+        self._replaced_at: dict[str, float] = {}  # replaced jobs (not variants) -> when
+        self._variants: dict[str, dict[bytes, Job]] = {}  # job id -> payout script -> variant
+        self._scripts: dict[str, bytes] = {}  # variant id -> the script it pays
         self.current: Job | None = None
 
     def __len__(self) -> int:
@@ -51,9 +57,43 @@ class JobRegistry:
     def new_job(self, template: BlockTemplate, now: float, *, ntime: int | None = None) -> tuple[Job, bool]:
         """Make the job for a template; returns it and whether it starts a new round (clean)."""
         clean = self.current is None or self.current.prevhash != template.prevhash
+        job_ntime = max(template.curtime if ntime is None else ntime, template.mintime)
+        job = self._build(template, self.payout_script, job_ntime, now)
+        if clean:
+            self._jobs.clear()
+            self._replaced_at.clear()
+            self._variants.clear()
+            self._scripts.clear()
+        elif self.current is not None:
+            self._replaced_at[self.current.job_id] = now
+        self._jobs[job.job_id] = job
+        self.current = job
+        self.prune(now)
+        return job, clean
+
+    def job_for(self, job: Job, payout_script: bytes, now: float) -> Job:
+        """`job`'s work paying `payout_script` instead of the pool's script (solo mode)."""
+        if job.job_id in self._scripts:
+            raise ValueError(f"job {job.job_id} is a variant already: ask with the job it varies")
+        if payout_script == self.payout_script:
+            return job
+        variants = self._variants.get(job.job_id)
+        if variants is None:
+            if self._jobs.get(job.job_id) is not job:
+                # Stale already: its variant is stale too (shares for it are refused, code 21).
+                return self._build(job.template, payout_script, job.ntime, now)
+            variants = self._variants[job.job_id] = {}
+        variant = variants.get(payout_script)
+        if variant is None:
+            variant = variants[payout_script] = self._build(job.template, payout_script, job.ntime, now)
+            self._jobs[variant.job_id] = variant
+            self._scripts[variant.job_id] = payout_script
+        return variant
+
+    def _build(self, template: BlockTemplate, payout_script: bytes, ntime: int, now: float) -> Job:
         parts = build_coinbase(
             template,
-            self.payout_script,
+            payout_script,
             extranonce1_size=self.extranonce1_size,
             extranonce2_size=self.extranonce2_size,
             pool_tag=self.pool_tag,
@@ -64,7 +104,6 @@ class JobRegistry:
         )  # fmt: skip
         self._counter += 1
         job_id = f"{self._counter:x}"
-        job_ntime = max(template.curtime if ntime is None else ntime, template.mintime)
         fields = dict(
             job_id=job_id,
             prevhash=template.prevhash_stratum,
@@ -73,40 +112,39 @@ class JobRegistry:
             merkle_branch=tuple(h.hex() for h in template.merkle_branch),
             version=f"{template.version:08x}",
             nbits=f"{template.nbits:08x}",
-            ntime=f"{job_ntime:08x}",
+            ntime=f"{ntime:08x}",
         )
-        job = Job(
+        return Job(
             job_id=job_id,
             template=template,
             coinbase=parts,
             prepared=prepared,
-            ntime=job_ntime,
+            ntime=ntime,
             created=now,
             notify_clean=Notify(**fields, clean_jobs=True),  # type: ignore[arg-type]
             notify_update=Notify(**fields, clean_jobs=False),  # type: ignore[arg-type]
         )
-        if clean:
-            self._jobs.clear()
-            self._replaced_at.clear()
-        elif self.current is not None:
-            self._replaced_at[self.current.job_id] = now
-        self._jobs[job_id] = job
-        self.current = job
-        self.prune(now)
-        return job, clean
 
-    def get(self, job_id: str) -> Job | None:
-        """The job a share names, or None when it is unknown or stale."""
-        return self._jobs.get(job_id)
+    def get(self, job_id: str, payout_script: bytes | None = None) -> Job | None:
+        """The job a share names, or None when it is unknown or stale, or (given a payout
+        script) when it pays another script."""
+        job = self._jobs.get(job_id)
+        if job is not None and payout_script is not None:
+            if self._scripts.get(job_id, self.payout_script) != payout_script:
+                return None
+        return job
 
     def prune(self, now: float) -> None:
-        """Forget replaced jobs older than the stale window, keeping the newest `keep_jobs`."""
-        excess = len(self._jobs) - self.keep_jobs
-        for job_id in list(self._jobs):
-            if excess <= 0 or self.current is None or job_id == self.current.job_id:
+        """Forget replaced jobs (and their variants) older than the stale window, keeping the
+        newest `keep_jobs`."""
+        excess = len(self._replaced_at) + 1 - self.keep_jobs
+        # _replaced_at is in the order jobs were replaced: oldest first.
+        for job_id, replaced in list(self._replaced_at.items()):
+            if excess <= 0 or now - replaced < self.stale_window:
                 break
-            replaced = self._replaced_at.get(job_id)
-            if replaced is not None and now - replaced >= self.stale_window:
-                del self._jobs[job_id]
-                del self._replaced_at[job_id]
-                excess -= 1
+            del self._jobs[job_id]
+            del self._replaced_at[job_id]
+            for variant in self._variants.pop(job_id, {}).values():
+                del self._jobs[variant.job_id]
+                del self._scripts[variant.job_id]
+            excess -= 1

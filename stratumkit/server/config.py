@@ -9,7 +9,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin, get_type_hints
 
 
 class ConfigError(ValueError):
@@ -102,14 +102,41 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> PoolConfig:
             data = tomllib.loads(Path(path).read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read config {path}: {exc}") from None
-        data = data.get("pool", data)
+        if "pool" in data:
+            stray = sorted(set(data) - {"pool"})
+            if stray:
+                raise ConfigError(f"keys outside the [pool] table in {path}: {', '.join(stray)}")
+            data = data["pool"]
         unknown = sorted(set(data) - _FIELDS)
         if unknown:
             raise ConfigError(f"unknown config key(s) in {path}: {', '.join(unknown)}")
         values.update(data)
     values.update({k: v for k, v in overrides.items() if v is not None})
+    for key, value in values.items():
+        _check_type(key, value)
     try:
         config = PoolConfig(**values)
     except TypeError as exc:
         raise ConfigError(str(exc)) from None
     return config.validate()
+
+
+_TYPES = get_type_hints(PoolConfig)
+
+
+def _check_type(key: str, value: Any) -> None:
+    """A config value must have its field's type (an int is fine where a float is wanted)."""
+    hint = _TYPES.get(key)
+    allowed = get_args(hint) or (hint,)
+    if value is None and type(None) in allowed:
+        return
+    for kind in allowed:
+        origin = get_origin(kind) or kind
+        if origin is float and type(value) in (int, float):
+            return
+        if isinstance(origin, type) and type(value) is not bool and isinstance(value, origin):
+            return
+        if origin is bool and type(value) is bool:
+            return
+    names = " or ".join(getattr(get_origin(k) or k, "__name__", str(k)) for k in allowed if k is not type(None))
+    raise ConfigError(f"config key {key!r} must be {names}, got {type(value).__name__} {value!r}")

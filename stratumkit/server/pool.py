@@ -114,6 +114,13 @@ class Pool:
                 return f"solo mode pays the worker's address: {exc}"
         return None
 
+    def worker_payout_script(self, username: str) -> bytes | None:
+        """Solo mode: the script paying the worker name's address (the part before the first
+        "."); None when the pool pays its own address. For names check_worker accepted."""
+        if not self.config.solo:
+            return None
+        return address_to_script(username.split(".", 1)[0], self.network)
+
     def share_target(self, difficulty: float) -> int:
         target = self._targets.get(difficulty)
         if target is None:

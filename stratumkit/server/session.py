@@ -69,6 +69,8 @@ class Session:
         self.last_activity = now
         self.extranonce1: bytes = b""
         self.worker: str | None = None
+        #: Solo mode: what this connection's coinbases pay (its first worker's address).
+        self.payout_script: bytes | None = None
         self.vardiff = Vardiff(pool.vardiff_config, cfg.start_difficulty, now)
         self.min_difficulty = cfg.min_difficulty
         self.sent_difficulty: float | None = None
@@ -100,6 +102,10 @@ class Session:
                     nursery.start_soon(self._writer)
                     try:
                         await self._reader()
+                    except Dropped as exc:
+                        # ends the reader only: the writer still delivers the last replies
+                        if self.drop_reason is None:
+                            self.drop_reason = str(exc)
                     finally:
                         # give the writer a moment to deliver the last replies (errors, goodbyes)
                         self._send.close()
@@ -189,13 +195,18 @@ class Session:
                     raise Dropped("handshake timeout")
                 if now >= self.last_activity + cfg.idle_timeout:
                     raise Dropped("idle timeout")
-                if self.working and self.vardiff.tick(now) is not None:
+                if self.working and self._retargeted(self.vardiff.tick(now), now):
                     self._resend_work()
                 continue
             self.last_activity = trio.current_time()
             try:
                 events = self.conn.receive_data(data)
             except RemoteProtocolError as exc:
+                # what arrived before the garbage still counts (a share may solve a block)
+                for event in exc.events:
+                    if type(event) is not ConnectionClosed:
+                        await self._handle(event)
+                await self._sync()
                 self.flush()
                 raise Dropped(f"protocol error: {exc}") from None
             try:
@@ -269,6 +280,9 @@ class Session:
 
     def _on_authorize(self, event: Authorize) -> None:
         reason = self.pool.check_worker(event.username, event.password)
+        script = self.pool.worker_payout_script(event.username) if reason is None else None
+        if self.payout_script is not None and script != self.payout_script:
+            reason = "solo mode pays one address per connection: name the same address"
         if reason is not None:
             self.conn.respond_error(event.id, ErrorCode.UNAUTHORIZED, reason)
             self._count_invalid()
@@ -276,6 +290,7 @@ class Session:
         self.conn.respond(event.id, True)
         if self.worker is None:
             self.worker = event.username
+            self.payout_script = script
             structlog.contextvars.bind_contextvars(worker=self.worker)
             log.info("miner authorized", user_agent=self.conn.user_agent)
         self._maybe_start_work()
@@ -316,6 +331,8 @@ class Session:
         """Queue a job (and the difficulty it is sent at) for this miner."""
         if self.leased or not self.working:
             return
+        if self.payout_script is not None:
+            job = self.pool.registry.job_for(job, self.payout_script, trio.current_time())
         difficulty = self.vardiff.difficulty
         if difficulty != self.sent_difficulty:
             self.conn.send_set_difficulty(difficulty)
@@ -325,9 +342,20 @@ class Session:
         elif len(self.job_difficulty) > 64:
             for job_id in list(self.job_difficulty)[:32]:
                 del self.job_difficulty[job_id]
-        self.job_difficulty[job.job_id] = difficulty
+        # A job sent again at a new difficulty keeps the lower of the two: shares already on the
+        # wire were found at the old one and still count at it.
+        held = self.job_difficulty.get(job.job_id)
+        self.job_difficulty[job.job_id] = difficulty if held is None else min(held, difficulty)
         self.conn.send_notify(job.notify_clean if clean else job.notify_update)
         self.flush()
+
+    def _retargeted(self, new: float | None, now: float) -> bool:
+        """Apply the miner's configured floor to a vardiff change; True if work must be re-sent."""
+        if new is None:
+            return False
+        if new < self.min_difficulty:
+            self.vardiff.reset(self.min_difficulty, now)
+        return self.vardiff.difficulty != self.sent_difficulty
 
     def _resend_work(self) -> None:
         job = self.pool.registry.current
@@ -348,7 +376,7 @@ class Session:
             self.conn.respond_error(event.id, ErrorCode.UNAUTHORIZED, f"worker {event.worker[:64]!r} is not authorized")
             self._count_invalid()
             return
-        job = pool.registry.get(event.job_id)
+        job = pool.registry.get(event.job_id, self.payout_script)
         difficulty = self.job_difficulty.get(event.job_id, self.vardiff.difficulty)
         verdict = judge_share(
             job,
@@ -388,10 +416,8 @@ class Session:
         self.conn.respond(event.id, True)
         for listener in pool.share_listeners:
             listener(self)
-        new = self.vardiff.on_share(trio.current_time())
-        if new is not None and new < self.min_difficulty:
-            new = self.vardiff.reset(self.min_difficulty, trio.current_time())
-        if new is not None:
+        now = trio.current_time()
+        if self._retargeted(self.vardiff.on_share(now), now):
             self._resend_work()
 
 

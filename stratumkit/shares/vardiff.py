@@ -83,6 +83,8 @@ class Vardiff:
         # No shares in the window: act as if one were about to arrive (halves at most by max_step).
         observed = elapsed / shares if shares else elapsed * 2
         ratio = c.target_interval / observed
+        if not shares:
+            ratio = min(ratio, 1.0)  # silence is never a reason to raise
         if 1 / c.tolerance <= ratio <= c.tolerance:
             return None
         ratio = min(max(ratio, 1 / c.max_step), c.max_step)
