@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -16,6 +17,10 @@ def _bench(args: argparse.Namespace) -> int:
         from stratumkit.bench import pool as bench_pool
 
         bench_pool.run(args.connections, args.rate, args.duration, args.transactions)
+    elif args.what == "lease":
+        from stratumkit.bench import lease as bench_lease
+
+        bench_lease.run(args.rounds, args.rigs, args.inference)
     return 0
 
 
@@ -47,6 +52,7 @@ def _agent(args: argparse.Namespace) -> int:
     import trio
 
     from stratumkit.agent.rig import AgentConfig, RigAgent
+    from stratumkit.agent.stratum import StratumClientError
     from stratumkit.server.logs import configure_logging
 
     configure_logging(args.log_format, args.log_level)
@@ -76,15 +82,27 @@ def _agent(args: argparse.Namespace) -> int:
 
             backend = OpenAIHTTPBackend(args.inference)
             await backend.start()
-        await RigAgent(config, backend).run()
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
 
-    try:
-        trio.run(main)
-    except KeyboardInterrupt:
-        pass
-    except OSError as exc:
-        print(f"stratumkit agent: cannot reach the pool at {args.pool}: {exc}", file=sys.stderr)
-        return 1
+                async def stop_on_signal() -> None:
+                    async for _ in signals:
+                        nursery.cancel_scope.cancel()
+                        return
+
+                nursery.start_soon(stop_on_signal)
+                delay = 1.0
+                while True:  # a rig keeps coming back to its pool
+                    try:
+                        await RigAgent(config, backend).run()
+                        delay = 1.0
+                    except* (OSError, StratumClientError) as group:
+                        print(f"stratumkit agent: pool {args.pool}: {group.exceptions[0]}; retrying in {delay:g} s",
+                              file=sys.stderr)  # fmt: skip
+                    await trio.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+
+    trio.run(main)
     return 0
 
 
@@ -146,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--log-format", default="console", choices=["console", "json"])
     agent.add_argument("--log-level", default="info")
     agent.set_defaults(func=_agent)
+    from stratumkit.api.cli import add_subcommands
+
+    add_subcommands(sub)
+
     infer = sub.add_parser("infer", help="inference tools")
     infer_sub = infer.add_subparsers(dest="infer_command", required=True)
     infer_serve = infer_sub.add_parser("serve", help="an OpenAI-compatible server for the MiniLM CPU model")
@@ -157,7 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     infer_serve.set_defaults(func=_infer_serve)
 
     bench = sub.add_parser("bench", help="measure performance")
-    bench.add_argument("what", choices=["hash", "pool"], help="what to measure")
+    bench.add_argument("what", choices=["hash", "pool", "lease"], help="what to measure")
+    bench.add_argument("--rounds", type=int, default=30, help="lease: switch rounds (default 30)")
+    bench.add_argument("--rigs", type=int, default=2, help="lease: agent processes (default 2)")
+    bench.add_argument("--inference", default=None, help="lease: agents' inference backend (e.g. minilm)")
     bench.add_argument("--seconds", type=float, default=1.0, help="hash: time per figure (default 1)")
     bench.add_argument("--connections", type=int, default=1000, help="pool: miners to connect (default 1000)")
     bench.add_argument("--rate", type=float, default=20000, help="pool: shares/s offered in total (default 20000)")

@@ -23,6 +23,7 @@ class PoolConfig:
     port: int = 3333
     api_host: str = "127.0.0.1"
     api_port: int | None = 8080
+    api_token: str | None = None  # when set, the HTTP API wants "Authorization: Bearer <token>"
     # where state lives (share log, blocks, embedded chain)
     data_dir: str = "var/stratumkit"
     # work

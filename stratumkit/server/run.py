@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import signal
 from contextlib import AbstractAsyncContextManager
 
@@ -54,6 +55,14 @@ async def serve(config: PoolConfig, *, task_status: trio.TaskStatus[Pool] = trio
             leases = LeaseService(pool, queue, drain_timeout_s=config.lease_drain_timeout)
             await nursery.start(pool.run)
             await nursery.start(leases.run)
+            if config.api_port is not None:
+                from stratumkit.api.app import serve_api
+
+                api_port = await nursery.start(
+                    functools.partial(serve_api, pool, leases, config.api_host, config.api_port,
+                                      api_token=config.api_token)  # fmt: skip
+                )
+                log.info("HTTP API listening", host=config.api_host, port=api_port)
             task_status.started(pool)
 
             async def wait_for_signal() -> None:

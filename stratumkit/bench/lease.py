@@ -1,0 +1,128 @@
+"""`stratumkit bench lease`: how fast rigs switch, measured from the integrator's side of the API.
+
+A `stratumkit serve` process and `--rigs` `stratumkit agent` processes (real stratum, real HTTP).
+Each round leases one rig and times:
+- API call -> rig serving: POST /v1/leases until the lease reads `serving` (the agent has paused
+  mining, woken its inference backend and said so over stratum);
+- lease end -> first valid share: POST /v1/leases/{id}/cancel until the rig's accepted-share count
+  grows (the agent gave back its jobs, the pool sent fresh work, the rig found a share and the pool
+  accepted it).
+Both are polled every 2 ms, so each figure carries up to that much of polling delay.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import trio
+
+from stratumkit.client import PoolClient
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _until(predicate_coro, timeout: float = 30.0, interval: float = 0.002) -> None:  # type: ignore[no-untyped-def]
+    with trio.fail_after(timeout):
+        while not await predicate_coro():
+            await trio.sleep(interval)
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1) + 0.5))]
+
+
+async def bench(rounds: int, rigs: int, inference: str | None) -> dict[str, list[float]]:
+    stratum, api = _free_port(), _free_port()
+    with tempfile.TemporaryDirectory(prefix="stratumkit-bench-lease-") as tmp:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        server = subprocess.Popen(
+            [sys.executable, "-m", "stratumkit.cli", "serve", "--host", "127.0.0.1", "--port", str(stratum),
+             "--api-port", str(api), "--data-dir", str(Path(tmp) / "pool"), "--start-difficulty", "0.0005",
+             "--embedded-difficulty", "1", "--log-level", "warning"],
+            env=env,
+        )  # fmt: skip
+        agents: list[subprocess.Popen[bytes]] = []
+        try:
+            async with PoolClient(f"http://127.0.0.1:{api}") as client:
+                await _until(lambda: _healthy(client), timeout=30, interval=0.05)
+                for i in range(rigs):
+                    cmd = [sys.executable, "-m", "stratumkit.cli", "agent", "--pool", f"127.0.0.1:{stratum}",
+                           "--worker", f"bench{i}.rig", "--rig-id", f"bench-rig-{i}", "--gpu", "RTX 4090:24576",
+                           "--duty", "0.2", "--log-level", "warning"]  # fmt: skip
+                    if inference:
+                        cmd += ["--inference", inference]
+                    agents.append(subprocess.Popen(cmd, env=env))
+
+                async def all_mining() -> bool:
+                    listed = await client.rigs()
+                    return len(listed) == rigs and all(r["accepted_shares"] > 0 for r in listed)
+
+                await _until(all_mining, timeout=60, interval=0.1)
+                divert: list[float] = []
+                back: list[float] = []
+                for _ in range(rounds):
+                    t0 = time.perf_counter()
+                    lease = await client.create_lease(count=1, queue="bench", duration_s=3600)
+                    lease_id = lease["lease_id"]
+                    rig_id = lease["rigs"][0]["rig_id"]
+
+                    async def serving(lease_id: str = lease_id) -> bool:
+                        return (await client.lease(lease_id))["state"] == "serving"
+
+                    await _until(serving)
+                    divert.append(time.perf_counter() - t0)
+
+                    async def shares(rig_id: str = rig_id) -> int:
+                        return next(r["accepted_shares"] for r in await client.rigs() if r["rig_id"] == rig_id)
+
+                    before = await shares()
+                    t1 = time.perf_counter()
+                    await client.cancel_lease(lease_id)
+
+                    async def mined(before: int = before) -> bool:
+                        return await shares() > before
+
+                    await _until(mined)
+                    back.append(time.perf_counter() - t1)
+                server_side = (await client.stats()).get("leases", {})
+        finally:
+            for proc in agents:
+                proc.send_signal(signal.SIGINT)
+            server.send_signal(signal.SIGTERM)
+            for proc in [*agents, server]:
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    return {"divert": divert, "back": back, "server": [server_side]}  # type: ignore[list-item]
+
+
+async def _healthy(client: PoolClient) -> bool:
+    try:
+        await client.health()
+        return True
+    except Exception:
+        return False
+
+
+def run(rounds: int = 30, rigs: int = 2, inference: str | None = None) -> None:
+    print(f"stratumkit bench lease — {rounds} rounds, {rigs} agent processes, inference backend: "
+          f"{inference or 'none'}")  # fmt: skip
+    r = trio.run(bench, rounds, rigs, inference)
+    for name, label in (("divert", "API call -> rig serving"), ("back", "lease end -> first valid share")):
+        v = r[name]
+        print(f"{label:<32} p50 {1000 * statistics.median(v):7.1f} ms   p99 {1000 * _pct(v, 0.99):7.1f} ms   "
+              f"max {1000 * max(v):7.1f} ms   (n={len(v)}, target p99 <= 1000 ms)")  # fmt: skip
