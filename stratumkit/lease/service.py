@@ -39,7 +39,7 @@ import trio
 
 from stratumkit.protocol.errors import ErrorCode
 from stratumkit.protocol.events import ExtensionRequest
-from stratumkit.queue.engine import ClaimedJob, QueueEngine, QueueError
+from stratumkit.queue.engine import ClaimedJob, QueueEngine, QueueError, check_name
 from stratumkit.server.pool import Pool
 from stratumkit.server.session import Session
 
@@ -63,6 +63,10 @@ RETURN = "stratumkit.lease.return"
 #: After a lease, a rig's first share difficulty is set so that a share is expected this soon
 #: (from the hashrate it declared), so mining visibly resumes at once; vardiff takes it from there.
 FIRST_SHARE_AFTER_RETURN_S = 0.1
+
+
+#: The longest a lease may run (a year): bounds durations and extensions to sane, finite times.
+MAX_LEASE_S = 365 * 86400.0
 
 
 class RequestError(ValueError):
@@ -133,6 +137,10 @@ class LeaseService:
 
     async def create_lease(self, body: dict[str, Any]) -> dict[str, Any]:
         spec = parse_lease_spec(body)
+        try:
+            check_name("queue", spec.queue)  # the engine's own rule: its rigs must be able to claim
+        except QueueError as exc:
+            raise RequestError(str(exc)) from None
         now = trio.current_time()
         try:
             lease, actions = self.controller.create(spec, now)
@@ -144,8 +152,10 @@ class LeaseService:
         return self.lease_view(lease.lease_id)
 
     async def extend_lease(self, lease_id: str, extra_s: Any) -> dict[str, Any]:
-        if isinstance(extra_s, bool) or not isinstance(extra_s, int | float) or extra_s <= 0:
-            raise RequestError("seconds must be a positive number")
+        if isinstance(extra_s, bool) or not isinstance(extra_s, int | float) or not 0 < extra_s <= MAX_LEASE_S:
+            raise RequestError(f"seconds must be a positive number of at most {MAX_LEASE_S:g}")
+        if self.controller.get(lease_id).ends_at - trio.current_time() + extra_s > MAX_LEASE_S:
+            raise RequestError(f"a lease may not run longer than {MAX_LEASE_S:g} s from now")
         try:
             actions = self.controller.extend(lease_id, float(extra_s), trio.current_time())
         except LeaseError as exc:
@@ -496,6 +506,9 @@ def parse_lease_spec(body: Any) -> LeaseSpec:
     for key in ("count", "queue", "duration_s"):
         if key not in body:
             raise RequestError(f"missing field: {key}")
+    duration = body["duration_s"]
+    if isinstance(duration, int | float) and not isinstance(duration, bool) and not duration <= MAX_LEASE_S:
+        raise RequestError(f"duration_s must be at most {MAX_LEASE_S:g} s")
     try:
         selector = Selector(count=body["count"], gpu_model=body.get("gpu_model"),
                             min_vram_mb=body.get("min_vram_mb", 0), model=body.get("model"),
