@@ -85,7 +85,8 @@ async def test_lease_serves_real_embeddings_and_returns_to_mining_with_fresh_wor
         await wait_for(lambda: rig.agent.miner is not None and rig.agent.miner.accepted > accepted_while_serving,
                        timeout=5)  # fmt: skip
         assert rig.agent.mode == "mining"
-        assert idle.agent.miner is not None and idle.agent.miner.accepted > idle_before  # never stopped
+        assert idle.agent.mode == "mining"  # never leased, never stopped
+        await wait_for(lambda: idle.agent.miner is not None and idle.agent.miner.accepted > idle_before)
         usage = site.leases.lease_view(lease["lease_id"])["usage"]
         assert usage["jobs_done"] == 3 and usage["gpu_seconds"] > 0 and usage["hashes_foregone"] > 0
         assert site.leases.stats()["return_latency_s"]["max"] < 1.0
