@@ -68,7 +68,8 @@ def _agent(args: argparse.Namespace) -> int:
             return 2
         gpus.append((model, int(vram)))
     config = AgentConfig(host=host, port=int(port), worker=args.worker, password=args.password,
-                         rig_id=args.rig_id, gpus=gpus, power_w=args.power_w, duty=args.duty)  # fmt: skip
+                         rig_id=args.rig_id, gpus=gpus, power_w=args.power_w, duty=args.duty,
+                         claim_batch=args.claim_batch)  # fmt: skip
 
     async def main() -> None:
         backend = None
@@ -160,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--duty", type=float, default=1.0, help="fraction of time the CPU miner hashes")
     agent.add_argument("--inference", help="'minilm' (built-in CPU model) or the URL of an "
                                            "OpenAI-compatible server (vLLM, llama.cpp, Ollama)")  # fmt: skip
+    agent.add_argument("--claim-batch", type=int, default=1, help="jobs claimed at a time while leased (1..64)")
     agent.add_argument("--inference-threads", type=int, default=None, help="minilm: onnxruntime threads")
     agent.add_argument("--log-format", default="console", choices=["console", "json"])
     agent.add_argument("--log-level", default="info")
