@@ -22,7 +22,7 @@ rig id as consumer name), so a rig needs nothing but its pool connection, and a 
 disconnects has its claims requeued at once. The controller runs on trio's clock; `ends_at` is
 translated to unix time for the agent.
 
-Switch latencies are measured here: `divert_latency` (lease created -> rig says serving) and
+Switch latencies are measured here: `divert_latency` (divert sent -> rig says serving) and
 `return_latency` (return sent -> first accepted share after it), per rig.
 """
 
@@ -346,7 +346,7 @@ class LeaseService:
         session.conn.respond(event.id, True)
         if link.diverted_at is not None and link.lease_id is not None:
             start = self._created_at.get(link.lease_id, link.diverted_at)
-            self.divert_latencies.append(trio.current_time() - max(start, link.diverted_at - 0.0))
+            self.divert_latencies.append(trio.current_time() - max(start, link.diverted_at))
         self.publish({"type": "rig.serving", "rig_id": link.rig_id, "lease_id": link.lease_id})
         await self._apply(actions)
         self._poke()

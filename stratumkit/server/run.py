@@ -50,6 +50,7 @@ def open_queue(config: PoolConfig) -> AbstractAsyncContextManager[QueueEngine]:
 async def serve(config: PoolConfig, *, task_status: trio.TaskStatus[Pool] = trio.TASK_STATUS_IGNORED) -> None:
     """Run the pool, its lease service (and its HTTP API when configured) until SIGINT/SIGTERM."""
     pool = Pool(config, make_source(config))
+    stopping = trio.Event()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_queue(config) as queue, trio.open_nursery() as nursery:
             leases = LeaseService(pool, queue, drain_timeout_s=config.lease_drain_timeout)
@@ -58,16 +59,17 @@ async def serve(config: PoolConfig, *, task_status: trio.TaskStatus[Pool] = trio
             if config.api_port is not None:
                 from stratumkit.api.app import serve_api
 
-                api_port = await nursery.start(
+                await nursery.start(
                     functools.partial(serve_api, pool, leases, config.api_host, config.api_port,
-                                      api_token=config.api_token)  # fmt: skip
+                                      api_token=config.api_token, shutdown_trigger=stopping.wait)  # fmt: skip
                 )
-                log.info("HTTP API listening", host=config.api_host, port=api_port)
             task_status.started(pool)
 
             async def wait_for_signal() -> None:
                 async for signum in signals:
                     log.info("shutting down", signal=signal.Signals(signum).name)
+                    stopping.set()  # event streams end cleanly first
+                    await trio.sleep(0.2)
                     pool.shutdown()
                     nursery.cancel_scope.cancel()
                     return

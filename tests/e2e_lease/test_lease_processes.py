@@ -121,7 +121,13 @@ async def test_three_agents_a_lease_a_killed_rig_and_the_return(tmp_path: Path) 
             assert stats is not None
             view = await client.lease(lease_id)
             assert view["usage"]["jobs_done"] == 100
-            assert (await shares())["rig-3"] > unleased_before  # the unleased rig kept mining
+            # the unleased rig kept mining throughout: never leased, and its shares keep coming
+            assert next(r for r in await client.rigs() if r["rig_id"] == "rig-3")["mode"] == "mining"
+
+            async def unleased_mined() -> bool:
+                return (await shares())["rig-3"] > unleased_before
+
+            await until(unleased_mined, 15)
 
             # the lease ends: the surviving rig is back to accepted shares within a second
             before = (await shares())["rig-2"]
