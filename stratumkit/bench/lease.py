@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from pathlib import Path
 import trio
 
 from stratumkit.client import PoolClient
+from stratumkit.percentile import percentile
 
 
 def _free_port() -> int:
@@ -37,11 +37,6 @@ async def _until(predicate_coro, timeout: float = 30.0, interval: float = 0.002)
     with trio.fail_after(timeout):
         while not await predicate_coro():
             await trio.sleep(interval)
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1) + 0.5))]
 
 
 async def bench(rounds: int, rigs: int, inference: str | None) -> dict[str, list[float]]:
@@ -124,5 +119,5 @@ def run(rounds: int = 30, rigs: int = 2, inference: str | None = None) -> None:
     r = trio.run(bench, rounds, rigs, inference)
     for name, label in (("divert", "API call -> rig serving"), ("back", "lease end -> first valid share")):
         v = r[name]
-        print(f"{label:<32} p50 {1000 * statistics.median(v):7.1f} ms   p99 {1000 * _pct(v, 0.99):7.1f} ms   "
+        print(f"{label:<32} p50 {1000 * percentile(v, 0.5):7.1f} ms   p99 {1000 * percentile(v, 0.99):7.1f} ms   "
               f"max {1000 * max(v):7.1f} ms   (n={len(v)}, target p99 <= 1000 ms)")  # fmt: skip

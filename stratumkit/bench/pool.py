@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import resource
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ import trio
 
 from stratumkit.agent.work import MinerJob
 from stratumkit.hashing import scan_nonces
+from stratumkit.percentile import percentile
 from stratumkit.protocol.client import ClientConnection
 from stratumkit.protocol.errors import RemoteProtocolError
 from stratumkit.protocol.events import Notify, SetDifficulty, SubmitResult, SubscribeResult
@@ -274,7 +274,7 @@ async def bench(connections: int, rate: float, duration: float, filler: int) -> 
             except subprocess.TimeoutExpired:
                 proc.kill()
     elapsed = w1 - w0
-    lat = sorted(load.latencies)
+    lat = load.latencies
     return {
         "connections": connections,
         "connect_s": connect_s,
@@ -283,8 +283,8 @@ async def bench(connections: int, rate: float, duration: float, filler: int) -> 
         "server_cpu_s_per_1000": (cpu1 - cpu0) / max(load.accepted, 1) * 1000,
         "server_cpu_share_of_core": (cpu1 - cpu0) / elapsed,
         "client_cpu_share_of_core": (own1 - own0) / elapsed,
-        "p50_ms": 1000 * statistics.median(lat) if lat else float("nan"),
-        "p99_ms": 1000 * lat[int(0.99 * (len(lat) - 1))] if lat else float("nan"),
+        "p50_ms": 1000 * percentile(lat, 0.5) if lat else float("nan"),
+        "p99_ms": 1000 * percentile(lat, 0.99) if lat else float("nan"),
         "rss_per_connection_kb": (rss1 - rss0) / connections / 1024,
         "fanout_ms": 1000 * fanout,
         "block_mined_in_s": mine_s,

@@ -37,6 +37,7 @@ from typing import Any
 import structlog
 import trio
 
+from stratumkit.percentile import percentile
 from stratumkit.protocol.errors import ErrorCode
 from stratumkit.protocol.events import ExtensionRequest
 from stratumkit.queue.engine import ClaimedJob, QueueEngine, QueueError, check_name
@@ -546,6 +547,4 @@ def lease_to_dict(lease: Lease, usage: Any) -> dict[str, Any]:
 def _percentiles(values: list[float]) -> dict[str, float] | None:
     if not values:
         return None
-    ordered = sorted(values)
-    return {"n": len(ordered), "p50": ordered[len(ordered) // 2], "p99": ordered[int(0.99 * (len(ordered) - 1))],
-            "max": ordered[-1]}  # fmt: skip
+    return {"n": len(values), "p50": percentile(values, 0.5), "p99": percentile(values, 0.99), "max": max(values)}
