@@ -1,8 +1,8 @@
 """`stratumkit bench pool`: N miners over real TCP against a `stratumkit serve` process.
 
 The server runs as its own process (so its CPU time and resident memory are read from /proc);
-the miners are this process's trio tasks, each a stratum client (the protocol's client role)
-submitting valid shares at a chosen rate. Valid shares are cheap to make here because the server
+the miners live in this process, each a stratum client (the protocol's client role) on its own
+socket, all driven by one epoll loop, submitting valid shares at a chosen rate. Valid shares are cheap to make here because the server
 is started with a tiny fixed share difficulty (about one nonce in four qualifies), while the
 embedded chain's block difficulty stays high enough that blocks happen only when the bench mines
 one on purpose, to time the fan-out.
@@ -16,21 +16,19 @@ from __future__ import annotations
 
 import os
 import resource
+import select
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-
-import trio
 
 from stratumkit.agent.work import MinerJob
 from stratumkit.hashing import scan_nonces
 from stratumkit.percentile import percentile
 from stratumkit.protocol.client import ClientConnection
-from stratumkit.protocol.errors import RemoteProtocolError
 from stratumkit.protocol.events import Notify, SetDifficulty, SubmitResult, SubscribeResult
 
 SHARE_DIFFICULTY = 1e-9  # target ~ 2**254: about one nonce in four is a share
@@ -56,112 +54,6 @@ def _proc_rss(pid: int) -> int:
     return 0
 
 
-@dataclass
-class Miner:
-    """One simulated miner: a ClientConnection on a real socket, submitting at a fixed rate."""
-
-    index: int
-    stream: trio.SocketStream
-    conn: ClientConnection = field(default_factory=ClientConnection)
-    extranonce1: bytes = b""
-    extranonce2_size: int = 4
-    difficulty: float = 1.0
-    job: MinerJob | None = None
-    header76: bytes = b""
-    extranonce2: bytes = b""
-    next_nonce: int = 0
-    sent_at: dict[int, float] = field(default_factory=dict)
-    got_work: trio.Event = field(default_factory=trio.Event)
-    clean_seen_at: float | None = None
-    watch_prevhash: bytes | None = None
-
-    async def flush(self) -> None:
-        data = self.conn.data_to_send()
-        if data:
-            await self.stream.send_all(data)
-
-    def set_job(self, job: MinerJob) -> None:
-        self.job = job
-        self.extranonce2 = self.index.to_bytes(self.extranonce2_size, "big")
-        self.header76 = job.header76(self.extranonce1, self.extranonce2)
-        self.next_nonce = 0
-
-    def make_shares(self, n: int) -> list[int]:
-        assert self.job is not None
-        found = scan_nonces(self.header76, self.next_nonce, min(64 * n, (1 << 32) - self.next_nonce),
-                            self.job.share_target, max_found=n)  # fmt: skip
-        self.next_nonce = (found[-1] + 1) if found else self.next_nonce + 64 * n
-        return found
-
-
-class Load:
-    def __init__(self) -> None:
-        self.accepted = 0
-        self.rejected = 0
-        self.latencies: list[float] = []
-        self.measuring = False
-
-
-async def _reader(miner: Miner, load: Load) -> None:
-    while True:
-        try:
-            data = await miner.stream.receive_some(65536)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return
-        try:
-            events = miner.conn.receive_data(data)
-        except RemoteProtocolError:
-            return
-        now = time.perf_counter()
-        for event in events:
-            kind = type(event)
-            if kind is SubmitResult:
-                sent = miner.sent_at.pop(event.id, None)  # type: ignore[attr-defined]
-                if load.measuring and sent is not None:
-                    load.latencies.append(now - sent)
-                    if event.accepted:  # type: ignore[attr-defined]
-                        load.accepted += 1
-                    else:
-                        load.rejected += 1
-            elif kind is Notify:
-                assert isinstance(event, Notify)
-                job = MinerJob.from_notify(event, miner.difficulty)
-                if miner.watch_prevhash is not None and job.prevhash != miner.watch_prevhash and event.clean_jobs:
-                    miner.clean_seen_at = now
-                miner.set_job(job)
-                miner.got_work.set()
-            elif kind is SetDifficulty:
-                miner.difficulty = event.difficulty  # type: ignore[attr-defined]
-            elif kind is SubscribeResult:
-                assert isinstance(event, SubscribeResult)
-                miner.extranonce1 = bytes.fromhex(event.extranonce1)
-                miner.extranonce2_size = event.extranonce2_size
-        await miner.flush()
-        if not data:
-            return
-
-
-async def _submitter(miner: Miner, rate: float, stop: trio.Event) -> None:
-    """Send `rate` shares per second, in small bursts every 50 ms (as a busy miner would)."""
-    period = 0.05
-    per_tick = rate * period
-    owed = 0.0
-    next_tick = trio.current_time()
-    while not stop.is_set():
-        owed += per_tick
-        n = int(owed)
-        if n and miner.job is not None:
-            owed -= n
-            for nonce in miner.make_shares(n):
-                request_id = miner.conn.submit(
-                    "bench.worker", miner.job.job_id, miner.extranonce2.hex(), f"{miner.job.ntime:08x}", f"{nonce:08x}"
-                )
-                miner.sent_at[request_id] = time.perf_counter()
-            await miner.flush()
-        next_tick += period
-        await trio.sleep_until(next_tick)
-
-
 def _start_server(port: int, data_dir: str, filler: int) -> subprocess.Popen[bytes]:
     config = Path(data_dir) / "bench.toml"
     config.write_text(
@@ -176,31 +68,158 @@ def _start_server(port: int, data_dir: str, filler: int) -> subprocess.Popen[byt
     return subprocess.Popen([sys.executable, *prefix, "-m", "stratumkit.cli", "serve", "--config", str(config)])
 
 
-async def _wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
-    with trio.fail_after(30):
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the server exited with {proc.returncode}")
+def _wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+class Miner:
+    """One simulated miner: a ClientConnection on a non-blocking socket."""
+
+    __slots__ = ("conn", "difficulty", "extranonce1", "extranonce2", "extranonce2_size", "header76", "index",
+                 "job", "new_job_at", "next_nonce", "owed", "pending_out", "sent_at", "sock")  # fmt: skip
+
+    def __init__(self, index: int, sock: socket.socket) -> None:
+        self.index = index
+        self.sock = sock
+        self.conn = ClientConnection()
+        self.extranonce1 = b""
+        self.extranonce2_size = 4
+        self.extranonce2 = b""
+        self.difficulty = 1.0
+        self.job: MinerJob | None = None
+        self.header76 = b""
+        self.next_nonce = 0
+        self.owed = 0.0
+        self.sent_at: dict[int, float] = {}
+        self.pending_out = b""
+        self.new_job_at: float | None = None
+
+    def set_job(self, job: MinerJob) -> None:
+        self.job = job
+        self.extranonce2 = self.index.to_bytes(self.extranonce2_size, "big")
+        self.header76 = job.header76(self.extranonce1, self.extranonce2)
+        self.next_nonce = 0
+
+    def make_shares(self, n: int) -> list[int]:
+        assert self.job is not None
+        found = scan_nonces(self.header76, self.next_nonce, min(64 * n, (1 << 32) - self.next_nonce),
+                            self.job.share_target, max_found=n)  # fmt: skip
+        self.next_nonce = (found[-1] + 1) if found else self.next_nonce + 64 * n
+        return found
+
+    def send(self) -> None:
+        data = self.pending_out + self.conn.data_to_send()
+        if not data:
+            return
+        try:
+            sent = self.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        self.pending_out = data[sent:]
+
+
+class Load:
+    """The load generator: every miner in one epoll loop, no per-connection tasks, so that the
+    generator stays cheap next to the server it measures."""
+
+    def __init__(self, port: int, connections: int) -> None:
+        self.port = port
+        self.connections = connections
+        self.epoll = select.epoll()
+        self.miners: dict[int, Miner] = {}
+        self.accepted = 0
+        self.rejected = 0
+        self.latencies: list[float] = []
+        self.measuring = False
+
+    def connect_all(self) -> None:
+        for i in range(self.connections):
+            sock = socket.create_connection(("127.0.0.1", self.port))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setblocking(False)
+            miner = Miner(i, sock)
+            self.miners[sock.fileno()] = miner
+            self.epoll.register(sock.fileno(), select.EPOLLIN)
+            miner.conn.subscribe("stratumkit-bench/0.1")
+            miner.conn.authorize("bench.worker", "x")
+            miner.send()
+            if i % 256 == 255:
+                self.poll(0)
+
+    def poll(self, timeout: float) -> None:
+        for fd, _ in self.epoll.poll(timeout):
+            miner = self.miners[fd]
             try:
-                stream = await trio.open_tcp_stream("127.0.0.1", port)
-                await stream.aclose()
-                return
+                data = miner.sock.recv(262144)
+            except BlockingIOError:
+                continue
             except OSError:
-                await trio.sleep(0.05)
+                data = b""
+            if not data:
+                raise RuntimeError(f"the server closed miner {miner.index}'s connection")
+            now = time.perf_counter()
+            for event in miner.conn.receive_data(data):
+                kind = type(event)
+                if kind is SubmitResult:
+                    sent = miner.sent_at.pop(event.id, None)  # type: ignore[attr-defined]
+                    if self.measuring and sent is not None:
+                        self.latencies.append(now - sent)
+                        if event.accepted:  # type: ignore[attr-defined]
+                            self.accepted += 1
+                        else:
+                            self.rejected += 1
+                elif kind is Notify:
+                    assert isinstance(event, Notify)
+                    job = MinerJob.from_notify(event, miner.difficulty)
+                    if miner.job is not None and job.prevhash != miner.job.prevhash:
+                        miner.new_job_at = now
+                    miner.set_job(job)
+                elif kind is SetDifficulty:
+                    miner.difficulty = event.difficulty  # type: ignore[attr-defined]
+                elif kind is SubscribeResult:
+                    assert isinstance(event, SubscribeResult)
+                    miner.extranonce1 = bytes.fromhex(event.extranonce1)
+                    miner.extranonce2_size = event.extranonce2_size
+            miner.send()
 
+    def run_until(self, done: Callable[[], bool], timeout: float) -> None:
+        deadline = time.perf_counter() + timeout
+        while not done():
+            if time.perf_counter() > deadline:
+                raise TimeoutError("the bench waited too long for the server")
+            self.poll(0.01)
 
-async def _connect(index: int, port: int, miners: list[Miner], load: Load, nursery: trio.Nursery,
-                   limiter: trio.CapacityLimiter) -> None:  # fmt: skip
-    async with limiter:
-        stream = await trio.open_tcp_stream("127.0.0.1", port)
-        miner = Miner(index, stream)
-        miners.append(miner)
-        nursery.start_soon(_reader, miner, load)
-        miner.conn.subscribe("stratumkit-bench/0.1")
-        miner.conn.authorize("bench.worker", "x")
-        await miner.flush()
-        with trio.fail_after(60):
-            await miner.got_work.wait()
+    def offer(self, rate: float, seconds: float, period: float = 0.05) -> None:
+        """Every `period`, each miner sends the shares it owes at `rate` in total (one write)."""
+        per_tick = rate * period / len(self.miners)
+        end = time.perf_counter() + seconds
+        next_tick = time.perf_counter()
+        while (now := time.perf_counter()) < end:
+            if now >= next_tick:
+                next_tick += period
+                for miner in self.miners.values():
+                    miner.owed += per_tick
+                    n = int(miner.owed)
+                    if not n or miner.job is None:
+                        continue
+                    miner.owed -= n
+                    job = miner.job
+                    en2, ntime = miner.extranonce2.hex(), f"{job.ntime:08x}"
+                    for nonce in miner.make_shares(n):
+                        request_id = miner.conn.submit("bench.worker", job.job_id, en2, ntime, f"{nonce:08x}")
+                        miner.sent_at[request_id] = time.perf_counter()
+                    miner.send()
+            self.poll(max(0.0, min(next_tick - time.perf_counter(), end - time.perf_counter())))
 
 
 def _mine_block(job: MinerJob, extranonce1: bytes, extranonce2: bytes) -> tuple[int, float]:
@@ -214,7 +233,7 @@ def _mine_block(job: MinerJob, extranonce1: bytes, extranonce2: bytes) -> tuple[
         start += 1 << 22
 
 
-async def bench(connections: int, rate: float, duration: float, filler: int) -> dict[str, float]:
+def bench(connections: int, rate: float, duration: float, filler: int) -> dict[str, float]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if connections + 64 > hard:
@@ -223,50 +242,39 @@ async def bench(connections: int, rate: float, duration: float, filler: int) -> 
     with tempfile.TemporaryDirectory(prefix="stratumkit-bench-") as data_dir:
         proc = _start_server(port, data_dir, filler)
         try:
-            await _wait_port(port, proc)
-            await trio.sleep(0.5)
+            _wait_port(port, proc)
+            time.sleep(0.5)
             rss0 = _proc_rss(proc.pid)
-            load = Load()
-            miners: list[Miner] = []
-            async with trio.open_nursery() as nursery:
-                t0 = time.perf_counter()
-                limiter = trio.CapacityLimiter(256)
-                async with trio.open_nursery() as connecting:
-                    for i in range(connections):
-                        connecting.start_soon(_connect, i, port, miners, load, nursery, limiter)
-                connect_s = time.perf_counter() - t0
-                await trio.sleep(1.0)
-                rss1 = _proc_rss(proc.pid)
+            load = Load(port, connections)
+            t0 = time.perf_counter()
+            load.connect_all()
+            load.run_until(lambda: all(m.job is not None for m in load.miners.values()), 120)
+            connect_s = time.perf_counter() - t0
+            load.poll(0.5)
+            rss1 = _proc_rss(proc.pid)
 
-                stop = trio.Event()
-                async with trio.open_nursery() as submitting:
-                    for miner in miners:
-                        submitting.start_soon(_submitter, miner, rate / connections, stop)
-                    await trio.sleep(min(2.0, duration / 4))  # warm up
-                    load.measuring = True
-                    cpu0, w0, own0 = _proc_cpu(proc.pid), time.perf_counter(), time.process_time()
-                    await trio.sleep(duration)
-                    cpu1, w1, own1 = _proc_cpu(proc.pid), time.perf_counter(), time.process_time()
-                    load.measuring = False
-                    stop.set()
-                await trio.sleep(1.0)  # let replies in flight land
+            load.offer(rate, min(2.0, duration / 4))  # warm up
+            load.measuring = True
+            cpu0, w0, own0 = _proc_cpu(proc.pid), time.perf_counter(), time.process_time()
+            load.offer(rate, duration)
+            cpu1, w1, own1 = _proc_cpu(proc.pid), time.perf_counter(), time.process_time()
+            load.measuring = False
+            end = time.perf_counter() + 2.0
+            while time.perf_counter() < end and any(m.sent_at for m in load.miners.values()):
+                load.poll(0.01)  # let replies in flight land
 
-                # fan-out: one miner solves a block; time until every miner holds the new job
-                finder = miners[0]
-                assert finder.job is not None
-                job = finder.job
-                nonce, mine_s = await trio.to_thread.run_sync(_mine_block, job, finder.extranonce1, finder.extranonce2)
-                for miner in miners:
-                    miner.watch_prevhash = job.prevhash
-                    miner.clean_seen_at = None
-                finder.conn.submit("bench.worker", job.job_id, finder.extranonce2.hex(), f"{job.ntime:08x}", f"{nonce:08x}")
-                sent = time.perf_counter()
-                await finder.flush()
-                with trio.fail_after(30):
-                    while any(m.clean_seen_at is None for m in miners):
-                        await trio.sleep(0.005)
-                fanout = max(m.clean_seen_at for m in miners if m.clean_seen_at is not None) - sent
-                nursery.cancel_scope.cancel()
+            # fan-out: one miner solves a block; time until every miner holds the new job
+            finder = next(iter(load.miners.values()))
+            assert finder.job is not None
+            job = finder.job
+            nonce, mine_s = _mine_block(job, finder.extranonce1, finder.extranonce2)
+            for miner in load.miners.values():
+                miner.new_job_at = None
+            finder.conn.submit("bench.worker", job.job_id, finder.extranonce2.hex(), f"{job.ntime:08x}", f"{nonce:08x}")
+            sent = time.perf_counter()
+            finder.send()
+            load.run_until(lambda: all(m.new_job_at is not None for m in load.miners.values()), 60)
+            fanout = max(m.new_job_at for m in load.miners.values() if m.new_job_at is not None) - sent
         finally:
             proc.terminate()
             try:
@@ -294,7 +302,7 @@ async def bench(connections: int, rate: float, duration: float, filler: int) -> 
 def run(connections: int = 1000, rate: float = 20000, duration: float = 10.0, filler: int = 2500) -> None:
     print(f"stratumkit bench pool — {connections} miners, {rate:g} shares/s offered for {duration:g} s, "
           f"{filler} template transactions (merkle branch of {max(filler, 1).bit_length()} levels)")  # fmt: skip
-    r = trio.run(bench, connections, rate, duration, filler)
+    r = bench(connections, rate, duration, filler)
     print(f"connected and got work in      {r['connect_s']:.2f} s")
     print(f"accepted shares/s              {r['accepted_per_s']:,.0f}  (rejected: {r['rejected']})")
     print(f"server CPU per 1,000 shares    {r['server_cpu_s_per_1000']:.4f} s  "

@@ -85,8 +85,8 @@ class JobRegistry:
             variants = self._variants[job.job_id] = {}
         variant = variants.get(payout_script)
         if variant is None:
-            variant = variants[payout_script] = self._build(job.template, payout_script, job.ntime, now)
-            self._jobs[variant.job_id] = variant
+            variant = self._build(job.template, payout_script, job.ntime, now)
+            variants[payout_script] = self._jobs[variant.job_id] = variant
             self._scripts[variant.job_id] = payout_script
         return variant
 

@@ -47,6 +47,9 @@ log = structlog.get_logger("stratumkit.pool")
 #: demonstration chain).
 OP_TRUE_SCRIPT = b"\x51"
 
+#: How often session timers are checked (timeouts fire up to this late).
+TIMER_TICK = 0.25
+
 ExtensionHandler = Callable[[Session, ExtensionRequest], Awaitable[None]]
 
 
@@ -153,6 +156,7 @@ class Pool:
                     nursery.start_soon(self._consume_templates, receive)
                     nursery.start_soon(self.source.run, send)
                     nursery.start_soon(self.submitter.resubmit_pending)
+                    nursery.start_soon(self._timers)
                     listeners = await nursery.start(
                         functools.partial(trio.serve_tcp, self._handle, self.config.port, host=self.config.host)
                     )
@@ -203,6 +207,19 @@ class Pool:
                      accepted=session.accepted, rejected=session.rejected)  # fmt: skip
             await trio.aclose_forcefully(stream)
 
+    async def _timers(self) -> None:
+        """Every session's timers (handshake, idle, quiet-miner vardiff), checked TIMER_TICK
+        apart: one loop for all, instead of a deadline per read on every connection."""
+        while True:
+            await trio.sleep(TIMER_TICK)
+            now = trio.current_time()
+            for session in list(self.sessions):
+                try:
+                    session.on_timer(now)
+                except Exception as exc:
+                    log.exception("session timer failed", peer=session.peer)
+                    session.drop(f"internal error in timers: {exc!r}")
+
     async def _consume_templates(self, updates: trio.MemoryReceiveChannel[TemplateUpdate]) -> None:
         async for update in updates:
             try:
@@ -217,11 +234,14 @@ class Pool:
     def broadcast(self, job: Job, clean: bool) -> None:
         t0 = time.perf_counter()
         for session in list(self.sessions):
-            if session.working:
-                session.send_job(job, clean)
-            else:
-                session._maybe_start_work()
-                session.flush()
+            try:
+                if session.working:
+                    session.send_job(job, clean)
+                else:
+                    session.start_work_if_ready()
+            except Exception as exc:  # one connection's trouble never stops the fan-out
+                log.exception("could not send work", peer=session.peer)
+                session.drop(f"internal error sending work: {exc!r}")
         self.last_fanout = time.perf_counter() - t0
         for listener in self.job_listeners:
             listener(job, clean)

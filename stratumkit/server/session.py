@@ -2,20 +2,24 @@
 
 Containment rules (one miner never affects another):
 - Anything this connection raises ends this connection only; `Pool._handle` catches it.
-- Output goes through a bounded queue drained by the writer task. A miner that does not read
-  (queue full, or one send blocked past `send_timeout`) is dropped: the pool never waits on it.
+- Output is written straight to the non-blocking socket; what the kernel does not take waits in a
+  bounded backlog that a writer task (started only then) drains. A miner that does not read
+  (backlog past `send_queue` KiB, or one send blocked past `send_timeout`) is dropped: the pool
+  never waits on it.
 - Timeouts: the handshake (subscribe + authorize) must finish within `handshake_timeout`; a
   connection that sends nothing for `idle_timeout` is closed.
 - A flood of invalid shares or malformed lines (`max_invalid_shares` in a row) drops the
   connection after each has been answered with its error.
 
 Replies to accepted shares are sent only after the share log has the share on disk: the shares
-of one read go into the log's open batch, the connection waits once for that batch, and only then
-is its output (replies, and any job pushed meanwhile) released, in order.
+of one read go into the log's open batch, and the connection's output from then on (replies, and
+any job pushed meanwhile) is held, in order, until the log writer reports that batch durable and
+releases it. The reader never waits for the disk: it goes on reading while the batch syncs.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from typing import TYPE_CHECKING
 
@@ -39,7 +43,7 @@ from stratumkit.protocol.events import (
     SuggestDifficulty,
 )
 from stratumkit.protocol.server import ServerConnection, ServerState
-from stratumkit.shares.log import ShareLogError, ShareRecord
+from stratumkit.shares.log import ShareRecord, LogBatch
 from stratumkit.shares.validator import judge_share
 from stratumkit.shares.vardiff import Vardiff
 
@@ -83,14 +87,17 @@ class Session:
         self.invalid_streak = 0
         self.accepted = 0
         self.rejected = 0
-        self._send, self._outbox = trio.open_memory_channel[bytes](cfg.send_queue)
-        self._send_lock = trio.StrictFIFOLock()
-        self._writer_holding = False  # the writer took a chunk off the queue and has not sent it
+        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
+        self._backlog = bytearray()  # output the socket has not taken yet
+        self._backlog_limit = cfg.send_queue * 1024
+        self._writing = False  # a writer task is draining the backlog
+        #: Output held behind share-log batches not yet durable, oldest first.
+        self._held: list[tuple[LogBatch, bytes]] = []
+        #: The batch holding the shares accepted from the read being handled now.
+        self._batch: LogBatch | None = None
+        self._nursery: trio.Nursery | None = None
         self._cancel = trio.CancelScope()
         self.drop_reason: str | None = None
-        #: The share-log batch holding shares this connection accepted but has not yet confirmed
-        #: to the miner; output waits for it.
-        self._unsynced: object | None = None
 
     # ------------------------------------------------------------------------------ running
 
@@ -99,17 +106,17 @@ class Session:
         with self._cancel:
             try:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._writer)
+                    self._nursery = nursery
                     try:
                         await self._reader()
                     except Dropped as exc:
-                        # ends the reader only: the writer still delivers the last replies
                         if self.drop_reason is None:
                             self.drop_reason = str(exc)
                     finally:
-                        # give the writer a moment to deliver the last replies (errors, goodbyes)
-                        self._send.close()
-                        nursery.cancel_scope.deadline = trio.current_time() + 1.0
+                        # deliver what was already answered (errors, goodbyes), briefly
+                        with trio.move_on_after(1.0):
+                            await self._drain()
+                        nursery.cancel_scope.cancel()
             except* Dropped as group:
                 if self.drop_reason is None:
                     self.drop_reason = str(group.exceptions[0])
@@ -120,121 +127,154 @@ class Session:
             self.drop_reason = reason
         self._cancel.cancel()
 
-    def _queue(self, data: bytes) -> None:
-        try:
-            self._send.send_nowait(data)
-        except trio.WouldBlock:
-            self.drop("slow reader: send queue full")
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass
+    # ------------------------------------------------------------------------------ output
 
     def flush(self) -> None:
-        if self._unsynced is not None:
-            return  # acknowledgements not yet on disk: the reader flushes after the sync
-        data = self.conn.data_to_send()
-        if data:
-            self._queue(data)
-
-    async def _send_all(self, data: bytes) -> None:
-        timeout = self.pool.config.send_timeout
-        async with self._send_lock:
-            try:
-                with trio.fail_after(timeout):
-                    await self.stream.send_all(data)
-            except trio.TooSlowError:
-                raise Dropped(f"slow reader: a send blocked for {timeout:g} s") from None
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                raise Dropped("connection lost while sending") from None
-
-    async def _writer(self) -> None:
-        """Sends what other tasks queued (jobs pushed by the pool, output while the reader waits)."""
-        try:
-            async for data in self._outbox:
-                self._writer_holding = True
-                await self._send_all(data)
-                self._writer_holding = False
-        except Dropped as exc:
-            self.drop(str(exc))
-
-    async def _send_output(self) -> None:
-        """The reader's own output: sent from this task when nothing is queued ahead of it, which
-        saves a task switch per reply; otherwise queued behind what is already waiting."""
-        if self._unsynced is not None:
-            return
+        """Send what the protocol queued, in order, unless it must wait for the share log."""
+        if self._batch is not None:
+            return  # the read being handled accepted shares: its output goes out with them
         data = self.conn.data_to_send()
         if not data:
             return
-        if self._writer_holding or self._outbox.statistics().current_buffer_used:
-            self._queue(data)
+        if self._held:
+            batch, before = self._held[-1]
+            self._held[-1] = (batch, before + data)
         else:
-            await self._send_all(data)
+            self._write(data)
 
-    def _deadline(self) -> float:
-        cfg = self.pool.config
-        deadline = self.last_activity + cfg.idle_timeout
-        if self.conn.state is not ServerState.AUTHORIZED:
-            deadline = min(deadline, self.connected_at + cfg.handshake_timeout)
-        if self.working:
-            deadline = min(deadline, self.vardiff.next_deadline())
-        return deadline
+    def _hold_for_batch(self) -> None:
+        """End of a read that accepted shares: its output waits for their batch to be durable."""
+        batch, self._batch = self._batch, None
+        if batch is None:
+            return
+        self._held.append((batch, self.conn.data_to_send()))
+        batch.callbacks.append(self._release)
+
+    def _release(self, batch: LogBatch) -> None:
+        """Called by the share log's writer when a batch is durable (or failed)."""
+        if batch.error is not None:
+            self._held.clear()  # never acknowledge what is not on disk
+            log.error("share log write failed; dropping the connection unacknowledged", error=str(batch.error))
+            self.drop("share log unavailable")
+            return
+        out = []
+        while self._held and self._held[0][0].done.is_set():
+            out.append(self._held.pop(0)[1])
+        if out:
+            self._write(b"".join(out))
+
+    def _write(self, data: bytes) -> None:
+        if self._backlog or self._writing or self._fd < 0:
+            self._backlog += data
+            if len(self._backlog) > self._backlog_limit:
+                self.drop(f"slow reader: more than {self._backlog_limit // 1024} KiB unsent")
+                return
+            self._start_writer()
+            return
+        try:
+            sent = os.write(self._fd, data)  # non-blocking: what the kernel takes now
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self.drop("connection lost while sending")
+            return
+        if sent < len(data):
+            self._backlog += data[sent:]
+            self._start_writer()
+
+    def _start_writer(self) -> None:
+        if not self._writing and self._nursery is not None:
+            self._writing = True
+            self._nursery.start_soon(self._writer)
+
+    async def _writer(self) -> None:
+        """Drains the backlog when the socket would not take everything at once."""
+        timeout = self.pool.config.send_timeout
+        try:
+            while self._backlog:
+                data = bytes(self._backlog)
+                self._backlog.clear()
+                with trio.fail_after(timeout):
+                    await self.stream.send_all(data)
+        except trio.TooSlowError:
+            self.drop(f"slow reader: a send blocked for {timeout:g} s")
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.drop("connection lost while sending")
+        finally:
+            self._writing = False
+
+    async def _drain(self) -> None:
+        """Before closing: wait for held batches and an unsent backlog (the caller bounds it)."""
+        self._hold_for_batch()
+        self.flush()
+        if self._held:
+            await self._held[-1][0].done.wait()
+        while self._writing or self._backlog:
+            if not self._writing:
+                self._start_writer()
+            await trio.sleep(0.01)
 
     async def _reader(self) -> None:
-        cfg = self.pool.config
         while True:
-            data: bytes | None = None
-            # Only the wait for input is bounded: handling a line (a share waiting for the log)
-            # is never cut short by a timer.
-            with trio.move_on_at(self._deadline()):
-                try:
-                    data = await self.stream.receive_some(65536)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    data = b""
-            if data is None:
-                now = trio.current_time()
-                if self.conn.state is not ServerState.AUTHORIZED and now >= self.connected_at + cfg.handshake_timeout:
-                    raise Dropped("handshake timeout")
-                if now >= self.last_activity + cfg.idle_timeout:
-                    raise Dropped("idle timeout")
-                if self.working and self._retargeted(self.vardiff.tick(now), now):
-                    self._resend_work()
-                continue
+            data = await self._receive()
             self.last_activity = trio.current_time()
             try:
                 events = self.conn.receive_data(data)
             except RemoteProtocolError as exc:
                 # what arrived before the garbage still counts (a share may solve a block)
-                for event in exc.events:
-                    if type(event) is not ConnectionClosed:
-                        await self._handle(event)
-                await self._sync()
-                self.flush()
+                try:
+                    for event in exc.events:
+                        if type(event) is not ConnectionClosed:
+                            try:
+                                await self._handle(event)
+                            except LocalProtocolError:
+                                pass  # judged and logged; the failed connection takes no reply
+                finally:
+                    self._hold_for_batch()
+                    self.flush()
                 raise Dropped(f"protocol error: {exc}") from None
             try:
                 for event in events:
                     if type(event) is ConnectionClosed:
-                        await self._sync()
-                        self.flush()
                         return
                     await self._handle(event)
-            except BaseException:
-                await self._sync()
-                self.flush()  # answer what was answered before the drop
-                raise
-            await self._sync()
-            await self._send_output()
+            finally:
+                self._hold_for_batch()
+                self.flush()
             if not data:
                 return
 
-    async def _sync(self) -> None:
-        """Wait until the shares accepted from the last read are on disk."""
-        batch, self._unsynced = self._unsynced, None
-        if batch is not None:
+    async def _receive(self) -> bytes:
+        """The next bytes from the miner (b"" at its end).
+
+        Waits for readability, then reads the non-blocking socket directly: one wakeup and one
+        read per burst of lines, without the layers of a generic stream. Timers are not checked
+        here (that would cost a cancel scope per read): `Pool` calls `on_timer` for every session.
+        """
+        if self._fd < 0:  # not a socket (in-memory streams in tests)
             try:
-                await self.pool.share_log.wait(batch)  # type: ignore[arg-type]
-            except ShareLogError as exc:
-                self._unsynced = batch  # never release acknowledgements that are not on disk
-                log.error("share log write failed; dropping the connection unacknowledged", error=str(exc))
-                raise Dropped("share log unavailable") from None
+                return await self.stream.receive_some(65536)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return b""
+        while True:
+            await trio.lowlevel.wait_readable(self._fd)
+            try:
+                return os.read(self._fd, 65536)
+            except BlockingIOError:
+                continue
+            except OSError:
+                return b""
+
+    def on_timer(self, now: float) -> None:
+        """Handshake and idle timeouts, and vardiff for a quiet miner; the pool calls this often."""
+        cfg = self.pool.config
+        if self.conn.state is not ServerState.AUTHORIZED and now >= self.connected_at + cfg.handshake_timeout:
+            self.drop("handshake timeout")
+        elif now >= self.last_activity + cfg.idle_timeout:
+            self.drop("idle timeout")
+        elif self.working and now >= self.vardiff.next_deadline():
+            if self._retargeted(self.vardiff.tick(now), now):
+                self._resend_work()
 
     # ------------------------------------------------------------------------------ events
 
@@ -281,7 +321,7 @@ class Session:
     def _on_authorize(self, event: Authorize) -> None:
         reason = self.pool.check_worker(event.username, event.password)
         script = self.pool.worker_payout_script(event.username) if reason is None else None
-        if self.payout_script is not None and script != self.payout_script:
+        if reason is None and self.payout_script is not None and script != self.payout_script:
             reason = "solo mode pays one address per connection: name the same address"
         if reason is not None:
             self.conn.respond_error(event.id, ErrorCode.UNAUTHORIZED, reason)
@@ -329,7 +369,7 @@ class Session:
 
     def send_job(self, job: Job, clean: bool) -> None:
         """Queue a job (and the difficulty it is sent at) for this miner."""
-        if self.leased or not self.working:
+        if self.leased or not self.working or self.conn.state in (ServerState.ERROR, ServerState.CLOSED):
             return
         if self.payout_script is not None:
             job = self.pool.registry.job_for(job, self.payout_script, trio.current_time())
@@ -361,6 +401,12 @@ class Session:
         job = self.pool.registry.current
         if job is not None:
             self.send_job(job, clean=False)
+
+    def start_work_if_ready(self) -> None:
+        """Send the first job if the miner is now subscribed and authorized (e.g. the first
+        template arrived after its handshake)."""
+        self._maybe_start_work()
+        self.flush()
 
     def start_work(self) -> None:
         """Back to mining (after a lease): fresh difficulty and a clean job."""
@@ -402,7 +448,7 @@ class Session:
             self._count_invalid()
             return
         assert verdict.result is not None and verdict.job is not None
-        self._unsynced = pool.share_log.append_nowait(
+        self._batch = pool.share_log.append_nowait(
             ShareRecord(
                 time=time.time(), worker=event.worker, job_id=event.job_id,
                 extranonce1=self.extranonce1, extranonce2=verdict.extranonce2, ntime=verdict.ntime,

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,13 +105,15 @@ def read_records(directory: str | os.PathLike[str]) -> Iterator[ShareRecord]:
             pos = end
 
 
-class _Batch:
-    __slots__ = ("done", "error", "frames")
+class LogBatch:
+    __slots__ = ("callbacks", "done", "error", "frames")
 
     def __init__(self) -> None:
         self.frames: list[bytes] = []
         self.done = trio.Event()
         self.error: BaseException | None = None
+        #: Called (synchronously, by the writer) once the batch is on disk or has failed.
+        self.callbacks: list[Callable[[LogBatch], None]] = []
 
 
 class ShareLog:
@@ -124,7 +126,7 @@ class ShareLog:
         self.fsync = fsync
         self.records = 0  # records in the log, including those recovered at open
         self.batches = 0
-        self._batch = _Batch()
+        self._batch = LogBatch()
         self._wake = trio.Event()
         self._fd = -1
         self._segment_size = 0
@@ -159,7 +161,7 @@ class ShareLog:
         finally:
             os.close(dir_fd)
 
-    def append_nowait(self, record: ShareRecord) -> _Batch:
+    def append_nowait(self, record: ShareRecord) -> LogBatch:
         """Queue a record on the open batch; `wait(batch)` returns once that batch is on disk.
 
         A connection queues every share of one read this way and waits once, so pipelined shares
@@ -172,7 +174,7 @@ class ShareLog:
         self._wake.set()
         return batch
 
-    async def wait(self, batch: _Batch) -> None:
+    async def wait(self, batch: LogBatch) -> None:
         await batch.done.wait()
         if batch.error is not None:
             raise ShareLogError(f"share log write failed: {batch.error}") from batch.error
@@ -212,7 +214,7 @@ class ShareLog:
 
     async def _flush(self) -> None:
         await trio.lowlevel.checkpoint()  # let every connection that is ready add to this batch
-        batch, self._batch = self._batch, _Batch()
+        batch, self._batch = self._batch, LogBatch()
         if batch.frames:
             try:
                 self._write(batch.frames)
@@ -220,3 +222,5 @@ class ShareLog:
             except OSError as exc:
                 batch.error = exc
         batch.done.set()
+        for callback in batch.callbacks:
+            callback(batch)

@@ -1,0 +1,45 @@
+"""Fixtures: the two regtest nodes of tests/node (that fixture itself, imported, not a copy) and
+pool processes that are always stopped when a test ends, whatever its outcome."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from node.conftest import healthy_regtest, regtest  # noqa: F401  (fixtures used here)
+from node.regtest import RegtestNetwork
+
+from .harness import PoolProcess
+
+StartPool = Callable[..., Awaitable[PoolProcess]]
+
+
+@pytest.fixture
+async def start_pool(
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    healthy_regtest: RegtestNetwork,  # noqa: F811
+) -> AsyncIterator[StartPool]:
+    """`await start_pool(payout_address=..., solo=..., data_dir=...)`: a pool on node 1."""
+    started: list[PoolProcess] = []
+
+    async def start(*, data_dir: Path | None = None, **options: Any) -> PoolProcess:
+        pool = await PoolProcess.start(
+            nursery,
+            data_dir or tmp_path / f"pool-{len(started)}",
+            node_url=healthy_regtest.rpc_url,
+            **options,
+        )
+        started.append(pool)
+        return pool
+
+    try:
+        yield start
+    finally:
+        with trio.CancelScope(shield=True):
+            for pool in started:
+                if pool.running:
+                    await pool.stop()
