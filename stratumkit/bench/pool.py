@@ -64,8 +64,7 @@ def _start_server(port: int, data_dir: str, filler: int) -> subprocess.Popen[byt
         f"send_queue = 1024\nidle_timeout = 3600.0\nhandshake_timeout = 600.0\n"
         f"template_refresh = 3600.0\nlog_level = \"warning\"\n"
     )
-    prefix = ["-m", "cProfile", "-o", os.environ["SK_PROFILE"]] if os.environ.get("SK_PROFILE") else []
-    return subprocess.Popen([sys.executable, *prefix, "-m", "stratumkit.cli", "serve", "--config", str(config)])
+    return subprocess.Popen([sys.executable, "-m", "stratumkit.cli", "serve", "--config", str(config)])
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
@@ -86,7 +85,7 @@ class Miner:
     """One simulated miner: a ClientConnection on a non-blocking socket."""
 
     __slots__ = ("conn", "difficulty", "extranonce1", "extranonce2", "extranonce2_size", "header76", "index",
-                 "job", "new_job_at", "next_nonce", "owed", "pending_out", "sent_at", "sock")  # fmt: skip
+                 "job", "new_job_at", "next_nonce", "notify", "owed", "pending_out", "sent_at", "sock")  # fmt: skip
 
     def __init__(self, index: int, sock: socket.socket) -> None:
         self.index = index
@@ -97,6 +96,7 @@ class Miner:
         self.extranonce2 = b""
         self.difficulty = 1.0
         self.job: MinerJob | None = None
+        self.notify: Notify | None = None
         self.header76 = b""
         self.next_nonce = 0
         self.owed = 0.0
@@ -109,6 +109,11 @@ class Miner:
         self.extranonce2 = self.index.to_bytes(self.extranonce2_size, "big")
         self.header76 = job.header76(self.extranonce1, self.extranonce2)
         self.next_nonce = 0
+
+    def current_job(self) -> MinerJob | None:
+        if self.job is None and self.notify is not None:
+            self.set_job(MinerJob.from_notify(self.notify, self.difficulty))
+        return self.job
 
     def make_shares(self, n: int) -> list[int]:
         assert self.job is not None
@@ -180,10 +185,12 @@ class Load:
                             self.rejected += 1
                 elif kind is Notify:
                     assert isinstance(event, Notify)
-                    job = MinerJob.from_notify(event, miner.difficulty)
-                    if miner.job is not None and job.prevhash != miner.job.prevhash:
+                    # arrival is what the fan-out measures; building the job waits until the
+                    # miner next submits, so 10,000 notifies are read as fast as they arrive
+                    if miner.notify is not None and event.prevhash != miner.notify.prevhash:
                         miner.new_job_at = now
-                    miner.set_job(job)
+                    miner.notify = event
+                    miner.job = None
                 elif kind is SetDifficulty:
                     miner.difficulty = event.difficulty  # type: ignore[attr-defined]
                 elif kind is SubscribeResult:
@@ -199,27 +206,35 @@ class Load:
                 raise TimeoutError("the bench waited too long for the server")
             self.poll(0.01)
 
-    def offer(self, rate: float, seconds: float, period: float = 0.05) -> None:
-        """Every `period`, each miner sends the shares it owes at `rate` in total (one write)."""
-        per_tick = rate * period / len(self.miners)
+    def offer(self, rate: float, seconds: float, period: float = 0.05, slices: int = 10) -> None:
+        """Each miner sends the shares it owes at `rate` in total once per `period`, the miners
+        spread over `slices` evenly spaced moments of the period (real miners are not in step)."""
+        miners = list(self.miners.values())
+        groups = [miners[i::slices] for i in range(slices)]
+        per_visit = rate * period / len(miners)
+        step = period / slices
         end = time.perf_counter() + seconds
-        next_tick = time.perf_counter()
+        next_step = time.perf_counter()
+        turn = 0
         while (now := time.perf_counter()) < end:
-            if now >= next_tick:
-                next_tick += period
-                for miner in self.miners.values():
-                    miner.owed += per_tick
+            if now >= next_step:
+                next_step += step
+                for miner in groups[turn]:
+                    miner.owed += per_visit
                     n = int(miner.owed)
-                    if not n or miner.job is None:
+                    if not n:
+                        continue
+                    job = miner.current_job()
+                    if job is None:
                         continue
                     miner.owed -= n
-                    job = miner.job
                     en2, ntime = miner.extranonce2.hex(), f"{job.ntime:08x}"
                     for nonce in miner.make_shares(n):
                         request_id = miner.conn.submit("bench.worker", job.job_id, en2, ntime, f"{nonce:08x}")
                         miner.sent_at[request_id] = time.perf_counter()
                     miner.send()
-            self.poll(max(0.0, min(next_tick - time.perf_counter(), end - time.perf_counter())))
+                turn = (turn + 1) % slices
+            self.poll(max(0.0, min(next_step - time.perf_counter(), end - time.perf_counter())))
 
 
 def _mine_block(job: MinerJob, extranonce1: bytes, extranonce2: bytes) -> tuple[int, float]:
@@ -248,7 +263,7 @@ def bench(connections: int, rate: float, duration: float, filler: int) -> dict[s
             load = Load(port, connections)
             t0 = time.perf_counter()
             load.connect_all()
-            load.run_until(lambda: all(m.job is not None for m in load.miners.values()), 120)
+            load.run_until(lambda: all(m.notify is not None for m in load.miners.values()), 120)
             connect_s = time.perf_counter() - t0
             load.poll(0.5)
             rss1 = _proc_rss(proc.pid)
@@ -259,14 +274,13 @@ def bench(connections: int, rate: float, duration: float, filler: int) -> dict[s
             load.offer(rate, duration)
             cpu1, w1, own1 = _proc_cpu(proc.pid), time.perf_counter(), time.process_time()
             load.measuring = False
-            end = time.perf_counter() + 2.0
-            while time.perf_counter() < end and any(m.sent_at for m in load.miners.values()):
-                load.poll(0.01)  # let replies in flight land
+            # every reply in flight lands first, so the fan-out is timed on a server that is idle
+            load.run_until(lambda: not any(m.sent_at for m in load.miners.values()), 120)
 
             # fan-out: one miner solves a block; time until every miner holds the new job
             finder = next(iter(load.miners.values()))
-            assert finder.job is not None
-            job = finder.job
+            job = finder.current_job()
+            assert job is not None
             nonce, mine_s = _mine_block(job, finder.extranonce1, finder.extranonce2)
             for miner in load.miners.values():
                 miner.new_job_at = None

@@ -48,7 +48,7 @@ log = structlog.get_logger("stratumkit.pool")
 OP_TRUE_SCRIPT = b"\x51"
 
 #: How often session timers are checked (timeouts fire up to this late).
-TIMER_TICK = 0.25
+TIMER_TICK = 1.0
 
 ExtensionHandler = Callable[[Session, ExtensionRequest], Awaitable[None]]
 
@@ -166,7 +166,8 @@ class Pool:
                     task_status.started(self)
             finally:
                 self.ledger.close()
-                log.info("pool stopped", accepted=self.stats.accepted, blocks=self.stats.blocks)
+                log.info("pool stopped", accepted=self.stats.accepted, blocks=self.stats.blocks,
+                         share_log=self.share_log.statistics())  # fmt: skip
 
     def shutdown(self) -> None:
         """Stop accepting, end every connection, flush the share log, and return from run()."""

@@ -148,7 +148,10 @@ class Session:
         if batch is None:
             return
         self._held.append((batch, self.conn.data_to_send()))
-        batch.callbacks.append(self._release)
+        if batch.done.is_set():  # durable already (its writer ran while this read was handled)
+            self._release(batch)
+        else:
+            batch.callbacks.append(self._release)
 
     def _release(self, batch: LogBatch) -> None:
         """Called by the share log's writer when a batch is durable (or failed)."""
