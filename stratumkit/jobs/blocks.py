@@ -102,54 +102,84 @@ class BlockLedger:
 
 
 class BlockSubmitter:
-    """Submit found blocks to the template source until it gives a definite answer."""
+    """Submit found blocks to the template source until the chain settles their fate.
+
+    A block the node accepted ("null", "duplicate", "inconclusive") is watched until it is in the
+    best chain (confirmed) or known and off it (orphaned). If the node no longer knows it (it
+    restarted before it had the block's parent, and "inconclusive" blocks wait in memory only),
+    the block is sent again, with backoff, up to `max_submits` times.
+    """
 
     def __init__(self, ledger: BlockLedger, source: TemplateSource, *, retry_delay: float = 1.0,
-                 max_delay: float = 30.0, confirm_delay: float = 2.0) -> None:  # fmt: skip
+                 max_delay: float = 30.0, confirm_delay: float = 2.0, confirm_checks: int = 5,
+                 max_submits: int = 50) -> None:  # fmt: skip
         self.ledger = ledger
         self.source = source
         self.retry_delay = retry_delay
         self.max_delay = max_delay
         self.confirm_delay = confirm_delay
+        self.confirm_checks = confirm_checks
+        self.max_submits = max_submits
+
+    async def _set(self, block_hash: str, status: str, detail: str = "", *, attempt: bool = False) -> None:
+        await trio.to_thread.run_sync(lambda: self.ledger.set_status(block_hash, status, detail, attempt=attempt))
 
     async def record(self, block_hash: str, height: int, worker: str, block: bytes) -> None:
         """Write the block down durably (before anyone submits it)."""
         await trio.to_thread.run_sync(self.ledger.add, block_hash, height, worker, block, time.time())
 
     async def submit(self, block_hash: str, block: bytes) -> str:
-        """Submit until accepted, rejected, or the chain shows it; returns the final status."""
+        """Submit until the block is confirmed, orphaned or rejected; returns that status (or
+        "submitted" if it is still undecided after `max_submits` submissions)."""
         delay = self.retry_delay
-        while True:
+        submits = 0
+        while submits < self.max_submits:
             try:
                 result = await self.source.submit_block(block)
             except SourceUnavailable as exc:
-                self.ledger.set_status(block_hash, "pending", f"node unreachable: {exc}", attempt=True)
+                await self._set(block_hash, "pending", f"node unreachable: {exc}", attempt=True)
                 log.warning("block submit failed, will retry", block=block_hash, error=str(exc), retry_in=delay)
                 await trio.sleep(delay)
                 delay = min(delay * 2, self.max_delay)
                 continue
-            if result is None or result in ("duplicate", "inconclusive", "duplicate-inconclusive"):
-                self.ledger.set_status(block_hash, "submitted", result or "", attempt=True)
-                return await self._confirm(block_hash)
-            self.ledger.set_status(block_hash, "rejected", result, attempt=True)
-            log.error("block rejected", block=block_hash, reason=result)
-            return "rejected"
-
-    async def _confirm(self, block_hash: str) -> str:
-        for _ in range(5):
-            try:
-                if await self.source.is_in_chain(block_hash):
-                    self.ledger.set_status(block_hash, "confirmed")
-                    log.info("block confirmed", block=block_hash)
-                    return "confirmed"
-            except SourceUnavailable:
-                pass
-            await trio.sleep(self.confirm_delay)
-        self.ledger.set_status(block_hash, "submitted", "not in the best chain yet")
+            submits += 1
+            if result is not None and result not in ("duplicate", "inconclusive", "duplicate-inconclusive"):
+                await self._set(block_hash, "rejected", result, attempt=True)
+                log.error("block rejected", block=block_hash, reason=result)
+                return "rejected"
+            await self._set(block_hash, "submitted", result or "", attempt=True)
+            status = await self._settle(block_hash)
+            if status != "unknown":
+                return status
+            log.warning("the node does not know a submitted block; sending it again", block=block_hash)
+            await trio.sleep(delay)
+            delay = min(delay * 2, self.max_delay)
+        await self._set(block_hash, "submitted", f"undecided after {submits} submissions")
         return "submitted"
 
+    async def _settle(self, block_hash: str) -> str:
+        """Watch a submitted block: "confirmed", "orphaned", or "unknown" (send it again)."""
+        status = "unknown"
+        for _ in range(self.confirm_checks):
+            try:
+                status = await self.source.block_status(block_hash)
+            except SourceUnavailable:
+                status = "unreachable"
+            if status == "in-chain":
+                await self._set(block_hash, "confirmed")
+                log.info("block confirmed", block=block_hash)
+                return "confirmed"
+            if status == "orphaned":
+                await self._set(block_hash, "orphaned", "the chain moved on without it")
+                log.warning("block orphaned", block=block_hash)
+                return "orphaned"
+            await trio.sleep(self.confirm_delay)
+        return "unknown"
+
     async def resubmit_pending(self) -> None:
-        """On start: every block not confirmed or rejected goes to the node again."""
-        for found in self.ledger.list(statuses=("pending", "submitted")):
-            log.info("resubmitting block from before restart", block=found.hash, height=found.height)
-            await self.submit(found.hash, self.ledger.block_bytes(found.hash))
+        """On start: every block not settled goes to the node again, all at once."""
+        pending = self.ledger.list(statuses=("pending", "submitted"))
+        async with trio.open_nursery() as nursery:
+            for found in pending:
+                log.info("resubmitting block from before restart", block=found.hash, height=found.height)
+                nursery.start_soon(self.submit, found.hash, self.ledger.block_bytes(found.hash))

@@ -40,7 +40,7 @@ from stratumkit.chain.errors import TemplateError
 from stratumkit.chain.template import BlockTemplate
 
 from .rpc import NodeTimeout, RPCClient, RPCError
-from .sources import SourceUnavailable, TemplateUpdate
+from .sources import BlockStatus, SourceUnavailable, TemplateUpdate
 
 __all__ = ["GBT_RULES", "NodeTemplateSource"]
 
@@ -98,6 +98,8 @@ class NodeTemplateSource:
         self.template: BlockTemplate | None = None
         #: Whether the last longpoll call worked (False: new blocks are seen by polling alone).
         self.longpoll_active = False
+        #: Set after a submitted block was accepted: the poller looks at the tip at once.
+        self._kick = trio.Event()
         self.last_template_at: float | None = None
         self.unhealthy_since: float | None = None
         self._longpollid: str | None = None
@@ -152,30 +154,40 @@ class NodeTemplateSource:
             if exc.transient:
                 raise SourceUnavailable(str(exc)) from None
             return f"rejected: {exc.message}"
+        # The node answered, so it is back if it was away: fetch new work now rather than at
+        # the end of a retry backoff (miners would spend it on a stale block).
+        self._kick.set()
         if result is None:
             return None
         if isinstance(result, str):
             return result
         return f"rejected: unexpected submitblock answer {result!r}"
 
-    async def is_in_chain(self, block_hash: str) -> bool:
-        """Whether the block (display hex) is in the node's best chain: known with at least one
-        confirmation (a block off the best chain has -1)."""
+    async def block_status(self, block_hash: str) -> BlockStatus:
+        """Where the block (display hex) stands: "in-chain" (at least one confirmation),
+        "orphaned" (known but off the best chain: confirmations -1), or "unknown" (the node
+        does not have it, e.g. it restarted before it had the block's parent)."""
         try:
             header = await self.rpc.call("getblockheader", block_hash, timeout=self.rpc_timeout)
         except RPCError as exc:
             if exc.code in _NOT_FOUND_CODES:
-                return False
+                return "unknown"
             raise SourceUnavailable(str(exc)) from None
         confirmations = header.get("confirmations") if isinstance(header, dict) else None
-        return isinstance(confirmations, int) and confirmations >= 1
+        if isinstance(confirmations, int) and confirmations >= 1:
+            return "in-chain"
+        return "orphaned" if confirmations == -1 else "unknown"
 
     # -- the loops --------------------------------------------------------------------------
 
     async def _poll_loop(self, updates: trio.MemorySendChannel[TemplateUpdate]) -> None:
         delay = self.poll_interval
         while True:
-            await trio.sleep(delay)
+            with trio.move_on_after(delay):
+                await self._kick.wait()
+            if self._kick.is_set():
+                self._kick = trio.Event()
+                delay = self.poll_interval
             if not self.healthy:
                 ok = await self._fetch(updates)
             elif trio.current_time() - self._fetched_at >= self.refresh_interval:

@@ -3,7 +3,8 @@
 A source runs as a task and pushes `TemplateUpdate`s into a channel; the pool turns each into a
 job. It also takes found blocks: `submit_block` answers like bitcoind's submitblock (None when
 accepted, else a reason string such as "duplicate" or "high-hash") and raises `SourceUnavailable`
-when it cannot be reached at all, so the caller retries.
+when it cannot be reached at all, so the caller retries; `block_status` says whether a block
+made it into the best chain.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import trio
 
@@ -28,6 +29,10 @@ from stratumkit.hashing import hash_to_int, sha256d
 class TemplateUpdate:
     template: BlockTemplate
     reason: str  # "initial", "new-block", "refresh", "recovered"
+
+
+#: Where a found block stands: in the best chain, known but off it (orphaned), or not known.
+BlockStatus = Literal["in-chain", "orphaned", "unknown"]
 
 
 class SourceUnavailable(Exception):
@@ -46,7 +51,7 @@ class TemplateSource(Protocol):
 
     async def submit_block(self, block: bytes) -> str | None: ...
 
-    async def is_in_chain(self, block_hash: str) -> bool: ...
+    async def block_status(self, block_hash: str) -> BlockStatus: ...
 
 
 EMBEDDED_SUBSIDY = 50 * 100_000_000
@@ -153,8 +158,9 @@ class EmbeddedTemplateSource:
         self._changed.set()
         return None
 
-    async def is_in_chain(self, block_hash: str) -> bool:
-        return block_hash in self.blocks or block_hash == self.tip[::-1].hex()
+    async def block_status(self, block_hash: str) -> BlockStatus:
+        # the embedded chain never reorganises: a block it accepted stays in it
+        return "in-chain" if block_hash in self.blocks or block_hash == self.tip[::-1].hex() else "unknown"
 
 
 def _filler_tx(i: int) -> TemplateTransaction:

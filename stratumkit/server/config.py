@@ -37,6 +37,7 @@ class PoolConfig:
     embedded_filler_transactions: int = 0
     template_refresh: float = 30.0
     node_poll_interval: float = 1.0
+    node_retry_max: float = 10.0  # longest wait between attempts while the node is unreachable
     stale_window: float = 120.0
     extranonce2_size: int = 4
     instance_id: int = 0  # extranonce1 prefix byte; give each pool process its own

@@ -32,7 +32,8 @@ def make_source(config: PoolConfig) -> TemplateSource:
     from stratumkit.jobs.rpc import NodeRPC
 
     rpc = NodeRPC(config.node_url, cookie_file=config.node_cookie)
-    return NodeTemplateSource(rpc, poll_interval=config.node_poll_interval, refresh_interval=config.template_refresh)
+    return NodeTemplateSource(rpc, poll_interval=config.node_poll_interval, refresh_interval=config.template_refresh,
+                              retry_max=config.node_retry_max)  # fmt: skip
 
 
 def open_queue(config: PoolConfig) -> AbstractAsyncContextManager[QueueEngine]:

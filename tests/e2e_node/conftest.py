@@ -1,5 +1,5 @@
-"""Fixtures: the two regtest nodes of tests/node (that fixture itself, imported, not a copy) and
-pool processes that are always stopped when a test ends, whatever its outcome."""
+"""Fixtures: pool processes on the shared regtest nodes (tests/conftest.py), always stopped when a
+test ends, whatever its outcome."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import trio
-from node.conftest import healthy_regtest, regtest  # noqa: F401  (fixtures used here)
 from node.regtest import RegtestNetwork
 
 from .harness import PoolProcess
@@ -21,7 +20,7 @@ StartPool = Callable[..., Awaitable[PoolProcess]]
 async def start_pool(
     nursery: trio.Nursery,
     tmp_path: Path,
-    healthy_regtest: RegtestNetwork,  # noqa: F811
+    healthy_regtest: RegtestNetwork,
 ) -> AsyncIterator[StartPool]:
     """`await start_pool(payout_address=..., solo=..., data_dir=...)`: a pool on node 1."""
     started: list[PoolProcess] = []

@@ -1,49 +1,14 @@
-"""Fixtures: two real regtest nodes for the whole session, and a NodeRPC of the first per test.
-
-The nodes start in a sync session fixture (pytest-trio runs each test in its own trio run, so a
-session fixture cannot be async): subprocess.Popen, and readiness polled with plain blocking
-HTTP. A binary that cannot be installed FAILS the tests that need it; it never skips them.
-"""
+"""Fixtures: a NodeRPC of the first regtest node per test (the nodes: tests/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
 from stratumkit.jobs.rpc import NodeRPC
 
-from .regtest import NodeFailed, RegtestNetwork, install_bitcoind
-
-
-@pytest.fixture(scope="session")
-def regtest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegtestNetwork]:
-    try:
-        bitcoind = install_bitcoind()
-    except (NodeFailed, OSError) as exc:
-        pytest.fail(f"the regtest node these tests need could not be installed: {exc}")
-    network = RegtestNetwork(bitcoind, tmp_path_factory.mktemp("regtest"))
-    try:
-        network.start()
-    except NodeFailed as exc:
-        network.stop()
-        pytest.fail(f"the regtest nodes did not start: {exc}")
-    try:
-        yield network
-    finally:
-        network.stop()
-
-
-@pytest.fixture
-def healthy_regtest(regtest: RegtestNetwork) -> RegtestNetwork:
-    """The nodes as a test expects them: node 1 running with its peer, both on one tip."""
-    if regtest.node1.process is None or regtest.node1.process.poll() is not None:
-        regtest.start_node1()
-    regtest.node1.resume()
-    regtest.node1.call("setnetworkactive", True)
-    regtest.wait_connected()
-    regtest.wait_synced()
-    return regtest
+from .regtest import RegtestNetwork
 
 
 @pytest.fixture

@@ -76,7 +76,7 @@ async def test_mined_block_is_accepted_and_followed(healthy_regtest: RegtestNetw
             )
 
             assert await source.submit_block(block) is None
-            assert await source.is_in_chain(block_hash)
+            assert await source.block_status(block_hash) == "in-chain"
             # The pool's source sees its own block as the new tip.
             update = await next_update(updates)
             assert update.reason == "new-block"
@@ -88,13 +88,13 @@ async def test_mined_block_is_accepted_and_followed(healthy_regtest: RegtestNetw
             # Valid work on the old tip: the node stores it off the best chain and says so.
             stale, stale_hash = block_for(template)
             assert await source.submit_block(stale) == "inconclusive"
-            assert not await source.is_in_chain(stale_hash)
+            assert await source.block_status(stale_hash) == "orphaned"
 
             unsolved, unsolved_hash = block_for(update.template, solved=False)
             result = await source.submit_block(unsolved)
             assert result is not None and result != "duplicate"
             assert "high-hash" in result
-            assert not await source.is_in_chain(unsolved_hash)
+            assert await source.block_status(unsolved_hash) == "unknown"
 
             # A coinbase with a witness: this node, without segwit, reads the marker byte as an
             # empty input list and answers -22 "Block does not start with a coinbase".
@@ -104,8 +104,8 @@ async def test_mined_block_is_accepted_and_followed(healthy_regtest: RegtestNetw
             witnessed = header_and_count + coinbase_with_witness(coinbase)
             result = await source.submit_block(witnessed)
             assert result is not None and result.startswith("rejected: ") and "coinbase" in result
-            assert not await source.is_in_chain(solved_hash)
-            assert await source.is_in_chain("00" * 32) is False
+            assert await source.block_status(solved_hash) == "unknown"
+            assert await source.block_status("00" * 32) == "unknown"
 
     # The second node follows the first.
     await trio.to_thread.run_sync(healthy_regtest.wait_synced)
@@ -181,7 +181,7 @@ async def test_node_down_at_start() -> None:
                 with pytest.raises(NodeUnreachable):
                     await source.submit_block(b"\x00" * 81)
                 with pytest.raises(SourceUnavailable):
-                    await source.is_in_chain("00" * 32)
+                    await source.block_status("00" * 32)
     warnings = [e for e in logs if e["log_level"] == "warning"]
     assert len(warnings) == 1, "one warning for one fault, not one per retry"
     assert warnings[0]["event"] == "node unavailable, retrying"

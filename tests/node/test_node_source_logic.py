@@ -1,6 +1,6 @@
 """NodeTemplateSource's decisions, run against an in-memory node on trio's autojump clock:
 backoff, quiet fallback from longpoll, templates that do not parse, a longpoll answer racing the
-poller, and how node answers map to submit_block and is_in_chain results. The same behaviours
+poller, and how node answers map to submit_block and block_status results. The same behaviours
 against the real node are in test_node_source.py."""
 
 from __future__ import annotations
@@ -258,23 +258,23 @@ async def test_submit_block_retryable(fault: Exception) -> None:
 @pytest.mark.parametrize(
     ("answer", "expected"),
     [
-        ({"confirmations": 3}, True),
-        ({"confirmations": 1}, True),
-        ({"confirmations": -1}, False),  # known, but off the best chain
-        (RPCError(-5, "Block not found", "getblockheader"), False),
+        ({"confirmations": 3}, "in-chain"),
+        ({"confirmations": 1}, "in-chain"),
+        ({"confirmations": -1}, "orphaned"),  # known, but off the best chain
+        (RPCError(-5, "Block not found", "getblockheader"), "unknown"),
     ],
 )
-async def test_is_in_chain(answer: object, expected: bool) -> None:
+async def test_block_status(answer: object, expected: str) -> None:
     node = MemoryNode()
     node.answers["getblockheader"] = answer
-    assert await NodeTemplateSource(node).is_in_chain("ab" * 32) is expected
+    assert await NodeTemplateSource(node).block_status("ab" * 32) == expected
 
 
-async def test_is_in_chain_node_not_ready() -> None:
+async def test_block_status_node_not_ready() -> None:
     node = MemoryNode()
     node.answers["getblockheader"] = RPCError(-28, "Loading block index...", "getblockheader")
     with pytest.raises(SourceUnavailable, match="-28"):
-        await NodeTemplateSource(node).is_in_chain("ab" * 32)
+        await NodeTemplateSource(node).block_status("ab" * 32)
 
 
 def test_bad_intervals() -> None:
