@@ -31,8 +31,7 @@ async def main(api: str, token: str | None) -> None:
         rigs = [r for r in await pool.rigs() if r["mode"] == "mining"]
         print(f"{len(rigs)} rig(s) mining: {', '.join(r['rig_id'] for r in rigs)}")
 
-        lease = await pool.create_lease(count=2, queue="demo-embeddings", duration_s=300,
-                                        model="all-MiniLM-L6-v2")  # fmt: skip
+        lease = await pool.create_lease(count=2, queue="demo-embeddings", duration_s=300, model="all-MiniLM-L6-v2")
         lease_id = lease["lease_id"]
         print(f"lease {lease_id}: {lease['state']} on {[r['rig_id'] for r in lease['rigs']]}")
 
@@ -52,8 +51,10 @@ async def main(api: str, token: str | None) -> None:
 
         released = await pool.cancel_lease(lease_id)
         usage = released["usage"]
-        print(f"lease {lease_id} {released['state']}: {usage['jobs_done']} jobs, "
-              f"{usage['gpu_seconds']:.1f} GPU-seconds, {usage['hashes_foregone']:.3g} hashes foregone")  # fmt: skip
+        print(
+            f"lease {lease_id} {released['state']}: {usage['jobs_done']} jobs, "
+            f"{usage['gpu_seconds']:.1f} GPU-seconds, {usage['hashes_foregone']:.3g} hashes foregone"
+        )
 
 
 if __name__ == "__main__":

@@ -14,14 +14,25 @@ class _Lib:
     def sk_hash_headers(self, headers: bytes, n: int, target: bytes, hashes_out: Any, hits: Any) -> int: ...
     def sk_check_share(
         self,
-        coinb1: bytes, coinb1_len: int,
-        extranonce1: bytes, extranonce1_len: int,
-        extranonce2: bytes, extranonce2_len: int,
-        coinb2: bytes, coinb2_len: int,
-        branch: bytes, n_branch: int,
-        version: int, prevhash: bytes, ntime: int, nbits: int, nonce: int,
-        share_target: bytes, network_target: bytes,
-        header_out: Any, hash_out: Any,
+        coinb1: bytes,
+        coinb1_len: int,
+        extranonce1: bytes,
+        extranonce1_len: int,
+        extranonce2: bytes,
+        extranonce2_len: int,
+        coinb2: bytes,
+        coinb2_len: int,
+        branch: bytes,
+        n_branch: int,
+        version: int,
+        prevhash: bytes,
+        ntime: int,
+        nbits: int,
+        nonce: int,
+        share_target: bytes,
+        network_target: bytes,
+        header_out: Any,
+        hash_out: Any,
     ) -> int: ...
     def sk_scan(self, header76: bytes, start: int, count: int, target: bytes, found: Any, max_found: int) -> int: ...
 

@@ -67,9 +67,17 @@ def _agent(args: argparse.Namespace) -> int:
             print(f"stratumkit agent: --gpu takes MODEL:VRAM_MB, got {spec!r}", file=sys.stderr)
             return 2
         gpus.append((model, int(vram)))
-    config = AgentConfig(host=host, port=int(port), worker=args.worker, password=args.password,
-                         rig_id=args.rig_id, gpus=gpus, power_w=args.power_w, duty=args.duty,
-                         claim_batch=args.claim_batch)  # fmt: skip
+    config = AgentConfig(
+        host=host,
+        port=int(port),
+        worker=args.worker,
+        password=args.password,
+        rig_id=args.rig_id,
+        gpus=gpus,
+        power_w=args.power_w,
+        duty=args.duty,
+        claim_batch=args.claim_batch,
+    )
 
     async def main() -> None:
         backend = None
@@ -98,8 +106,10 @@ def _agent(args: argparse.Namespace) -> int:
                         await RigAgent(config, backend).run()
                         delay = 1.0
                     except* (OSError, StratumClientError) as group:
-                        print(f"stratumkit agent: pool {args.pool}: {group.exceptions[0]}; retrying in {delay:g} s",
-                              file=sys.stderr)  # fmt: skip
+                        print(
+                            f"stratumkit agent: pool {args.pool}: {group.exceptions[0]}; retrying in {delay:g} s",
+                            file=sys.stderr,
+                        )
                     await trio.sleep(delay)
                     delay = min(delay * 2, 30.0)
 
@@ -110,8 +120,14 @@ def _agent(args: argparse.Namespace) -> int:
 def _infer_serve(args: argparse.Namespace) -> int:
     from stratumkit.inference.server import run_server
 
-    run_server(args.host, args.port, upstream=args.upstream, api_key=args.api_key, threads=args.threads,
-               announce=lambda text: print(text, flush=True))  # fmt: skip
+    run_server(
+        args.host,
+        args.port,
+        upstream=args.upstream,
+        api_key=args.api_key,
+        threads=args.threads,
+        announce=lambda text: print(text, flush=True),
+    )
     return 0
 
 
@@ -147,8 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="TOML file with PoolConfig keys (flags override it)")
     for key, (kind, text) in _SERVE_FLAGS.items():
         serve.add_argument("--" + key.replace("_", "-"), dest=key, type=kind, default=None, help=text)
-    serve.add_argument("--solo", action="store_const", const=True, default=None,
-                       help="pay each worker's own address (worker name = address.worker)")  # fmt: skip
+    serve.add_argument(
+        "--solo",
+        action="store_const",
+        const=True,
+        default=None,
+        help="pay each worker's own address (worker name = address.worker)",
+    )
     serve.set_defaults(func=_serve)
 
     agent = sub.add_parser("agent", help="run a rig: mine for the pool, serve inference while leased")
@@ -159,8 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--gpu", action="append", default=[], help="MODEL:VRAM_MB, once per GPU")
     agent.add_argument("--power-w", type=float, default=0.0, help="power draw while mining, watts")
     agent.add_argument("--duty", type=float, default=1.0, help="fraction of time the CPU miner hashes")
-    agent.add_argument("--inference", help="'minilm' (built-in CPU model) or the URL of an "
-                                           "OpenAI-compatible server (vLLM, llama.cpp, Ollama)")  # fmt: skip
+    agent.add_argument(
+        "--inference",
+        help="'minilm' (built-in CPU model) or the URL of an OpenAI-compatible server (vLLM, llama.cpp, Ollama)",
+    )
     agent.add_argument("--claim-batch", type=int, default=1, help="jobs claimed at a time while leased (1..64)")
     agent.add_argument("--inference-threads", type=int, default=None, help="minilm: onnxruntime threads")
     agent.add_argument("--log-format", default="console", choices=["console", "json"])
@@ -189,8 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--connections", type=int, default=1000, help="pool: miners to connect (default 1000)")
     bench.add_argument("--rate", type=float, default=20000, help="pool: shares/s offered in total (default 20000)")
     bench.add_argument("--duration", type=float, default=10.0, help="pool: seconds of load (default 10)")
-    bench.add_argument("--transactions", type=int, default=2500,
-                       help="pool: template transactions, for a realistic merkle branch (default 2500)")
+    bench.add_argument(
+        "--transactions",
+        type=int,
+        default=2500,
+        help="pool: template transactions, for a realistic merkle branch (default 2500)",
+    )
     bench.set_defaults(func=_bench)
     return parser
 

@@ -103,18 +103,14 @@ class PoolClient:
         params = None
         if state is not None:
             params = {"state": state if isinstance(state, str) else ",".join(state)}
-        result: list[dict[str, Any]] = (await self._call("GET", "/v1/leases", params=params))[
-            "leases"
-        ]
+        result: list[dict[str, Any]] = (await self._call("GET", "/v1/leases", params=params))["leases"]
         return result
 
     async def lease(self, lease_id: str) -> dict[str, Any]:
         result: dict[str, Any] = await self._call("GET", f"/v1/leases/{_segment(lease_id)}")
         return result
 
-    async def create_lease(
-        self, *, count: int, queue: str, duration_s: float, **selector: Any
-    ) -> dict[str, Any]:
+    async def create_lease(self, *, count: int, queue: str, duration_s: float, **selector: Any) -> dict[str, Any]:
         """Lease `count` rigs to `queue` for `duration_s` seconds. `selector` takes gpu_model,
         min_vram_mb, model, min_count, priority and owner."""
         body = {"count": count, "queue": queue, "duration_s": duration_s, **selector}
@@ -130,16 +126,12 @@ class PoolClient:
         result: dict[str, Any] = await self._call("POST", f"/v1/leases/{_segment(lease_id)}/cancel")
         return result
 
-    async def submit_job(
-        self, queue: str, payload: dict[str, Any], job_id: str | None = None
-    ) -> str:
+    async def submit_job(self, queue: str, payload: dict[str, Any], job_id: str | None = None) -> str:
         """Enqueue one job; returns its id. With `job_id`, resubmitting is a no-op."""
         body: dict[str, Any] = {"payload": payload}
         if job_id is not None:
             body["job_id"] = job_id
-        result = await self._call(
-            "POST", f"/v1/queues/{_segment(queue, slash=True)}/jobs", json_body=body
-        )
+        result = await self._call("POST", f"/v1/queues/{_segment(queue, slash=True)}/jobs", json_body=body)
         return str(result["job_id"])
 
     async def submit_jobs(
@@ -152,9 +144,7 @@ class PoolClient:
                 raise ValueError(f"{len(job_ids)} job ids for {len(jobs)} payloads")
             for job, job_id in zip(jobs, job_ids, strict=True):
                 job["job_id"] = job_id
-        result = await self._call(
-            "POST", f"/v1/queues/{_segment(queue, slash=True)}/jobs", json_body={"jobs": jobs}
-        )
+        result = await self._call("POST", f"/v1/queues/{_segment(queue, slash=True)}/jobs", json_body={"jobs": jobs})
         return [str(job_id) for job_id in result["job_ids"]]
 
     async def job(self, job_id: str) -> dict[str, Any]:
@@ -162,9 +152,7 @@ class PoolClient:
         result: dict[str, Any] = await self._call("GET", f"/v1/jobs/{_segment(job_id, slash=True)}")
         return result
 
-    async def wait_job(
-        self, job_id: str, timeout: float, *, poll_interval: float = 0.2
-    ) -> dict[str, Any]:
+    async def wait_job(self, job_id: str, timeout: float, *, poll_interval: float = 0.2) -> dict[str, Any]:
         """Poll until the job is done; `trio.TooSlowError` after `timeout` seconds (a dead-lettered
         job never completes)."""
         with trio.fail_after(timeout):
@@ -208,9 +196,7 @@ class EventStream:
         target = f"{url.path.rstrip('/')}/v1/events"
         headers = [("host", url.netloc), ("accept", "application/x-ndjson")]
         headers += [
-            (name, value)
-            for name, value in self._client._http.headers.items()
-            if name.lower() == "authorization"
+            (name, value) for name, value in self._client._http.headers.items() if name.lower() == "authorization"
         ]
         try:
             with trio.fail_after(self._client.timeout):

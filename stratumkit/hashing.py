@@ -33,8 +33,8 @@ from stratumkit.hashing_ref import (
 __all__ = [
     "DIFF1_TARGET",
     "MAX_TARGET",
-    "PreparedJob",
     "HashingError",
+    "PreparedJob",
     "ShareResult",
     "available_implementations",
     "check_share",
@@ -152,9 +152,17 @@ class PreparedJob:
         self._job = ffi.new("sk_job *")
         self._coinb2 = coinb2
         rc = lib.sk_job_init(
-            self._job, coinb1, len(coinb1), coinb2, len(coinb2), branch, len(branch) >> 5,
-            prevhash, nbits, _target_bytes("network_target", network_target),
-        )  # fmt: skip
+            self._job,
+            coinb1,
+            len(coinb1),
+            coinb2,
+            len(coinb2),
+            branch,
+            len(branch) >> 5,
+            prevhash,
+            nbits,
+            _target_bytes("network_target", network_target),
+        )
         if rc != 0:  # pragma: no cover - _branch already bounds the length
             raise HashingError("merkle branch too long")
         self.coinb1 = coinb1
@@ -183,9 +191,17 @@ class PreparedJob:
             out = _tls.out = ffi.new(_OUT)
         try:
             flags = lib.sk_job_check(
-                self._job, extranonce1, len(extranonce1), extranonce2, len(extranonce2),
-                version, ntime, nonce, share_target.to_bytes(32, "little"), out,
-            )  # fmt: skip
+                self._job,
+                extranonce1,
+                len(extranonce1),
+                extranonce2,
+                len(extranonce2),
+                version,
+                ntime,
+                nonce,
+                share_target.to_bytes(32, "little"),
+                out,
+            )
         except (TypeError, OverflowError, AttributeError):
             for name, value in (("extranonce1", extranonce1), ("extranonce2", extranonce2)):
                 if type(value) is not bytes:

@@ -138,7 +138,9 @@ def check_share(
     )
     h = sha256d(header)
     n = hash_to_int(h)
-    return ShareResult(header, h, n <= _target("share_target", share_target), n <= _target("network_target", network_target))
+    return ShareResult(
+        header, h, n <= _target("share_target", share_target), n <= _target("network_target", network_target)
+    )
 
 
 def scan_nonces(header76: bytes, start: int, count: int, target: int, max_found: int = 64) -> list[int]:

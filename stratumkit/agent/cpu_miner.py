@@ -22,8 +22,15 @@ from .work import MinerJob
 
 
 class CpuMiner:
-    def __init__(self, client: StratumClient, worker: str, *, chunk: int = 1 << 17, duty: float = 1.0,
-                 on_result: Callable[[SubmitResult], None] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        client: StratumClient,
+        worker: str,
+        *,
+        chunk: int = 1 << 17,
+        duty: float = 1.0,
+        on_result: Callable[[SubmitResult], None] | None = None,
+    ) -> None:
         if not 0 < duty <= 1:
             raise ValueError("duty must be in (0, 1]")
         self.client = client
@@ -103,7 +110,8 @@ class CpuMiner:
                 if self.job is not job or self.paused:
                     break  # the work changed while scanning: these nonces are stale now
                 for nonce in found:
-                    self.client.conn.submit(self.worker, job.job_id, extranonce2.hex(), f"{job.ntime:08x}",
-                                            f"{nonce:08x}")  # fmt: skip
+                    self.client.conn.submit(
+                        self.worker, job.job_id, extranonce2.hex(), f"{job.ntime:08x}", f"{nonce:08x}"
+                    )
                 if found:
                     await self.client.flush()

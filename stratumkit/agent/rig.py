@@ -75,17 +75,26 @@ class RigAgent:
     async def run(self, *, task_status: trio.TaskStatus[RigAgent] = trio.TASK_STATUS_IGNORED) -> None:
         cfg = self.config
         async with trio.open_nursery() as nursery:
-            self.client = await StratumClient.connect(nursery, cfg.host, cfg.port, on_event=self._on_event,
-                                                      user_agent="stratumkit-agent/0.1")  # fmt: skip
+            self.client = await StratumClient.connect(
+                nursery, cfg.host, cfg.port, on_event=self._on_event, user_agent="stratumkit-agent/0.1"
+            )
             self.miner = CpuMiner(self.client, cfg.worker, duty=cfg.duty)
             hashrate = await trio.to_thread.run_sync(self.miner.measure_hashrate)
             sub = await self.client.handshake(cfg.worker, cfg.password)
             self.miner.attach(sub.extranonce1, sub.extranonce2_size)
             models = self.backend.models() if self.backend is not None else []
-            await self._call("stratumkit.rig.register", [{
-                "rig_id": self.rig_id, "gpus": [{"model": m, "vram_mb": v} for m, v in cfg.gpus],
-                "models": models, "hashrate": hashrate, "power_w": cfg.power_w,
-            }])  # fmt: skip
+            await self._call(
+                "stratumkit.rig.register",
+                [
+                    {
+                        "rig_id": self.rig_id,
+                        "gpus": [{"model": m, "vram_mb": v} for m, v in cfg.gpus],
+                        "models": models,
+                        "hashrate": hashrate,
+                        "power_w": cfg.power_w,
+                    }
+                ],
+            )
             log.info("rig registered", rig=self.rig_id, hashrate=round(hashrate), models=models)
             self.mode = "mining"
             nursery.start_soon(self.miner.run)
@@ -138,7 +147,9 @@ class RigAgent:
         with scope:
             while True:
                 try:
-                    jobs = await self._call("stratumkit.job.claim", [token, cfg.claim_batch, cfg.visibility_timeout, 0.5])
+                    jobs = await self._call(
+                        "stratumkit.job.claim", [token, cfg.claim_batch, cfg.visibility_timeout, 0.5]
+                    )
                 except StratumClientError as exc:
                     log.info("stopped claiming", reason=str(exc))
                     return

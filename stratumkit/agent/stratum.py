@@ -33,8 +33,13 @@ class StratumClientError(Exception):
 
 
 class StratumClient:
-    def __init__(self, stream: trio.abc.Stream, *, user_agent: str = "stratumkit-client/0.1",
-                 on_event: Callable[[Event], None] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        *,
+        user_agent: str = "stratumkit-client/0.1",
+        on_event: Callable[[Event], None] | None = None,
+    ) -> None:
         self.stream = stream
         self.conn = ClientConnection()
         self.user_agent = user_agent
@@ -72,8 +77,9 @@ class StratumClient:
         """Queue a request whose reply will arrive through on_event (call flush() to send)."""
         return request(*args, **kwargs)
 
-    async def handshake(self, worker: str, password: str = "x", *, version_rolling: bool = False,
-                        session_id: str | None = None) -> SubscribeResult:  # fmt: skip
+    async def handshake(
+        self, worker: str, password: str = "x", *, version_rolling: bool = False, session_id: str | None = None
+    ) -> SubscribeResult:
         if version_rolling:
             reply = await self.call(self.conn.configure, version_rolling_mask=0x1FFFE000)
             if isinstance(reply, ErrorReply):

@@ -45,8 +45,9 @@ class MinerJob:
             share_target=difficulty_to_target(difficulty),
         )
 
-    def header76(self, extranonce1: bytes, extranonce2: bytes, *, version: int | None = None,
-                 ntime: int | None = None) -> bytes:  # fmt: skip
+    def header76(
+        self, extranonce1: bytes, extranonce2: bytes, *, version: int | None = None, ntime: int | None = None
+    ) -> bytes:
         """The first 76 header bytes (all but the nonce) for this extranonce pair."""
         root = sha256d(self.coinb1 + extranonce1 + extranonce2 + self.coinb2)
         for step in self.merkle_branch:

@@ -48,7 +48,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 from hypercorn.typing import ASGIFramework
 
-from stratumkit.inference.server import Receive, Scope, Send, _bind
+from stratumkit.asgi import AsgiApp, Receive, Scope, Send, bind_address
 from stratumkit.lease.errors import UnknownLease
 from stratumkit.lease.service import LeaseService, RequestError
 from stratumkit.queue.engine import QueueClosed, QueueError, UnknownJob, check_name
@@ -75,9 +75,7 @@ _JSON = [(b"content-type", b"application/json")]
 class HTTPError(Exception):
     """An error answer: status and message, sent as ``{"error": message}``."""
 
-    def __init__(
-        self, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None
-    ) -> None:
+    def __init__(self, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -98,11 +96,7 @@ class Request:
 
     async def body(self) -> bytes:
         for name, value in self.scope["headers"]:
-            if (
-                name.lower() == b"content-length"
-                and value.isdigit()
-                and int(value) > self.max_body_bytes
-            ):
+            if name.lower() == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
                 raise HTTPError(413, f"request body exceeds {self.max_body_bytes} bytes")
         chunks: list[bytes] = []
         size = 0
@@ -196,7 +190,7 @@ def _encode(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), allow_nan=False, default=str).encode()
 
 
-class ApiApp:
+class ApiApp(AsgiApp):
     """The ASGI application over a running Pool and LeaseService."""
 
     def __init__(
@@ -217,24 +211,8 @@ class ApiApp:
         """End every event stream (the server is shutting down); other requests are unaffected."""
         self._closing.set()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-        elif scope["type"] == "http":
-            await self._http(scope, receive, send)
-        elif scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1003})
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        # The pool and the lease service are started by the caller; nothing to do here.
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                self.close()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+    def on_shutdown(self) -> None:
+        self.close()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -302,9 +280,7 @@ class ApiApp:
                     f"{method} is not allowed on {path} (allowed: {allowed})",
                     [(b"allow", allowed.encode())],
                 )
-            query = parse_qs(
-                bytes(scope.get("query_string", b"")).decode("latin-1"), keep_blank_values=True
-            )
+            query = parse_qs(bytes(scope.get("query_string", b"")).decode("latin-1"), keep_blank_values=True)
             unknown = sorted(set(query) - route.query)
             if unknown:
                 raise HTTPError(400, f"unknown query parameter(s) on {path}: {', '.join(unknown)}")
@@ -383,8 +359,7 @@ class ApiApp:
                     # Earlier jobs are in the queue: say which, so a retry can reuse their ids.
                     raise HTTPError(
                         400,
-                        f"jobs[{i}]: {exc} (jobs before it were enqueued: "
-                        f"{', '.join(done) or 'none'})",
+                        f"jobs[{i}]: {exc} (jobs before it were enqueued: {', '.join(done) or 'none'})",
                     ) from None
             return Reply(201, {"job_ids": done})
         payload, job_id = _job_item(body, "body")
@@ -504,7 +479,7 @@ async def serve_api(
     For ``nursery.start``: reports the TCP port actually bound (useful with ``port=0``).
     """
     config = Config()
-    config.bind = [_bind(host, port)]
+    config.bind = [bind_address(host, port)]
     config.accesslog = None
     config.errorlog = _hypercorn_log
     config.include_server_header = False

@@ -67,8 +67,7 @@ Command = Callable[[PoolClient, argparse.Namespace], Awaitable[tuple[Any, str]]]
 
 async def _lease_create(client: PoolClient, args: argparse.Namespace) -> tuple[Any, str]:
     selector = {
-        key: getattr(args, key)
-        for key in ("gpu_model", "min_vram_mb", "model", "min_count", "priority", "owner")
+        key: getattr(args, key) for key in ("gpu_model", "min_vram_mb", "model", "min_count", "priority", "owner")
     }
     lease = await client.create_lease(
         count=args.count,
@@ -110,9 +109,7 @@ async def _job_submit(client: PoolClient, args: argparse.Namespace) -> tuple[Any
             job_ids += await client.submit_jobs(args.queue, payloads[start : start + SUBMIT_BATCH])
         except APIError as exc:
             if job_ids:  # earlier batches are in the queue: say so
-                raise APIError(
-                    exc.status, f"{exc.message} (after {len(job_ids)} jobs were enqueued)"
-                ) from None
+                raise APIError(exc.status, f"{exc.message} (after {len(job_ids)} jobs were enqueued)") from None
             raise
     return {"job_ids": job_ids}, "\n".join(job_ids)
 
@@ -137,13 +134,9 @@ async def _stats(client: PoolClient, args: argparse.Namespace) -> tuple[Any, str
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[str(h) for h in headers]] + [
-        ["-" if c is None else str(c) for c in row] for row in rows
-    ]
+    cells = [[str(h) for h in headers]] + [["-" if c is None else str(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
-    )
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells)
 
 
 def leases_table(leases: Sequence[dict[str, Any]]) -> str:
@@ -205,11 +198,7 @@ def stats_text(stats: dict[str, Any]) -> str:
         (
             "shares rejected",
             f"{sum(rejected.values())}"
-            + (
-                f" ({', '.join(f'{k} {v}' for k, v in sorted(rejected.items()))})"
-                if rejected
-                else ""
-            ),
+            + (f" ({', '.join(f'{k} {v}' for k, v in sorted(rejected.items()))})" if rejected else ""),
         ),
         ("blocks found", pool.get("blocks")),
         ("rigs", leases.get("rigs")),
@@ -262,11 +251,7 @@ def _read_payloads(args: argparse.Namespace) -> list[dict[str, Any]]:
             text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
         except OSError as exc:
             raise UsageError(f"cannot read {args.file}: {exc.strerror or exc}") from None
-        sources = [
-            (f"{args.file}:{n}", line)
-            for n, line in enumerate(text.splitlines(), 1)
-            if line.strip()
-        ]
+        sources = [(f"{args.file}:{n}", line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
         if not sources:
             raise UsageError(f"{args.file} holds no jobs")
     payloads = []
@@ -314,9 +299,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     """Add `lease`, `rig`, `job` and `stats` to the `stratumkit` parser's subcommands. Each leaf
     sets ``func(args) -> int`` (the exit status)."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--api", metavar="URL", help=f"the pool's HTTP API (default ${ENV_API} or {DEFAULT_API})"
-    )
+    common.add_argument("--api", metavar="URL", help=f"the pool's HTTP API (default ${ENV_API} or {DEFAULT_API})")
     common.add_argument("--token", help=f"API bearer token (default ${ENV_TOKEN})")
     common.add_argument("--json", dest="as_json", action="store_true", help="print the API's JSON")
 
@@ -332,25 +315,15 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         return parser
 
     lease = subparsers.add_parser("lease", help="lease rigs to an inference queue")
-    leases = lease.add_subparsers(
-        dest="lease_command", required=True, metavar="{create,extend,cancel,ls}"
-    )
-    create = leaf(
-        leases, "create", "lease create", _lease_create, "lease rigs to a queue for a while"
-    )
+    leases = lease.add_subparsers(dest="lease_command", required=True, metavar="{create,extend,cancel,ls}")
+    create = leaf(leases, "create", "lease create", _lease_create, "lease rigs to a queue for a while")
     create.add_argument("--count", type=int, required=True, help="rigs wanted")
     create.add_argument("--queue", required=True, help="the job queue the rigs consume")
-    create.add_argument(
-        "--duration", type=duration, required=True, help="how long: 600, 600s, 10m, 2h, 1d"
-    )
+    create.add_argument("--duration", type=duration, required=True, help="how long: 600, 600s, 10m, 2h, 1d")
     create.add_argument("--gpu-model", help='only rigs with this GPU model (e.g. "RTX 4090")')
-    create.add_argument(
-        "--min-vram-mb", type=int, help="only rigs with a GPU of at least this much VRAM"
-    )
+    create.add_argument("--min-vram-mb", type=int, help="only rigs with a GPU of at least this much VRAM")
     create.add_argument("--model", help="only rigs that serve this model")
-    create.add_argument(
-        "--min-count", type=int, help="grant the lease with this many rigs (default: --count)"
-    )
+    create.add_argument("--min-count", type=int, help="grant the lease with this many rigs (default: --count)")
     create.add_argument("--priority", type=int, help="higher leases draft rigs first (default 0)")
     create.add_argument("--owner", help="who the lease is for (free text)")
     extend = leaf(leases, "extend", "lease extend", _lease_extend, "make a live lease last longer")
@@ -377,25 +350,17 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     submit.add_argument("queue")
     source = submit.add_mutually_exclusive_group(required=True)
     source.add_argument("--json-payload", metavar="JSON", help="one job's payload, a JSON object")
-    source.add_argument(
-        "--file", metavar="PATH", help="JSON lines, one payload per line (- reads stdin)"
-    )
-    submit.add_argument(
-        "--job-id", help="with --json-payload: the job's id (resubmitting is a no-op)"
-    )
+    source.add_argument("--file", metavar="PATH", help="JSON lines, one payload per line (- reads stdin)")
+    submit.add_argument("--job-id", help="with --json-payload: the job's id (resubmitting is a no-op)")
     get = leaf(jobs, "get", "job get", _job_get, "a job's status and result")
     get.add_argument("job_id")
-    get.add_argument(
-        "--wait", type=duration, metavar="SECONDS", help="wait up to this long for the result"
-    )
+    get.add_argument("--wait", type=duration, metavar="SECONDS", help="wait up to this long for the result")
 
     leaf(subparsers, "stats", "stats", _stats, "pool and lease statistics")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="stratumkit", description="the pool's integrator commands"
-    )
+    parser = argparse.ArgumentParser(prog="stratumkit", description="the pool's integrator commands")
     add_subcommands(parser.add_subparsers(dest="command", required=True))
     return parser
 

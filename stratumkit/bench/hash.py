@@ -24,8 +24,9 @@ def openssl_sha256_bytes_per_s() -> float | None:
     exe = shutil.which("openssl")
     if exe is None:
         return None
-    out = subprocess.run([exe, "speed", "-seconds", "2", "-bytes", "16384", "sha256"],
-                         capture_output=True, text=True, check=False).stdout  # fmt: skip
+    out = subprocess.run(
+        [exe, "speed", "-seconds", "2", "-bytes", "16384", "sha256"], capture_output=True, text=True, check=False
+    ).stdout
     m = re.search(r"^sha256\s+([\d.]+)k", out, re.MULTILINE)
     return float(m.group(1)) * 1000 if m else None
 
@@ -63,15 +64,27 @@ def measure(seconds: float = 1.0) -> dict[str, dict[str, float]]:
 
         results[impl] = {
             "headers": _rate(lambda: len(hashing.hash_headers(headers, 0)[0]) // 32, seconds),
-            "scan": _rate(lambda n=scan_n: n if hashing.scan_nonces(bytes(76), 0, n, 0) == [] else n, seconds),
+            "scan": _rate(lambda n=scan_n: (hashing.scan_nonces(bytes(76), 0, n, 0), n)[1], seconds),
             "shares": _rate(shares, seconds),
         }
     hashing.use_implementation("auto")
 
     def ref_shares() -> int:
         for nonce in range(100):
-            hashing_ref.check_share(c1, e1, e2, c2, branch, 0x20000000, prev, 1_700_000_000, 0x1D00FFFF,
-                                    nonce, share_target, share_target >> 32)  # fmt: skip
+            hashing_ref.check_share(
+                c1,
+                e1,
+                e2,
+                c2,
+                branch,
+                0x20000000,
+                prev,
+                1_700_000_000,
+                0x1D00FFFF,
+                nonce,
+                share_target,
+                share_target >> 32,
+            )
         return 100
 
     results["python-reference"] = {
@@ -93,11 +106,15 @@ def run(seconds: float = 1.0) -> None:
         print("openssl not found: no SHA-NI limit to compare with")
         return
     best = results.get("shani") or results["portable"]
-    print(f"openssl speed sha256 (16 KiB): {limit / 1e6:,.1f} MB/s -> limit "
-          f"{limit / 192:,.0f} headers/s, {limit / 128:,.0f} scanned nonces/s")  # fmt: skip
+    print(
+        f"openssl speed sha256 (16 KiB): {limit / 1e6:,.1f} MB/s -> limit "
+        f"{limit / 192:,.0f} headers/s, {limit / 128:,.0f} scanned nonces/s"
+    )
     print(f"header hashing: {100 * best['headers'] / (limit / 192):.1f}% of the limit (target >= 90%)")
-    print(f"nonce scan:     {100 * best['scan'] / (limit / 128):.1f}% of the limit, "
-          f"{best['scan'] / 1e6:.2f} MH/s (target >= 6.5 MH/s)")  # fmt: skip
+    print(
+        f"nonce scan:     {100 * best['scan'] / (limit / 128):.1f}% of the limit, "
+        f"{best['scan'] / 1e6:.2f} MH/s (target >= 6.5 MH/s)"
+    )
     print(f"share checks:   {best['shares']:,.0f}/s (target >= 300,000/s)")
 
 

@@ -44,19 +44,51 @@ async def bench(rounds: int, rigs: int, inference: str | None) -> dict[str, list
     with tempfile.TemporaryDirectory(prefix="stratumkit-bench-lease-") as tmp:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         server = subprocess.Popen(
-            [sys.executable, "-m", "stratumkit.cli", "serve", "--host", "127.0.0.1", "--port", str(stratum),
-             "--api-port", str(api), "--data-dir", str(Path(tmp) / "pool"), "--start-difficulty", "0.0005",
-             "--embedded-difficulty", "1", "--log-level", "warning"],
+            [
+                sys.executable,
+                "-m",
+                "stratumkit.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(stratum),
+                "--api-port",
+                str(api),
+                "--data-dir",
+                str(Path(tmp) / "pool"),
+                "--start-difficulty",
+                "0.0005",
+                "--embedded-difficulty",
+                "1",
+                "--log-level",
+                "warning",
+            ],
             env=env,
-        )  # fmt: skip
+        )
         agents: list[subprocess.Popen[bytes]] = []
         try:
             async with PoolClient(f"http://127.0.0.1:{api}") as client:
                 await _until(lambda: _healthy(client), timeout=30, interval=0.05)
                 for i in range(rigs):
-                    cmd = [sys.executable, "-m", "stratumkit.cli", "agent", "--pool", f"127.0.0.1:{stratum}",
-                           "--worker", f"bench{i}.rig", "--rig-id", f"bench-rig-{i}", "--gpu", "RTX 4090:24576",
-                           "--duty", "0.2", "--log-level", "warning"]  # fmt: skip
+                    cmd = [
+                        sys.executable,
+                        "-m",
+                        "stratumkit.cli",
+                        "agent",
+                        "--pool",
+                        f"127.0.0.1:{stratum}",
+                        "--worker",
+                        f"bench{i}.rig",
+                        "--rig-id",
+                        f"bench-rig-{i}",
+                        "--gpu",
+                        "RTX 4090:24576",
+                        "--duty",
+                        "0.2",
+                        "--log-level",
+                        "warning",
+                    ]
                     if inference:
                         cmd += ["--inference", inference]
                     agents.append(subprocess.Popen(cmd, env=env))
@@ -114,10 +146,11 @@ async def _healthy(client: PoolClient) -> bool:
 
 
 def run(rounds: int = 30, rigs: int = 2, inference: str | None = None) -> None:
-    print(f"stratumkit bench lease — {rounds} rounds, {rigs} agent processes, inference backend: "
-          f"{inference or 'none'}")  # fmt: skip
+    print(f"stratumkit bench lease — {rounds} rounds, {rigs} agent processes, inference backend: {inference or 'none'}")
     r = trio.run(bench, rounds, rigs, inference)
     for name, label in (("divert", "API call -> rig serving"), ("back", "lease end -> first valid share")):
         v = r[name]
-        print(f"{label:<32} p50 {1000 * percentile(v, 0.5):7.1f} ms   p99 {1000 * percentile(v, 0.99):7.1f} ms   "
-              f"max {1000 * max(v):7.1f} ms   (n={len(v)}, target p99 <= 1000 ms)")  # fmt: skip
+        print(
+            f"{label:<32} p50 {1000 * percentile(v, 0.5):7.1f} ms   p99 {1000 * percentile(v, 0.99):7.1f} ms   "
+            f"max {1000 * max(v):7.1f} ms   (n={len(v)}, target p99 <= 1000 ms)"
+        )

@@ -2,10 +2,10 @@
 
 The server runs as its own process (so its CPU time and resident memory are read from /proc);
 the miners live in this process, each a stratum client (the protocol's client role) on its own
-socket, all driven by one epoll loop, submitting valid shares at a chosen rate. Valid shares are cheap to make here because the server
-is started with a tiny fixed share difficulty (about one nonce in four qualifies), while the
-embedded chain's block difficulty stays high enough that blocks happen only when the bench mines
-one on purpose, to time the fan-out.
+socket, all driven by one epoll loop, submitting valid shares at a chosen rate. Valid shares are
+cheap to make here because the server is started with a tiny fixed share difficulty (about one
+nonce in four qualifies), while the embedded chain's block difficulty stays high enough that
+blocks happen only when the bench mines one on purpose, to time the fan-out.
 
 Printed: accepted shares/s, server CPU seconds per 1,000 accepted shares (and µs per share),
 p50/p99 submit-to-reply latency, server resident memory per connection, and notify fan-out time
@@ -62,7 +62,7 @@ def _start_server(port: int, data_dir: str, filler: int) -> subprocess.Popen[byt
         f"max_difficulty = {SHARE_DIFFICULTY}\nembedded_difficulty = {BLOCK_DIFFICULTY}\n"
         f"embedded_filler_transactions = {filler}\nmax_connections_per_ip = 1000000\n"
         f"send_queue = 1024\nidle_timeout = 3600.0\nhandshake_timeout = 600.0\n"
-        f"template_refresh = 3600.0\nlog_level = \"warning\"\n"
+        f'template_refresh = 3600.0\nlog_level = "warning"\n'
     )
     return subprocess.Popen([sys.executable, "-m", "stratumkit.cli", "serve", "--config", str(config)])
 
@@ -84,8 +84,23 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
 class Miner:
     """One simulated miner: a ClientConnection on a non-blocking socket."""
 
-    __slots__ = ("conn", "difficulty", "extranonce1", "extranonce2", "extranonce2_size", "header76", "index",
-                 "job", "new_job_at", "next_nonce", "notify", "owed", "pending_out", "sent_at", "sock")  # fmt: skip
+    __slots__ = (
+        "conn",
+        "difficulty",
+        "extranonce1",
+        "extranonce2",
+        "extranonce2_size",
+        "header76",
+        "index",
+        "job",
+        "new_job_at",
+        "next_nonce",
+        "notify",
+        "owed",
+        "pending_out",
+        "sent_at",
+        "sock",
+    )
 
     def __init__(self, index: int, sock: socket.socket) -> None:
         self.index = index
@@ -117,8 +132,9 @@ class Miner:
 
     def make_shares(self, n: int) -> list[int]:
         assert self.job is not None
-        found = scan_nonces(self.header76, self.next_nonce, min(64 * n, (1 << 32) - self.next_nonce),
-                            self.job.share_target, max_found=n)  # fmt: skip
+        found = scan_nonces(
+            self.header76, self.next_nonce, min(64 * n, (1 << 32) - self.next_nonce), self.job.share_target, max_found=n
+        )
         self.next_nonce = (found[-1] + 1) if found else self.next_nonce + 64 * n
         return found
 
@@ -249,7 +265,7 @@ def _mine_block(job: MinerJob, extranonce1: bytes, extranonce2: bytes) -> tuple[
 
 
 def bench(connections: int, rate: float, duration: float, filler: int) -> dict[str, float]:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if connections + 64 > hard:
         raise SystemExit(f"{connections} connections need more than the {hard} file descriptors allowed")
@@ -314,13 +330,17 @@ def bench(connections: int, rate: float, duration: float, filler: int) -> dict[s
 
 
 def run(connections: int = 1000, rate: float = 20000, duration: float = 10.0, filler: int = 2500) -> None:
-    print(f"stratumkit bench pool — {connections} miners, {rate:g} shares/s offered for {duration:g} s, "
-          f"{filler} template transactions (merkle branch of {max(filler, 1).bit_length()} levels)")  # fmt: skip
+    print(
+        f"stratumkit bench pool — {connections} miners, {rate:g} shares/s offered for {duration:g} s, "
+        f"{filler} template transactions (merkle branch of {max(filler, 1).bit_length()} levels)"
+    )
     r = bench(connections, rate, duration, filler)
     print(f"connected and got work in      {r['connect_s']:.2f} s")
     print(f"accepted shares/s              {r['accepted_per_s']:,.0f}  (rejected: {r['rejected']})")
-    print(f"server CPU per 1,000 shares    {r['server_cpu_s_per_1000']:.4f} s  "
-          f"({1000 * r['server_cpu_s_per_1000']:.1f} µs/share; server used {r['server_cpu_share_of_core']:.2f} of a core)")
+    print(
+        f"server CPU per 1,000 shares    {r['server_cpu_s_per_1000']:.4f} s  "
+        f"({1000 * r['server_cpu_s_per_1000']:.1f} µs/share; server used {r['server_cpu_share_of_core']:.2f} of a core)"
+    )
     print(f"load generator CPU             {r['client_cpu_share_of_core']:.2f} of a core")
     print(f"submit -> reply latency        p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms")
     print(f"server memory per connection   {r['rss_per_connection_kb']:.1f} KB")

@@ -151,9 +151,7 @@ def decode_address(address: str, network: Network) -> Address:
         except AddressError:
             raise base58_error from None  # not bech32 either: the Base58 error explains best
         known = ", ".join(repr(n.hrp) for n in Network)
-        raise AddressError(
-            f"bech32 address prefix {other_hrp!r} is not a Bitcoin network's ({known})"
-        ) from None
+        raise AddressError(f"bech32 address prefix {other_hrp!r} is not a Bitcoin network's ({known})") from None
 
 
 def script_to_address(script_pubkey: bytes, network: Network) -> str:
@@ -338,10 +336,7 @@ def decode_segwit_address(address: str, hrp: str) -> tuple[int, bytes]:
         raise AddressError(f"witness v0 program must be 20 or 32 bytes, got {len(program)}")
     expected = Bech32Encoding.BECH32 if version == 0 else Bech32Encoding.BECH32M
     if encoding is not expected:
-        raise AddressError(
-            f"witness v{version} address must use {expected.name.lower()}, "
-            f"not {encoding.name.lower()}"
-        )
+        raise AddressError(f"witness v{version} address must use {expected.name.lower()}, not {encoding.name.lower()}")
     return version, program
 
 

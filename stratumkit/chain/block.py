@@ -31,9 +31,7 @@ HEADER_SIZE = 80
 _HEADER = struct.Struct("<I32s32sIII")
 
 
-def serialize_header(
-    version: int, prevhash: bytes, merkle_root: bytes, ntime: int, nbits: int, nonce: int
-) -> bytes:
+def serialize_header(version: int, prevhash: bytes, merkle_root: bytes, ntime: int, nbits: int, nonce: int) -> bytes:
     """The 80-byte header; `prevhash` and `merkle_root` in internal byte order."""
     for name, value in (("version", version), ("ntime", ntime), ("nbits", nbits), ("nonce", nonce)):
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 0xFFFF_FFFF:
@@ -60,9 +58,7 @@ class BlockHeader:
         return cls(*_HEADER.unpack(header))
 
     def serialize(self) -> bytes:
-        return serialize_header(
-            self.version, self.prevhash, self.merkle_root, self.ntime, self.nbits, self.nonce
-        )
+        return serialize_header(self.version, self.prevhash, self.merkle_root, self.ntime, self.nbits, self.nonce)
 
     def hash(self) -> bytes:
         """sha256d of the header, internal byte order (compare with a target as little-endian)."""

@@ -92,8 +92,7 @@ def build_coinbase(
     fixed = len(prefix) + len(extranonce_push) + extranonce_size
     if fixed > MAX_SCRIPT_SIG:
         raise CoinbaseError(
-            f"height, coinbaseaux and extranonce take {fixed} bytes; "
-            f"a scriptSig holds {MAX_SCRIPT_SIG}"
+            f"height, coinbaseaux and extranonce take {fixed} bytes; a scriptSig holds {MAX_SCRIPT_SIG}"
         )
     prefix += _fitted_tag_push(pool_tag, MAX_SCRIPT_SIG - fixed)
     script_sig_len = len(prefix) + len(extranonce_push) + extranonce_size
@@ -150,9 +149,7 @@ def coinbase_with_witness(nonwitness_tx: bytes) -> bytes:
     if tx.has_witness:
         raise CoinbaseError("coinbase already carries a witness")
     if not tx.is_coinbase:
-        raise CoinbaseError(
-            "not a coinbase transaction (needs one input spending the null outpoint)"
-        )
+        raise CoinbaseError("not a coinbase transaction (needs one input spending the null outpoint)")
     (txin,) = tx.inputs
     witnessed = TxIn(txin.prevout, txin.script_sig, txin.sequence, (WITNESS_RESERVED_VALUE,))
     return replace(tx, inputs=(witnessed,)).serialize(witness=True)

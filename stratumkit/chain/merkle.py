@@ -101,8 +101,6 @@ def witness_commitment(witness_root: bytes, reserved: bytes = WITNESS_RESERVED_V
     return sha256d(bytes(witness_root) + bytes(reserved))
 
 
-def witness_commitment_script(
-    wtxids: Sequence[bytes], reserved: bytes = WITNESS_RESERVED_VALUE
-) -> bytes:
+def witness_commitment_script(wtxids: Sequence[bytes], reserved: bytes = WITNESS_RESERVED_VALUE) -> bytes:
     """The coinbase output script committing to these (non-coinbase) wtxids."""
     return WITNESS_COMMITMENT_HEADER + witness_commitment(witness_merkle_root(wtxids), reserved)

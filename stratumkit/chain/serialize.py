@@ -190,9 +190,7 @@ class ByteReader:
         if n < 0:
             raise SerializationError(f"negative read length {n}")
         if self.remaining < n:
-            raise SerializationError(
-                f"need {n} bytes at offset {self._pos}, only {self.remaining} left"
-            )
+            raise SerializationError(f"need {n} bytes at offset {self._pos}, only {self.remaining} left")
         out = self._data[self._pos : self._pos + n]
         self._pos += n
         return out

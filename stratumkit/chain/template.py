@@ -101,16 +101,11 @@ class BlockTemplate:
             raise TemplateError(f"bits: {exc}") from None
         if self.target is not None and self.target != network_target:
             raise TemplateError(
-                f"target {self.target:064x} disagrees with bits {self.nbits:08x} "
-                f"({network_target:064x})"
+                f"target {self.target:064x} disagrees with bits {self.nbits:08x} ({network_target:064x})"
             )
         commitment = self.default_witness_commitment
-        if commitment is not None and (
-            len(commitment) != 38 or not commitment.startswith(WITNESS_COMMITMENT_HEADER)
-        ):
-            raise TemplateError(
-                f"default_witness_commitment is not a BIP141 commitment script: {commitment.hex()}"
-            )
+        if commitment is not None and (len(commitment) != 38 or not commitment.startswith(WITNESS_COMMITMENT_HEADER)):
+            raise TemplateError(f"default_witness_commitment is not a BIP141 commitment script: {commitment.hex()}")
         object.__setattr__(self, "prevhash_stratum", stratum_prevhash(self.prevhash))
         branch = merkle_branch([tx.txid for tx in self.transactions])
         object.__setattr__(self, "merkle_branch", tuple(branch))
@@ -127,9 +122,7 @@ class BlockTemplate:
         target = result.get("target")
         return cls(
             version=_uint_field(result, "version", 0xFFFF_FFFF),
-            prevhash=_parse_hex(
-                "previousblockhash", _require(result, "previousblockhash", str), 32
-            )[::-1],
+            prevhash=_parse_hex("previousblockhash", _require(result, "previousblockhash", str), 32)[::-1],
             transactions=transactions,
             coinbasevalue=_uint_field(result, "coinbasevalue", MAX_MONEY),
             curtime=_uint_field(result, "curtime", 0xFFFF_FFFF),
@@ -232,9 +225,7 @@ def _parse_transaction(index: int, tx: Any) -> TemplateTransaction:
     txid = _parse_hex(f"{where}.txid", _require(tx, "txid", str), 32)[::-1]
     wtxid_hex = tx.get("hash")
     wtxid = (
-        txid
-        if wtxid_hex is None
-        else _parse_hex(f"{where}.hash", _typed(f"{where}.hash", wtxid_hex, str), 32)[::-1]
+        txid if wtxid_hex is None else _parse_hex(f"{where}.hash", _typed(f"{where}.hash", wtxid_hex, str), 32)[::-1]
     )
     if not data:
         raise TemplateError(f"{where}.data is empty")
@@ -249,7 +240,5 @@ def _parse_coinbaseaux(value: Any) -> tuple[tuple[str, bytes], ...]:
     for key in sorted(aux):
         if not isinstance(key, str):
             raise TemplateError("coinbaseaux keys must be strings")
-        out.append(
-            (key, _parse_hex(f"coinbaseaux.{key}", _typed(f"coinbaseaux.{key}", aux[key], str)))
-        )
+        out.append((key, _parse_hex(f"coinbaseaux.{key}", _typed(f"coinbaseaux.{key}", aux[key], str))))
     return tuple(out)

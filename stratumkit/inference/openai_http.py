@@ -120,9 +120,7 @@ def _parse_embeddings(body: object, model: str, count: int) -> EmbeddingResult:
             raise _Malformed(f"data[{pos}].index is not an integer in 0..{count - 1}")
         if index in by_index:
             raise _Malformed(f"index {index} appears twice in 'data'")
-        if not isinstance(raw, list) or not all(
-            isinstance(x, int | float) and not isinstance(x, bool) for x in raw
-        ):
+        if not isinstance(raw, list) or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in raw):
             raise _Malformed(f"data[{pos}].embedding is not a list of numbers")
         by_index[index] = tuple(float(x) for x in raw)
     vectors = tuple(by_index[i] for i in range(count))
@@ -248,9 +246,7 @@ class OpenAIHTTPBackend:
             )
         except httpx.TimeoutException as exc:
             limit = timeout if timeout is not None else self._timeout
-            raise BackendUnavailableError(
-                f"{method} {url} timed out after {limit:g}s ({type(exc).__name__})"
-            ) from exc
+            raise BackendUnavailableError(f"{method} {url} timed out after {limit:g}s ({type(exc).__name__})") from exc
         except httpx.ConnectError as exc:
             reason = "connection refused" if _refused(exc) else str(exc)
             raise BackendUnavailableError(
@@ -271,8 +267,7 @@ class OpenAIHTTPBackend:
         except ValueError:
             snippet = response.text[:_SNIPPET]
             raise UpstreamError(
-                f"{method} {url} answered {response.status_code} with a body that is not "
-                f"JSON: {snippet!r}",
+                f"{method} {url} answered {response.status_code} with a body that is not JSON: {snippet!r}",
                 status=None,
             ) from None
 

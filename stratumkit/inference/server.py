@@ -25,7 +25,7 @@ import hmac
 import json
 import logging
 import signal
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, cast
 
@@ -34,16 +34,14 @@ from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 from hypercorn.typing import ASGIFramework
 
+from stratumkit.asgi import AsgiApp, Receive, Scope, Send, bind_address
+
 from .backend import InferenceBackend, handle_request
 from .errors import InferenceError, InvalidRequestError
 from .wire import CHAT, EMBEDDINGS, error_body, models_response
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "OpenAIApp", "run_server", "serve_openai"]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 #: 2048 inputs of a few KB each fit well inside this.
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -81,7 +79,7 @@ class _Disconnected(Exception):
     """The client went away before its body arrived."""
 
 
-class OpenAIApp:
+class OpenAIApp(AsgiApp):
     """The ASGI application. ``api_key``, when given, is required as ``Authorization: Bearer``
     on every route but /health."""
 
@@ -95,24 +93,6 @@ class OpenAIApp:
         self.backend = backend
         self._api_key = api_key.encode() if api_key else None
         self._max_body_bytes = max_body_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-        elif scope["type"] == "http":
-            await self._http(scope, receive, send)
-        elif scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1003})
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        # The backend is started by serve_openai before the listener opens; nothing to do.
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers: list[tuple[bytes, bytes]] = []
@@ -204,9 +184,7 @@ class OpenAIApp:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self._max_body_bytes:
-                raise _HTTPError(
-                    413, f"request body exceeds {self._max_body_bytes} bytes", code="too_large"
-                )
+                raise _HTTPError(413, f"request body exceeds {self._max_body_bytes} bytes", code="too_large")
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
@@ -217,10 +195,6 @@ class OpenAIApp:
             return json.loads(raw)
         except (UnicodeDecodeError, ValueError) as exc:
             raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
-
-
-def _bind(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 async def serve_openai(
@@ -241,7 +215,7 @@ async def serve_openai(
     """
     await backend.start()
     config = Config()
-    config.bind = [_bind(host, port)]
+    config.bind = [bind_address(host, port)]
     config.accesslog = None
     config.errorlog = _log
     config.include_server_header = False

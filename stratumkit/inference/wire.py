@@ -97,8 +97,7 @@ def _check_fields(body: Mapping[str, Any], allowed: frozenset[str], what: str) -
     unknown = sorted(str(k) for k in body if k not in allowed)
     if unknown:
         raise InvalidRequestError(
-            f"unrecognized field(s) in {what} request: {', '.join(unknown)} "
-            f"(accepted: {', '.join(sorted(allowed))})",
+            f"unrecognized field(s) in {what} request: {', '.join(unknown)} (accepted: {', '.join(sorted(allowed))})",
             param=unknown[0],
         )
 
@@ -123,18 +122,14 @@ def _optional_int(body: Mapping[str, Any], name: str, *, minimum: int) -> int | 
     return value
 
 
-def _optional_number(
-    body: Mapping[str, Any], name: str, *, low: float, high: float
-) -> float | None:
+def _optional_number(body: Mapping[str, Any], name: str, *, low: float, high: float) -> float | None:
     value = body.get(name)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise InvalidRequestError(f"'{name}' must be a number", param=name)
     if not low <= value <= high:
-        raise InvalidRequestError(
-            f"'{name}' must be between {low:g} and {high:g}, got {value}", param=name
-        )
+        raise InvalidRequestError(f"'{name}' must be between {low:g} and {high:g}, got {value}", param=name)
     return float(value)
 
 
@@ -189,21 +184,14 @@ def _message_content(raw: object, where: str) -> str:
     if isinstance(raw, list):
         texts = []
         for j, part in enumerate(raw):
-            if (
-                not isinstance(part, Mapping)
-                or part.get("type") != "text"
-                or not isinstance(part.get("text"), str)
-            ):
+            if not isinstance(part, Mapping) or part.get("type") != "text" or not isinstance(part.get("text"), str):
                 raise InvalidRequestError(
-                    f"{where}.content[{j}] must be {{'type': 'text', 'text': str}}; "
-                    "only text content is supported",
+                    f"{where}.content[{j}] must be {{'type': 'text', 'text': str}}; only text content is supported",
                     param=f"{where}.content",
                 )
             texts.append(part["text"])
         return "\n".join(texts)
-    raise InvalidRequestError(
-        f"{where}.content must be a string or a list of text parts", param=f"{where}.content"
-    )
+    raise InvalidRequestError(f"{where}.content must be a string or a list of text parts", param=f"{where}.content")
 
 
 def _messages(body: Mapping[str, Any]) -> tuple[ChatMessage, ...]:
@@ -269,9 +257,7 @@ def _base64_float32(vector: Sequence[float]) -> str:
 def embeddings_response(request: EmbeddingsRequest, result: EmbeddingResult) -> dict[str, Any]:
     """The /v1/embeddings response body for a result of ``request``."""
     if len(result.vectors) != len(request.inputs):
-        raise InferenceError(
-            f"backend returned {len(result.vectors)} vectors for {len(request.inputs)} inputs"
-        )
+        raise InferenceError(f"backend returned {len(result.vectors)} vectors for {len(request.inputs)} inputs")
     if request.dimensions is not None and request.dimensions != result.dimensions:
         raise InvalidRequestError(
             f"model {result.model!r} returns {result.dimensions}-dimensional vectors; "
@@ -280,9 +266,7 @@ def embeddings_response(request: EmbeddingsRequest, result: EmbeddingResult) -> 
         )
     data: list[dict[str, Any]] = []
     for index, vector in enumerate(result.vectors):
-        embedding: list[float] | str = (
-            _base64_float32(vector) if request.encoding_format == "base64" else list(vector)
-        )
+        embedding: list[float] | str = _base64_float32(vector) if request.encoding_format == "base64" else list(vector)
         data.append({"object": "embedding", "index": index, "embedding": embedding})
     return {
         "object": "list",

@@ -47,9 +47,15 @@ class FoundBlock:
     attempts: int
 
     def as_dict(self) -> dict[str, object]:
-        return {"hash": self.hash, "height": self.height, "worker": self.worker,
-                "found_at": self.found_at, "status": self.status, "detail": self.detail,
-                "attempts": self.attempts}  # fmt: skip
+        return {
+            "hash": self.hash,
+            "height": self.height,
+            "worker": self.worker,
+            "found_at": self.found_at,
+            "status": self.status,
+            "detail": self.detail,
+            "attempts": self.attempts,
+        }
 
 
 class BlockLedger:
@@ -110,9 +116,17 @@ class BlockSubmitter:
     the block is sent again, with backoff, up to `max_submits` times.
     """
 
-    def __init__(self, ledger: BlockLedger, source: TemplateSource, *, retry_delay: float = 1.0,
-                 max_delay: float = 30.0, confirm_delay: float = 2.0, confirm_checks: int = 5,
-                 max_submits: int = 50) -> None:  # fmt: skip
+    def __init__(
+        self,
+        ledger: BlockLedger,
+        source: TemplateSource,
+        *,
+        retry_delay: float = 1.0,
+        max_delay: float = 30.0,
+        confirm_delay: float = 2.0,
+        confirm_checks: int = 5,
+        max_submits: int = 50,
+    ) -> None:
         self.ledger = ledger
         self.source = source
         self.retry_delay = retry_delay

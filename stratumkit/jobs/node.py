@@ -206,18 +206,14 @@ class NodeTemplateSource:
             return True
         return await self._fetch(updates, new_tip_only=True)
 
-    async def _fetch(
-        self, updates: trio.MemorySendChannel[TemplateUpdate], *, new_tip_only: bool = False
-    ) -> bool:
+    async def _fetch(self, updates: trio.MemorySendChannel[TemplateUpdate], *, new_tip_only: bool = False) -> bool:
         """Get a template and push it; on a fault record it and return False.
 
         new_tip_only: push it only if its previous block is new (the longpoll may have pushed
         the same block while this call was out).
         """
         try:
-            result = await self.rpc.call(
-                "getblocktemplate", {"rules": list(GBT_RULES)}, timeout=self.rpc_timeout
-            )
+            result = await self.rpc.call("getblocktemplate", {"rules": list(GBT_RULES)}, timeout=self.rpc_timeout)
             template = BlockTemplate.from_gbt(result)
         except (RPCError, SourceUnavailable) as exc:
             self._fail(str(exc))
@@ -273,12 +269,7 @@ class NodeTemplateSource:
                 # that block again, or an older one. Drop it; the next longpoll carries the
                 # newer longpollid and returns at once if the tip moved further.
                 return
-            if (
-                new_tip_only
-                and self.healthy
-                and previous is not None
-                and previous.prevhash == template.prevhash
-            ):
+            if new_tip_only and self.healthy and previous is not None and previous.prevhash == template.prevhash:
                 return
             if previous is None:
                 reason = "initial"

@@ -99,9 +99,13 @@ class JobRegistry:
             pool_tag=self.pool_tag,
         )
         prepared = PreparedJob(
-            parts.coinb1, parts.coinb2, b"".join(template.merkle_branch), template.prevhash,
-            template.nbits, template.network_target,
-        )  # fmt: skip
+            parts.coinb1,
+            parts.coinb2,
+            b"".join(template.merkle_branch),
+            template.prevhash,
+            template.nbits,
+            template.network_target,
+        )
         self._counter += 1
         job_id = f"{self._counter:x}"
         fields = dict(

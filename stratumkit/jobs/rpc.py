@@ -107,9 +107,7 @@ class NodeRPC:
         if has_password and cookie_file is not None:
             raise ValueError("give credentials in the URL or a cookie file, not both")
         if not has_password and cookie_file is None:
-            raise ValueError(
-                "the node needs credentials: put user:password in the URL or give its cookie file"
-            )
+            raise ValueError("the node needs credentials: put user:password in the URL or give its cookie file")
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
         host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
@@ -145,9 +143,7 @@ class NodeRPC:
     async def call(self, method: str, *params: Any, timeout: float | None = None) -> Any:
         """Call `method` and return its `result`; see the module rules for what it raises."""
         limit = self.timeout if timeout is None else timeout
-        body = json.dumps(
-            {"jsonrpc": "1.0", "id": next(self._ids), "method": method, "params": list(params)}
-        ).encode()
+        body = json.dumps({"jsonrpc": "1.0", "id": next(self._ids), "method": method, "params": list(params)}).encode()
         refreshed = False
         if self.cookie_file is not None and self._auth is None:
             self._auth = self._read_cookie()
@@ -158,13 +154,9 @@ class NodeRPC:
                 return self._result(method, response)
             if self.cookie_file is None or refreshed:
                 source = (
-                    f"the cookie file {self.cookie_file}"
-                    if self.cookie_file
-                    else "the user and password in the URL"
+                    f"the cookie file {self.cookie_file}" if self.cookie_file else "the user and password in the URL"
                 )
-                raise RPCAuthError(
-                    f"node at {self.url} refused {source} (HTTP {response.status_code})"
-                )
+                raise RPCAuthError(f"node at {self.url} refused {source} (HTTP {response.status_code})")
             # bitcoind writes a new cookie on every start: read it again, once.
             self._auth = self._read_cookie()
             refreshed = True
@@ -179,9 +171,7 @@ class NodeRPC:
                 f"starts and removes it when it stops: is it running?)"
             ) from None
         except OSError as exc:
-            raise NodeUnreachable(
-                f"cannot read cookie file {self.cookie_file}: {exc.strerror}"
-            ) from None
+            raise NodeUnreachable(f"cannot read cookie file {self.cookie_file}: {exc.strerror}") from None
         user, sep, password = text.partition(":")
         if not sep:
             raise NodeUnreachable(f"cookie file {self.cookie_file} does not hold user:password")
@@ -198,17 +188,11 @@ class NodeRPC:
                 timeout=timeout,
             )
         except httpx.TimeoutException:
-            raise NodeTimeout(
-                f"no answer from node at {self.url} to {method} within {timeout:g} s"
-            ) from None
+            raise NodeTimeout(f"no answer from node at {self.url} to {method} within {timeout:g} s") from None
         except httpx.ConnectError as exc:
             if _refused(exc):
-                raise NodeUnreachable(
-                    f"connection refused by {self.url} (is the node running?)"
-                ) from None
-            raise NodeUnreachable(
-                f"cannot connect to node at {self.url}: {_describe(exc)}"
-            ) from None
+                raise NodeUnreachable(f"connection refused by {self.url} (is the node running?)") from None
+            raise NodeUnreachable(f"cannot connect to node at {self.url}: {_describe(exc)}") from None
         except httpx.HTTPError as exc:  # read/write errors, protocol errors, bad encodings
             raise NodeUnreachable(
                 f"connection to node at {self.url} failed during {method}: {_describe(exc)}"
@@ -234,8 +218,7 @@ class NodeRPC:
             raise RPCError(-1, json.dumps(error)[:_SNIPPET], method)
         snippet = response.text.strip()[:_SNIPPET] or "(empty body)"
         raise NodeUnreachable(
-            f"node at {self.url} answered {method} with HTTP {response.status_code} and no "
-            f"JSON-RPC body: {snippet}"
+            f"node at {self.url} answered {method} with HTTP {response.status_code} and no JSON-RPC body: {snippet}"
         )
 
 

@@ -75,11 +75,7 @@ def rig_usage(stint: Assignment, now: float) -> RigUsage:
     if stint.serving_at is not None:
         drain_latency = stint.serving_at - stint.diverted_at
     return_latency = None
-    if (
-        stint.phase is RigPhase.RETURNED
-        and stint.return_sent_at is not None
-        and stint.ended_at is not None
-    ):
+    if stint.phase is RigPhase.RETURNED and stint.return_sent_at is not None and stint.ended_at is not None:
         return_latency = stint.ended_at - stint.return_sent_at
     return RigUsage(
         rig_id=stint.rig_id,
@@ -107,10 +103,6 @@ def usage(lease: Lease, now: float) -> LeaseUsage:
         jobs_done=sum(r.jobs for r in rigs),
         hashes_foregone=sum(r.hashes_foregone for r in rigs),
         drain_latencies_s=tuple(r.drain_latency_s for r in rigs if r.drain_latency_s is not None),
-        return_latencies_s=tuple(
-            r.return_latency_s for r in rigs if r.return_latency_s is not None
-        ),
-        rigs_left_early=sum(
-            1 for r in rigs if r.reason is not None and r.reason is not ReleaseReason.LEASE_ENDED
-        ),
+        return_latencies_s=tuple(r.return_latency_s for r in rigs if r.return_latency_s is not None),
+        rigs_left_early=sum(1 for r in rigs if r.reason is not None and r.reason is not ReleaseReason.LEASE_ENDED),
     )

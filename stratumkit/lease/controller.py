@@ -259,9 +259,7 @@ class LeaseController:
             # Connect the rig before ending its old stint, so the lease may draft it straight
             # back under a fresh token instead of failing for want of a rig.
             self._rigs[rig_id] = replace(fresh, lease_id=old.lease_id, token=old.token)
-            self._leave(
-                old.lease_id, rig_id, RigPhase.LOST, ReleaseReason.NOT_RESUMED, now, actions
-            )
+            self._leave(old.lease_id, rig_id, RigPhase.LOST, ReleaseReason.NOT_RESUMED, now, actions)
         else:
             self._rigs[rig_id] = fresh
         self._backfill(now, actions)
@@ -276,9 +274,7 @@ class LeaseController:
             return actions
         self._rigs[rig_id] = replace(rig, connected=False)
         if rig.lease_id is not None:
-            self._leave(
-                rig.lease_id, rig_id, RigPhase.LOST, ReleaseReason.DISCONNECTED, now, actions
-            )
+            self._leave(rig.lease_id, rig_id, RigPhase.LOST, ReleaseReason.DISCONNECTED, now, actions)
         return actions
 
     def forget_rig(self, rig_id: str) -> None:
@@ -290,9 +286,7 @@ class LeaseController:
 
     # ------------------------------------------------------------------ leases
 
-    def create(
-        self, spec: LeaseSpec, now: float, *, lease_id: str | None = None
-    ) -> tuple[Lease, list[Action]]:
+    def create(self, spec: LeaseSpec, now: float, *, lease_id: str | None = None) -> tuple[Lease, list[Action]]:
         """Grant a lease and divert its rigs; see rule 3 for which rigs.
 
         ``lease_id`` defaults to ``lease_id_prefix`` plus a counter. Raises NoEligibleRigs
@@ -437,11 +431,7 @@ class LeaseController:
                 a = self._leases[lease_id].rigs[i]
                 if a.phase is RigPhase.DRAINING and now >= a.drain_deadline:
                     self._drain_timed_out(lease_id, a.rig_id, now, actions)
-                elif (
-                    a.phase is RigPhase.RETURNING
-                    and a.return_deadline is not None
-                    and now >= a.return_deadline
-                ):
+                elif a.phase is RigPhase.RETURNING and a.return_deadline is not None and now >= a.return_deadline:
                     reason = ReleaseReason.RETURN_TIMEOUT
                     self._leave(lease_id, a.rig_id, RigPhase.LOST, reason, now, actions)
                 i += 1
@@ -492,11 +482,7 @@ class LeaseController:
             raise BadSnapshot(f"snapshot must be a mapping, got {type(data).__name__}")
         if data.get("version") != codec.SNAPSHOT_VERSION:
             raise BadSnapshot(f"unknown snapshot version {data.get('version')!r}")
-        if (
-            not isinstance(downtime_s, int | float)
-            or not math.isfinite(downtime_s)
-            or downtime_s < 0
-        ):
+        if not isinstance(downtime_s, int | float) or not math.isfinite(downtime_s) or downtime_s < 0:
             raise BadValue(f"downtime_s must be finite and >= 0, got {downtime_s!r}")
         taken_at = data.get("taken_at")
         next_token = data.get("next_token")
@@ -595,9 +581,7 @@ class LeaseController:
 
     def _eligible(self, selector: Selector, exclude: frozenset[str]) -> list[Rig]:
         rigs = [
-            rig
-            for rig in self._rigs.values()
-            if rig.idle and rig.rig_id not in exclude and selector.matches(rig.caps)
+            rig for rig in self._rigs.values() if rig.idle and rig.rig_id not in exclude and selector.matches(rig.caps)
         ]
         rigs.sort(key=_selection_key)
         return rigs
@@ -695,9 +679,7 @@ class LeaseController:
         self._rigs[stint.rig_id] = replace(self._rigs[stint.rig_id], token=token)
         actions.append(ReturnRig(stint.rig_id, lease_id, token))
 
-    def _drain_timed_out(
-        self, lease_id: str, rig_id: str, now: float, actions: list[Action]
-    ) -> None:
+    def _drain_timed_out(self, lease_id: str, rig_id: str, now: float, actions: list[Action]) -> None:
         i, stint = self._stint(lease_id, rig_id)
         actions.append(RigReleased(rig_id, lease_id, ReleaseReason.DRAIN_TIMEOUT))
         self._send_back(lease_id, i, stint, ReleaseReason.DRAIN_TIMEOUT, now, actions)
@@ -740,9 +722,7 @@ class LeaseController:
                 return
             self._fill(lease_id, now, actions)
             if not self._leases[lease_id].active:
-                self._begin_return(
-                    lease_id, LeaseState.FAILED, now, actions, "no rig left serving or draining"
-                )
+                self._begin_return(lease_id, LeaseState.FAILED, now, actions, "no rig left serving or draining")
         elif lease.state is LeaseState.RETURNING and not lease.holding:
             assert lease.outcome is not None
             self._set_state(lease_id, lease.outcome, now, actions)
@@ -772,16 +752,12 @@ class LeaseController:
             if lease.state is LeaseState.REQUESTED and lease.rigs:
                 raise BadSnapshot(f"lease {lease.lease_id!r} is requested but has rigs")
             if not lease.state.is_live and lease.active:
-                raise BadSnapshot(
-                    f"lease {lease.lease_id!r} is {lease.state.value} with active rigs"
-                )
+                raise BadSnapshot(f"lease {lease.lease_id!r} is {lease.state.value} with active rigs")
             if lease.state.is_terminal and lease.holding:
                 raise BadSnapshot(f"lease {lease.lease_id!r} is finished but holds rigs")
         for rig in self._rigs.values():
             expected = bound.pop(rig.rig_id, None)
-            actual = (
-                None if rig.lease_id is None or rig.token is None else (rig.lease_id, rig.token)
-            )
+            actual = None if rig.lease_id is None or rig.token is None else (rig.lease_id, rig.token)
             if expected != actual:
                 raise BadSnapshot(f"rig {rig.rig_id!r} disagrees with its lease record")
         if bound:

@@ -61,9 +61,7 @@ class LeaseState(enum.Enum):
 
 
 LIVE_STATES = frozenset({LeaseState.REQUESTED, LeaseState.DRAINING, LeaseState.SERVING})
-TERMINAL_STATES = frozenset(
-    {LeaseState.DONE, LeaseState.FAILED, LeaseState.EXPIRED, LeaseState.CANCELLED}
-)
+TERMINAL_STATES = frozenset({LeaseState.DONE, LeaseState.FAILED, LeaseState.EXPIRED, LeaseState.CANCELLED})
 
 
 class RigPhase(enum.Enum):
@@ -102,9 +100,7 @@ def _check_int(cls: type[BadValue], name: str, value: object, minimum: int) -> i
     return value
 
 
-def _check_float(
-    cls: type[BadValue], name: str, value: object, minimum: float | None = None
-) -> float:
+def _check_float(cls: type[BadValue], name: str, value: object, minimum: float | None = None) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise cls(f"{name} must be a number, not {type(value).__name__}")
     number = float(value)
@@ -170,12 +166,8 @@ class RigCapabilities:
             _check_name(BadCapabilities, "models[]", model)
         object.__setattr__(self, "gpus", gpus)
         object.__setattr__(self, "models", models)
-        object.__setattr__(
-            self, "hashrate", _check_float(BadCapabilities, "hashrate", self.hashrate, 0.0)
-        )
-        object.__setattr__(
-            self, "power_w", _check_float(BadCapabilities, "power_w", self.power_w, 0.0)
-        )
+        object.__setattr__(self, "hashrate", _check_float(BadCapabilities, "hashrate", self.hashrate, 0.0))
+        object.__setattr__(self, "power_w", _check_float(BadCapabilities, "power_w", self.power_w, 0.0))
 
     @property
     def gpu_count(self) -> int:
@@ -284,9 +276,7 @@ class Selector:
         if self.min_count is not None:
             _check_int(BadSelector, "min_count", self.min_count, 0)
             if self.min_count > self.count:
-                raise BadSelector(
-                    f"min_count ({self.min_count}) cannot exceed count ({self.count})"
-                )
+                raise BadSelector(f"min_count ({self.min_count}) cannot exceed count ({self.count})")
 
     @property
     def required(self) -> int:
@@ -297,8 +287,7 @@ class Selector:
         if self.model is not None and self.model not in caps.models:
             return False
         return any(
-            gpu.vram_mb >= self.min_vram_mb
-            and (self.gpu_model is None or gpu.matches_model(self.gpu_model))
+            gpu.vram_mb >= self.min_vram_mb and (self.gpu_model is None or gpu.matches_model(self.gpu_model))
             for gpu in caps.gpus
         )
 

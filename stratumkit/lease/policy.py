@@ -96,9 +96,7 @@ class Prices:
         _number("power_usd_per_kwh", self.power_usd_per_kwh, None)
 
     @classmethod
-    def from_usd_per_hash(
-        cls, usd_per_hash: float, gpu_hour_usd: float, power_usd_per_kwh: float
-    ) -> Prices:
+    def from_usd_per_hash(cls, usd_per_hash: float, gpu_hour_usd: float, power_usd_per_kwh: float) -> Prices:
         return cls(usd_per_hash * HASHES_PER_TH_DAY, gpu_hour_usd, power_usd_per_kwh)
 
     @property
@@ -124,9 +122,7 @@ class RigProfile:
             _number("serve_power_w", self.serve_power_w)
 
     @classmethod
-    def from_capabilities(
-        cls, caps: RigCapabilities, serve_power_w: float | None = None
-    ) -> RigProfile:
+    def from_capabilities(cls, caps: RigCapabilities, serve_power_w: float | None = None) -> RigProfile:
         return cls(caps.hashrate, caps.power_w, caps.gpu_count, serve_power_w)
 
 
@@ -148,10 +144,7 @@ class Economics:
 
 def economics(prices: Prices, rig: RigProfile) -> Economics:
     serve_power_w = rig.power_w if rig.serve_power_w is None else rig.serve_power_w
-    mine = (
-        rig.hashrate * prices.usd_per_hash * 3600.0
-        - rig.power_w / 1000.0 * prices.power_usd_per_kwh
-    )
+    mine = rig.hashrate * prices.usd_per_hash * 3600.0 - rig.power_w / 1000.0 * prices.power_usd_per_kwh
     serve = rig.gpus * prices.gpu_hour_usd - serve_power_w / 1000.0 * prices.power_usd_per_kwh
     return Economics(mine_usd_per_h=mine, serve_usd_per_h=serve)
 
@@ -220,9 +213,7 @@ def decide(
     allowed = [
         mode
         for mode in _TIE_ORDER
-        if not (
-            strike and (mode is Mode.MINE or (mode is Mode.SERVE_AI and config.curtail_serving))
-        )
+        if not (strike and (mode is Mode.MINE or (mode is Mode.SERVE_AI and config.curtail_serving)))
     ]
     best = max(allowed, key=lambda m: (econ.value(m), -_TIE_ORDER.index(m)))
 
@@ -270,7 +261,4 @@ def decide_fleet(
 ) -> dict[str, Decision]:
     """:func:`decide` for every rig; rigs differ in efficiency, so each decides alone."""
     previous = {} if last is None else last
-    return {
-        rig_id: decide(prices, profile, config, now, previous.get(rig_id))
-        for rig_id, profile in rigs.items()
-    }
+    return {rig_id: decide(prices, profile, config, now, previous.get(rig_id)) for rig_id, profile in rigs.items()}

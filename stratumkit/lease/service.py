@@ -29,7 +29,7 @@ Switch latencies are measured here: `divert_latency` (divert sent -> rig says se
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,8 +87,9 @@ class RigLink:
 
 
 class LeaseService:
-    def __init__(self, pool: Pool, queue: QueueEngine, *, drain_timeout_s: float = 10.0,
-                 return_timeout_s: float = 10.0) -> None:  # fmt: skip
+    def __init__(
+        self, pool: Pool, queue: QueueEngine, *, drain_timeout_s: float = 10.0, return_timeout_s: float = 10.0
+    ) -> None:
         self.pool = pool
         self.queue = queue
         self.controller = LeaseController(drain_timeout_s=drain_timeout_s, return_timeout_s=return_timeout_s)
@@ -99,10 +100,14 @@ class LeaseService:
         self._subscribers: set[trio.MemorySendChannel[dict[str, Any]]] = set()
         self._wake = trio.Event()
         for method, handler in (
-            (REGISTER, self._on_register), (SERVING, self._on_serving), (RETURNED, self._on_returned),
-            (CLAIM, self._on_claim), (HEARTBEAT, self._on_heartbeat), (RESULT, self._on_result),
+            (REGISTER, self._on_register),
+            (SERVING, self._on_serving),
+            (RETURNED, self._on_returned),
+            (CLAIM, self._on_claim),
+            (HEARTBEAT, self._on_heartbeat),
+            (RESULT, self._on_result),
             (RELEASE, self._on_release),
-        ):  # fmt: skip
+        ):
             pool.register_extension(method, handler)
         pool.session_closed_hooks.append(self._on_session_closed)
         pool.share_listeners.append(self._on_share)
@@ -128,12 +133,17 @@ class LeaseService:
         out = []
         for rig in self.controller.rigs():
             link = self.links.get(rig.rig_id)
-            out.append({
-                "rig_id": rig.rig_id, "worker": rig.worker, "connected": rig.connected,
-                "lease_id": rig.lease_id, "mode": "leased" if rig.lease_id else "mining",
-                "capabilities": rig.caps.to_dict(),
-                "accepted_shares": link.session.accepted if link else 0,
-            })  # fmt: skip
+            out.append(
+                {
+                    "rig_id": rig.rig_id,
+                    "worker": rig.worker,
+                    "connected": rig.connected,
+                    "lease_id": rig.lease_id,
+                    "mode": "leased" if rig.lease_id else "mining",
+                    "capabilities": rig.caps.to_dict(),
+                    "accepted_shares": link.session.accepted if link else 0,
+                }
+            )
         return out
 
     async def create_lease(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -204,8 +214,15 @@ class LeaseService:
         result = await self.queue.result(job_id)
         if result is None:
             return {"job_id": job_id, "status": "pending"}
-        return {"job_id": job_id, "status": "done", "queue": result.queue, "result": result.payload,
-                "rig": result.consumer, "deliveries": result.deliveries, "completed_at": result.completed_at}  # fmt: skip
+        return {
+            "job_id": job_id,
+            "status": "done",
+            "queue": result.queue,
+            "result": result.payload,
+            "rig": result.consumer,
+            "deliveries": result.deliveries,
+            "completed_at": result.completed_at,
+        }
 
     @asynccontextmanager
     async def events(self, buffer: int = 1000) -> AsyncIterator[trio.MemoryReceiveChannel[dict[str, Any]]]:
@@ -248,9 +265,17 @@ class LeaseService:
                 link.return_sent_at = None
                 link.session.leased = True
                 wall_end = time.time() + (action.ends_at - trio.current_time())
-                link.session.conn.send_notification(DIVERT, [{
-                    "lease_id": action.lease_id, "token": action.token, "queue": action.queue, "ends_at": wall_end,
-                }])  # fmt: skip
+                link.session.conn.send_notification(
+                    DIVERT,
+                    [
+                        {
+                            "lease_id": action.lease_id,
+                            "token": action.token,
+                            "queue": action.queue,
+                            "ends_at": wall_end,
+                        }
+                    ],
+                )
                 link.session.flush()
                 self.publish({"type": "rig.diverted", "rig_id": action.rig_id, "lease_id": action.lease_id})
             elif isinstance(action, ReturnRig):
@@ -274,14 +299,28 @@ class LeaseService:
                     log.info("requeued a rig's jobs", rig=action.rig_id, jobs=n, lease=action.lease_id)
                 self.publish({"type": "jobs.requeued", "rig_id": action.rig_id, "lease_id": action.lease_id, "jobs": n})
             elif isinstance(action, LeaseStateChanged):
-                log.info("lease state", lease=action.lease_id, old=action.old and action.old.value, new=action.new.value)
-                self.publish({"type": "lease.state", "lease_id": action.lease_id,
-                              "old": action.old and action.old.value, "new": action.new.value})  # fmt: skip
+                log.info(
+                    "lease state", lease=action.lease_id, old=action.old and action.old.value, new=action.new.value
+                )
+                self.publish(
+                    {
+                        "type": "lease.state",
+                        "lease_id": action.lease_id,
+                        "old": action.old and action.old.value,
+                        "new": action.new.value,
+                    }
+                )
             elif isinstance(action, LeaseExtended):
                 self.publish({"type": "lease.extended", "lease_id": action.lease_id})
             elif isinstance(action, RigReleased):
-                self.publish({"type": "rig.released", "rig_id": action.rig_id, "lease_id": action.lease_id,
-                              "reason": action.reason.value})  # fmt: skip
+                self.publish(
+                    {
+                        "type": "rig.released",
+                        "rig_id": action.rig_id,
+                        "lease_id": action.lease_id,
+                        "reason": action.reason.value,
+                    }
+                )
 
     # ------------------------------------------------------------------ rig calls
 
@@ -309,8 +348,13 @@ class LeaseService:
                 power_w=float(info.get("power_w", 0.0)),
             )
             resume = info.get("resume_token")
-            actions = self.controller.register_rig(rig_id, session.worker, caps, trio.current_time(),
-                                                   resume_token=resume if isinstance(resume, int) else None)  # fmt: skip
+            actions = self.controller.register_rig(
+                rig_id,
+                session.worker,
+                caps,
+                trio.current_time(),
+                resume_token=resume if isinstance(resume, int) else None,
+            )
         except (LeaseError, ValueError, TypeError, KeyError) as exc:
             session.conn.respond_error(event.id, ErrorCode.OTHER, f"rig registration refused: {exc}")
             return
@@ -331,20 +375,30 @@ class LeaseService:
             return params[0]
         return None
 
-    async def _on_serving(self, session: Session, event: ExtensionRequest) -> None:
+    def _acknowledge(
+        self, session: Session, event: ExtensionRequest, step: Callable[[str, int, float], list[Action]]
+    ) -> tuple[RigLink, list[Action]] | None:
+        """A rig's [token] acknowledgement, checked by the controller; answers the rig either way."""
         link = self._link(session, event)
-        token = self._token(event)
         if link is None:
-            return
+            return None
+        token = self._token(event)
         if token is None:
             session.conn.respond_error(event.id, ErrorCode.OTHER, "params must be [token]")
-            return
+            return None
         try:
-            actions = self.controller.rig_serving(link.rig_id, token, trio.current_time())
+            actions = step(link.rig_id, token, trio.current_time())
         except LeaseError as exc:
             session.conn.respond_error(event.id, ErrorCode.OTHER, str(exc))
-            return
+            return None
         session.conn.respond(event.id, True)
+        return link, actions
+
+    async def _on_serving(self, session: Session, event: ExtensionRequest) -> None:
+        acked = self._acknowledge(session, event, self.controller.rig_serving)
+        if acked is None:
+            return
+        link, actions = acked
         if link.diverted_at is not None and link.lease_id is not None:
             start = self._created_at.get(link.lease_id, link.diverted_at)
             self.divert_latencies.append(trio.current_time() - max(start, link.diverted_at))
@@ -353,19 +407,10 @@ class LeaseService:
         self._poke()
 
     async def _on_returned(self, session: Session, event: ExtensionRequest) -> None:
-        link = self._link(session, event)
-        token = self._token(event)
-        if link is None:
+        acked = self._acknowledge(session, event, self.controller.rig_returned)
+        if acked is None:
             return
-        if token is None:
-            session.conn.respond_error(event.id, ErrorCode.OTHER, "params must be [token]")
-            return
-        try:
-            actions = self.controller.rig_returned(link.rig_id, token, trio.current_time())
-        except LeaseError as exc:
-            session.conn.respond_error(event.id, ErrorCode.OTHER, str(exc))
-            return
-        session.conn.respond(event.id, True)
+        link, actions = acked
         link.lease_id = None
         link.claims.clear()
         caps = self.controller.rig(link.rig_id).caps
@@ -416,8 +461,9 @@ class LeaseService:
             await trio.sleep(0.05)
         for claim in claims:
             link.claims[claim.job_id] = claim
-        session.conn.respond(event.id, [{"job_id": c.job_id, "payload": c.payload, "deliveries": c.deliveries}
-                                        for c in claims])  # fmt: skip
+        session.conn.respond(
+            event.id, [{"job_id": c.job_id, "payload": c.payload, "deliveries": c.deliveries} for c in claims]
+        )
 
     def _claim_of(self, session: Session, event: ExtensionRequest) -> tuple[RigLink, ClaimedJob] | None:
         link = self._link(session, event)
@@ -511,11 +557,20 @@ def parse_lease_spec(body: Any) -> LeaseSpec:
     if isinstance(duration, int | float) and not isinstance(duration, bool) and not duration <= MAX_LEASE_S:
         raise RequestError(f"duration_s must be at most {MAX_LEASE_S:g} s")
     try:
-        selector = Selector(count=body["count"], gpu_model=body.get("gpu_model"),
-                            min_vram_mb=body.get("min_vram_mb", 0), model=body.get("model"),
-                            min_count=body.get("min_count"))  # fmt: skip
-        return LeaseSpec(selector=selector, queue=body["queue"], duration_s=body["duration_s"],
-                         priority=body.get("priority", 0), owner=body.get("owner"))  # fmt: skip
+        selector = Selector(
+            count=body["count"],
+            gpu_model=body.get("gpu_model"),
+            min_vram_mb=body.get("min_vram_mb", 0),
+            model=body.get("model"),
+            min_count=body.get("min_count"),
+        )
+        return LeaseSpec(
+            selector=selector,
+            queue=body["queue"],
+            duration_s=body["duration_s"],
+            priority=body.get("priority", 0),
+            owner=body.get("owner"),
+        )
     except (LeaseError, ValueError, TypeError) as exc:
         raise RequestError(str(exc)) from None
 
@@ -526,8 +581,12 @@ def lease_to_dict(lease: Lease, usage: Any) -> dict[str, Any]:
         "lease_id": lease.lease_id,
         "state": lease.state.value,
         "queue": lease.spec.queue,
-        "selector": {"count": sel.count, "gpu_model": sel.gpu_model, "min_vram_mb": sel.min_vram_mb,
-                     "model": sel.model},  # fmt: skip
+        "selector": {
+            "count": sel.count,
+            "gpu_model": sel.gpu_model,
+            "min_vram_mb": sel.min_vram_mb,
+            "model": sel.model,
+        },
         "priority": lease.spec.priority,
         "owner": lease.spec.owner,
         "remaining_s": max(0.0, lease.ends_at - trio.current_time()) if lease.state.is_live else 0.0,

@@ -99,8 +99,7 @@ def measure(count: int = 20_000, rounds: int = 5) -> dict[str, float]:
     client = ClientConnection()
     subscribe_id = client.subscribe("bench/1.0")
     client.receive_data(
-        b'{"id":%d,"result":[[["mining.notify","ae6812eb"]],"08000002",4],"error":null}\n'
-        % subscribe_id
+        b'{"id":%d,"result":[[["mining.notify","ae6812eb"]],"08000002",4],"error":null}\n' % subscribe_id
     )
     client.data_to_send()
 

@@ -194,9 +194,7 @@ class ClientConnection:
             raise LocalProtocolError("version_rolling_min_bit_count needs version_rolling_mask")
         if minimum_difficulty is not None:
             if minimum_difficulty != 0 and as_difficulty(minimum_difficulty) is None:
-                raise LocalProtocolError(
-                    f"minimum_difficulty must be a finite number >= 0, got {minimum_difficulty!r}"
-                )
+                raise LocalProtocolError(f"minimum_difficulty must be a finite number >= 0, got {minimum_difficulty!r}")
             extensions.append(MINIMUM_DIFFICULTY)
             params["minimum-difficulty.value"] = minimum_difficulty
         if subscribe_extranonce:
@@ -208,9 +206,7 @@ class ClientConnection:
     def suggest_difficulty(self, difficulty: float) -> int:
         value = as_difficulty(difficulty)
         if value is None:
-            raise LocalProtocolError(
-                f"difficulty must be a positive finite number, got {difficulty!r}"
-            )
+            raise LocalProtocolError(f"difficulty must be a positive finite number, got {difficulty!r}")
         return self._request("mining.suggest_difficulty", f"[{encode_difficulty(value)}]")
 
     def extranonce_subscribe(self) -> int:
@@ -240,9 +236,7 @@ class ClientConnection:
         if version_bits is not None:
             _check_hex("version_bits", version_bits, 8)
             tail = f',"{version_bits}"'
-        params = (
-            f'[{encode_str(worker)},{encode_str(job_id)},"{extranonce2}","{ntime}","{nonce}"{tail}]'
-        )
+        params = f'[{encode_str(worker)},{encode_str(job_id)},"{extranonce2}","{ntime}","{nonce}"{tail}]'
         return self._request("mining.submit", params)
 
     def send_request(self, method: str, params: Any) -> int:
@@ -257,9 +251,7 @@ class ClientConnection:
         request_id = self._next_id
         self._next_id += 1
         self._pending[request_id] = method
-        self._out.append(
-            f'{{"id":{request_id},"method":{encode_str(method)},"params":{params_json}}}\n'.encode()
-        )
+        self._out.append(f'{{"id":{request_id},"method":{encode_str(method)},"params":{params_json}}}\n'.encode())
         return request_id
 
     # ----------------------------------------------------------------------------------------
@@ -272,9 +264,7 @@ class ClientConnection:
             body = dumps(result)
         except (TypeError, ValueError) as exc:
             raise LocalProtocolError(f"result is not JSON-serializable: {exc}") from None
-        self._out.append(
-            f'{{"id":{encode_id(request_id)},"result":{body},"error":null}}\n'.encode()
-        )
+        self._out.append(f'{{"id":{encode_id(request_id)},"result":{body},"error":null}}\n'.encode())
 
     def respond_error(self, request_id: RequestId, code: int, message: str) -> None:
         if type(code) is bool or not isinstance(code, int) or type(message) is not str:
@@ -436,22 +426,16 @@ class ClientConnection:
         error = message.get("error")
         result = message.get("result")
         try:
-            return _REPLIES.get(method, ClientConnection._on_reply)(
-                self, ident, method, result, error, message
-            )
+            return _REPLIES.get(method, ClientConnection._on_reply)(self, ident, method, result, error, message)
         except LocalProtocolError as exc:
             return _violation(f"reply to {method}: {exc}")
         except (TypeError, LookupError, ValueError):
             return _violation(f"reply to {method} of the wrong shape: {_clip(dumps(result))}")
 
-    def _on_reply(
-        self, ident: RequestId, method: str, result: Any, error: Any, message: dict[str, Any]
-    ) -> Event:
+    def _on_reply(self, ident: RequestId, method: str, result: Any, error: Any, message: dict[str, Any]) -> Event:
         if error is not None:
             code, text = error_fields(error)
-            return _trusted(
-                ErrorReply, {"id": ident, "method": method, "code": code, "message": text}
-            )
+            return _trusted(ErrorReply, {"id": ident, "method": method, "code": code, "message": text})
         return _trusted(Response, {"id": ident, "method": method, "result": result})
 
     def _on_subscribe_reply(
@@ -460,11 +444,7 @@ class ClientConnection:
         if error is not None or result is None:
             return self._on_reply(ident, method, result, error or _NO_REASON, message)
         subscriptions, extranonce1, size = result[0], result[1], result[2]
-        if (
-            type(subscriptions) is list
-            and len(subscriptions) == 2
-            and all(type(item) is str for item in subscriptions)
-        ):
+        if type(subscriptions) is list and len(subscriptions) == 2 and all(type(item) is str for item in subscriptions):
             subscriptions = [subscriptions]  # a single pair instead of a list of pairs
         pairs = tuple(
             (pair[0], pair[1])
@@ -482,9 +462,7 @@ class ClientConnection:
     ) -> Event:
         if error is not None:
             code, text = error_fields(error)
-            return _trusted(
-                AuthorizeResult, {"id": ident, "ok": False, "code": code, "message": text}
-            )
+            return _trusted(AuthorizeResult, {"id": ident, "ok": False, "code": code, "message": text})
         ok = result is True
         if ok:
             self._authorized = True
@@ -504,13 +482,9 @@ class ClientConnection:
     ) -> Event:
         if error is not None:
             code, text = error_fields(error)
-            return _trusted(
-                SubmitResult, {"id": ident, "accepted": False, "code": code, "message": text}
-            )
+            return _trusted(SubmitResult, {"id": ident, "accepted": False, "code": code, "message": text})
         if result is True:
-            return _trusted(
-                SubmitResult, {"id": ident, "accepted": True, "code": None, "message": None}
-            )
+            return _trusted(SubmitResult, {"id": ident, "accepted": True, "code": None, "message": None})
         # Rejected without an error: some pools explain in "reject-reason".
         reason = message.get("reject-reason")
         return _trusted(

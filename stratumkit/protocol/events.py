@@ -240,9 +240,7 @@ def _parse_configure(
     mask = min_bits = minimum = None
     if VERSION_ROLLING in extensions:
         raw_mask = params.get("version-rolling.mask")
-        mask = (
-            FULL_VERSION_MASK if raw_mask is None else parse_mask("version-rolling.mask", raw_mask)
-        )
+        mask = FULL_VERSION_MASK if raw_mask is None else parse_mask("version-rolling.mask", raw_mask)
         raw_bits = params.get("version-rolling.min-bit-count")
         if raw_bits is not None:
             # BIP310 types it as TMask (hex text) while every example sends an integer.

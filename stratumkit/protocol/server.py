@@ -113,8 +113,7 @@ class ServerState(enum.Enum):
 EXTRANONCE2_SIZES: Final = range(2, 17)
 
 _SUBMIT_SHAPE: Final = (
-    "mining.submit takes 5 or 6 string params: "
-    "[worker, job_id, extranonce2, ntime, nonce, version_bits?]"
+    "mining.submit takes 5 or 6 string params: [worker, job_id, extranonce2, ntime, nonce, version_bits?]"
 )
 _OK_TAIL: Final = b',"result":true,"error":null}\n'
 _FALSE_TAIL: Final = b',"result":false,"error":null}\n'
@@ -132,9 +131,7 @@ def _clip(text: str, limit: int = 64) -> str:
 
 
 # The six standard error replies with their conventional messages, precomputed.
-_ERROR_TAILS: Final = {
-    int(code): _error_tail(int(code), code.default_message) for code in ErrorCode
-}
+_ERROR_TAILS: Final = {int(code): _error_tail(int(code), code.default_message) for code in ErrorCode}
 
 
 class ServerConnection:
@@ -270,9 +267,7 @@ class ServerConnection:
         if method is None:
             if "result" in message or "error" in message:
                 return self._handle_reply(ident, message)
-            return self._bad(
-                ident if is_request_id(ident) else None, None, ErrorCode.OTHER, 'missing "method"'
-            )
+            return self._bad(ident if is_request_id(ident) else None, None, ErrorCode.OTHER, 'missing "method"')
         if not is_request_id(ident):
             return self._bad(
                 None,
@@ -292,13 +287,9 @@ class ServerConnection:
             return event
         return self._bad(ident, method, ErrorCode.OTHER, f"unknown method {_clip(method)}")
 
-    def _bad(
-        self, ident: RequestId, method: str | None, code: ErrorCode, message: str
-    ) -> BadRequest:
+    def _bad(self, ident: RequestId, method: str | None, code: ErrorCode, message: str) -> BadRequest:
         self._out.append(b'{"id":' + encode_id(ident).encode() + _error_tail(int(code), message))
-        return _trusted(
-            BadRequest, {"id": ident, "method": method, "code": code, "message": message}
-        )
+        return _trusted(BadRequest, {"id": ident, "method": method, "code": code, "message": message})
 
     def _await(self, ident: RequestId, event: Event) -> None:
         if ident in self._awaiting:
@@ -354,9 +345,7 @@ class ServerConnection:
         if params is None:
             params = []
         if type(params) is not list:
-            return self._bad(
-                ident, "mining.subscribe", ErrorCode.OTHER, "mining.subscribe params must be a list"
-            )
+            return self._bad(ident, "mining.subscribe", ErrorCode.OTHER, "mining.subscribe params must be a list")
         user_agent = params[0] if params else ""
         if user_agent is None:
             user_agent = ""
@@ -370,9 +359,7 @@ class ServerConnection:
         # The session to resume; anything but a string is treated as "none" (some firmwares
         # send null or a number there), and extra params (host, port) are ignored.
         session_id = params[1] if len(params) > 1 and type(params[1]) is str else None
-        event = _trusted(
-            Subscribe, {"id": ident, "user_agent": user_agent, "session_id": session_id}
-        )
+        event = _trusted(Subscribe, {"id": ident, "user_agent": user_agent, "session_id": session_id})
         self._await(ident, event)
         return event
 
@@ -380,9 +367,7 @@ class ServerConnection:
         if type(params) is list and params and type(params[0]) is str:
             password = params[1] if len(params) > 1 else None
             if password is None or type(password) is str:
-                event = _trusted(
-                    Authorize, {"id": ident, "username": params[0], "password": password}
-                )
+                event = _trusted(Authorize, {"id": ident, "username": params[0], "password": password})
                 self._authorizing += 1
                 self._await(ident, event)
                 return event
@@ -400,9 +385,7 @@ class ServerConnection:
                 try:
                     event = Configure(ident, tuple(params[0]), extension_params)
                 except LocalProtocolError as exc:
-                    return self._bad(
-                        ident, "mining.configure", ErrorCode.OTHER, f"mining.configure: {exc}"
-                    )
+                    return self._bad(ident, "mining.configure", ErrorCode.OTHER, f"mining.configure: {exc}")
                 self._await(ident, event)
                 return event
         return self._bad(
@@ -441,9 +424,7 @@ class ServerConnection:
         error = message.get("error")
         if error is not None:
             code, text = error_fields(error)
-            return _trusted(
-                ErrorReply, {"id": ident, "method": method, "code": code, "message": text}
-            )
+            return _trusted(ErrorReply, {"id": ident, "method": method, "code": code, "message": text})
         return _trusted(Response, {"id": ident, "method": method, "result": message.get("result")})
 
     # ----------------------------------------------------------------------------------------
@@ -474,9 +455,7 @@ class ServerConnection:
         if type(code) is bool or not isinstance(code, int):
             raise LocalProtocolError(f"an error code must be an int, not {type(code).__name__}")
         if message is not None and type(message) is not str:
-            raise LocalProtocolError(
-                f"an error message must be a str, not {type(message).__name__}"
-            )
+            raise LocalProtocolError(f"an error message must be a str, not {type(message).__name__}")
         event = self._peek(request_id)
         self._pop(request_id)
         if type(event) is Authorize:
@@ -484,9 +463,7 @@ class ServerConnection:
         head = b'{"id":' + encode_id(request_id).encode()
         tail = _ERROR_TAILS.get(code) if message is None else None
         if tail is None:
-            tail = _error_tail(
-                int(code), ErrorCode.OTHER.default_message if message is None else message
-            )
+            tail = _error_tail(int(code), ErrorCode.OTHER.default_message if message is None else message)
         self._out.append(head + tail)
 
     def respond_subscribe(
@@ -553,9 +530,7 @@ class ServerConnection:
     def _peek(self, request_id: RequestId) -> Event:
         self._check_can_send()
         if not is_request_id(request_id):
-            raise LocalProtocolError(
-                f"a request id must be an int, a str or None, not {type(request_id).__name__}"
-            )
+            raise LocalProtocolError(f"a request id must be an int, a str or None, not {type(request_id).__name__}")
         event = self._awaiting.get(request_id)
         if event is None:
             raise LocalProtocolError(f"no request with id {request_id!r} is waiting for an answer")
@@ -575,9 +550,7 @@ class ServerConnection:
         kind = type(event)
         if kind is Subscribe:
             if type(result) is not list or len(result) != 3 or type(result[0]) is not list:
-                raise LocalProtocolError(
-                    "a subscribe result must be [subscriptions, extranonce1, extranonce2_size]"
-                )
+                raise LocalProtocolError("a subscribe result must be [subscriptions, extranonce1, extranonce2_size]")
             extranonce1, size = result[1], result[2]
             _check_hex("extranonce1", extranonce1)
             if not extranonce1:
@@ -594,9 +567,7 @@ class ServerConnection:
                 self._authorized.add(event.username)
         elif kind is Configure:
             if isinstance(result, Mapping) and result.get(VERSION_ROLLING) is True:
-                self._version_rolling_mask = parse_mask(
-                    "version-rolling.mask", result.get("version-rolling.mask")
-                )
+                self._version_rolling_mask = parse_mask("version-rolling.mask", result.get("version-rolling.mask"))
             if isinstance(result, Mapping) and result.get(SUBSCRIBE_EXTRANONCE) is True:
                 self._extranonce_subscribed = True
         elif kind is ExtranonceSubscribe:
@@ -611,9 +582,7 @@ class ServerConnection:
         self._check_can_send()
         value = as_difficulty(difficulty)
         if value is None:
-            raise LocalProtocolError(
-                f"difficulty must be a positive finite number, got {difficulty!r}"
-            )
+            raise LocalProtocolError(f"difficulty must be a positive finite number, got {difficulty!r}")
         self._out.append(
             f'{{"id":null,"method":"mining.set_difficulty","params":[{encode_difficulty(value)}]}}\n'.encode()
         )
@@ -637,9 +606,7 @@ class ServerConnection:
         _check_hex("extranonce1", extranonce1)
         if not extranonce1:
             raise LocalProtocolError("extranonce1 must not be empty")
-        _check_size(
-            "extranonce2_size", extranonce2_size, EXTRANONCE2_SIZES[0], EXTRANONCE2_SIZES[-1]
-        )
+        _check_size("extranonce2_size", extranonce2_size, EXTRANONCE2_SIZES[0], EXTRANONCE2_SIZES[-1])
         self._extranonce1, self._extranonce2_size = extranonce1, extranonce2_size
         self._out.append(
             f'{{"id":null,"method":"mining.set_extranonce","params":["{extranonce1}",{extranonce2_size}]}}\n'.encode()
@@ -650,17 +617,11 @@ class ServerConnection:
         self._check_can_send()
         _check_mask("mask", mask)
         if self.version_rolling_mask is None:
-            raise LocalProtocolError(
-                "mining.set_version_mask before version rolling was negotiated"
-            )
+            raise LocalProtocolError("mining.set_version_mask before version rolling was negotiated")
         self._version_rolling_mask = mask
-        self._out.append(
-            f'{{"id":null,"method":"mining.set_version_mask","params":["{mask:08x}"]}}\n'.encode()
-        )
+        self._out.append(f'{{"id":null,"method":"mining.set_version_mask","params":["{mask:08x}"]}}\n'.encode())
 
-    def send_reconnect(
-        self, host: str | None = None, port: int | None = None, wait: float | None = None
-    ) -> None:
+    def send_reconnect(self, host: str | None = None, port: int | None = None, wait: float | None = None) -> None:
         """``client.reconnect``: params ``[host, port, wait]``, trailing unknowns left out."""
         self._check_can_send()
         if host is None and (port is not None or wait is not None):
@@ -698,9 +659,7 @@ class ServerConnection:
         request_id = self._next_request_id
         self._next_request_id += 1
         self._requests[request_id] = method
-        self._out.append(
-            f'{{"id":{request_id},"method":{encode_str(method)},"params":{body}}}\n'.encode()
-        )
+        self._out.append(f'{{"id":{request_id},"method":{encode_str(method)},"params":{body}}}\n'.encode())
         return request_id
 
     def send_notification(self, method: str, params: Any) -> None:
@@ -711,9 +670,7 @@ class ServerConnection:
         self._notification(method, _json_params(params))
 
     def _notification(self, method: str, params_json: str) -> None:
-        self._out.append(
-            f'{{"id":null,"method":{encode_str(method)},"params":{params_json}}}\n'.encode()
-        )
+        self._out.append(f'{{"id":null,"method":{encode_str(method)},"params":{params_json}}}\n'.encode())
 
     def _check_can_send(self) -> None:
         if self._failed:

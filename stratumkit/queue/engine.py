@@ -160,9 +160,7 @@ class QueueEngine(Protocol):
         enqueue order. Returns an empty list when there is nothing to do; never waits."""
         ...
 
-    async def heartbeat(
-        self, claim: ClaimedJob, visibility_timeout: float | None = None
-    ) -> ClaimedJob:
+    async def heartbeat(self, claim: ClaimedJob, visibility_timeout: float | None = None) -> ClaimedJob:
         """Push the claim's deadline to now + timeout (default: the claim's own timeout).
         Raises `StaleClaim` if the claim was superseded, so the rig can stop early."""
         ...
@@ -216,9 +214,7 @@ async def wait_result(engine: QueueEngine, job_id: str, *, poll_interval: float 
 def check_name(kind: str, value: object) -> str:
     """Queue, consumer and job names: 1-200 characters of [A-Za-z0-9_.:@/-]."""
     if not isinstance(value, str) or _NAME_RE.fullmatch(value) is None:
-        raise InvalidArgument(
-            f"{kind} must be 1-200 characters of letters, digits and _.:@/-, got {value!r}"
-        )
+        raise InvalidArgument(f"{kind} must be 1-200 characters of letters, digits and _.:@/-, got {value!r}")
     return value
 
 
@@ -231,9 +227,7 @@ def check_positive(kind: str, value: object) -> float:
 def check_visibility_timeout(value: object) -> float:
     seconds = check_positive("visibility_timeout", value)
     if seconds > MAX_VISIBILITY_TIMEOUT:
-        raise InvalidArgument(
-            f"visibility_timeout must be at most {MAX_VISIBILITY_TIMEOUT:.0f} s, got {seconds}"
-        )
+        raise InvalidArgument(f"visibility_timeout must be at most {MAX_VISIBILITY_TIMEOUT:.0f} s, got {seconds}")
     return seconds
 
 

@@ -374,9 +374,7 @@ class RedisQueueEngine:
     def _claim_args(self, claim: ClaimedJob) -> list[str | bytes | int]:
         return [claim.job_id, _entry_id(claim), claim.consumer, claim.deliveries]
 
-    async def heartbeat(
-        self, claim: ClaimedJob, visibility_timeout: float | None = None
-    ) -> ClaimedJob:
+    async def heartbeat(self, claim: ClaimedJob, visibility_timeout: float | None = None) -> ClaimedJob:
         timeout = check_visibility_timeout(
             claim.visibility_timeout if visibility_timeout is None else visibility_timeout
         )
@@ -390,9 +388,7 @@ class RedisQueueEngine:
             raise UnknownJob(claim.job_id)
         if reply == 0:
             raise StaleClaim(claim.job_id, claim.token)
-        return dataclasses.replace(
-            claim, visibility_timeout=timeout, deadline=_seconds(reply) + timeout
-        )
+        return dataclasses.replace(claim, visibility_timeout=timeout, deadline=_seconds(reply) + timeout)
 
     async def ack(self, claim: ClaimedJob, result: dict[str, Any]) -> bool:
         data = pack_payload("result", result)
@@ -454,9 +450,7 @@ class RedisQueueEngine:
         ready, in_flight, done, dead = await self._script(
             "stats", list(self._queue_keys(queue)), [_HORIZON_MS, REASON_MAX_DELIVERIES]
         )
-        return QueueStats(
-            queue=queue, ready=int(ready), in_flight=int(in_flight), done=int(done), dead=int(dead)
-        )
+        return QueueStats(queue=queue, ready=int(ready), in_flight=int(in_flight), done=int(done), dead=int(dead))
 
     async def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
         check_name("queue", queue)

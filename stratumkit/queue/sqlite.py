@@ -138,9 +138,7 @@ def _connect(path: str) -> sqlite3.Connection:
             elif app_id != APPLICATION_ID:
                 raise QueueError(f"{path!r} is not a queue database (application_id {app_id:#x})")
             elif version > SCHEMA_VERSION:
-                raise QueueError(
-                    f"{path!r} has schema version {version}; this code knows up to {SCHEMA_VERSION}"
-                )
+                raise QueueError(f"{path!r} has schema version {version}; this code knows up to {SCHEMA_VERSION}")
     except BaseException:
         conn.close()
         raise
@@ -150,9 +148,7 @@ def _connect(path: str) -> sqlite3.Connection:
 class SqliteQueueEngine:
     """`QueueEngine` on one SQLite file. Open it with `open_sqlite_queue` or `await open()`."""
 
-    def __init__(
-        self, conn: sqlite3.Connection, clock: Callable[[], float], *, offload: bool = True
-    ) -> None:
+    def __init__(self, conn: sqlite3.Connection, clock: Callable[[], float], *, offload: bool = True) -> None:
         self._conn: sqlite3.Connection | None = conn
         self._clock = clock
         self._offload = offload
@@ -213,9 +209,7 @@ class SqliteQueueEngine:
         check_count("max_jobs", max_jobs)
         return await self._run(_claim, queue, consumer, timeout, max_jobs, self._clock())
 
-    async def heartbeat(
-        self, claim: ClaimedJob, visibility_timeout: float | None = None
-    ) -> ClaimedJob:
+    async def heartbeat(self, claim: ClaimedJob, visibility_timeout: float | None = None) -> ClaimedJob:
         timeout = check_visibility_timeout(
             claim.visibility_timeout if visibility_timeout is None else visibility_timeout
         )
@@ -275,9 +269,7 @@ async def open_sqlite_queue(
 # --- transactions, run in a worker thread -------------------------------------------------------
 
 
-def _enqueue(
-    conn: sqlite3.Connection, queue: str, job_id: str, data: bytes, max_deliveries: int, now: float
-) -> str:
+def _enqueue(conn: sqlite3.Connection, queue: str, job_id: str, data: bytes, max_deliveries: int, now: float) -> str:
     with _write(conn):
         row = conn.execute("SELECT queue FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         if row is not None:
@@ -429,9 +421,7 @@ def _stats(conn: sqlite3.Connection, queue: str, now: float) -> QueueStats:
     with _write(conn):
         _sweep(conn, queue, now)
         counts = dict(
-            conn.execute(
-                "SELECT state, count(*) FROM jobs WHERE queue = ? GROUP BY state", (queue,)
-            ).fetchall()
+            conn.execute("SELECT state, count(*) FROM jobs WHERE queue = ? GROUP BY state", (queue,)).fetchall()
         )
         expired = conn.execute(
             "SELECT count(*) FROM jobs WHERE queue = ? AND state = 'claimed' AND deadline <= ?",

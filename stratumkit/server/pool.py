@@ -57,7 +57,9 @@ class Pool:
     def __init__(self, config: PoolConfig, source: TemplateSource) -> None:
         self.config = config.validate()
         self.source = source
-        self.network = Network.from_chain_name({"mainnet": "main", "testnet": "test"}.get(config.network, config.network))
+        self.network = Network.from_chain_name(
+            {"mainnet": "main", "testnet": "test"}.get(config.network, config.network)
+        )
         data = config.data_path
         data.mkdir(parents=True, exist_ok=True)
         self.share_log = ShareLog(data / "shares")
@@ -161,13 +163,22 @@ class Pool:
                         functools.partial(trio.serve_tcp, self._handle, self.config.port, host=self.config.host)
                     )
                     self.port = listeners[0].socket.getsockname()[1]
-                    log.info("pool listening", host=self.config.host, port=self.port, source=self.source.name,
-                             data_dir=self.config.data_dir)  # fmt: skip
+                    log.info(
+                        "pool listening",
+                        host=self.config.host,
+                        port=self.port,
+                        source=self.source.name,
+                        data_dir=self.config.data_dir,
+                    )
                     task_status.started(self)
             finally:
                 self.ledger.close()
-                log.info("pool stopped", accepted=self.stats.accepted, blocks=self.stats.blocks,
-                         share_log=self.share_log.statistics())  # fmt: skip
+                log.info(
+                    "pool stopped",
+                    accepted=self.stats.accepted,
+                    blocks=self.stats.blocks,
+                    share_log=self.share_log.statistics(),
+                )
 
     def shutdown(self) -> None:
         """Stop accepting, end every connection, flush the share log, and return from run()."""
@@ -204,8 +215,14 @@ class Pool:
             for hook in self.session_closed_hooks:
                 with trio.CancelScope(shield=True):
                     await hook(session)
-            log.info("connection closed", peer=peer, worker=session.worker, reason=session.drop_reason or "closed by miner",
-                     accepted=session.accepted, rejected=session.rejected)  # fmt: skip
+            log.info(
+                "connection closed",
+                peer=peer,
+                worker=session.worker,
+                reason=session.drop_reason or "closed by miner",
+                accepted=session.accepted,
+                rejected=session.rejected,
+            )
             await trio.aclose_forcefully(stream)
 
     async def _timers(self) -> None:
@@ -229,8 +246,15 @@ class Pool:
                 log.exception("template could not be turned into a job", reason=update.reason)
                 continue
             self.broadcast(job, clean)
-            log.info("new job", job_id=job.job_id, height=job.template.height, clean=clean, reason=update.reason,
-                     sessions=len(self.sessions), fanout_ms=round((self.last_fanout or 0) * 1000, 2))  # fmt: skip
+            log.info(
+                "new job",
+                job_id=job.job_id,
+                height=job.template.height,
+                clean=clean,
+                reason=update.reason,
+                sessions=len(self.sessions),
+                fanout_ms=round((self.last_fanout or 0) * 1000, 2),
+            )
 
     def broadcast(self, job: Job, clean: bool) -> None:
         t0 = time.perf_counter()

@@ -32,8 +32,12 @@ def make_source(config: PoolConfig) -> TemplateSource:
     from stratumkit.jobs.rpc import NodeRPC
 
     rpc = NodeRPC(config.node_url, cookie_file=config.node_cookie)
-    return NodeTemplateSource(rpc, poll_interval=config.node_poll_interval, refresh_interval=config.template_refresh,
-                              retry_max=config.node_retry_max)  # fmt: skip
+    return NodeTemplateSource(
+        rpc,
+        poll_interval=config.node_poll_interval,
+        refresh_interval=config.template_refresh,
+        retry_max=config.node_retry_max,
+    )
 
 
 def open_queue(config: PoolConfig) -> AbstractAsyncContextManager[QueueEngine]:
@@ -75,8 +79,15 @@ async def serve(config: PoolConfig, *, task_status: trio.TaskStatus[Pool] = trio
                 from stratumkit.api.app import serve_api
 
                 await nursery.start(
-                    functools.partial(serve_api, pool, leases, config.api_host, config.api_port,
-                                      api_token=config.api_token, shutdown_trigger=stopping.wait)  # fmt: skip
+                    functools.partial(
+                        serve_api,
+                        pool,
+                        leases,
+                        config.api_host,
+                        config.api_port,
+                        api_token=config.api_token,
+                        shutdown_trigger=stopping.wait,
+                    )
                 )
             task_status.started(pool)
             tune_gc()

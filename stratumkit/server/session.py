@@ -43,7 +43,7 @@ from stratumkit.protocol.events import (
     SuggestDifficulty,
 )
 from stratumkit.protocol.server import ServerConnection, ServerState
-from stratumkit.shares.log import ShareRecord, LogBatch
+from stratumkit.shares.log import LogBatch, ShareRecord
 from stratumkit.shares.validator import judge_share
 from stratumkit.shares.vardiff import Vardiff
 
@@ -65,9 +65,7 @@ class Session:
         self.pool = pool
         self.stream = stream
         self.peer = peer
-        self.conn = ServerConnection(
-            extension_methods=pool.extension_methods, max_line_length=cfg.max_line_length
-        )
+        self.conn = ServerConnection(extension_methods=pool.extension_methods, max_line_length=cfg.max_line_length)
         now = trio.current_time()
         self.connected_at = now
         self.last_activity = now
@@ -376,6 +374,8 @@ class Session:
             return
         if self.payout_script is not None:
             job = self.pool.registry.job_for(job, self.payout_script, trio.current_time())
+        elif self.pool.config.solo:
+            return  # solo: the pool-level job pays no one's address; never hand it out
         difficulty = self.vardiff.difficulty
         if difficulty != self.sent_difficulty:
             self.conn.send_set_difficulty(difficulty)
@@ -453,11 +453,18 @@ class Session:
         assert verdict.result is not None and verdict.job is not None
         self._batch = pool.share_log.append_nowait(
             ShareRecord(
-                time=time.time(), worker=event.worker, job_id=event.job_id,
-                extranonce1=self.extranonce1, extranonce2=verdict.extranonce2, ntime=verdict.ntime,
-                nonce=verdict.nonce, version=verdict.version, difficulty=difficulty,
-                hash=verdict.result.hash, block=verdict.block,
-            )  # fmt: skip
+                time=time.time(),
+                worker=event.worker,
+                job_id=event.job_id,
+                extranonce1=self.extranonce1,
+                extranonce2=verdict.extranonce2,
+                ntime=verdict.ntime,
+                nonce=verdict.nonce,
+                version=verdict.version,
+                difficulty=difficulty,
+                hash=verdict.result.hash,
+                block=verdict.block,
+            )
         )
         self.invalid_streak = 0
         self.accepted += 1

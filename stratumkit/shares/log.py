@@ -56,9 +56,21 @@ class ShareRecord:
 
     def pack(self) -> bytes:
         body = msgpack.packb(
-            [SHARE_V1, self.time, self.worker, self.job_id, self.extranonce1, self.extranonce2,
-             self.ntime, self.nonce, self.version, self.difficulty, self.hash, self.block],
-        )  # fmt: skip
+            [
+                SHARE_V1,
+                self.time,
+                self.worker,
+                self.job_id,
+                self.extranonce1,
+                self.extranonce2,
+                self.ntime,
+                self.nonce,
+                self.version,
+                self.difficulty,
+                self.hash,
+                self.block,
+            ],
+        )
         return _FRAME.pack(len(body), zlib.crc32(body)) + body
 
     @classmethod
@@ -120,8 +132,7 @@ class LogBatch:
 class ShareLog:
     """Append-only share log with group commit. Run `run()` in a nursery (`nursery.start`)."""
 
-    def __init__(self, directory: str | os.PathLike[str], *, segment_bytes: int = 64 << 20,
-                 fsync: bool = True) -> None:  # fmt: skip
+    def __init__(self, directory: str | os.PathLike[str], *, segment_bytes: int = 64 << 20, fsync: bool = True) -> None:
         self.directory = Path(directory)
         self.segment_bytes = segment_bytes
         self.fsync = fsync
@@ -166,8 +177,12 @@ class ShareLog:
 
     def statistics(self) -> dict[str, float]:
         """Counters for operators: records, batches, the largest batch, seconds spent syncing."""
-        return {"records": self.records, "batches": self.batches, "largest_batch": self.largest_batch,
-                "sync_seconds": round(self.sync_seconds, 3)}  # fmt: skip
+        return {
+            "records": self.records,
+            "batches": self.batches,
+            "largest_batch": self.largest_batch,
+            "sync_seconds": round(self.sync_seconds, 3),
+        }
 
     def append_nowait(self, record: ShareRecord) -> LogBatch:
         """Queue a record on the open batch; `wait(batch)` returns once that batch is on disk.

@@ -83,8 +83,9 @@ def judge_share(
     result = job.prepared.check(extranonce1, extranonce2, version, ntime, nonce, share_target)
     seen = result.hash in job.seen
     block = result.meets_network and not seen
-    fields = dict(job=job, result=result, block=block, extranonce2=extranonce2, ntime=ntime, nonce=nonce,
-                  version=version)  # fmt: skip
+    fields = dict(
+        job=job, result=result, block=block, extranonce2=extranonce2, ntime=ntime, nonce=nonce, version=version
+    )
     if not violation and not job.template.mintime <= ntime <= now + MAX_FUTURE_NTIME:
         violation = "ntime out of range"
     if violation:

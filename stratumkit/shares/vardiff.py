@@ -43,7 +43,7 @@ class VardiffConfig:
 class Vardiff:
     """The difficulty state of one connection."""
 
-    __slots__ = ("config", "difficulty", "_shares", "_since")
+    __slots__ = ("_shares", "_since", "config", "difficulty")
 
     def __init__(self, config: VardiffConfig, difficulty: float, now: float) -> None:
         self.config = config

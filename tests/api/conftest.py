@@ -66,18 +66,21 @@ async def make_stack(tmp_path: Path) -> AsyncIterator[MakeStack]:
             nonlocal count
             count += 1
             data = tmp_path / f"stack-{count}"
-            values: dict[str, Any] = dict(
-                host="127.0.0.1", port=0, data_dir=str(data), start_difficulty=0.001
-            )
+            values: dict[str, Any] = dict(host="127.0.0.1", port=0, data_dir=str(data), start_difficulty=0.001)
             pool = Pool(PoolConfig(**(values | config)), EmbeddedTemplateSource(difficulty=0.02))
             queue = await exits.enter_async_context(open_sqlite_queue(data / "q.sqlite"))
             leases = LeaseService(pool, queue)
             await nursery.start(pool.run)
             await nursery.start(leases.run)
             serve = partial(
-                serve_api, pool, leases, "127.0.0.1", 0,
-                api_token=api_token, max_body_bytes=max_body_bytes,
-            )  # fmt: skip
+                serve_api,
+                pool,
+                leases,
+                "127.0.0.1",
+                0,
+                api_token=api_token,
+                max_body_bytes=max_body_bytes,
+            )
             port = await nursery.start(serve)
             return Stack(pool, leases, port, api_token)
 
@@ -138,9 +141,7 @@ async def connect_rig(
         if rig is not None:
             rig.on_event(event)
 
-    client = await StratumClient.connect(
-        nursery, "127.0.0.1", stack.stratum_port, on_event=on_event
-    )
+    client = await StratumClient.connect(nursery, "127.0.0.1", stack.stratum_port, on_event=on_event)
     nursery.start_soon(_close_when_cancelled, client)
     rig = Rig(rig_id, client)
     with trio.fail_after(TIMEOUT):

@@ -57,9 +57,7 @@ def in_process(argv: list[str]) -> int:
         return int(exc.code or 0)
 
 
-async def test_commands_against_the_live_api(
-    stack: Stack, nursery: trio.Nursery, tmp_path: Path
-) -> None:
+async def test_commands_against_the_live_api(stack: Stack, nursery: trio.Nursery, tmp_path: Path) -> None:
     await connect_rig(nursery, stack, "rig-a")
     api = stack.url
 
@@ -70,9 +68,21 @@ async def test_commands_against_the_live_api(
     assert row.split()[:3] == ["rig-a", "rig-a.gpu", "mining"]
 
     created = await run(
-        "lease", "create", "--count", "1", "--queue", "embed", "--duration", "2m",
-        "--gpu-model", "RTX 4090", "--owner", "ann", "--json", api=api,
-    )  # fmt: skip
+        "lease",
+        "create",
+        "--count",
+        "1",
+        "--queue",
+        "embed",
+        "--duration",
+        "2m",
+        "--gpu-model",
+        "RTX 4090",
+        "--owner",
+        "ann",
+        "--json",
+        api=api,
+    )
     assert created.returncode == 0, created.stderr
     lease = json.loads(created.stdout)
     lease_id = lease["lease_id"]
@@ -123,9 +133,7 @@ async def test_commands_against_the_live_api(
 async def test_a_refusal_exits_1_with_the_api_message(stack: Stack) -> None:
     unknown = await run("lease", "cancel", "lease-9", env={"STRATUMKIT_API": stack.url})
     assert unknown.returncode == 1 and unknown.stdout == b""
-    assert unknown.stderr.decode().strip() == (
-        "stratumkit lease cancel: no lease 'lease-9' (HTTP 404)"
-    )
+    assert unknown.stderr.decode().strip() == ("stratumkit lease cancel: no lease 'lease-9' (HTTP 404)")
 
 
 async def test_failures_in_process(
@@ -144,9 +152,7 @@ async def test_failures_in_process(
         out, err = capsys.readouterr()
         return code, out, err
 
-    code, out, err = await main(
-        "lease", "create", "--count", "1", "--queue", "q", "--duration", "60"
-    )
+    code, out, err = await main("lease", "create", "--count", "1", "--queue", "q", "--duration", "60")
     assert code == 1 and out == "" and "idle rig" in err and err.endswith("(HTTP 400)\n")
     code, out, err = await main("stats", "--token", "wrong")
     assert code == 1 and "(HTTP 401)" in err
@@ -160,9 +166,7 @@ async def test_failures_in_process(
     assert code == 2 and "bad.jsonl:2: a job payload must be a JSON object" in err
     code, out, err = await main("job", "submit", "q", "--file", str(tmp_path / "missing.jsonl"))
     assert code == 2 and "cannot read" in err
-    code, out, err = await main(
-        "job", "submit", "q", "--file", str(tmp_path / "bad.jsonl"), "--job-id", "x"
-    )
+    code, out, err = await main("job", "submit", "q", "--file", str(tmp_path / "bad.jsonl"), "--job-id", "x")
     assert code == 2 and "--job-id goes with --json-payload" in err
     assert (await stack.leases.queue.stats("q")).ready == 0  # nothing was sent
 
@@ -180,8 +184,13 @@ async def test_failures_in_process(
 
 def test_durations() -> None:
     assert [cli.duration(t) for t in ("90", "90s", "1.5m", "2h", "1d", " 3 h ")] == [
-        90, 90, 90, 7200, 86400, 10800,
-    ]  # fmt: skip
+        90,
+        90,
+        90,
+        7200,
+        86400,
+        10800,
+    ]
     for bad in ("", "-5", "0", "5w", "h", "1e999"):
         with pytest.raises(argparse.ArgumentTypeError):
             cli.duration(bad)
@@ -194,15 +203,17 @@ def test_text_helpers() -> None:
         "wide-cell  3",
     ]
     assert [cli.hashrate_text(h) for h in (0, 999, 1.5e9, 2.5e15, 7e20)] == [
-        "0 H/s", "999 H/s", "1.5 GH/s", "2.5 PH/s", "7e+05 PH/s",
-    ]  # fmt: skip
+        "0 H/s",
+        "999 H/s",
+        "1.5 GH/s",
+        "2.5 PH/s",
+        "7e+05 PH/s",
+    ]
 
 
 def test_parser_shape() -> None:
     parser = cli.build_parser()
-    args = parser.parse_args(
-        ["job", "submit", "q", "--json-payload", "{}", "--job-id", "j", "--json"]
-    )
+    args = parser.parse_args(["job", "submit", "q", "--json-payload", "{}", "--job-id", "j", "--json"])
     assert (args.queue, args.json_payload, args.job_id, args.as_json) == ("q", "{}", "j", True)
     with pytest.raises(SystemExit):
         parser.parse_args(["job", "submit", "q", "--json-payload", "{}", "--file", "x"])

@@ -33,13 +33,22 @@ async def test_client_mirrors_the_routes(stack: Stack, nursery: trio.Nursery) ->
         assert stats["pool"]["connections"] == 1 and stats["leases"]["rigs"] == 1
 
         lease = await client.create_lease(
-            count=1, queue="embed", duration_s=120, gpu_model="RTX 4090", min_vram_mb=16000,
-            model="all-MiniLM-L6-v2", priority=3, owner="ann",
-        )  # fmt: skip
+            count=1,
+            queue="embed",
+            duration_s=120,
+            gpu_model="RTX 4090",
+            min_vram_mb=16000,
+            model="all-MiniLM-L6-v2",
+            priority=3,
+            owner="ann",
+        )
         lease_id = lease["lease_id"]
         assert lease["selector"] == {
-            "count": 1, "gpu_model": "RTX 4090", "min_vram_mb": 16000, "model": "all-MiniLM-L6-v2",
-        }  # fmt: skip
+            "count": 1,
+            "gpu_model": "RTX 4090",
+            "min_vram_mb": 16000,
+            "model": "all-MiniLM-L6-v2",
+        }
         assert (lease["priority"], lease["owner"], lease["state"]) == (3, "ann", "draining")
         assert (await client.lease(lease_id))["lease_id"] == lease_id
         assert [x["lease_id"] for x in await client.leases()] == [lease_id]

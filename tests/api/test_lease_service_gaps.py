@@ -8,14 +8,10 @@ import trio
 from .conftest import Stack, connect_rig
 
 
-async def test_a_lease_cannot_be_extended_past_the_float_range(
-    stack: Stack, nursery: trio.Nursery
-) -> None:
+async def test_a_lease_cannot_be_extended_past_the_float_range(stack: Stack, nursery: trio.Nursery) -> None:
     await connect_rig(nursery, stack, "rig-a")
     async with httpx.AsyncClient(base_url=stack.url) as http:
-        endless = await http.post(
-            "/v1/leases", json={"count": 1, "queue": "q", "duration_s": 1e308}
-        )
+        endless = await http.post("/v1/leases", json={"count": 1, "queue": "q", "duration_s": 1e308})
         created = await http.post("/v1/leases", json={"count": 1, "queue": "q", "duration_s": 30})
         lease_id = created.json()["lease_id"]
         extended = await http.post(f"/v1/leases/{lease_id}/extend", json={"seconds": 1e308})

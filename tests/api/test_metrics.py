@@ -86,9 +86,7 @@ async def test_metrics_of_a_mined_pool(make_stack: MakeStack, nursery: trio.Nurs
             if miner is not None:
                 miner.on_event(event)  # type: ignore[arg-type]
 
-        client = await StratumClient.connect(
-            nursery, "127.0.0.1", stack.stratum_port, on_event=on_event
-        )
+        client = await StratumClient.connect(nursery, "127.0.0.1", stack.stratum_port, on_event=on_event)
         miner = CpuMiner(client, "miner.1")
         subscribed = await client.handshake("miner.1")
         miner.attach(subscribed.extranonce1, subscribed.extranonce2_size)
@@ -98,9 +96,7 @@ async def test_metrics_of_a_mined_pool(make_stack: MakeStack, nursery: trio.Nurs
                 while miner.accepted < 2:
                     await trio.sleep(0.01)
             mine.cancel_scope.cancel()
-        stale = await client.call(
-            client.conn.submit, "miner.1", "no-such-job", "00000000", "00000000", "00000000"
-        )
+        stale = await client.call(client.conn.submit, "miner.1", "no-such-job", "00000000", "00000000", "00000000")
         assert getattr(stale, "code", None) == 21  # job not found
         await connect_rig(nursery, stack, "rig-a")
         async with httpx.AsyncClient(base_url=stack.url) as http:

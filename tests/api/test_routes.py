@@ -49,9 +49,7 @@ async def test_lease_lifecycle(stack: Stack, nursery: trio.Nursery) -> None:
     rig = await connect_rig(nursery, stack, "rig-a")
     async with await http_client(stack) as http:
         rigs = (await http.get("/v1/rigs")).json()["rigs"]
-        assert [(r["rig_id"], r["mode"], r["connected"]) for r in rigs] == [
-            ("rig-a", "mining", True)
-        ]
+        assert [(r["rig_id"], r["mode"], r["connected"]) for r in rigs] == [("rig-a", "mining", True)]
         assert rigs[0]["capabilities"]["gpus"] == [{"model": "RTX 4090", "vram_mb": 24576}]
 
         created = await http.post(
@@ -123,10 +121,7 @@ async def test_jobs(stack: Stack) -> None:
 
         batch = await http.post(
             "/v1/queues/embed/jobs",
-            json={
-                "jobs": [{"payload": {"n": n}} for n in range(3)]
-                + [{"payload": {}, "job_id": "j-9"}]
-            },
+            json={"jobs": [{"payload": {"n": n}} for n in range(3)] + [{"payload": {}, "job_id": "j-9"}]},
         )
         assert batch.status_code == 201, batch.text
         ids = batch.json()["job_ids"]

@@ -107,9 +107,7 @@ def test_valid_address(address: str, network: Network, script: str) -> None:
     assert address_to_script(address, network).hex() == script
     decoded = decode_address(address, network)
     # Encoding gives the canonical (lower-case for bech32) form back.
-    expected = (
-        address.lower() if decoded.kind not in (AddressKind.P2PKH, AddressKind.P2SH) else address
-    )
+    expected = address.lower() if decoded.kind not in (AddressKind.P2PKH, AddressKind.P2SH) else address
     assert decoded.encode() == expected
     assert script_to_address(bytes.fromhex(script), network) == expected
 
@@ -291,8 +289,7 @@ BECH32M_VALID = [
 
 @pytest.mark.parametrize(
     ("text", "encoding"),
-    [(s, Bech32Encoding.BECH32) for s in BECH32_VALID]
-    + [(s, Bech32Encoding.BECH32M) for s in BECH32M_VALID],
+    [(s, Bech32Encoding.BECH32) for s in BECH32_VALID] + [(s, Bech32Encoding.BECH32M) for s in BECH32M_VALID],
 )
 def test_bech32_checksums(text: str, encoding: Bech32Encoding) -> None:
     hrp, data, got = bech32_decode(text)

@@ -32,9 +32,7 @@ def test_genesis_header() -> None:
         2083236893,
     )
     assert header.prevhash == bytes(32)
-    assert header.merkle_root[::-1].hex() == (
-        "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b"
-    )
+    assert header.merkle_root[::-1].hex() == ("4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b")
     rebuilt = serialize_header(
         header.version,
         header.prevhash,

@@ -46,9 +46,7 @@ def test_block_100000_merkle_root() -> None:
 
 
 def test_single_leaf_is_its_own_root() -> None:
-    genesis_coinbase = _display(
-        ["4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b"]
-    )
+    genesis_coinbase = _display(["4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b"])
     assert merkle_root(genesis_coinbase) == genesis_coinbase[0]
     assert merkle_branch([]) == []
     assert fold_branch(genesis_coinbase[0], []) == genesis_coinbase[0]
@@ -74,9 +72,7 @@ def test_witness_commitment_uses_zero_coinbase_wtxid() -> None:
     root = _reference_root([bytes(32), *wtxids])
     assert witness_merkle_root(wtxids) == root
     reserved = bytes(range(32))
-    assert witness_commitment_script(wtxids, reserved) == (
-        WITNESS_COMMITMENT_HEADER + sha256d(root + reserved)
-    )
+    assert witness_commitment_script(wtxids, reserved) == (WITNESS_COMMITMENT_HEADER + sha256d(root + reserved))
 
 
 @given(st.lists(st.binary(min_size=32, max_size=32), min_size=0, max_size=70))

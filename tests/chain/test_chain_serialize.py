@@ -152,9 +152,7 @@ def test_push_limit() -> None:
         push_data(bytes(521))
 
 
-@pytest.mark.parametrize(
-    ("n", "encoded"), [(0, "00"), (-1, "4f"), (1, "51"), (16, "60"), (17, "0111"), (-2, "0182")]
-)
+@pytest.mark.parametrize(("n", "encoded"), [(0, "00"), (-1, "4f"), (1, "51"), (16, "60"), (17, "0111"), (-2, "0182")])
 def test_push_int(n: int, encoded: str) -> None:
     assert push_int(n).hex() == encoded
 

@@ -103,9 +103,7 @@ def test_network_difficulty_very_high_target() -> None:
 
 def test_network_difficulty_is_diff1_over_target_for_valid_nbits(vector: Vector) -> None:
     nbits = vector.expected["nbits_hex"]
-    assert network_difficulty(nbits) == pytest.approx(
-        DIFF1_TARGET / nbits_to_target(nbits), rel=1e-15
-    )
+    assert network_difficulty(nbits) == pytest.approx(DIFF1_TARGET / nbits_to_target(nbits), rel=1e-15)
     with pytest.raises(TargetError, match="zero mantissa"):
         network_difficulty(0x1D000000)
 

@@ -129,9 +129,7 @@ def test_mistyped_field(testnet_vector: Vector, field: str, value: object, messa
         ("hash", 7, "must be str"),
     ],
 )
-def test_bad_transaction_entry(
-    testnet_vector: Vector, key: str, value: object, message: str
-) -> None:
+def test_bad_transaction_entry(testnet_vector: Vector, key: str, value: object, message: str) -> None:
     raw = _json(testnet_vector)
     raw["transactions"][3][key] = value
     with pytest.raises(TemplateError, match=message):

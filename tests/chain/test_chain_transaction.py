@@ -48,9 +48,7 @@ def test_malformed_transactions_are_refused(testnet_vector: Vector) -> None:
         parse_transaction(full[:5] + b"\x02" + full[6:])
     # Marker and flag with an empty witness: the "superfluous witness record" malleation.
     no_witness_items = parse_transaction(full)
-    superfluous = (
-        plain[:4] + b"\x00\x01" + plain[4:-4] + b"\x00" * len(no_witness_items.inputs) + plain[-4:]
-    )
+    superfluous = plain[:4] + b"\x00\x01" + plain[4:-4] + b"\x00" * len(no_witness_items.inputs) + plain[-4:]
     with pytest.raises(SerializationError, match="witness"):
         parse_transaction(superfluous)
     # An input count written in a longer form than needed.

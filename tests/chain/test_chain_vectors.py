@@ -43,9 +43,7 @@ def test_witness_commitment_recomputed_from_wtxids(vector: Vector) -> None:
 
 
 @pytest.mark.parametrize("split", [(41, 4, 4), (42, 8, 0), (60, 1, 7), (-60, 4, 8)])
-def test_real_coinbase_split_anywhere_gives_the_real_block(
-    vector: Vector, split: tuple[int, int, int]
-) -> None:
+def test_real_coinbase_split_anywhere_gives_the_real_block(vector: Vector, split: tuple[int, int, int]) -> None:
     t = vector.template
     cb = vector.coinbase_nowitness
     start, n1, n2 = split

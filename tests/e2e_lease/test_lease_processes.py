@@ -54,9 +54,26 @@ async def test_three_agents_a_lease_a_killed_rig_and_the_return(tmp_path: Path) 
         with (logs / f"{name}.log").open("wb") as out:  # the child keeps its own descriptor
             procs[name] = subprocess.Popen([*cli, *args], env=env, stdout=out, stderr=subprocess.STDOUT)
 
-    start("pool", ["serve", "--host", "127.0.0.1", "--port", str(stratum), "--api-port", str(api),
-                   "--data-dir", str(tmp_path / "pool"), "--start-difficulty", "0.0005",
-                   "--embedded-difficulty", "1", "--share-interval", "2"])  # fmt: skip
+    start(
+        "pool",
+        [
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(stratum),
+            "--api-port",
+            str(api),
+            "--data-dir",
+            str(tmp_path / "pool"),
+            "--start-difficulty",
+            "0.0005",
+            "--embedded-difficulty",
+            "1",
+            "--share-interval",
+            "2",
+        ],
+    )
     try:
         async with PoolClient(f"http://127.0.0.1:{api}") as client:
 
@@ -69,9 +86,28 @@ async def test_three_agents_a_lease_a_killed_rig_and_the_return(tmp_path: Path) 
 
             await until(healthy, 30)
             for name, gpu in (("rig-1", "RTX 4090:24576"), ("rig-2", "RTX 4090:24576"), ("rig-3", "RTX 3060:12288")):
-                start(name, ["agent", "--pool", f"127.0.0.1:{stratum}", "--worker", f"{name}.w", "--rig-id", name,
-                             "--gpu", gpu, "--inference", "minilm", "--inference-threads", "1", "--duty", "0.15",
-                             "--claim-batch", "4"])  # fmt: skip
+                start(
+                    name,
+                    [
+                        "agent",
+                        "--pool",
+                        f"127.0.0.1:{stratum}",
+                        "--worker",
+                        f"{name}.w",
+                        "--rig-id",
+                        name,
+                        "--gpu",
+                        gpu,
+                        "--inference",
+                        "minilm",
+                        "--inference-threads",
+                        "1",
+                        "--duty",
+                        "0.15",
+                        "--claim-batch",
+                        "4",
+                    ],
+                )
 
             async def shares() -> dict[str, int]:
                 return {r["rig_id"]: r["accepted_shares"] for r in await client.rigs()}
@@ -91,8 +127,9 @@ async def test_three_agents_a_lease_a_killed_rig_and_the_return(tmp_path: Path) 
 
             await until(serving, 10)
             unleased_before = (await shares())["rig-3"]
-            ids = await client.submit_jobs("embed", [{**EMBED, "input": [f"job number {i} about mining and inference"]}
-                                                     for i in range(100)])  # fmt: skip
+            ids = await client.submit_jobs(
+                "embed", [{**EMBED, "input": [f"job number {i} about mining and inference"]} for i in range(100)]
+            )
             assert len(set(ids)) == 100
 
             async def done_by(rig: str) -> int:

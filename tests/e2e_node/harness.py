@@ -46,9 +46,7 @@ def new_address() -> str:
     return Address(AddressKind.P2PKH, Network.REGTEST, secrets.token_bytes(20)).encode()
 
 
-async def wait_until(
-    predicate: Callable[[], object], timeout: float = TIMEOUT, what: str = ""
-) -> None:
+async def wait_until(predicate: Callable[[], object], timeout: float = TIMEOUT, what: str = "") -> None:
     """Poll state that lives in another process (its files, its log) or behind blocking calls."""
     with trio.move_on_after(timeout):
         while not predicate():
@@ -86,16 +84,34 @@ class PoolProcess:
         config = data_dir / "pool.toml"
         config.write_text("node_poll_interval = 0.2\ntemplate_refresh = 30.0\n")
         args = [
-            "serve", "--config", str(config),
-            "--host", "127.0.0.1", "--port", "0", "--api-port", "0",
-            "--data-dir", str(data_dir),
-            "--node-url", node_url, "--network", "regtest",
-            "--pool-tag", POOL_TAG,
-            "--start-difficulty", str(SHARE_DIFFICULTY),
-            "--min-difficulty", str(SHARE_DIFFICULTY),
-            "--max-difficulty", str(SHARE_DIFFICULTY),
-            "--log-format", "json", "--log-level", "debug",
-        ]  # fmt: skip
+            "serve",
+            "--config",
+            str(config),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--api-port",
+            "0",
+            "--data-dir",
+            str(data_dir),
+            "--node-url",
+            node_url,
+            "--network",
+            "regtest",
+            "--pool-tag",
+            POOL_TAG,
+            "--start-difficulty",
+            str(SHARE_DIFFICULTY),
+            "--min-difficulty",
+            str(SHARE_DIFFICULTY),
+            "--max-difficulty",
+            str(SHARE_DIFFICULTY),
+            "--log-format",
+            "json",
+            "--log-level",
+            "debug",
+        ]
         if payout_address is not None:
             args += ["--payout-address", payout_address]
         if solo:
@@ -105,9 +121,7 @@ class PoolProcess:
         return pool
 
     async def _launch(self, nursery: trio.Nursery) -> None:
-        env = dict(
-            os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-        )
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
         self.process = await trio.lowlevel.open_process(
             [sys.executable, "-m", "stratumkit.cli", *self.args],
             stdin=subprocess.DEVNULL,
@@ -145,11 +159,7 @@ class PoolProcess:
         self._changed.set()
 
     def find_logs(self, event: str, **fields: Any) -> list[dict[str, Any]]:
-        return [
-            r
-            for r in self.logs
-            if r.get("event") == event and all(r.get(k) == v for k, v in fields.items())
-        ]
+        return [r for r in self.logs if r.get("event") == event and all(r.get(k) == v for k, v in fields.items())]
 
     async def wait_log(
         self,
@@ -221,8 +231,9 @@ class _RecordingConnection(ClientConnection):
         super().__init__()
         self.on_submit = on_submit
 
-    def submit(self, worker: str, job_id: str, extranonce2: str, ntime: str, nonce: str,
-               version_bits: str | None = None) -> int:  # fmt: skip
+    def submit(
+        self, worker: str, job_id: str, extranonce2: str, ntime: str, nonce: str, version_bits: str | None = None
+    ) -> int:
         request_id = super().submit(worker, job_id, extranonce2, ntime, nonce, version_bits)
         self.on_submit(request_id, job_id)
         return request_id
@@ -248,13 +259,12 @@ class NodeMiner:
         self._cancel = trio.CancelScope()
 
     @classmethod
-    async def connect(cls, nursery: trio.Nursery, port: int, worker: str, *, mine: bool = True,
-                      one_share_per_job: bool = True) -> NodeMiner:  # fmt: skip
+    async def connect(
+        cls, nursery: trio.Nursery, port: int, worker: str, *, mine: bool = True, one_share_per_job: bool = True
+    ) -> NodeMiner:
         """Connect and hand-shake; then mine in `nursery` (unless mine=False) once work comes."""
         miner = cls(worker, mining=mine, one_share_per_job=one_share_per_job)
-        miner.client = await StratumClient.connect(
-            nursery, "127.0.0.1", port, on_event=miner._on_event
-        )
+        miner.client = await StratumClient.connect(nursery, "127.0.0.1", port, on_event=miner._on_event)
         miner.client.conn = _RecordingConnection(miner._on_submit)  # before any byte moves
         miner.cpu = CpuMiner(miner.client, worker, chunk=1 << 16)
         with trio.fail_after(TIMEOUT):
@@ -287,9 +297,7 @@ class NodeMiner:
         self._changed.set()
         self._changed = trio.Event()
 
-    async def wait_for(
-        self, predicate: Callable[[], object], timeout: float = TIMEOUT, what: str = ""
-    ) -> None:
+    async def wait_for(self, predicate: Callable[[], object], timeout: float = TIMEOUT, what: str = "") -> None:
         with trio.move_on_after(timeout):
             while not predicate():
                 if self.client.closed.is_set():
@@ -340,8 +348,6 @@ def display_prevhash(notify: Notify) -> str:
     return prevhash_from_stratum(notify.prevhash)[::-1].hex()
 
 
-def coinbase_of(
-    notify: Notify, extranonce1: bytes = bytes(4), extranonce2: bytes = bytes(4)
-) -> bytes:
+def coinbase_of(notify: Notify, extranonce1: bytes = bytes(4), extranonce2: bytes = bytes(4)) -> bytes:
     """The serialized coinbase a miner builds from a notify (any extranonces)."""
     return bytes.fromhex(notify.coinb1) + extranonce1 + extranonce2 + bytes.fromhex(notify.coinb2)

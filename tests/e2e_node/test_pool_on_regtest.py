@@ -77,9 +77,7 @@ async def test_blocks_found_through_the_pool_are_accepted_and_recorded(
         # The first job, then one clean job per block: three blocks.
         await miner.wait_for(lambda: len(miner.clean_tips()) >= 4, what="three blocks")
         await miner.quiesce()
-        assert miner.results and all(r.accepted for r in miner.results.values()), (
-            miner.cpu.rejections
-        )
+        assert miner.results and all(r.accepted for r in miner.results.values()), miner.cpu.rejections
 
         chain = await chain_since(node1, start)
         assert len(chain) >= 3
@@ -121,10 +119,7 @@ async def test_blocks_found_through_the_pool_are_accepted_and_recorded(
         # Every share is a block at regtest difficulty; each is in the ledger, and vice versa.
         assert len(records) == sum(r.accepted for r in miner.results.values())
         assert {r.hash[::-1].hex() for r in records} == set(ledger)
-        assert all(
-            r.block and r.worker == "rig1.gpu0" and r.difficulty == SHARE_DIFFICULTY
-            for r in records
-        )
+        assert all(r.block and r.worker == "rig1.gpu0" and r.difficulty == SHARE_DIFFICULTY for r in records)
         assert {r.job_id for r in records} <= set(miner.submitted.values())
         assert len(pool.find_logs("block confirmed")) >= len(ours)
 
@@ -185,9 +180,7 @@ async def test_node_killed_mid_run(
     assert late.notifies()[0].prevhash == last_job.prevhash and late.notifies()[0].clean_jobs
     # ... and for shares on the job the miner holds. Each is a block: written down first.
     miner.start_mining()
-    await miner.wait_for(
-        lambda: miner.accepted_on({last_job.job_id}), what="a share on the last job"
-    )
+    await miner.wait_for(lambda: miner.accepted_on({last_job.job_id}), what="a share on the last job")
     assert miner.job is last_job  # no new work while the node is down
     pending = [b for b in pool.ledger() if b.status == "pending"]
     assert len(pending) >= 1
@@ -208,15 +201,11 @@ async def test_node_killed_mid_run(
     finally:
         pool.thaw()
     # The pool submits the block, and its miners get clean work on top of it.
-    await miner.wait_for(
-        lambda: down_block in miner.clean_tips(), timeout=30, what="clean work on the block"
-    )
+    await miner.wait_for(lambda: down_block in miner.clean_tips(), timeout=30, what="clean work on the block")
     await wait_confirmed(pool, [down_block])
     async with regtest.rpc as node1:
         assert await in_best_chain(node1, down_block)
-    await late.wait_for(
-        lambda: down_block in late.clean_tips(), what="clean work for the other miner"
-    )
+    await late.wait_for(lambda: down_block in late.clean_tips(), what="clean work for the other miner")
     assert pool.find_logs("node answers again")
 
 
@@ -233,24 +222,17 @@ async def test_block_found_while_the_node_is_down_is_resubmitted_after_a_pool_re
     await trio.to_thread.run_sync(regtest.stop_node1)
     await pool.wait_log("node unavailable, retrying", where=lambda r: r["had_template"])
     miner.start_mining()
-    await miner.wait_for(
-        lambda: miner.accepted_on({job.job_id}), what="a block while the node is down"
-    )
+    await miner.wait_for(lambda: miner.accepted_on({job.job_id}), what="a block while the node is down")
     miner.close()
     assert await pool.stop() == 0, pool.tail()  # no wait for the submit retries
     found_while_down = pool.ledger()
-    assert found_while_down and all(
-        b.status == "pending" and b.attempts >= 1 for b in found_while_down
-    )
+    assert found_while_down and all(b.status == "pending" and b.attempts >= 1 for b in found_while_down)
 
     await trio.to_thread.run_sync(regtest.start_node1)
     await pool.restart(nursery)
     resubmitted = {b.hash for b in found_while_down}
     await wait_until(
-        lambda: (
-            {r["block"] for r in pool.find_logs("resubmitting block from before restart")}
-            == resubmitted
-        )
+        lambda: {r["block"] for r in pool.find_logs("resubmitting block from before restart")} == resubmitted
     )
     # One block per height wins (a scan chunk may have held two shares: siblings).
     await wait_until(lambda: "confirmed" in pool.ledger_status().values(), what="a confirmed block")
@@ -259,6 +241,4 @@ async def test_block_found_while_the_node_is_down_is_resubmitted_after_a_pool_re
         assert await in_best_chain(node1, found.hash)
     # New work builds on it.
     again = await NodeMiner.connect(nursery, pool.port, "patient.rig", mine=False)
-    await again.wait_for(
-        lambda: found.hash in again.clean_tips(), what="work on the resubmitted block"
-    )
+    await again.wait_for(lambda: found.hash in again.clean_tips(), what="work on the resubmitted block")

@@ -50,9 +50,7 @@ def test_a_variant_pays_its_script_and_does_the_same_work() -> None:
     for variant in (a, b):
         assert variant.template is job.template and variant.ntime == job.ntime
         same = ("prevhash", "merkle_branch", "version", "nbits", "ntime")
-        assert [getattr(variant.notify_clean, f) for f in same] == [
-            getattr(job.notify_clean, f) for f in same
-        ]
+        assert [getattr(variant.notify_clean, f) for f in same] == [getattr(job.notify_clean, f) for f in same]
         assert variant.prepared is not job.prepared
     # Built once per job and script; the pool's own script gets the job itself.
     assert reg.job_for(job, alice, now=1.0) is a

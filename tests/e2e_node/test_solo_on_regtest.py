@@ -43,15 +43,12 @@ async def test_solo_miners_are_paid_to_their_own_addresses(
     for miner, address in ((a, alice), (b, bob)):
         assert miner.job is not None
         tx = parse_transaction(coinbase_of(miner.job))
-        assert [o.script_pubkey for o in tx.outputs] == [
-            address_to_script(address, Network.REGTEST)
-        ]
+        assert [o.script_pubkey for o in tx.outputs] == [address_to_script(address, Network.REGTEST)]
     fields = ("prevhash", "merkle_branch", "version", "nbits", "ntime")
     assert [getattr(a.job, f) for f in fields] == [getattr(b.job, f) for f in fields]
     assert a.job.job_id != b.job.job_id
     assert (
-        parse_transaction(coinbase_of(a.job)).outputs[0].value
-        == parse_transaction(coinbase_of(b.job)).outputs[0].value
+        parse_transaction(coinbase_of(a.job)).outputs[0].value == parse_transaction(coinbase_of(b.job)).outputs[0].value
     )
 
     # A share of bob's job from alice's connection is refused as stale (21), even one solving a

@@ -19,8 +19,7 @@ def nbits_to_target(nbits: int) -> int:
 
 
 def test_genesis_header(impl: str) -> None:
-    assert hashing.sha256d(GENESIS)[::-1].hex() == \
-        "000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f"  # fmt: skip
+    assert hashing.sha256d(GENESIS)[::-1].hex() == "000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f"
     hashes, hits = hashing.hash_headers(GENESIS * 3, nbits_to_target(0x1D00FFFF))
     assert hits == [0, 1, 2] and hashes == hashing.sha256d(GENESIS) * 3
     # the genesis nonce is found by a scan over a range around it
@@ -42,12 +41,25 @@ def test_real_block_through_the_share_path(impl: str, name: str, split: int) -> 
     nbits = int(e["nbits_hex"], 16)
     nonce = int(e["nonce_hex"], 16)
     target = nbits_to_target(nbits)
-    r = hashing.check_share(coinb1, en1, en2, coinb2, branch, version, header[4:36], ntime, nbits, nonce,
-                            hashing.DIFF1_TARGET, target)  # fmt: skip
+    r = hashing.check_share(
+        coinb1, en1, en2, coinb2, branch, version, header[4:36], ntime, nbits, nonce, hashing.DIFF1_TARGET, target
+    )
     assert r.header == header
     assert r.hash[::-1].hex() == e["block_hash"]
     assert r.meets_network and r.meets_share
     # one nonce off is neither a block nor (at this difficulty, overwhelmingly) a share
-    miss = hashing.check_share(coinb1, en1, en2, coinb2, branch, version, header[4:36], ntime, nbits,
-                               (nonce + 1) % 2**32, hashing.DIFF1_TARGET, target)  # fmt: skip
+    miss = hashing.check_share(
+        coinb1,
+        en1,
+        en2,
+        coinb2,
+        branch,
+        version,
+        header[4:36],
+        ntime,
+        nbits,
+        (nonce + 1) % 2**32,
+        hashing.DIFF1_TARGET,
+        target,
+    )
     assert not miss.meets_network

@@ -9,9 +9,7 @@ from hypothesis import strategies as st
 from stratumkit import hashing, hashing_ref
 
 # the impl fixture only selects a C path, which stays the same across generated inputs
-native = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+native = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 targets = st.one_of(
     st.integers(0, hashing.MAX_TARGET),
@@ -51,15 +49,34 @@ def test_hash_headers(impl: str, headers: list[bytes], target: int) -> None:
 
 @native
 @given(
-    st.binary(max_size=150), st.binary(max_size=8), st.binary(max_size=8), st.binary(max_size=300),
+    st.binary(max_size=150),
+    st.binary(max_size=8),
+    st.binary(max_size=8),
+    st.binary(max_size=300),
     st.lists(st.binary(min_size=32, max_size=32), max_size=14),
-    st.integers(0, 2**32 - 1), st.binary(min_size=32, max_size=32),
-    st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1),
-    targets, targets,
-)  # fmt: skip
-def test_check_share(impl: str, c1: bytes, e1: bytes, e2: bytes, c2: bytes, branch: list[bytes],
-                     version: int, prev: bytes, ntime: int, nbits: int, nonce: int,
-                     share_t: int, net_t: int) -> None:  # fmt: skip
+    st.integers(0, 2**32 - 1),
+    st.binary(min_size=32, max_size=32),
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 2**32 - 1),
+    targets,
+    targets,
+)
+def test_check_share(
+    impl: str,
+    c1: bytes,
+    e1: bytes,
+    e2: bytes,
+    c2: bytes,
+    branch: list[bytes],
+    version: int,
+    prev: bytes,
+    ntime: int,
+    nbits: int,
+    nonce: int,
+    share_t: int,
+    net_t: int,
+) -> None:
     args = (c1, e1, e2, c2, b"".join(branch), version, prev, ntime, nbits, nonce, share_t, net_t)
     got = hashing.check_share(*args)
     assert got == hashing_ref.check_share(*args)
@@ -70,8 +87,9 @@ def test_check_share(impl: str, c1: bytes, e1: bytes, e2: bytes, c2: bytes, bran
 @given(st.binary(min_size=76, max_size=76), st.integers(0, 2**32 - 3000), st.integers(0, 2500))
 def test_scan_nonces(impl: str, header76: bytes, start: int, count: int) -> None:
     target = (1 << 250) - 1  # about one nonce in 64 qualifies
-    assert hashing.scan_nonces(header76, start, count, target, max_found=1000) == \
-        hashing_ref.scan_nonces(header76, start, count, target, max_found=1000)  # fmt: skip
+    assert hashing.scan_nonces(header76, start, count, target, max_found=1000) == hashing_ref.scan_nonces(
+        header76, start, count, target, max_found=1000
+    )
 
 
 def test_scan_stops_at_max_found_and_reaches_the_last_nonce(impl: str) -> None:
@@ -101,7 +119,10 @@ def test_target_boundaries(impl: str) -> None:
     job = hashing.PreparedJob(b"", b"", b"", bytes(32), 0, n)
     r = job.check(b"", b"", 0, 0, 0, 0)
     m = int.from_bytes(r.hash, "little")
-    assert hashing.PreparedJob(b"", b"", b"", bytes(32), 0, m).check(b"", b"", 0, 0, 0, m) == \
-        (r.header, r.hash, True, True)  # fmt: skip
-    assert hashing.PreparedJob(b"", b"", b"", bytes(32), 0, m - 1).check(b"", b"", 0, 0, 0, m - 1)[2:] == \
-        (False, False)  # fmt: skip
+    assert hashing.PreparedJob(b"", b"", b"", bytes(32), 0, m).check(b"", b"", 0, 0, 0, m) == (
+        r.header,
+        r.hash,
+        True,
+        True,
+    )
+    assert hashing.PreparedJob(b"", b"", b"", bytes(32), 0, m - 1).check(b"", b"", 0, 0, 0, m - 1)[2:] == (False, False)

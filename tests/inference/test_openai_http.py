@@ -22,9 +22,7 @@ from stratumkit.inference.server import serve_openai
 from .doubles import CannedApp, EchoChatBackend, serve_asgi
 
 
-@pytest.mark.parametrize(
-    "given", ["http://h:8000", "http://h:8000/", "http://h:8000/v1", "http://h:8000/v1/"]
-)
+@pytest.mark.parametrize("given", ["http://h:8000", "http://h:8000/", "http://h:8000/v1", "http://h:8000/v1/"])
 def test_base_url_forms(given: str) -> None:
     backend = OpenAIHTTPBackend(given, api_key="sk-secret")
     assert backend.api_base == "http://h:8000/v1"
@@ -125,9 +123,7 @@ async def test_misbehaving_upstream(
     assert info.value.retryable is retryable
 
 
-async def test_run_job_same_on_both_backends(
-    client: OpenAIHTTPBackend, minilm: MiniLMBackend
-) -> None:
+async def test_run_job_same_on_both_backends(client: OpenAIHTTPBackend, minilm: MiniLMBackend) -> None:
     payload = {"kind": "embeddings", "model": MODEL_ID, "input": ["a cat", "a dog", "a bank"]}
     remote = await run_job(client, payload)
     local = await run_job(minilm, payload)
@@ -143,9 +139,7 @@ async def test_chat_through_http(nursery: trio.Nursery) -> None:
     url = await nursery.start(serve_openai, echo, "127.0.0.1", 0)
     async with OpenAIHTTPBackend(url) as backend:
         assert backend.models() == ["echo-1", "boom"]
-        reply = await backend.chat(
-            "echo-1", [ChatMessage("system", "s"), ChatMessage("user", "a b c d")], max_tokens=3
-        )
+        reply = await backend.chat("echo-1", [ChatMessage("system", "s"), ChatMessage("user", "a b c d")], max_tokens=3)
         assert (reply.content, reply.finish_reason) == ("d c b", "length")
         assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (5, 3)
         assert reply.response_id is not None and reply.response_id.startswith("chatcmpl-")

@@ -21,9 +21,7 @@ from .doubles import EchoChatBackend
 TEXTS = ["a cat sits on the mat", "a kitten is sitting on a rug", "the bank raised rates"]
 
 
-async def test_embeddings_over_http_match_in_process(
-    client: OpenAIHTTPBackend, minilm: MiniLMBackend
-) -> None:
+async def test_embeddings_over_http_match_in_process(client: OpenAIHTTPBackend, minilm: MiniLMBackend) -> None:
     await client.start()
     assert client.models() == [MODEL_ID]
     remote = await client.embed(MODEL_ID, TEXTS)

@@ -140,9 +140,7 @@ def test_chat_request_rejects(change: dict[str, object], fragment: str) -> None:
 
 
 def test_chat_response_shape() -> None:
-    body = chat_response(
-        ChatResult("m", "hello", "length", Usage(3, 2)), response_id="chatcmpl-1", created=1700
-    )
+    body = chat_response(ChatResult("m", "hello", "length", Usage(3, 2)), response_id="chatcmpl-1", created=1700)
     assert body["choices"] == [
         {
             "index": 0,

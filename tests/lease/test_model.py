@@ -22,9 +22,7 @@ from stratumkit.lease import (
 
 
 def caps(*gpus: tuple[str, int], models: tuple[str, ...] = ("llama-3-8b",)) -> RigCapabilities:
-    return RigCapabilities(
-        gpus=tuple(GPU(m, v) for m, v in gpus), models=models, hashrate=1e9, power_w=300.0
-    )
+    return RigCapabilities(gpus=tuple(GPU(m, v) for m, v in gpus), models=models, hashrate=1e9, power_w=300.0)
 
 
 class TestValidation:

@@ -84,9 +84,7 @@ class TestRoundTrip:
             )
             assert (after.lease_id, after.token) == (before.lease_id, before.token)
             assert not after.connected
-            assert after.resume_by == (
-                None if after.lease_id is None else 20.0 + r.reconnect_grace_s
-            )
+            assert after.resume_by == (None if after.lease_id is None else 20.0 + r.reconnect_grace_s)
         # a second snapshot of the restored controller restores to the same leases again
         again = LeaseController.restore(through_msgpack(r.snapshot(20.0)), now=20.0)
         assert again.leases() == c.leases()
@@ -119,9 +117,7 @@ class TestRoundTrip:
         r = LeaseController.restore(c.snapshot(90.0), now=0.0, downtime_s=15.0)
         assert r.next_deadline() == pytest.approx(-5.0)
         fired = r.tick(0.0)
-        assert [(a.old, a.new) for a in only(fired, LeaseStateChanged)] == [
-            (S.SERVING, S.RETURNING)
-        ]
+        assert [(a.old, a.new) for a in only(fired, LeaseStateChanged)] == [(S.SERVING, S.RETURNING)]
 
 
 class TestResume:
@@ -131,9 +127,7 @@ class TestResume:
         serving = r.leases([S.SERVING])[0]
         rig_id = serving.rigs[0].rig_id
         resent = r.register_rig(rig_id, "w", caps(), 1.0, resume_token=tokens[rig_id])
-        assert resent == [
-            DivertRig(rig_id, serving.lease_id, tokens[rig_id], "chat", serving.ends_at)
-        ]
+        assert resent == [DivertRig(rig_id, serving.lease_id, tokens[rig_id], "chat", serving.ends_at)]
         assert r.rig(rig_id).connected and r.rig(rig_id).resume_by is None
         assert r.get(serving.lease_id) == serving
 
@@ -228,9 +222,7 @@ class TestBadSnapshots:
             lambda d: d["rigs"].pop(0),  # a stint names an unknown rig
         ],
     )
-    def test_refused(
-        self, caps: Caps, spec: Spec, change: Callable[[dict[str, Any]], None]
-    ) -> None:
+    def test_refused(self, caps: Caps, spec: Spec, change: Callable[[dict[str, Any]], None]) -> None:
         self.mutate(caps, spec, change)
 
     def test_not_a_mapping(self) -> None:

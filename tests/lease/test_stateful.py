@@ -41,9 +41,7 @@ from stratumkit.lease import (
 RIG_IDS = ("r0", "r1", "r2", "r3", "r4", "r5")
 CAPS = (
     RigCapabilities((GPU("RTX 4090", 24576),), ("llama",), 1.2e9, 450.0),
-    RigCapabilities(
-        (GPU("RTX 3090", 24576), GPU("RTX 3090", 24576)), ("llama", "mistral"), 2e9, 700.0
-    ),
+    RigCapabilities((GPU("RTX 3090", 24576), GPU("RTX 3090", 24576)), ("llama", "mistral"), 2e9, 700.0),
     RigCapabilities((GPU("A100", 81920),), ("mistral",), 9e8, 400.0),
 )
 BARRED = frozenset({ReleaseReason.DRAIN_TIMEOUT, ReleaseReason.AGENT_RETURNED})
@@ -62,9 +60,7 @@ selectors = st.builds(
 class LeaseMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.c = LeaseController(
-            drain_timeout_s=DRAIN_S, return_timeout_s=RETURN_S, reconnect_grace_s=GRACE_S
-        )
+        self.c = LeaseController(drain_timeout_s=DRAIN_S, return_timeout_s=RETURN_S, reconnect_grace_s=GRACE_S)
         self.now = 0.0
         self.max_token = 0
 
@@ -320,15 +316,9 @@ class LeaseMachine(RuleBasedStateMachine):
             if not lease.state.is_live or lease.short_by == 0 or self.now >= lease.ends_at:
                 continue
             barred = {a.rig_id for a in lease.rigs if a.reason in BARRED}
-            takers = [
-                r.rig_id
-                for r in idle
-                if r.rig_id not in barred and lease.spec.selector.matches(r.caps)
-            ]
+            takers = [r.rig_id for r in idle if r.rig_id not in barred and lease.spec.selector.matches(r.caps)]
             assert not takers, (lease.lease_id, takers)
 
 
-LeaseMachine.TestCase.settings = settings(
-    max_examples=80, stateful_step_count=40, deadline=None, derandomize=False
-)
+LeaseMachine.TestCase.settings = settings(max_examples=80, stateful_step_count=40, deadline=None, derandomize=False)
 TestLeaseMachine = LeaseMachine.TestCase

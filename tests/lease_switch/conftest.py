@@ -39,8 +39,9 @@ class Site:
         self.nursery = nursery
         self.backend = backend
 
-    async def add_rig(self, name: str, *, backend: InferenceBackend | None = None, gpu: str = "RTX 4090",
-                      vram: int = 24576) -> Rig:  # fmt: skip
+    async def add_rig(
+        self, name: str, *, backend: InferenceBackend | None = None, gpu: str = "RTX 4090", vram: int = 24576
+    ) -> Rig:
         config = AgentConfig("127.0.0.1", self.pool.port or 0, f"{name}.w", rig_id=name, gpus=[(gpu, vram)], duty=0.2)
         agent = RigAgent(config, backend or self.backend)
         scope = trio.CancelScope()
@@ -63,8 +64,16 @@ class Site:
 
 @asynccontextmanager
 async def open_site(tmp_path: Path, **config: Any) -> AsyncIterator[Site]:
-    cfg = PoolConfig(host="127.0.0.1", port=0, api_port=None, data_dir=str(tmp_path / "pool"),
-                     start_difficulty=0.0005, embedded_difficulty=1.0, share_interval=2.0, **config)  # fmt: skip
+    cfg = PoolConfig(
+        host="127.0.0.1",
+        port=0,
+        api_port=None,
+        data_dir=str(tmp_path / "pool"),
+        start_difficulty=0.0005,
+        embedded_difficulty=1.0,
+        share_interval=2.0,
+        **config,
+    )
     pool = Pool(cfg, EmbeddedTemplateSource(difficulty=1.0))
     backend = MiniLMBackend()
     await backend.start()

@@ -53,8 +53,16 @@ async def test_selector_refuses_rigs_that_do_not_match(tmp_path: Path) -> None:
         ]:
             with pytest.raises(RequestError, match=message):
                 await site.leases.create_lease(body)
-        lease = await site.leases.create_lease({"count": 1, "queue": "q", "duration_s": 5, "gpu_model": "rtx 3060",
-                                                "min_vram_mb": 12000, "model": "all-MiniLM-L6-v2"})  # fmt: skip
+        lease = await site.leases.create_lease(
+            {
+                "count": 1,
+                "queue": "q",
+                "duration_s": 5,
+                "gpu_model": "rtx 3060",
+                "min_vram_mb": 12000,
+                "model": "all-MiniLM-L6-v2",
+            }
+        )
         assert lease["rigs"][0]["rig_id"] == "small"
 
 
@@ -82,8 +90,9 @@ async def test_lease_serves_real_embeddings_and_returns_to_mining_with_fresh_wor
         accepted_while_serving = rig.agent.miner.accepted if rig.agent.miner else 0
         # the lease runs out: the rig returns, gets a fresh difficulty and a clean job, and mines
         await wait_for(lambda: site.leases.lease_view(lease["lease_id"])["state"] == "done", timeout=10)
-        await wait_for(lambda: rig.agent.miner is not None and rig.agent.miner.accepted > accepted_while_serving,
-                       timeout=5)  # fmt: skip
+        await wait_for(
+            lambda: rig.agent.miner is not None and rig.agent.miner.accepted > accepted_while_serving, timeout=5
+        )
         assert rig.agent.mode == "mining"
         assert idle.agent.mode == "mining"  # never leased, never stopped
         await wait_for(lambda: idle.agent.miner is not None and idle.agent.miner.accepted > idle_before)
@@ -164,9 +173,13 @@ async def test_stale_tokens_and_unregistered_calls_are_refused(tmp_path: Path) -
         assert "not a registered rig" in getattr(reply, "message", "")
         rig = await site.add_rig("rig-a")
         assert rig.agent.client is not None
-        for method, params in [("stratumkit.lease.serving", [999]), ("stratumkit.lease.returned", [999]),
-                               ("stratumkit.job.claim", [999, 1, 10, 0]), ("stratumkit.job.result", ["nope", {}]),
-                               ("stratumkit.lease.serving", ["not-an-int"])]:  # fmt: skip
+        for method, params in [
+            ("stratumkit.lease.serving", [999]),
+            ("stratumkit.lease.returned", [999]),
+            ("stratumkit.job.claim", [999, 1, 10, 0]),
+            ("stratumkit.job.result", ["nope", {}]),
+            ("stratumkit.lease.serving", ["not-an-int"]),
+        ]:
             reply = await rig.agent.client.call(rig.agent.client.conn.send_request, method, params)
             assert type(reply).__name__ == "ErrorReply", (method, reply)
         assert rig.agent.mode == "mining"

@@ -77,8 +77,7 @@ def install_bitcoind() -> Path:
     )
     if done.returncode != 0:
         raise NodeFailed(
-            f"{INSTALL_SCRIPT.name} install failed (exit {done.returncode}):\n"
-            f"{done.stderr.strip()[-2000:]}"
+            f"{INSTALL_SCRIPT.name} install failed (exit {done.returncode}):\n{done.stderr.strip()[-2000:]}"
         )
     path = Path(done.stdout.strip().splitlines()[-1])
     if not os.access(path, os.X_OK):
@@ -176,16 +175,13 @@ class RegtestNode:
             *self.extra,
         ]
         with (self.datadir / "stderr.txt").open("ab") as stderr:  # the child keeps its own copy
-            self.process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr
-            )
+            self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
         deadline = time.monotonic() + timeout
         last = "no answer yet"
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise NodeFailed(
-                    f"node {self.datadir.name} exited with {self.process.returncode}"
-                    f" at start:\n{self._tail()}"
+                    f"node {self.datadir.name} exited with {self.process.returncode} at start:\n{self._tail()}"
                 )
             try:
                 self.call("getblockcount", timeout=2.0)
@@ -194,10 +190,7 @@ class RegtestNode:
                 last = str(exc)
             time.sleep(0.05)
         self.stop()
-        raise NodeFailed(
-            f"node {self.datadir.name} did not answer RPC within {timeout:g} s "
-            f"({last}):\n{self._tail()}"
-        )
+        raise NodeFailed(f"node {self.datadir.name} did not answer RPC within {timeout:g} s ({last}):\n{self._tail()}")
 
     def stop(self, *, kill: bool = False, timeout: float = 20.0) -> None:
         """SIGTERM (or SIGKILL) and wait; a node that does not stop in time is killed."""
@@ -224,9 +217,7 @@ class RegtestNode:
         parts = []
         for path in (self.datadir / "stderr.txt", self.log_path):
             if path.exists():
-                parts.append(
-                    f"--- {path}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-20:])
-                )
+                parts.append(f"--- {path}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-20:]))
         return "\n".join(parts) or "(no log)"
 
 
@@ -332,15 +323,11 @@ def block_for(
     solved=True scans nonces until the header meets the template's target (regtest: about every
     second nonce); solved=False picks a nonce whose hash does NOT meet it.
     """
-    parts = build_coinbase(
-        template, PAYOUT_SCRIPT, extranonce1_size=4, extranonce2_size=4, pool_tag=tag
-    )
+    parts = build_coinbase(template, PAYOUT_SCRIPT, extranonce1_size=4, extranonce2_size=4, pool_tag=tag)
     coinbase = parts.join(EXTRANONCE1, extranonce2 or secrets.token_bytes(4))
     root = fold_branch(sha256d(coinbase), list(template.merkle_branch))
     ntime = max(template.curtime, template.mintime)
-    header76 = serialize_header(
-        template.version, template.prevhash, root, ntime, template.nbits, 0
-    )[:76]
+    header76 = serialize_header(template.version, template.prevhash, root, ntime, template.nbits, 0)[:76]
     if solved:
         found = scan_nonces(header76, 0, 1 << 20, template.network_target, max_found=1)
         assert found, "no nonce in 2**20 meets the regtest target"

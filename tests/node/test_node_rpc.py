@@ -28,9 +28,7 @@ async def test_cookie_file(healthy_regtest: RegtestNetwork) -> None:
         assert "cookie" in repr(rpc)
 
 
-async def test_cookie_is_read_again_after_401(
-    healthy_regtest: RegtestNetwork, tmp_path: Path
-) -> None:
+async def test_cookie_is_read_again_after_401(healthy_regtest: RegtestNetwork, tmp_path: Path) -> None:
     real = healthy_regtest.cookie_path.read_text()
     user = real.partition(":")[0]
     cookie = tmp_path / ".cookie"
@@ -44,9 +42,7 @@ async def test_cookie_is_read_again_after_401(
         assert await rpc.call("getblockcount") >= 101
 
 
-async def test_missing_cookie_file_is_unreachable(
-    healthy_regtest: RegtestNetwork, tmp_path: Path
-) -> None:
+async def test_missing_cookie_file_is_unreachable(healthy_regtest: RegtestNetwork, tmp_path: Path) -> None:
     async with NodeRPC(healthy_regtest.url_without_auth, cookie_file=tmp_path / "none") as rpc:
         with pytest.raises(NodeUnreachable, match="does not exist"):
             await rpc.call("getblockcount")

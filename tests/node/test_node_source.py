@@ -71,9 +71,7 @@ async def test_mined_block_is_accepted_and_followed(healthy_regtest: RegtestNetw
             template = (await next_update(updates)).template
             block, block_hash = block_for(template)
             header, txs = parse_block(block)
-            assert header.prevhash == template.prevhash and len(txs) == 1 + len(
-                template.transactions
-            )
+            assert header.prevhash == template.prevhash and len(txs) == 1 + len(template.transactions)
 
             assert await source.submit_block(block) is None
             assert await source.block_status(block_hash) == "in-chain"
@@ -135,9 +133,7 @@ async def test_longpoll_brings_a_block_found_elsewhere(healthy_regtest: RegtestN
         source = NodeTemplateSource(rpc, poll_interval=60, refresh_interval=60)
         async with running(source) as updates:
             assert (await next_update(updates)).reason == "initial"
-            (mined,) = await trio.to_thread.run_sync(
-                healthy_regtest.node2.call, "generatetoaddress", 1, PAYOUT_ADDRESS
-            )
+            (mined,) = await trio.to_thread.run_sync(healthy_regtest.node2.call, "generatetoaddress", 1, PAYOUT_ADDRESS)
             update = await next_update(updates, timeout=5)
             assert update.reason == "new-block"
             assert update.template.previousblockhash == mined
@@ -149,9 +145,7 @@ async def test_polling_alone_sees_new_blocks(healthy_regtest: RegtestNetwork) ->
         source = NodeTemplateSource(rpc, poll_interval=0.2, refresh_interval=60, longpoll=False)
         async with running(source) as updates:
             assert (await next_update(updates)).reason == "initial"
-            (mined,) = await trio.to_thread.run_sync(
-                healthy_regtest.node2.call, "generatetoaddress", 1, PAYOUT_ADDRESS
-            )
+            (mined,) = await trio.to_thread.run_sync(healthy_regtest.node2.call, "generatetoaddress", 1, PAYOUT_ADDRESS)
             update = await next_update(updates, timeout=5)
             assert (update.reason, update.template.previousblockhash) == ("new-block", mined)
             assert not source.longpoll_active
@@ -240,9 +234,7 @@ async def test_node_stopped_and_restarted(healthy_regtest: RegtestNetwork) -> No
                 with pytest.raises(NodeUnreachable):
                     await source.submit_block(b"\x00" * 81)
                 # A block found elsewhere while the pool's node is down.
-                (mined,) = await trio.to_thread.run_sync(
-                    regtest.node2.call, "generatetoaddress", 1, PAYOUT_ADDRESS
-                )
+                (mined,) = await trio.to_thread.run_sync(regtest.node2.call, "generatetoaddress", 1, PAYOUT_ADDRESS)
             finally:
                 await trio.to_thread.run_sync(regtest.start_node1)
             assert regtest.cookie_path.read_text() != cookie, "a new cookie, read after a 401"

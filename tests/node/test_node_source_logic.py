@@ -124,9 +124,7 @@ async def test_backoff_and_one_warning_per_fault(autojump_clock: trio.abc.Clock)
             await trio.sleep(8)
             assert drain(updates) == ["initial"]
             assert source.healthy and source.unhealthy_since is None
-    assert [e["event"] for e in logs if e["log_level"] == "warning"] == [
-        "node unavailable, retrying"
-    ]
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["node unavailable, retrying"]
 
 
 async def test_error_change_is_logged_and_tip_move_reported(autojump_clock: trio.abc.Clock) -> None:

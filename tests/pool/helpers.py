@@ -310,10 +310,7 @@ class Miner:
 
     async def submit_many(self, shares: list[Share]) -> list[SubmitResult]:
         """Pipelined: every share written at once, then the replies collected in order."""
-        ids = [
-            self.client.conn.send_request("mining.submit", share.params(self.worker))
-            for share in shares
-        ]
+        ids = [self.client.conn.send_request("mining.submit", share.params(self.worker)) for share in shares]
         await self.client.flush()
         wanted = set(ids)
         await self.wait_for(lambda: wanted <= {r.id for r in self.results})

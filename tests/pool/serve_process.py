@@ -102,9 +102,7 @@ class ServeProcess:
                     if event.get("event") == name:
                         return event
                 if self.lines and self.lines[-1] == "<eof>":
-                    raise AssertionError(
-                        f"no {name!r} before the process ended:\n" + "\n".join(self.lines)
-                    )
+                    raise AssertionError(f"no {name!r} before the process ended:\n" + "\n".join(self.lines))
                 await self._changed.wait()
 
     async def wait_exit(self, timeout: float = TIMEOUT) -> int:

@@ -40,9 +40,7 @@ def raw_job(params: list[Any], difficulty: float) -> MinerJob:
     return MinerJob.from_notify(notify, difficulty)
 
 
-async def raw_miner(
-    nursery: trio.Nursery, pool: Pool, worker: str = "raw.1"
-) -> tuple[RawConnection, str, list[Any]]:
+async def raw_miner(nursery: trio.Nursery, pool: Pool, worker: str = "raw.1") -> tuple[RawConnection, str, list[Any]]:
     """A raw connection after a full handshake: (connection, extranonce1 hex, notify params)."""
     raw = await RawConnection.connect(nursery, pool.port)
     sub = await raw.handshake(worker)
@@ -106,9 +104,7 @@ async def test_wrong_param_types_are_answered_20(
     await assert_served(honest)
 
 
-async def test_an_unknown_method_is_answered_20(
-    abuse: tuple[Pool, Miner], nursery: trio.Nursery
-) -> None:
+async def test_an_unknown_method_is_answered_20(abuse: tuple[Pool, Miner], nursery: trio.Nursery) -> None:
     pool, honest = abuse
     raw = await RawConnection.connect(nursery, pool.port)
     reply = await raw.request(3, "mining.get_free_money", [])
@@ -141,15 +137,11 @@ async def test_a_share_for_a_worker_that_did_not_authorize_is_24(
     result = await miner.submit(miner.share(), worker="someone.else")
     assert not result.accepted and result.code == ErrorCode.UNAUTHORIZED
     assert (await miner.submit(miner.share())).accepted  # its own worker still mines
-    assert (
-        "someone.else" not in pool.stats.workers or not pool.stats.workers["someone.else"].accepted
-    )
+    assert "someone.else" not in pool.stats.workers or not pool.stats.workers["someone.else"].accepted
     await assert_served(honest)
 
 
-async def test_a_bad_worker_name_is_refused_at_authorize(
-    abuse: tuple[Pool, Miner], nursery: trio.Nursery
-) -> None:
+async def test_a_bad_worker_name_is_refused_at_authorize(abuse: tuple[Pool, Miner], nursery: trio.Nursery) -> None:
     pool, honest = abuse
     raw = await RawConnection.connect(nursery, pool.port)
     await raw.request(1, "mining.subscribe", [])
@@ -193,17 +185,13 @@ async def test_unknown_job_stale_21(abuse: tuple[Pool, Miner], nursery: trio.Nur
     pool, honest = abuse
     miner = await Miner.connect(nursery, pool.port, "mine.1")
     share = miner.share()
-    result = await miner.submit_params(
-        ["mine.1", "deadbeef", share.extranonce2, share.ntime, share.nonce]
-    )
+    result = await miner.submit_params(["mine.1", "deadbeef", share.extranonce2, share.ntime, share.nonce])
     assert not result.accepted and result.code == ErrorCode.JOB_NOT_FOUND
     await assert_served(miner)
     await assert_served(honest)
 
 
-async def test_duplicate_22_and_low_difficulty_23(
-    abuse: tuple[Pool, Miner], nursery: trio.Nursery
-) -> None:
+async def test_duplicate_22_and_low_difficulty_23(abuse: tuple[Pool, Miner], nursery: trio.Nursery) -> None:
     pool, honest = abuse
     miner = await Miner.connect(nursery, pool.port, "mine.1")
     share = miner.share()
@@ -226,9 +214,7 @@ async def test_duplicate_22_and_low_difficulty_23(
     await assert_served(honest)
 
 
-async def test_version_bits_outside_the_mask_are_20(
-    abuse: tuple[Pool, Miner], nursery: trio.Nursery
-) -> None:
+async def test_version_bits_outside_the_mask_are_20(abuse: tuple[Pool, Miner], nursery: trio.Nursery) -> None:
     pool, honest = abuse
     rolling = await Miner.connect(nursery, pool.port, "roll.1", version_rolling=True)
     assert rolling.client.conn.version_rolling_mask == 0x1FFFE000
@@ -249,9 +235,7 @@ async def test_a_flood_of_invalid_shares_is_answered_then_dropped(
 ) -> None:
     pool, honest = abuse
     raw, _, _ = await raw_miner(nursery, pool)
-    line = (
-        '{"id": %d, "method": "mining.submit", "params": ["raw.1", "beef", "%08x", "00", "00"]}\n'
-    )
+    line = '{"id": %d, "method": "mining.submit", "params": ["raw.1", "beef", "%08x", "00", "00"]}\n'
     await raw.send(b"".join((line % (100 + i, i)).encode() for i in range(8)))
     seen = await raw.wait_closed()
     replies = [m for m in seen if "method" not in m]
@@ -267,9 +251,7 @@ async def test_a_flood_of_invalid_shares_is_answered_then_dropped(
     await assert_served(honest)
 
 
-async def test_a_valid_share_resets_the_invalid_streak(
-    abuse: tuple[Pool, Miner], nursery: trio.Nursery
-) -> None:
+async def test_a_valid_share_resets_the_invalid_streak(abuse: tuple[Pool, Miner], nursery: trio.Nursery) -> None:
     pool, honest = abuse
     miner = await Miner.connect(nursery, pool.port, "mine.1")
     for _ in range(3):
@@ -318,38 +300,27 @@ async def test_an_oversized_line_after_the_handshake_closes_the_connection(
     await assert_served(honest)
 
 
-async def test_a_share_just_before_garbage_is_still_judged(
-    make_pool: MakePool, nursery: trio.Nursery
-) -> None:
+async def test_a_share_just_before_garbage_is_still_judged(make_pool: MakePool, nursery: trio.Nursery) -> None:
     """RemoteProtocolError.events: complete messages before the damage must not be lost -- here a
     share that solves a block, sent in the same packet as an oversized line."""
     pool = await make_pool(embedded_difficulty=1e-4, **LIMITS)
     raw, extranonce1, params = await raw_miner(nursery, pool)
     job = raw_job(params, pool.config.start_difficulty)
-    share = make_share(
-        job, bytes.fromhex(extranonce1), b"\x00\x00\x00\x07", target=job.network_target
-    )
-    line = (
-        b'{"id": 50, "method": "mining.submit", "params": ["raw.1", "%s", "%s", "%s", "%s"]}\n'
-        % (
-            share.job_id.encode(),
-            share.extranonce2.encode(),
-            share.ntime.encode(),
-            share.nonce.encode(),
-        )
+    share = make_share(job, bytes.fromhex(extranonce1), b"\x00\x00\x00\x07", target=job.network_target)
+    line = b'{"id": 50, "method": "mining.submit", "params": ["raw.1", "%s", "%s", "%s", "%s"]}\n' % (
+        share.job_id.encode(),
+        share.extranonce2.encode(),
+        share.ntime.encode(),
+        share.nonce.encode(),
     )
     await raw.send(line + b"x" * 4000)  # one write: the share, then a line far over the limit
     await raw.wait_closed()
     await wait_until(lambda: not pool.sessions)
-    assert [b.hash for b in pool.ledger.list()] == [share.hash[::-1].hex()], (
-        "the block was thrown away"
-    )
+    assert [b.hash for b in pool.ledger.list()] == [share.hash[::-1].hex()], "the block was thrown away"
     assert [r.hash for r in read_records(pool.config.data_path / "shares")] == [share.hash]
 
 
-async def test_a_slow_reader_is_dropped_and_a_reading_miner_is_not(
-    make_pool: MakePool, nursery: trio.Nursery
-) -> None:
+async def test_a_slow_reader_is_dropped_and_a_reading_miner_is_not(make_pool: MakePool, nursery: trio.Nursery) -> None:
     pool = await make_pool(send_queue=4, send_timeout=2.0)
     honest = await Miner.connect(nursery, pool.port, "honest.1")
     slow = await RawConnection.connect(nursery, pool.port, rcvbuf=1024)
@@ -367,9 +338,7 @@ async def test_a_slow_reader_is_dropped_and_a_reading_miner_is_not(
                 pool.broadcast(job, False)
             await honest.wait_for(lambda b=before: len(honest.notifies()) >= b + 3)  # type: ignore[misc]
     assert slow_session not in pool.sessions
-    assert slow_session.drop_reason is not None and slow_session.drop_reason.startswith(
-        "slow reader"
-    )
+    assert slow_session.drop_reason is not None and slow_session.drop_reason.startswith("slow reader")
     assert [s.worker for s in pool.sessions] == ["honest.1"]
     await assert_served(honest)
 
@@ -386,9 +355,7 @@ async def test_handshake_timeout(make_pool: MakePool, nursery: trio.Nursery) -> 
     await assert_served(honest)
 
 
-async def test_idle_timeout_closes_only_the_idle_connection(
-    make_pool: MakePool, nursery: trio.Nursery
-) -> None:
+async def test_idle_timeout_closes_only_the_idle_connection(make_pool: MakePool, nursery: trio.Nursery) -> None:
     pool = await make_pool(idle_timeout=0.5)
     honest = await Miner.connect(nursery, pool.port, "honest.1")
     idler_closed = trio.Event()
@@ -408,9 +375,7 @@ async def test_idle_timeout_closes_only_the_idle_connection(
     await assert_served(honest)
 
 
-async def test_the_per_ip_cap_closes_extra_connections(
-    make_pool: MakePool, nursery: trio.Nursery
-) -> None:
+async def test_the_per_ip_cap_closes_extra_connections(make_pool: MakePool, nursery: trio.Nursery) -> None:
     pool = await make_pool(max_connections_per_ip=2)
     honest = await Miner.connect(nursery, pool.port, "honest.1")
     second, _, _ = await raw_miner(nursery, pool, "second.1")
@@ -429,9 +394,7 @@ async def test_the_per_ip_cap_closes_extra_connections(
     await assert_served(honest)
 
 
-async def test_drops_are_logged_with_their_reason(
-    make_pool: MakePool, nursery: trio.Nursery
-) -> None:
+async def test_drops_are_logged_with_their_reason(make_pool: MakePool, nursery: trio.Nursery) -> None:
     pool = await make_pool(handshake_timeout=1.0, **LIMITS)
     honest = await Miner.connect(nursery, pool.port, "honest.1")
     with capture_logs() as logs:
@@ -442,9 +405,7 @@ async def test_drops_are_logged_with_their_reason(
         await tls.send(CLIENT_HELLO)
         flood, _, _ = await raw_miner(nursery, pool, "flood.1")
         for i in range(5):
-            await flood.send_json(
-                {"id": i, "method": "mining.submit", "params": ["flood.1", "00", "00", "00", "00"]}
-            )
+            await flood.send_json({"id": i, "method": "mining.submit", "params": ["flood.1", "00", "00", "00", "00"]})
         for conn in (silent, oversized, tls, flood):
             await conn.wait_closed()
         await wait_until(lambda: sum(e["event"] == "connection closed" for e in logs) >= 4)

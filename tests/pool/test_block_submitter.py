@@ -42,7 +42,9 @@ async def submitter(tmp_path: Path, source: ScriptedSource) -> tuple[BlockSubmit
     return sub, ledger
 
 
-async def test_a_block_the_node_forgot_is_sent_again_until_confirmed(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+async def test_a_block_the_node_forgot_is_sent_again_until_confirmed(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
     source = ScriptedSource([None], ["unknown", "unknown", "unknown", "in-chain"])
     sub, ledger = await submitter(tmp_path, source)
     assert await sub.submit("ab" * 32, b"block") == "confirmed"

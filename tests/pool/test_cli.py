@@ -145,9 +145,7 @@ async def test_serve_reads_the_file_lets_flags_override_and_exits_0_on_sigterm(
         '[pool]\nhost = "127.0.0.1"\nport = 1\nstart_difficulty = 2e-6\nmin_difficulty = 1e-9\n'
         f'max_difficulty = 2e-6\nlog_format = "json"\ndata_dir = "{data_dir}"\n'
     )
-    server = await ServeProcess.start(
-        nursery, "--config", str(path), "--port", "0"
-    )  # the flag wins
+    server = await ServeProcess.start(nursery, "--config", str(path), "--port", "0")  # the flag wins
     assert server.port not in (None, 1)
     miner = await Miner.connect(nursery, server.port, "cli.1")
     assert miner.difficulties == [2e-6]  # from the file

@@ -55,9 +55,7 @@ async def burst(miner: Miner, shares: list[Share], sent: dict[int, Share]) -> No
             if miner.client.closed.is_set():
                 return
             for share in shares[i : i + 16]:
-                sent[
-                    miner.client.conn.send_request("mining.submit", share.params(miner.worker))
-                ] = share
+                sent[miner.client.conn.send_request("mining.submit", share.params(miner.worker))] = share
             await miner.client.flush()
             await miner.wait_for(lambda: len(miner.results) >= len(sent) - IN_FLIGHT)
     except (

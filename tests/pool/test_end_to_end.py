@@ -23,9 +23,7 @@ def logged(pool: Pool) -> list[ShareRecord]:
     return list(read_records(pool.config.data_path / "shares"))
 
 
-async def test_handshake_sends_the_difficulty_then_a_clean_job(
-    pool: Pool, nursery: trio.Nursery
-) -> None:
+async def test_handshake_sends_the_difficulty_then_a_clean_job(pool: Pool, nursery: trio.Nursery) -> None:
     miner = await Miner.connect(nursery, pool.port)
     kinds = [type(e) for e in miner.events]
     assert kinds[:2] == [SetDifficulty, Notify]
@@ -34,10 +32,7 @@ async def test_handshake_sends_the_difficulty_then_a_clean_job(
     assert first_difficulty.difficulty == pool.config.start_difficulty
     assert first_job.clean_jobs and first_job.job_id == pool.registry.current.job_id  # type: ignore[union-attr]
     sub = miner.subscription
-    assert (
-        len(bytes.fromhex(sub.extranonce1)) == 4
-        and sub.extranonce2_size == pool.config.extranonce2_size
-    )
+    assert len(bytes.fromhex(sub.extranonce1)) == 4 and sub.extranonce2_size == pool.config.extranonce2_size
     assert sub.session_id == sub.extranonce1
     assert len(pool.sessions) == 1 and pool.stats.connections == 1
 
@@ -56,24 +51,18 @@ async def test_shares_are_accepted_logged_and_counted(pool: Pool, nursery: trio.
     assert pool.stats.accepted == 5 and pool.stats.workers["addr.rig1"].accepted == 5
     snapshot = pool.snapshot()
     json.dumps(snapshot)  # what the HTTP API serves
-    assert (
-        snapshot["accepted"] == 5 and snapshot["height"] == 1 and snapshot["source"] == "embedded"
-    )
+    assert snapshot["accepted"] == 5 and snapshot["height"] == 1 and snapshot["source"] == "embedded"
     assert snapshot["hashrate"] > 0
 
 
-async def test_pipelined_shares_are_all_answered_in_order(
-    pool: Pool, nursery: trio.Nursery
-) -> None:
+async def test_pipelined_shares_are_all_answered_in_order(pool: Pool, nursery: trio.Nursery) -> None:
     miner = await Miner.connect(nursery, pool.port)
     results = await miner.submit_many([miner.share() for _ in range(60)])
     assert all(r.accepted for r in results)
     assert len(logged(pool)) == 60
 
 
-async def test_duplicate_and_low_difficulty_shares_are_refused(
-    pool: Pool, nursery: trio.Nursery
-) -> None:
+async def test_duplicate_and_low_difficulty_shares_are_refused(pool: Pool, nursery: trio.Nursery) -> None:
     miner = await Miner.connect(nursery, pool.port)
     share = miner.share()
     assert (await miner.submit(share)).accepted
@@ -120,9 +109,7 @@ async def test_a_found_block_extends_the_chain_and_every_miner_gets_clean_work(
     assert (await other.submit(other.share())).accepted  # fresh work is fine
 
 
-async def test_a_block_is_kept_even_when_its_share_is_refused(
-    make_pool: MakePool, nursery: trio.Nursery
-) -> None:
+async def test_a_block_is_kept_even_when_its_share_is_refused(make_pool: MakePool, nursery: trio.Nursery) -> None:
     """The block check comes before every reason to refuse: here an ntime far in the future."""
     pool = await make_pool(**BLOCKY)
     miner = await Miner.connect(nursery, pool.port)
@@ -212,9 +199,7 @@ async def test_suggest_difficulty_is_clamped_to_the_configured_bounds(
     assert early.difficulties == [1e-3]
 
 
-async def test_version_rolling_mask_is_negotiated_and_used(
-    pool: Pool, nursery: trio.Nursery
-) -> None:
+async def test_version_rolling_mask_is_negotiated_and_used(pool: Pool, nursery: trio.Nursery) -> None:
     miner = await Miner.connect(nursery, pool.port, handshake=False)
     miner_mask = 0x00FFE000
     reply = await miner.client.call(miner.client.conn.configure, version_rolling_mask=miner_mask)
@@ -243,9 +228,7 @@ async def test_extranonce_subscribe_is_answered_true(pool: Pool, nursery: trio.N
     assert (await miner.submit(miner.share())).accepted
 
 
-async def test_a_miner_resumes_its_session_after_a_reconnect(
-    pool: Pool, nursery: trio.Nursery
-) -> None:
+async def test_a_miner_resumes_its_session_after_a_reconnect(pool: Pool, nursery: trio.Nursery) -> None:
     first = await Miner.connect(nursery, pool.port)
     extranonce1, session_id = first.extranonce1, first.subscription.session_id
     assert session_id is not None
@@ -261,9 +244,7 @@ async def test_a_miner_resumes_its_session_after_a_reconnect(
     assert thief.extranonce1 != extranonce1
 
 
-async def test_miners_get_distinct_extranonces_and_both_are_served(
-    pool: Pool, nursery: trio.Nursery
-) -> None:
+async def test_miners_get_distinct_extranonces_and_both_are_served(pool: Pool, nursery: trio.Nursery) -> None:
     miners = [await Miner.connect(nursery, pool.port, f"w.{i}") for i in range(4)]
     assert len({m.extranonce1 for m in miners}) == 4
     async with trio.open_nursery() as inner:
@@ -273,9 +254,7 @@ async def test_miners_get_distinct_extranonces_and_both_are_served(
     assert all(r.accepted for m in miners for r in m.results)
 
 
-async def test_work_from_before_a_refresh_stays_valid(
-    make_pool: MakePool, nursery: trio.Nursery
-) -> None:
+async def test_work_from_before_a_refresh_stays_valid(make_pool: MakePool, nursery: trio.Nursery) -> None:
     pool = await make_pool(template_refresh=0.1)
     miner = await Miner.connect(nursery, pool.port)
     first = miner.job

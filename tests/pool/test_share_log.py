@@ -77,9 +77,7 @@ async def test_concurrent_appends_share_syncs(tmp_path: Path) -> None:
     log = await write(tmp_path, records)
     assert log.records == 300
     assert 1 <= log.batches < 300  # group commit: many records per write + fdatasync
-    assert sorted(read_records(tmp_path), key=lambda r: r.nonce) == sorted(
-        records, key=lambda r: r.nonce
-    )
+    assert sorted(read_records(tmp_path), key=lambda r: r.nonce) == sorted(records, key=lambda r: r.nonce)
 
 
 async def test_append_nowait_then_one_wait_covers_the_whole_batch(tmp_path: Path) -> None:

@@ -53,9 +53,7 @@ def share(job: Job, *, block: bool = False, low: bool = False, **kwargs: Any) ->
     mj = miner_view(job)
     target = mj.network_target if block else difficulty_to_target(SHARE_DIFFICULTY)
     above = None if block else mj.network_target
-    return make_share(
-        mj, EN1, next(_counter).to_bytes(4, "big"), target=target, above=above, low=low, **kwargs
-    )
+    return make_share(mj, EN1, next(_counter).to_bytes(4, "big"), target=target, above=above, low=low, **kwargs)
 
 
 def judge(
@@ -164,9 +162,7 @@ def test_an_unknown_job_is_stale_21(job: Job) -> None:
 
 def test_a_job_from_before_a_new_block_is_stale(registry: JobRegistry, job: Job) -> None:
     s = share(job)
-    new_template = dataclasses.replace(
-        job.template, prevhash=sha256d(b"next"), height=job.template.height + 1
-    )
+    new_template = dataclasses.replace(job.template, prevhash=sha256d(b"next"), height=job.template.height + 1)
     registry.new_job(new_template, time.monotonic())
     assert judge(registry.get(s.job_id), s).error is ErrorCode.JOB_NOT_FOUND
 

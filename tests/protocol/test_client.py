@@ -43,8 +43,7 @@ def subscribed(extranonce2_size: int = 4) -> ClientConnection:
     client = ClientConnection()
     request = client.subscribe("stratumkit-test/1.0")
     client.receive_data(
-        b'{"id":%d,"result":[[["mining.notify","s1"]],"08000002",%d],"error":null}\n'
-        % (request, extranonce2_size)
+        b'{"id":%d,"result":[[["mining.notify","s1"]],"08000002",%d],"error":null}\n' % (request, extranonce2_size)
     )
     client.data_to_send()
     return client
@@ -81,9 +80,7 @@ def test_requests_get_fresh_ids_and_exact_params() -> None:
 
 def test_configure_lists_each_requested_extension() -> None:
     client = ClientConnection()
-    client.configure(
-        version_rolling_mask=0x1FFFE000, minimum_difficulty=2048, subscribe_extranonce=True
-    )
+    client.configure(version_rolling_mask=0x1FFFE000, minimum_difficulty=2048, subscribe_extranonce=True)
     [request] = sent(client)
     assert request["params"] == [
         ["version-rolling", "minimum-difficulty", "subscribe-extranonce"],
@@ -137,9 +134,7 @@ def test_slush_session(feed: Any) -> None:
 def test_f2pool_subscribe_result_and_integer_difficulty() -> None:
     client = ClientConnection()
     client.subscribe("x")
-    subscribe, difficulty = client.receive_data(
-        vectors.F2POOL_SUBSCRIBE_RESULT + vectors.F2POOL_SET_DIFFICULTY
-    )
+    subscribe, difficulty = client.receive_data(vectors.F2POOL_SUBSCRIBE_RESULT + vectors.F2POOL_SET_DIFFICULTY)
     assert isinstance(subscribe, SubscribeResult)
     assert (subscribe.extranonce1, subscribe.extranonce2_size, subscribe.session_id) == (
         "00",
@@ -157,12 +152,8 @@ def test_ckpool_notify_parses_to_the_job_we_would_send() -> None:
 
 def test_bip310_configure_and_version_mask() -> None:
     client = ClientConnection()
-    client.configure(
-        version_rolling_mask=0x1FFFE000, version_rolling_min_bit_count=2, minimum_difficulty=2048
-    )
-    result, mask = client.receive_data(
-        vectors.BIP310_CONFIGURE_RESULT + vectors.BIP310_SET_VERSION_MASK
-    )
+    client.configure(version_rolling_mask=0x1FFFE000, version_rolling_min_bit_count=2, minimum_difficulty=2048)
+    result, mask = client.receive_data(vectors.BIP310_CONFIGURE_RESULT + vectors.BIP310_SET_VERSION_MASK)
     assert isinstance(result, ConfigureResult)
     assert result.version_rolling_mask == 0x18000000 and result.minimum_difficulty is True
     assert mask == SetVersionMask(0x3000)
@@ -173,8 +164,7 @@ def test_nicehash_extranonce_flow() -> None:
     client = subscribed()
     request = client.extranonce_subscribe()
     refused, change = client.receive_data(
-        vectors.NICEHASH_EXTRANONCE_REFUSED.replace(b'"id": 3', b'"id": %d' % request)
-        + vectors.NICEHASH_SET_EXTRANONCE
+        vectors.NICEHASH_EXTRANONCE_REFUSED.replace(b'"id": 3', b'"id": %d' % request) + vectors.NICEHASH_SET_EXTRANONCE
     )
     assert refused == ErrorReply(request, "mining.extranonce.subscribe", 20, "Not supported.")
     assert change == SetExtranonce("08000002", 4)
@@ -242,8 +232,7 @@ def test_other_replies_are_generic() -> None:
     suggest = client.suggest_difficulty(64)
     lease = client.send_request("stratumkit.lease.register", [])
     events = client.receive_data(
-        b'{"id":%d,"result":true,"error":null}\n{"id":%d,"result":null,"error":[20,"no",null]}\n'
-        % (suggest, lease)
+        b'{"id":%d,"result":true,"error":null}\n{"id":%d,"result":null,"error":[20,"no",null]}\n' % (suggest, lease)
     )
     assert events == [
         Response(suggest, "mining.suggest_difficulty", True),

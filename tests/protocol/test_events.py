@@ -156,10 +156,7 @@ def test_configure_properties_follow_bip310() -> None:
 def test_configure_defaults() -> None:
     # BIP310: no mask means every bit; a short %x mask is read as hex.
     assert Configure(1, ("version-rolling",)).version_rolling_mask == FULL_VERSION_MASK
-    assert (
-        Configure(1, ("version-rolling",), {"version-rolling.mask": "3000"}).version_rolling_mask
-        == 0x3000
-    )
+    assert Configure(1, ("version-rolling",), {"version-rolling.mask": "3000"}).version_rolling_mask == 0x3000
     plain = Configure(1, ("minimum-difficulty",), {"minimum-difficulty.value": 0})
     assert plain.version_rolling_mask is None
     assert plain.minimum_difficulty == 0.0
@@ -167,9 +164,7 @@ def test_configure_defaults() -> None:
 
 
 def test_subscribe_result_session_id_is_the_notify_subscription() -> None:
-    event = SubscribeResult(
-        1, "08000002", 4, (("mining.set_difficulty", "b4b6"), ("mining.notify", "ae68"))
-    )
+    event = SubscribeResult(1, "08000002", 4, (("mining.set_difficulty", "b4b6"), ("mining.notify", "ae68")))
     assert event.session_id == "ae68"
     assert SubscribeResult(1, "08000002", 4).session_id is None
 

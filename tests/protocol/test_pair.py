@@ -67,9 +67,7 @@ def test_full_mining_session_with_version_rolling() -> None:
     assert client.difficulty == 0.5
     assert client.state is ClientState.AUTHORIZED and server.state is ServerState.AUTHORIZED
 
-    accepted = client.submit(
-        "tb1qworker.rig1", CKPOOL_JOB.job_id, "00000001", CKPOOL_JOB.ntime, "a3c0ffee", "00006000"
-    )
+    accepted = client.submit("tb1qworker.rig1", CKPOOL_JOB.job_id, "00000001", CKPOOL_JOB.ntime, "a3c0ffee", "00006000")
     stale = client.submit("tb1qworker.rig1", "gone", "00000002", CKPOOL_JOB.ntime, "a3c0ffef")
     share, old = pair.to_server()
     assert share == Submit(
@@ -93,13 +91,9 @@ def test_full_mining_session_with_version_rolling() -> None:
 
 def test_protocol_refusals_reach_the_client_typed() -> None:
     pair = ConnectionPair()
-    request = pair.client.send_request(
-        "mining.submit", ["w", "j", "00000000", "6927b489", "a3c0ffee"]
-    )
+    request = pair.client.send_request("mining.submit", ["w", "j", "00000000", "6927b489", "a3c0ffee"])
     [refusal] = pair.to_server()
-    assert refusal == BadRequest(
-        request, "mining.submit", ErrorCode.NOT_SUBSCRIBED, "Not subscribed"
-    )
+    assert refusal == BadRequest(request, "mining.submit", ErrorCode.NOT_SUBSCRIBED, "Not subscribed")
     assert pair.to_client() == [SubmitResult(request, False, 25, "Not subscribed")]
 
 
@@ -148,9 +142,7 @@ def test_lease_switch_over_the_stratum_connection() -> None:
     pair.server.respond(request.id, {"rig_id": "rig-1"})
     assert pair.to_client() == [Response(register, EXTENSION, {"rig_id": "rig-1"})]
 
-    pair.server.send_notification(
-        "stratumkit.lease.divert", {"lease": "L1", "token": 3, "queue": "q"}
-    )
+    pair.server.send_notification("stratumkit.lease.divert", {"lease": "L1", "token": 3, "queue": "q"})
     assert pair.to_client() == [
         ExtensionNotification("stratumkit.lease.divert", {"lease": "L1", "token": 3, "queue": "q"})
     ]
@@ -174,9 +166,7 @@ def test_pool_requests_and_messages() -> None:
         Reconnect("pool2.example", 3334, 5),
     ]
     pair.client.respond(version_request, "stratumkit-agent/0.1")
-    assert pair.to_server() == [
-        Response(version_request, "client.get_version", "stratumkit-agent/0.1")
-    ]
+    assert pair.to_server() == [Response(version_request, "client.get_version", "stratumkit-agent/0.1")]
 
 
 def test_version_mask_update_reaches_the_client() -> None:

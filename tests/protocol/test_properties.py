@@ -60,10 +60,7 @@ scalars = (
 )
 json_values = st.recursive(
     scalars,
-    lambda children: (
-        st.lists(children, max_size=10)
-        | st.dictionaries(st.text(max_size=30), children, max_size=6)
-    ),
+    lambda children: st.lists(children, max_size=10) | st.dictionaries(st.text(max_size=30), children, max_size=6),
     max_leaves=25,
 )
 ids = st.none() | st.integers(min_value=0, max_value=8) | st.text(max_size=3) | json_values
@@ -152,20 +149,14 @@ def streams(draw: st.DrawFn) -> list[bytes]:
                 messages.map(lambda message: json.dumps(message).encode()),
                 near_valid().map(lambda message: json.dumps(message).encode()),
                 near_valid().map(lambda message: json.dumps(message).encode()),
-                json_values.map(
-                    lambda value: json.dumps(value, ensure_ascii=False).encode(
-                        "utf-8", "surrogatepass"
-                    )
-                ),
+                json_values.map(lambda value: json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")),
                 st.text(max_size=60).map(lambda text: text.encode("utf-8", "surrogatepass")),
                 st.binary(max_size=60),
             ),
             max_size=8,
         )
     )
-    terminators = draw(
-        st.lists(st.sampled_from([b"\n", b"\r\n", b""]), min_size=len(parts), max_size=len(parts))
-    )
+    terminators = draw(st.lists(st.sampled_from([b"\n", b"\r\n", b""]), min_size=len(parts), max_size=len(parts)))
     data = b"".join(part + end for part, end in zip(parts, terminators, strict=True))
     cuts = sorted(draw(st.lists(st.integers(min_value=0, max_value=len(data)), max_size=6)))
     chunks = [data[start:end] for start, end in zip([0, *cuts], [*cuts, len(data)], strict=True)]
@@ -221,13 +212,9 @@ def answer_all(server: ServerConnection, events: list[Event]) -> None:
 
 @SETTINGS
 @given(chunks=streams(), authorized=st.booleans())
-def test_server_input_yields_events_or_a_remote_error(
-    chunks: list[bytes], authorized: bool
-) -> None:
+def test_server_input_yields_events_or_a_remote_error(chunks: list[bytes], authorized: bool) -> None:
     server = (
-        authorized_server()
-        if authorized
-        else ServerConnection(extension_methods={EXTENSION}, max_line_length=4096)
+        authorized_server() if authorized else ServerConnection(extension_methods={EXTENSION}, max_line_length=4096)
     )
     server.send_get_version()  # so that some replies match
     server.data_to_send()
@@ -246,9 +233,7 @@ def test_server_input_yields_events_or_a_remote_error(
 
 @SETTINGS
 @given(message=messages | near_valid(), terminator=st.sampled_from([b"\n", b"\r\n"]))
-def test_server_answers_or_reports_every_json_object(
-    message: dict[str, Any], terminator: bytes
-) -> None:
+def test_server_answers_or_reports_every_json_object(message: dict[str, Any], terminator: bytes) -> None:
     server = authorized_server()
     [event] = server.receive_data(json.dumps(message).encode() + terminator)
     check_events([event])
@@ -316,9 +301,7 @@ TARGETED = settings(SETTINGS, max_examples=30)
 @TARGETED
 @given(data=st.data())
 def test_server_request_params_of_every_shape(method: str, data: st.DataObject) -> None:
-    params = data.draw(
-        mutated(VALID_PARAMS[method]) | mutated(data.draw(mutated(VALID_PARAMS[method])))
-    )
+    params = data.draw(mutated(VALID_PARAMS[method]) | mutated(data.draw(mutated(VALID_PARAMS[method]))))
     [event] = authorized_server().receive_data(
         json.dumps({"id": 1, "method": method, "params": params}).encode() + b"\n"
     )
@@ -329,9 +312,7 @@ def test_server_request_params_of_every_shape(method: str, data: st.DataObject) 
 @TARGETED
 @given(data=st.data())
 def test_client_notification_params_of_every_shape(method: str, data: st.DataObject) -> None:
-    params = data.draw(
-        mutated(VALID_PARAMS[method]) | mutated(data.draw(mutated(VALID_PARAMS[method])))
-    )
+    params = data.draw(mutated(VALID_PARAMS[method]) | mutated(data.draw(mutated(VALID_PARAMS[method]))))
     [event] = pending_client().receive_data(
         json.dumps({"id": None, "method": method, "params": params}).encode() + b"\n"
     )

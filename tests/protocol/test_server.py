@@ -27,10 +27,7 @@ from stratumkit.protocol import (
 
 from .helpers import CKPOOL_JOB, EXTENSION
 
-SUBMIT = (
-    b'{"id": 4, "method": "mining.submit", '
-    b'"params": ["w", "j1", "00000000", "6927b489", "a3c0ffee"]}\n'
-)
+SUBMIT = b'{"id": 4, "method": "mining.submit", "params": ["w", "j1", "00000000", "6927b489", "a3c0ffee"]}\n'
 
 
 def line(ident: Any, method: str, params: Any) -> bytes:
@@ -62,9 +59,7 @@ def make(state: ServerState) -> ServerConnection:
 # The state table
 
 
-@pytest.mark.parametrize(
-    "state", [ServerState.CONNECTED, ServerState.SUBSCRIBED, ServerState.AUTHORIZED]
-)
+@pytest.mark.parametrize("state", [ServerState.CONNECTED, ServerState.SUBSCRIBED, ServerState.AUTHORIZED])
 @pytest.mark.parametrize(
     ("request_line", "kind"),
     [
@@ -76,9 +71,7 @@ def make(state: ServerState) -> ServerConnection:
         (line(7, EXTENSION, {"gpus": 2}), ExtensionRequest),
     ],
 )
-def test_requests_allowed_in_every_open_state(
-    state: ServerState, request_line: bytes, kind: type
-) -> None:
+def test_requests_allowed_in_every_open_state(state: ServerState, request_line: bytes, kind: type) -> None:
     server = make(state)
     [event] = server.receive_data(request_line)
     assert type(event) is kind
@@ -98,9 +91,7 @@ def test_early_submit_is_answered_by_the_protocol(state: ServerState, code: Erro
     server = make(state)
     [event] = server.receive_data(SUBMIT)
     assert event == BadRequest(4, "mining.submit", code, code.default_message)
-    assert replies(server) == [
-        {"id": 4, "result": None, "error": [int(code), code.default_message, None]}
-    ]
+    assert replies(server) == [{"id": 4, "result": None, "error": [int(code), code.default_message, None]}]
     assert server.state is state
     assert server.awaiting_reply == 0
 
@@ -156,9 +147,7 @@ def test_refused_subscribe_and_authorize_change_nothing() -> None:
 
 def test_several_workers_can_authorize_on_one_connection() -> None:
     server = make(ServerState.SUBSCRIBED)
-    server.receive_data(
-        line(2, "mining.authorize", ["a", "x"]) + line(3, "mining.authorize", ["b", "x"])
-    )
+    server.receive_data(line(2, "mining.authorize", ["a", "x"]) + line(3, "mining.authorize", ["b", "x"]))
     server.respond(2, True)
     server.respond(3, True)
     assert server.authorized_workers == {"a", "b"}
@@ -323,9 +312,7 @@ def test_ids_are_echoed_exactly(ident: Any) -> None:
 def test_reused_ids_are_answered_first_in_first_out() -> None:
     server = make(ServerState.AUTHORIZED)
     events = server.receive_data(
-        b"".join(
-            line(4, "mining.submit", ["w", "j", "00", "00", nonce]) for nonce in ("01", "02", "03")
-        )
+        b"".join(line(4, "mining.submit", ["w", "j", "00", "00", nonce]) for nonce in ("01", "02", "03"))
     )
     assert [event.nonce for event in events] == ["01", "02", "03"]  # type: ignore[attr-defined]
     assert server.awaiting_reply == 3
@@ -414,9 +401,7 @@ def test_respond_configure_negotiates_per_bip310() -> None:
         )
     )
     assert isinstance(event, Configure)
-    server.respond_configure(
-        1, version_rolling_mask=0x3FFFE000, minimum_difficulty=True, subscribe_extranonce=True
-    )
+    server.respond_configure(1, version_rolling_mask=0x3FFFE000, minimum_difficulty=True, subscribe_extranonce=True)
     assert replies(server) == [
         {
             "id": 1,
@@ -455,10 +440,7 @@ def test_respond_configure_can_refuse_version_rolling() -> None:
 def test_set_difficulty_text(difficulty: float, text: bytes) -> None:
     server = ServerConnection()
     server.send_set_difficulty(difficulty)
-    assert (
-        server.data_to_send()
-        == b'{"id":null,"method":"mining.set_difficulty","params":[' + text + b"]}\n"
-    )
+    assert server.data_to_send() == b'{"id":null,"method":"mining.set_difficulty","params":[' + text + b"]}\n"
 
 
 @pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf"), True, "1"])
@@ -499,16 +481,11 @@ def test_set_extranonce_needs_the_miners_opt_in() -> None:
 
 def test_set_version_mask_after_negotiation() -> None:
     server = ServerConnection()
-    server.receive_data(
-        line(1, "mining.configure", [["version-rolling"], {"version-rolling.mask": "ffffffff"}])
-    )
+    server.receive_data(line(1, "mining.configure", [["version-rolling"], {"version-rolling.mask": "ffffffff"}]))
     server.respond_configure(1, version_rolling_mask=0x1FFFE000)
     server.data_to_send()
     server.send_set_version_mask(0x00006000)
-    assert (
-        server.data_to_send()
-        == b'{"id":null,"method":"mining.set_version_mask","params":["00006000"]}\n'
-    )
+    assert server.data_to_send() == b'{"id":null,"method":"mining.set_version_mask","params":["00006000"]}\n'
     assert server.version_rolling_mask == 0x6000
     with pytest.raises(LocalProtocolError):
         server.send_set_version_mask(1 << 32)
@@ -578,12 +555,8 @@ def test_get_version_round_trip_and_stray_replies() -> None:
 
 def test_extension_requests_only_when_registered() -> None:
     server = make(ServerState.AUTHORIZED)
-    [event] = server.receive_data(
-        line("r1", EXTENSION, {"gpus": [{"model": "RTX 4090", "vram_gb": 24}]})
-    )
-    assert event == ExtensionRequest(
-        "r1", EXTENSION, {"gpus": [{"model": "RTX 4090", "vram_gb": 24}]}
-    )
+    [event] = server.receive_data(line("r1", EXTENSION, {"gpus": [{"model": "RTX 4090", "vram_gb": 24}]}))
+    assert event == ExtensionRequest("r1", EXTENSION, {"gpus": [{"model": "RTX 4090", "vram_gb": 24}]})
     server.respond("r1", {"rig_id": "rig-1"})
     assert replies(server) == [{"id": "r1", "result": {"rig_id": "rig-1"}, "error": None}]
     plain = ServerConnection()

@@ -49,9 +49,7 @@ LINES: list[tuple[v.MinerLine, Event]] = [
     ),
     (
         v.CGMINER_SUBMIT_VMASK,
-        Submit(
-            6, ASIC_USER, "6920bab400003e78", "0000000000000002", "6927b489", "1d2c3b4a", "00006000"
-        ),
+        Submit(6, ASIC_USER, "6920bab400003e78", "0000000000000002", "6927b489", "1d2c3b4a", "00006000"),
     ),
     (v.BITAXE_CONFIGURE, Configure(1, ("version-rolling",), {"version-rolling.mask": "ffffffff"})),
     (v.BITAXE_SUBSCRIBE, Subscribe(2, "bitaxe/BM1370/v2.4.0", None)),
@@ -83,10 +81,7 @@ def authorized_server() -> ServerConnection:
     server.receive_data(b'{"id": "s", "method": "mining.subscribe", "params": []}\n')
     server.respond_subscribe("s", "08000002", 4)
     for user in (CPU_USER, ASIC_USER, BITAXE_USER):
-        server.receive_data(
-            json.dumps({"id": user, "method": "mining.authorize", "params": [user]}).encode()
-            + b"\n"
-        )
+        server.receive_data(json.dumps({"id": user, "method": "mining.authorize", "params": [user]}).encode() + b"\n")
         server.respond(user, True)
     server.data_to_send()
     return server
@@ -94,9 +89,7 @@ def authorized_server() -> ServerConnection:
 
 @pytest.mark.parametrize(("vector", "expected"), LINES, ids=[vector.source for vector, _ in LINES])
 @pytest.mark.parametrize("feeder", list(FEEDERS), ids=list(FEEDERS))
-@pytest.mark.parametrize(
-    "trailing", [b"", b'{"id": 9, "method": "mining.subscri'], ids=["end", "tail"]
-)
+@pytest.mark.parametrize("trailing", [b"", b'{"id": 9, "method": "mining.subscri'], ids=["end", "tail"])
 def test_miner_line(vector: v.MinerLine, expected: Event, feeder: str, trailing: bytes) -> None:
     server = authorized_server()
     events = FEEDERS[feeder](server.receive_data, vector.line + trailing)
@@ -122,9 +115,7 @@ def check_subscribe_result(result: Any, low: int, high: int) -> None:
 
 def test_cpuminer_session() -> None:
     server = ServerConnection()
-    subscribe, authorize = server.receive_data(
-        v.CPUMINER_SUBSCRIBE.line + v.CPUMINER_AUTHORIZE.line
-    )
+    subscribe, authorize = server.receive_data(v.CPUMINER_SUBSCRIBE.line + v.CPUMINER_AUTHORIZE.line)
     server.respond_subscribe(subscribe.id, "08000002", 4)  # type: ignore[attr-defined]
     server.respond(authorize.id, True)  # type: ignore[attr-defined]
     server.send_set_difficulty(0.001)
@@ -188,9 +179,9 @@ def test_cgminer_session_with_version_rolling() -> None:
     # cgminer answers pings and version requests with integer ids.
     request = server.send_get_version()
     server.data_to_send()
-    assert server.receive_data(
-        v.CGMINER_GET_VERSION_REPLY.line.replace(b'"id": 1', b'"id": %d' % request)
-    ) == [Response(request, "client.get_version", "cgminer/4.11.1")]
+    assert server.receive_data(v.CGMINER_GET_VERSION_REPLY.line.replace(b'"id": 1', b'"id": %d' % request)) == [
+        Response(request, "client.get_version", "cgminer/4.11.1")
+    ]
 
 
 def test_bitaxe_session() -> None:

@@ -44,8 +44,7 @@ CPUMINER_SUBSCRIBE = MinerLine(
 )
 CPUMINER_SUBSCRIBE_RESUME = MinerLine(
     "cpuminer util.c stratum_subscribe with a session id",
-    b'{"id": 1, "method": "mining.subscribe", "params": '
-    b'["cpuminer/2.5.1", "ae6812eb4cd7735a302a8a9dd95cf71f"]}\n',
+    b'{"id": 1, "method": "mining.subscribe", "params": ["cpuminer/2.5.1", "ae6812eb4cd7735a302a8a9dd95cf71f"]}\n',
 )
 CPUMINER_SUBSCRIBE_RETRY = MinerLine(
     "cpuminer util.c stratum_subscribe retry without params",
@@ -57,8 +56,7 @@ CPUMINER_AUTHORIZE = MinerLine(
 )
 CPUMINER_SUBMIT = MinerLine(
     "cpuminer cpu-miner.c submit_upstream_work",
-    b'{"method": "mining.submit", "params": ["tb1qworker.cpu0", "bf", "00000001", '
-    b'"504e86ed", "b2957c02"], "id":4}\n',
+    b'{"method": "mining.submit", "params": ["tb1qworker.cpu0", "bf", "00000001", "504e86ed", "b2957c02"], "id":4}\n',
 )
 CPUMINER_GET_VERSION_REPLY = MinerLine(
     "cpuminer util.c stratum_get_version (jansson json_dumps)",
@@ -71,8 +69,7 @@ CPUMINER_OPT_EXTRANONCE_SUBSCRIBE = MinerLine(
 
 CGMINER_CONFIGURE = MinerLine(
     "cgminer util.c configure_stratum_mining",
-    b'{"id": 0, "method": "mining.configure", "params": '
-    b'[["version-rolling"], {"version-rolling.mask": "ffffffff"}]}\n',
+    b'{"id": 0, "method": "mining.configure", "params": [["version-rolling"], {"version-rolling.mask": "ffffffff"}]}\n',
 )
 CGMINER_SUBSCRIBE = MinerLine(
     "cgminer util.c initiate_stratum",
@@ -108,8 +105,7 @@ BITAXE_CONFIGURE = MinerLine(
 )
 BITAXE_SUBSCRIBE = MinerLine(
     "ESP-Miner stratum_api.c STRATUM_V1_subscribe",
-    b'{"jsonrpc": "2.0", "id": 2, "method": "mining.subscribe", '
-    b'"params": ["bitaxe/BM1370/v2.4.0"]}\n',
+    b'{"jsonrpc": "2.0", "id": 2, "method": "mining.subscribe", "params": ["bitaxe/BM1370/v2.4.0"]}\n',
 )
 BITAXE_SUGGEST_DIFFICULTY = MinerLine(
     "ESP-Miner stratum_api.c STRATUM_V1_suggest_difficulty",
@@ -121,8 +117,7 @@ BITAXE_EXTRANONCE_SUBSCRIBE = MinerLine(
 )
 BITAXE_AUTHORIZE = MinerLine(
     "ESP-Miner stratum_api.c STRATUM_V1_authorize",
-    b'{"jsonrpc": "2.0", "id": 5, "method": "mining.authorize", '
-    b'"params": ["bc1qexampleaddress.bitaxe", "x"]}\n',
+    b'{"jsonrpc": "2.0", "id": 5, "method": "mining.authorize", "params": ["bc1qexampleaddress.bitaxe", "x"]}\n',
 )
 BITAXE_SUBMIT = MinerLine(
     "ESP-Miner stratum_api.c STRATUM_V1_submit_share",
@@ -175,15 +170,11 @@ CKPOOL_NOTIFY = (
     b'444900000000",[],"20000000","1701e2a0","6927b489",true],"id":null,"method":"mining.notify"}\n'
 )
 
-NICEHASH_SET_EXTRANONCE = (
-    b'{"id": null, "method": "mining.set_extranonce", "params": ["08000002", 4]}\n'
-)
+NICEHASH_SET_EXTRANONCE = b'{"id": null, "method": "mining.set_extranonce", "params": ["08000002", 4]}\n'
 NICEHASH_EXTRANONCE_REFUSED = b'{"id": 3, "result": false, "error": [20, "Not supported.", null]}\n'
 
 BIP310_CONFIGURE_RESULT = (
     b'{"error": null, "id": 1, "result": {"version-rolling": true, '
     b'"version-rolling.mask": "18000000", "minimum-difficulty": true}}\n'
 )
-BIP310_SET_VERSION_MASK = (
-    b'{"params":["00003000"], "id":null, "method": "mining.set_version_mask"}\n'
-)
+BIP310_SET_VERSION_MASK = b'{"params":["00003000"], "id":null, "method": "mining.set_version_mask"}\n'

@@ -21,9 +21,7 @@ import pytest
 from stratumkit.queue.engine import QueueEngine
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-REDIS_INSTALL_HINT = (
-    "apt-get update && apt-get install -y redis-server  (Debian; or: bash scripts/redis-server.sh)"
-)
+REDIS_INSTALL_HINT = "apt-get update && apt-get install -y redis-server  (Debian; or: bash scripts/redis-server.sh)"
 _REDIS_LOCATIONS = (
     "/usr/bin/redis-server",
     "/usr/local/bin/redis-server",
@@ -33,13 +31,10 @@ _REDIS_LOCATIONS = (
 
 def find_redis_server() -> str:
     """The redis-server binary, or a test failure that says how to install it (never a skip)."""
-    found = shutil.which("redis-server") or next(
-        (p for p in _REDIS_LOCATIONS if os.access(p, os.X_OK)), None
-    )
+    found = shutil.which("redis-server") or next((p for p in _REDIS_LOCATIONS if os.access(p, os.X_OK)), None)
     if found is None:
         pytest.fail(
-            f"redis-server is not installed, and the Redis queue tests need a real one: "
-            f"{REDIS_INSTALL_HINT}",
+            f"redis-server is not installed, and the Redis queue tests need a real one: {REDIS_INSTALL_HINT}",
             pytrace=False,
         )
     return found

@@ -30,9 +30,7 @@ PAYLOAD: dict[str, Any] = {
 }
 
 
-async def claim_one(
-    engine: QueueEngine, consumer: str, timeout: float, queue: str = "q"
-) -> ClaimedJob:
+async def claim_one(engine: QueueEngine, consumer: str, timeout: float, queue: str = "q") -> ClaimedJob:
     claims = await engine.claim(queue, consumer, timeout)
     assert len(claims) == 1, claims
     return claims[0]
@@ -61,9 +59,7 @@ async def test_enqueue_claim_ack_round_trip(engine: QueueEngine, harness: Harnes
     assert (stats.ready, stats.in_flight, stats.done, stats.dead) == (0, 0, 1, 0)
 
 
-async def test_claims_in_enqueue_order_up_to_max_jobs(
-    engine: QueueEngine, harness: Harness
-) -> None:
+async def test_claims_in_enqueue_order_up_to_max_jobs(engine: QueueEngine, harness: Harness) -> None:
     ids = [await engine.enqueue("q", {"i": i}) for i in range(5)]
     first = await engine.claim("q", "rig-1", harness.timeout, max_jobs=3)
     second = await engine.claim("q", "rig-2", harness.timeout, max_jobs=3)
@@ -162,9 +158,7 @@ async def test_stale_ack_after_redelivery_is_refused(engine: QueueEngine, harnes
         await engine.heartbeat(fresh)
 
 
-async def test_late_ack_before_anyone_else_claims_is_accepted(
-    engine: QueueEngine, harness: Harness
-) -> None:
+async def test_late_ack_before_anyone_else_claims_is_accepted(engine: QueueEngine, harness: Harness) -> None:
     await engine.enqueue("q", {})
     claim = await claim_one(engine, "slow-rig", harness.timeout)
     await harness.advance(harness.timeout * 1.25)
@@ -173,9 +167,7 @@ async def test_late_ack_before_anyone_else_claims_is_accepted(
     assert await engine.claim("q", "rig-2", harness.timeout) == []
 
 
-async def test_nack_releases_at_once_and_fences_the_claim(
-    engine: QueueEngine, harness: Harness
-) -> None:
+async def test_nack_releases_at_once_and_fences_the_claim(engine: QueueEngine, harness: Harness) -> None:
     job_id = await engine.enqueue("q", {})
     claim = await claim_one(engine, "rig-1", harness.timeout)
     await engine.nack(claim)
@@ -186,9 +178,7 @@ async def test_nack_releases_at_once_and_fences_the_claim(
     assert await engine.ack(again, {}) is True
 
 
-async def test_dead_letter_after_max_deliveries_by_expiry(
-    engine: QueueEngine, harness: Harness
-) -> None:
+async def test_dead_letter_after_max_deliveries_by_expiry(engine: QueueEngine, harness: Harness) -> None:
     job_id = await engine.enqueue("q", {"poison": True}, max_deliveries=2)
     keep_id = await engine.enqueue("q", {"poison": False})
     for delivery in (1, 2):
@@ -209,9 +199,7 @@ async def test_dead_letter_after_max_deliveries_by_expiry(
     assert await engine.result(job_id) is None
 
 
-async def test_dead_letter_after_max_deliveries_by_nack(
-    engine: QueueEngine, harness: Harness
-) -> None:
+async def test_dead_letter_after_max_deliveries_by_nack(engine: QueueEngine, harness: Harness) -> None:
     job_id = await engine.enqueue("q", {}, max_deliveries=2)
     first = await claim_one(engine, "rig-1", harness.timeout)
     await engine.nack(first)
@@ -223,9 +211,7 @@ async def test_dead_letter_after_max_deliveries_by_nack(
     assert await engine.ack(second, {}) is False
 
 
-async def test_stats_sees_an_exhausted_expired_claim_as_dead(
-    engine: QueueEngine, harness: Harness
-) -> None:
+async def test_stats_sees_an_exhausted_expired_claim_as_dead(engine: QueueEngine, harness: Harness) -> None:
     await engine.enqueue("q", {}, max_deliveries=1)
     await claim_one(engine, "rig-1", harness.timeout)
     await harness.advance(harness.timeout * 1.25)
@@ -234,9 +220,7 @@ async def test_stats_sees_an_exhausted_expired_claim_as_dead(
     assert len(await engine.dead_letters("q")) == 1
 
 
-async def test_requeue_consumer_releases_a_dead_rigs_claims(
-    engine: QueueEngine, harness: Harness
-) -> None:
+async def test_requeue_consumer_releases_a_dead_rigs_claims(engine: QueueEngine, harness: Harness) -> None:
     a = [await engine.enqueue("q", {"i": i}) for i in range(3)]
     b = await engine.enqueue("other", {"i": 9})
     exhausted = await engine.enqueue("q", {}, max_deliveries=1)
@@ -321,11 +305,7 @@ async def test_reopened_store_keeps_everything(harness: Harness) -> None:
         done, held = await engine.claim("q", "rig-1", harness.timeout * 10, max_jobs=2)
         assert await engine.ack(done, {"out": 1}) is True
         await engine.enqueue("q", {}, max_deliveries=1, job_id="doomed")
-        [doomed] = [
-            c
-            for c in await engine.claim("q", "rig-2", harness.timeout, max_jobs=3)
-            if c.job_id == "doomed"
-        ]
+        [doomed] = [c for c in await engine.claim("q", "rig-2", harness.timeout, max_jobs=3) if c.job_id == "doomed"]
         await engine.nack(doomed)
     with pytest.raises(QueueClosed):
         await engine.stats("q")
@@ -351,9 +331,7 @@ async def test_racing_consumers_complete_each_job_exactly_once(harness: Harness)
         rng = random.Random(name)
         async with harness.open() as engine:  # its own connection, like a separate rig
             while True:
-                claims = await engine.claim(
-                    "race", name, harness.timeout * 10, max_jobs=rng.randint(1, 3)
-                )
+                claims = await engine.claim("race", name, harness.timeout * 10, max_jobs=rng.randint(1, 3))
                 if not claims:
                     if (await engine.stats("race")).ready == 0:
                         return

@@ -24,9 +24,7 @@ async def test_kill_9_of_redis_server_loses_nothing(private_redis_server: RedisS
         assert await engine.ack(done, {"out": "done"}) is True
         assert await engine.ack(acked, {"out": "acked"}) is True
         expiring = await engine.heartbeat(expiring, 0.5)
-        [doomed] = [
-            c for c in await engine.claim("q", "rig-2", 60, max_jobs=7) if c.job_id == "doomed"
-        ]
+        [doomed] = [c for c in await engine.claim("q", "rig-2", 60, max_jobs=7) if c.job_id == "doomed"]
         await engine.nack(doomed)
         before = await engine.stats("q")
 
@@ -94,9 +92,7 @@ def test_engines_satisfy_the_protocol(redis_server: RedisServer) -> None:
 
     for cls in (RedisQueueEngine, SqliteQueueEngine):
         missing = [
-            name
-            for name in dir(QueueEngine)
-            if not name.startswith("_") and not callable(getattr(cls, name, None))
+            name for name in dir(QueueEngine) if not name.startswith("_") and not callable(getattr(cls, name, None))
         ]
         assert missing == [], f"{cls.__name__} lacks {missing}"
 

@@ -107,9 +107,7 @@ async def test_refuses_an_sqlite_file_of_something_else(tmp_path: Path) -> None:
             pass
 
 
-async def test_heartbeating_rig_on_trio_clock(
-    tmp_path: Path, autojump_clock: trio.abc.Clock
-) -> None:
+async def test_heartbeating_rig_on_trio_clock(tmp_path: Path, autojump_clock: trio.abc.Clock) -> None:
     """A rig working for ten timeouts keeps its job by heartbeating; once it is killed, a rival
     that keeps polling gets the job one timeout after the last heartbeat.
 
