@@ -438,6 +438,7 @@ int sk_job_init(sk_job *job, const uint8_t *coinb1, size_t coinb1_len,
         for (int k = 0; k < 8; k++) job->branch[i][k] = be32(branch + 32 * i + 4 * k);
     job->n_branch = n_branch;
     memcpy(job->prevhash, prevhash, 32);
+    for (int k = 0; k < 8; k++) job->prevhash_words[k] = be32(prevhash + 4 * k);
     job->nbits = nbits;
     memcpy(job->network_target, network_target, 32);
     return 0;
@@ -465,22 +466,32 @@ int sk_job_check(const sk_job *job, const uint8_t *extranonce1, size_t extranonc
     compress(root, w);
     for (size_t i = 0; i < job->n_branch; i++) merkle_node(root, job->branch[i]);
 
+    /* The header's message words straight from the root's state words (the root's bytes are
+     * those words big-endian, and so is the message): no byte round trip on the critical path. */
+    w[0] = __builtin_bswap32(version);
+    memcpy(w + 1, job->prevhash_words, 32);
+    memcpy(w + 9, root, 28);
+    memcpy(st, IV, 32);
+    compress(st, w);
+    w[0] = root[7];
+    w[1] = __builtin_bswap32(ntime);
+    w[2] = __builtin_bswap32(job->nbits);
+    w[3] = __builtin_bswap32(nonce);
+    w[4] = 0x80000000u;
+    memset(w + 5, 0, 40);
+    w[15] = 640;
+    compress(st, w);
+    second_words(w, st);
+    memcpy(st, IV, 32);
+    compress(st, w);
+    words_to_bytes(hash, st);
+
     put_le32(header, version);
     memcpy(header + 4, job->prevhash, 32);
     words_to_bytes(header + 36, root);
     put_le32(header + 68, ntime);
     put_le32(header + 72, job->nbits);
     put_le32(header + 76, nonce);
-
-    memcpy(st, IV, 32);
-    load_words(w, header);
-    compress(st, w);
-    header_tail_words(w, header + 64);
-    compress(st, w);
-    second_words(w, st);
-    memcpy(st, IV, 32);
-    compress(st, w);
-    words_to_bytes(hash, st);
 
     int flags = 0;
     if (words_meet(st, share_target)) flags |= SK_MEETS_SHARE;

@@ -50,6 +50,7 @@ typedef struct {
     uint32_t branch[SK_MAX_BRANCH][8];    /* merkle branch hashes as big-endian words */
     size_t n_branch;
     uint8_t prevhash[32];
+    uint32_t prevhash_words[8];           /* the prevhash as header message words */
     uint32_t nbits;
     uint8_t network_target[32];
 } sk_job;

@@ -189,8 +189,14 @@ class PreparedJob:
             out = _tls.out
         except AttributeError:
             out = _tls.out = ffi.new(_OUT)
+        target = _targets.get(share_target) if type(share_target) is int else None
+        if target is None:
+            target = _target_bytes("share_target", share_target)  # HashingError for a bad one
+            if len(_targets) > 1024:
+                _targets.clear()
+            _targets[share_target] = target
         try:
-            flags = lib.sk_job_check(
+            flags = _job_check(
                 self._job,
                 extranonce1,
                 len(extranonce1),
@@ -199,7 +205,7 @@ class PreparedJob:
                 version,
                 ntime,
                 nonce,
-                share_target.to_bytes(32, "little"),
+                target,
                 out,
             )
         except (TypeError, OverflowError, AttributeError):
@@ -216,6 +222,9 @@ class PreparedJob:
 
 
 _OUT = ffi.typeof("uint8_t[112]")
+_job_check = lib.sk_job_check
+#: Share targets as C wants them (little-endian bytes), per target: a pool has few difficulties.
+_targets: dict[int, bytes] = {}
 _new_tuple = tuple.__new__
 #: One output buffer per thread: cffi releases the GIL during the call, so threads must not share it.
 _tls = threading.local()
