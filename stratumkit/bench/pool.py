@@ -14,6 +14,7 @@ p50/p99 submit-to-reply latency, server resident memory per connection, and noti
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import select
@@ -22,11 +23,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 from stratumkit.agent.work import MinerJob
-from stratumkit.hashing import scan_nonces
+from stratumkit.chain.template import stratum_prevhash
+from stratumkit.hashing import scan_nonces, sha256d
 from stratumkit.percentile import percentile
 from stratumkit.protocol.client import ClientConnection
 from stratumkit.protocol.events import Notify, SetDifficulty, SubmitResult, SubscribeResult
@@ -54,10 +57,10 @@ def _proc_rss(pid: int) -> int:
     return 0
 
 
-def _start_server(port: int, data_dir: str, filler: int) -> subprocess.Popen[bytes]:
+def _start_server(port: int, api_port: int, data_dir: str, filler: int) -> subprocess.Popen[bytes]:
     config = Path(data_dir) / "bench.toml"
     config.write_text(
-        f'host = "127.0.0.1"\nport = {port}\napi_port = 0\ndata_dir = "{data_dir}/pool"\n'
+        f'host = "127.0.0.1"\nport = {port}\napi_port = {api_port}\ndata_dir = "{data_dir}/pool"\n'
         f"start_difficulty = {SHARE_DIFFICULTY}\nmin_difficulty = {SHARE_DIFFICULTY}\n"
         f"max_difficulty = {SHARE_DIFFICULTY}\nembedded_difficulty = {BLOCK_DIFFICULTY}\n"
         f"embedded_filler_transactions = {filler}\nmax_connections_per_ip = 1000000\n"
@@ -222,6 +225,25 @@ class Load:
                 raise TimeoutError("the bench waited too long for the server")
             self.poll(0.01)
 
+    def watch_fanout(self, prevhash: bytes, timeout: float) -> float:
+        """When the last miner received a notify for the new block: arrival times are taken at the
+        read, looking for the new prevhash in the raw bytes, so no parsing delays the count."""
+        waiting = set(self.miners)
+        last = 0.0
+        deadline = time.perf_counter() + timeout
+        while waiting:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"{len(waiting)} miners never got the new job")
+            for fd, _ in self.epoll.poll(0.01):
+                try:
+                    data = self.miners[fd].sock.recv(262144)
+                except BlockingIOError:
+                    continue
+                if fd in waiting and prevhash in data:
+                    last = time.perf_counter()
+                    waiting.discard(fd)
+        return last
+
     def offer(self, rate: float, seconds: float, period: float = 0.05, slices: int = 10) -> None:
         """Each miner sends the shares it owes at `rate` in total once per `period`, the miners
         spread over `slices` evenly spaced moments of the period (real miners are not in step)."""
@@ -269,9 +291,9 @@ def bench(connections: int, rate: float, duration: float, filler: int) -> dict[s
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if connections + 64 > hard:
         raise SystemExit(f"{connections} connections need more than the {hard} file descriptors allowed")
-    port = _free_port()
+    port, api_port = _free_port(), _free_port()
     with tempfile.TemporaryDirectory(prefix="stratumkit-bench-") as data_dir:
-        proc = _start_server(port, data_dir, filler)
+        proc = _start_server(port, api_port, data_dir, filler)
         try:
             _wait_port(port, proc)
             time.sleep(0.5)
@@ -286,10 +308,15 @@ def bench(connections: int, rate: float, duration: float, filler: int) -> dict[s
 
             load.offer(rate, min(2.0, duration / 4))  # warm up
             load.measuring = True
+            probe = subprocess.Popen(
+                [sys.executable, "-m", "stratumkit.bench.probe", str(port), str(duration)], stdout=subprocess.PIPE
+            )
             cpu0, w0, own0 = _proc_cpu(proc.pid), time.perf_counter(), time.process_time()
             load.offer(rate, duration)
             cpu1, w1, own1 = _proc_cpu(proc.pid), time.perf_counter(), time.process_time()
             load.measuring = False
+            probe_out, _ = probe.communicate(timeout=60)
+            probed = json.loads(probe_out)
             # every reply in flight lands first, so the fan-out is timed on a server that is idle
             load.run_until(lambda: not any(m.sent_at for m in load.miners.values()), 120)
 
@@ -298,13 +325,13 @@ def bench(connections: int, rate: float, duration: float, filler: int) -> dict[s
             job = finder.current_job()
             assert job is not None
             nonce, mine_s = _mine_block(job, finder.extranonce1, finder.extranonce2)
-            for miner in load.miners.values():
-                miner.new_job_at = None
+            block_hash = sha256d(job.header76(finder.extranonce1, finder.extranonce2) + nonce.to_bytes(4, "little"))
             finder.conn.submit("bench.worker", job.job_id, finder.extranonce2.hex(), f"{job.ntime:08x}", f"{nonce:08x}")
             sent = time.perf_counter()
             finder.send()
-            load.run_until(lambda: all(m.new_job_at is not None for m in load.miners.values()), 60)
-            fanout = max(m.new_job_at for m in load.miners.values() if m.new_job_at is not None) - sent
+            fanout = load.watch_fanout(stratum_prevhash(block_hash).encode(), 60) - sent
+            with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/v1/stats", timeout=10) as reply:
+                server_fanout = json.load(reply)["pool"].get("last_fanout_ms")
         finally:
             proc.terminate()
             try:
@@ -323,8 +350,12 @@ def bench(connections: int, rate: float, duration: float, filler: int) -> dict[s
         "client_cpu_share_of_core": (own1 - own0) / elapsed,
         "p50_ms": 1000 * percentile(lat, 0.5) if lat else float("nan"),
         "p99_ms": 1000 * percentile(lat, 0.99) if lat else float("nan"),
+        "probe_p50_ms": probed["p50_ms"],
+        "probe_p99_ms": probed["p99_ms"],
+        "probe_n": probed["n"],
         "rss_per_connection_kb": (rss1 - rss0) / connections / 1024,
         "fanout_ms": 1000 * fanout,
+        "server_fanout_ms": server_fanout if server_fanout is not None else float("nan"),
         "block_mined_in_s": mine_s,
     }
 
@@ -342,6 +373,16 @@ def run(connections: int = 1000, rate: float = 20000, duration: float = 10.0, fi
         f"({1000 * r['server_cpu_s_per_1000']:.1f} µs/share; server used {r['server_cpu_share_of_core']:.2f} of a core)"
     )
     print(f"load generator CPU             {r['client_cpu_share_of_core']:.2f} of a core")
-    print(f"submit -> reply latency        p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms")
+    print(
+        f"submit -> reply, probe miner   p50 {r['probe_p50_ms']:.2f} ms, p99 {r['probe_p99_ms']:.2f} ms "
+        f"({r['probe_n']} shares from a separate process, one at a time)"
+    )
+    print(
+        f"submit -> reply, load miners   p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms "
+        "(includes the generator's own queueing across all its sockets)"
+    )
     print(f"server memory per connection   {r['rss_per_connection_kb']:.1f} KB")
-    print(f"notify fan-out (block -> last) {r['fanout_ms']:.1f} ms")
+    print(
+        f"notify fan-out (block -> last) {r['fanout_ms']:.1f} ms  "
+        f"(the server's broadcast loop itself: {r['server_fanout_ms']:.1f} ms)"
+    )
