@@ -83,19 +83,25 @@ class RigAgent:
             sub = await self.client.handshake(cfg.worker, cfg.password)
             self.miner.attach(sub.extranonce1, sub.extranonce2_size)
             models = self.backend.models() if self.backend is not None else []
-            await self._call(
-                "stratumkit.rig.register",
-                [
-                    {
-                        "rig_id": self.rig_id,
-                        "gpus": [{"model": m, "vram_mb": v} for m, v in cfg.gpus],
-                        "models": models,
-                        "hashrate": hashrate,
-                        "power_w": cfg.power_w,
-                    }
-                ],
-            )
-            log.info("rig registered", rig=self.rig_id, hashrate=round(hashrate), models=models)
+            if not cfg.gpus:
+                log.warning("no --gpu declared: mining only, this rig cannot be leased")
+            else:
+                try:
+                    await self._call(
+                        "stratumkit.rig.register",
+                        [
+                            {
+                                "rig_id": self.rig_id,
+                                "gpus": [{"model": m, "vram_mb": v} for m, v in cfg.gpus],
+                                "models": models,
+                                "hashrate": hashrate,
+                                "power_w": cfg.power_w,
+                            }
+                        ],
+                    )
+                    log.info("rig registered", rig=self.rig_id, hashrate=round(hashrate), models=models)
+                except StratumClientError as exc:  # the pool said no: still a miner
+                    log.warning("rig registration refused: mining only", error=str(exc))
             self.mode = "mining"
             nursery.start_soon(self.miner.run)
             nursery.start_soon(self._command_loop)

@@ -40,9 +40,10 @@ class Site:
         self.backend = backend
 
     async def add_rig(
-        self, name: str, *, backend: InferenceBackend | None = None, gpu: str = "RTX 4090", vram: int = 24576
+        self, name: str, *, backend: InferenceBackend | None = None, gpu: str | None = "RTX 4090", vram: int = 24576
     ) -> Rig:
-        config = AgentConfig("127.0.0.1", self.pool.port or 0, f"{name}.w", rig_id=name, gpus=[(gpu, vram)], duty=0.2)
+        gpus = [(gpu, vram)] if gpu else []
+        config = AgentConfig("127.0.0.1", self.pool.port or 0, f"{name}.w", rig_id=name, gpus=gpus, duty=0.2)
         agent = RigAgent(config, backend or self.backend)
         scope = trio.CancelScope()
 

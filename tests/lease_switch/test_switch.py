@@ -183,3 +183,11 @@ async def test_stale_tokens_and_unregistered_calls_are_refused(tmp_path: Path) -
             reply = await rig.agent.client.call(rig.agent.client.conn.send_request, method, params)
             assert type(reply).__name__ == "ErrorReply", (method, reply)
         assert rig.agent.mode == "mining"
+
+
+async def test_an_agent_without_a_gpu_mines_and_is_not_leasable(tmp_path: Path) -> None:
+    async with open_site(tmp_path) as site:
+        rig = await site.add_rig("cpu-only", gpu=None)
+        await wait_for(lambda: rig.agent.miner is not None and rig.agent.miner.accepted > 0)
+        assert site.leases.rigs() == []
+        assert rig.agent.mode == "mining"
