@@ -163,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the pool (embedded chain unless --node-url is given)")
     serve.add_argument("--config", help="TOML file with PoolConfig keys (flags override it)")
     for key, (kind, text) in _SERVE_FLAGS.items():
-        serve.add_argument("--" + key.replace("_", "-"), dest=key, type=kind, default=None, help=text)
+        names = ["--" + key.replace("_", "-")] + (["--node"] if key == "node_url" else [])
+        serve.add_argument(*names, dest=key, type=kind, default=None, help=text)
     serve.add_argument(
         "--solo",
         action="store_const",
