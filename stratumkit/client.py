@@ -40,6 +40,16 @@ class APIError(PoolClientError):
         self.message = message
 
 
+class JobDead(PoolClientError):
+    """The job was taken out of circulation (dead-lettered): it will never have a result."""
+
+    def __init__(self, job_id: str, reason: str, job: dict[str, Any]) -> None:
+        super().__init__(f"job {job_id} is dead: {reason}")
+        self.job_id = job_id
+        self.reason = reason
+        self.job = job
+
+
 class APIUnreachable(PoolClientError):
     """No answer from the API: connection refused, timed out, or cut off."""
 
@@ -153,13 +163,15 @@ class PoolClient:
         return result
 
     async def wait_job(self, job_id: str, timeout: float, *, poll_interval: float = 0.2) -> dict[str, Any]:
-        """Poll until the job is done; `trio.TooSlowError` after `timeout` seconds (a dead-lettered
-        job never completes)."""
+        """Poll until the job is done; `JobDead` if it was dead-lettered (it never will be),
+        `trio.TooSlowError` after `timeout` seconds."""
         with trio.fail_after(timeout):
             while True:
                 job = await self.job(job_id)
                 if job["status"] == "done":
                     return job
+                if job["status"] == "dead":
+                    raise JobDead(job_id, job.get("reason", ""), job)
                 await trio.sleep(poll_interval)
 
     def events(self) -> EventStream:

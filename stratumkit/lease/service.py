@@ -213,6 +213,10 @@ class LeaseService:
     async def job(self, job_id: str) -> dict[str, Any]:
         result = await self.queue.result(job_id)
         if result is None:
+            letter = await self.queue.dead_letter(job_id)
+            if letter is not None:  # it will never have a result: say so instead of "pending"
+                return {"job_id": job_id, "status": "dead", "queue": letter.job.queue, "reason": letter.reason,
+                        "deliveries": letter.job.deliveries, "dead_at": letter.dead_at}  # fmt: skip
             return {"job_id": job_id, "status": "pending"}
         return {
             "job_id": job_id,

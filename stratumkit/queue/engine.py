@@ -192,6 +192,11 @@ class QueueEngine(Protocol):
         """The oldest `limit` dead-lettered jobs of `queue`."""
         ...
 
+    async def dead_letter(self, job_id: str) -> DeadLetter | None:
+        """The job's dead letter if it was taken out of circulation, else None (UnknownJob for
+        an id never enqueued): how a caller waiting on a result learns it will never come."""
+        ...
+
     async def close(self) -> None:
         """Release the engine's resources; later calls raise `QueueClosed`."""
         ...

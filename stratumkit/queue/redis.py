@@ -4,6 +4,7 @@ Layout (every key under `prefix`):
 - `{prefix}:q:{queue}:stream` one stream per queue, read by the consumer group `workers`; an entry
   holds the job id (j), its msgpack payload (p) and its max deliveries (m).
 - `{prefix}:q:{queue}:dead`   the queue's dead letters (a stream: j, p, m, deliveries n, reason r).
+- `{prefix}:q:{queue}:deadjobs` hash job id -> its entry id in the dead stream.
 - `{prefix}:q:{queue}:counts` hash: waiting (never delivered), done, dead.
 - `{prefix}:jobs`             hash job id -> queue: makes enqueue idempotent and ids global.
 - `{prefix}:queues`           set of queue names, for `requeue_consumer`.
@@ -84,7 +85,8 @@ end
 local function dead_letter(stream, dead, counts, id, deliveries, reason)
   local f = entry(stream, id)
   if f then
-    redis.call('XADD', dead, '*', 'j', f.j, 'p', f.p, 'm', f.m, 'n', deliveries, 'r', reason)
+    local letter = redis.call('XADD', dead, '*', 'j', f.j, 'p', f.p, 'm', f.m, 'n', deliveries, 'r', reason)
+    redis.call('HSET', dead .. 'jobs', f.j, letter)
     redis.call('HINCRBY', counts, 'dead', 1)
   end
   redis.call('XACK', stream, GROUP, id)
@@ -457,23 +459,20 @@ class RedisQueueEngine:
         check_count("limit", limit)
         _, dead, _ = self._queue_keys(queue)
         entries = await self._command(self._client.xrange(dead, count=limit))
-        letters = []
-        for entry in entries:
-            f = {_text(k): v for k, v in entry.field_values.items()}
-            letters.append(
-                DeadLetter(
-                    job=Job(
-                        job_id=_text(f["j"]),
-                        queue=queue,
-                        payload=unpack_payload(f["p"]),
-                        deliveries=int(f["n"]),
-                        max_deliveries=int(f["m"]),
-                    ),
-                    reason=_text(f["r"]),
-                    dead_at=int(_text(entry.identifier).partition("-")[0]) / 1000,
-                )
-            )
-        return letters
+        return [_letter(queue, entry) for entry in entries]
+
+    async def dead_letter(self, job_id: str) -> DeadLetter | None:
+        check_name("job_id", job_id)
+        queue = await self._command(self._client.hget(self._key("jobs"), job_id))
+        if queue is None:
+            raise UnknownJob(job_id)
+        queue = _text(queue)
+        _, dead, _ = self._queue_keys(queue)
+        entry_id = await self._command(self._client.hget(dead + "jobs", job_id))
+        if entry_id is None:
+            return None
+        entries = await self._command(self._client.xrange(dead, _text(entry_id), _text(entry_id)))
+        return _letter(queue, entries[0]) if entries else None
 
     async def close(self) -> None:
         """Refuse further calls; the connection closes when `open_redis_queue` exits."""
@@ -518,3 +517,19 @@ def _lone_exception(group: BaseExceptionGroup[BaseException]) -> BaseException |
             return inner
         group = inner
     return None
+
+
+def _letter(queue: str, entry: Any) -> DeadLetter:
+    """A dead letter from its entry in the queue's dead stream."""
+    f = {_text(k): v for k, v in entry.field_values.items()}
+    return DeadLetter(
+        job=Job(
+            job_id=_text(f["j"]),
+            queue=queue,
+            payload=unpack_payload(f["p"]),
+            deliveries=int(f["n"]),
+            max_deliveries=int(f["m"]),
+        ),
+        reason=_text(f["r"]),
+        dead_at=int(_text(entry.identifier).partition("-")[0]) / 1000,
+    )

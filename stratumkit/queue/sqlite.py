@@ -241,6 +241,10 @@ class SqliteQueueEngine:
         check_count("limit", limit)
         return await self._run(_dead_letters, queue, limit)
 
+    async def dead_letter(self, job_id: str) -> DeadLetter | None:
+        check_name("job_id", job_id)
+        return await self._run(_dead_letter, job_id)
+
     async def close(self) -> None:
         async with self._lock:
             conn, self._conn = self._conn, None
@@ -434,6 +438,21 @@ def _stats(conn: sqlite3.Connection, queue: str, now: float) -> QueueStats:
         done=counts.get("done", 0),
         dead=counts.get("dead", 0),
     )
+
+
+def _dead_letter(conn: sqlite3.Connection, job_id: str) -> DeadLetter | None:
+    row = conn.execute(
+        "SELECT queue, state, payload, deliveries, max_deliveries, dead_reason, dead_at FROM jobs WHERE job_id = ?",
+        (job_id,),
+    ).fetchone()
+    if row is None:
+        raise UnknownJob(job_id)
+    queue, state, payload, deliveries, max_deliveries, reason, dead_at = row
+    if state != "dead":
+        return None
+    job = Job(job_id=job_id, queue=queue, payload=unpack_payload(payload), deliveries=deliveries,
+              max_deliveries=max_deliveries)  # fmt: skip
+    return DeadLetter(job=job, reason=reason, dead_at=dead_at)
 
 
 def _dead_letters(conn: sqlite3.Connection, queue: str, limit: int) -> list[DeadLetter]:

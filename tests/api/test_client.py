@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from stratumkit.api.app import EVENT_BUFFER, serve_api
-from stratumkit.client import APIError, APIUnreachable, EventStream, PoolClient
+from stratumkit.client import APIError, APIUnreachable, EventStream, JobDead, PoolClient
 
 from .conftest import TIMEOUT, MakeStack, Stack, connect_rig
 
@@ -195,3 +195,17 @@ async def test_streams_end_when_the_server_shuts_down(stack: Stack, nursery: tri
         with trio.fail_after(TIMEOUT):
             rest = [event async for event in events]  # ends cleanly: no error, no hang
         assert rest == []
+
+
+async def test_a_dead_lettered_job_reads_dead_and_wait_job_says_so(stack: Stack) -> None:
+    queue = stack.leases.queue
+    job_id = await queue.enqueue("poison", {"kind": "embeddings"}, max_deliveries=1)
+    [claim] = await queue.claim("poison", "rig-x", 30.0)
+    await queue.nack(claim)  # its only delivery is used up: dead-lettered
+    async with PoolClient(stack.url, stack.token) as client:
+        job = await client.job(job_id)
+        assert job["status"] == "dead" and job["deliveries"] == 1 and job["reason"]
+        with pytest.raises(JobDead, match=job_id):
+            await client.wait_job(job_id, timeout=5)
+        pending_id = await client.submit_job("poison", {"kind": "embeddings"})
+        assert (await client.job(pending_id))["status"] == "pending"

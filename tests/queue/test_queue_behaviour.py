@@ -197,6 +197,10 @@ async def test_dead_letter_after_max_deliveries_by_expiry(engine: QueueEngine, h
     stats = await engine.stats("q")
     assert (stats.ready, stats.in_flight, stats.dead) == (0, 1, 1)
     assert await engine.result(job_id) is None
+    # a caller waiting on the job learns it is dead (and a live job is not)
+    dead = await engine.dead_letter(job_id)
+    assert dead is not None and dead.job.job_id == job_id and dead.reason == REASON_MAX_DELIVERIES
+    assert await engine.dead_letter(keep_id) is None
 
 
 async def test_dead_letter_after_max_deliveries_by_nack(engine: QueueEngine, harness: Harness) -> None:
@@ -209,6 +213,10 @@ async def test_dead_letter_after_max_deliveries_by_nack(engine: QueueEngine, har
     assert [d.job.job_id for d in await engine.dead_letters("q")] == [job_id]
     assert (await engine.stats("q")).dead == 1
     assert await engine.ack(second, {}) is False
+    letter = await engine.dead_letter(job_id)
+    assert letter is not None and (letter.job.deliveries, letter.job.max_deliveries) == (2, 2)
+    with pytest.raises(UnknownJob):
+        await engine.dead_letter("never-enqueued")
 
 
 async def test_stats_sees_an_exhausted_expired_claim_as_dead(engine: QueueEngine, harness: Harness) -> None:
