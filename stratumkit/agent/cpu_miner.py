@@ -50,7 +50,6 @@ class CpuMiner:
         self.paused = False
         self._work = trio.Event()
         self._en2 = itertools.count()
-        self.last_accepted_at: float | None = None
 
     def attach(self, extranonce1: str, extranonce2_size: int) -> None:
         self.extranonce1 = bytes.fromhex(extranonce1)
@@ -68,7 +67,6 @@ class CpuMiner:
         elif isinstance(event, SubmitResult):
             if event.accepted:
                 self.accepted += 1
-                self.last_accepted_at = time.monotonic()
             else:
                 self.rejected += 1
                 self.rejections.append((event.code, event.message))

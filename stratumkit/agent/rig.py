@@ -29,6 +29,9 @@ from .stratum import StratumClient, StratumClientError
 
 log = structlog.get_logger("stratumkit.agent")
 
+#: The longest line the agent accepts from its pool (inference job payloads ride on stratum).
+RIG_MAX_LINE_LENGTH = 16 * 1024 * 1024
+
 
 @dataclass
 class AgentConfig:
@@ -76,7 +79,12 @@ class RigAgent:
         cfg = self.config
         async with trio.open_nursery() as nursery:
             self.client = await StratumClient.connect(
-                nursery, cfg.host, cfg.port, on_event=self._on_event, user_agent="stratumkit-agent/0.1"
+                nursery,
+                cfg.host,
+                cfg.port,
+                on_event=self._on_event,
+                user_agent="stratumkit-agent/0.1",
+                max_line_length=RIG_MAX_LINE_LENGTH,  # claimed jobs can carry long inputs
             )
             self.miner = CpuMiner(self.client, cfg.worker, duty=cfg.duty)
             hashrate = await trio.to_thread.run_sync(self.miner.measure_hashrate)

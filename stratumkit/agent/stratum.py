@@ -24,6 +24,7 @@ from stratumkit.protocol.events import (
     SubmitResult,
     SubscribeResult,
 )
+from stratumkit.protocol.framing import DEFAULT_MAX_LINE_LENGTH
 
 _REPLIES = (SubscribeResult, AuthorizeResult, ConfigureResult, SubmitResult, Response, ErrorReply)
 
@@ -37,11 +38,12 @@ class StratumClient:
         self,
         stream: trio.abc.Stream,
         *,
+        max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
         user_agent: str = "stratumkit-client/0.1",
         on_event: Callable[[Event], None] | None = None,
     ) -> None:
         self.stream = stream
-        self.conn = ClientConnection()
+        self.conn = ClientConnection(max_line_length=max_line_length)
         self.user_agent = user_agent
         self.on_event = on_event or (lambda event: None)
         self._waiters: dict[Any, tuple[trio.Event, list[Event]]] = {}
@@ -72,10 +74,6 @@ class StratumClient:
         if not box:
             raise StratumClientError("connection closed before the reply")
         return box[0]
-
-    def send_nowait_request(self, request: Callable[..., int], *args: Any, **kwargs: Any) -> int:
-        """Queue a request whose reply will arrive through on_event (call flush() to send)."""
-        return request(*args, **kwargs)
 
     async def handshake(
         self, worker: str, password: str = "x", *, version_rolling: bool = False, session_id: str | None = None

@@ -9,7 +9,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from stratumkit.chain.targets import difficulty_to_target
+from stratumkit.chain.merkle import fold_branch
+from stratumkit.chain.targets import difficulty_to_target, nbits_to_target
 from stratumkit.chain.template import prevhash_from_stratum
 from stratumkit.hashing import sha256d
 from stratumkit.protocol.events import Notify
@@ -49,9 +50,7 @@ class MinerJob:
         self, extranonce1: bytes, extranonce2: bytes, *, version: int | None = None, ntime: int | None = None
     ) -> bytes:
         """The first 76 header bytes (all but the nonce) for this extranonce pair."""
-        root = sha256d(self.coinb1 + extranonce1 + extranonce2 + self.coinb2)
-        for step in self.merkle_branch:
-            root = sha256d(root + step)
+        root = fold_branch(sha256d(self.coinb1 + extranonce1 + extranonce2 + self.coinb2), self.merkle_branch)
         return (
             struct.pack("<I", self.version if version is None else version)
             + self.prevhash
@@ -61,6 +60,4 @@ class MinerJob:
 
     @property
     def network_target(self) -> int:
-        from stratumkit.chain.targets import nbits_to_target
-
         return nbits_to_target(self.nbits)

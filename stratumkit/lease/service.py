@@ -96,7 +96,6 @@ class LeaseService:
         self.links: dict[str, RigLink] = {}
         self.divert_latencies: list[float] = []
         self.return_latencies: list[float] = []
-        self._created_at: dict[str, float] = {}
         self._subscribers: set[trio.MemorySendChannel[dict[str, Any]]] = set()
         self._wake = trio.Event()
         for method, handler in (
@@ -142,6 +141,7 @@ class LeaseService:
                     "mode": "leased" if rig.lease_id else "mining",
                     "capabilities": rig.caps.to_dict(),
                     "accepted_shares": link.session.accepted if link else 0,
+                    "jobs_in_flight": len(link.claims) if link else 0,
                 }
             )
         return out
@@ -157,7 +157,6 @@ class LeaseService:
             lease, actions = self.controller.create(spec, now)
         except LeaseError as exc:
             raise RequestError(str(exc)) from None
-        self._created_at[lease.lease_id] = now
         await self._apply(actions)
         self._poke()
         return self.lease_view(lease.lease_id)
@@ -367,6 +366,8 @@ class LeaseService:
             old.session.drop("the same rig registered on another connection")
         self.links[rig_id] = RigLink(rig_id, session)
         session.rig_id = rig_id
+        # a rig's job results (embeddings, completions) are far longer than any mining message
+        session.conn.max_line_length = self.pool.config.rig_max_line_length
         session.conn.respond(event.id, {"rig_id": rig_id})
         log.info("rig registered", rig=rig_id, gpus=[g.model for g in caps.gpus], models=list(caps.models))
         self.publish({"type": "rig.registered", "rig_id": rig_id})
@@ -403,9 +404,8 @@ class LeaseService:
         if acked is None:
             return
         link, actions = acked
-        if link.diverted_at is not None and link.lease_id is not None:
-            start = self._created_at.get(link.lease_id, link.diverted_at)
-            self.divert_latencies.append(trio.current_time() - max(start, link.diverted_at))
+        if link.diverted_at is not None:
+            self.divert_latencies.append(trio.current_time() - link.diverted_at)
         self.publish({"type": "rig.serving", "rig_id": link.rig_id, "lease_id": link.lease_id})
         await self._apply(actions)
         self._poke()

@@ -110,6 +110,15 @@ class ClientConnection:
         self._version_rolling_mask: int | None = None
 
     @property
+    def max_line_length(self) -> int:
+        """The longest line accepted from the peer; raise it for peers trusted with more."""
+        return self._lines.max_line_length
+
+    @max_line_length.setter
+    def max_line_length(self, value: int) -> None:
+        self._lines.max_line_length = value
+
+    @property
     def state(self) -> ClientState:
         if self._failed:
             return ClientState.ERROR

@@ -37,6 +37,13 @@ class LineBuffer:
     def max_line_length(self) -> int:
         return self._max
 
+    @max_line_length.setter
+    def max_line_length(self, value: int) -> None:
+        """Change the limit, e.g. once a peer is trusted with larger messages."""
+        if type(value) is not int or value < 1:
+            raise ValueError(f"max_line_length must be a positive int, got {value!r}")
+        self._max = value
+
     def __len__(self) -> int:
         """Bytes held back waiting for their newline."""
         return len(self._tail)

@@ -173,6 +173,15 @@ class ServerConnection:
     # State
 
     @property
+    def max_line_length(self) -> int:
+        """The longest line accepted from the peer; raise it for peers trusted with more."""
+        return self._lines.max_line_length
+
+    @max_line_length.setter
+    def max_line_length(self, value: int) -> None:
+        self._lines.max_line_length = value
+
+    @property
     def state(self) -> ServerState:
         if self._failed:
             return ServerState.ERROR

@@ -50,6 +50,7 @@ class PoolConfig:
     version_mask: int = 0x1FFFE000  # BIP320 general-purpose bits
     # connections
     max_line_length: int = 16 * 1024
+    rig_max_line_length: int = 16 * 1024 * 1024  # registered rigs send inference results over stratum
     handshake_timeout: float = 30.0
     idle_timeout: float = 600.0
     send_timeout: float = 15.0

@@ -89,7 +89,6 @@ class Pool:
         self.port: int | None = None
         self.started_at = time.time()
         self.last_fanout: float | None = None  # seconds the last job took to reach every session
-        self.job_listeners: list[Callable[[Job, bool], None]] = []
         #: Called after each accepted share (the lease layer times a rig's return to mining).
         self.share_listeners: list[Callable[[Session], None]] = []
         #: Called when a connection ends (the lease layer requeues a rig's jobs here).
@@ -108,24 +107,17 @@ class Pool:
         except AddressError as exc:
             raise ValueError(f"payout_address: {exc}") from None
 
-    def check_worker(self, username: str, password: str | None) -> str | None:
-        """Why this worker may not mine here, or None when it may."""
+    def check_worker(self, username: str) -> tuple[bytes | None, str | None]:
+        """(payout script, refusal) for a worker name: the refusal says why it may not mine here;
+        the script is what solo mode pays (the address before the first "."), None otherwise."""
         if not username or len(username) > 128 or not username.isprintable():
-            return "worker name must be 1..128 printable characters"
-        if self.config.solo:
-            address = username.split(".", 1)[0]
-            try:
-                address_to_script(address, self.network)
-            except AddressError as exc:
-                return f"solo mode pays the worker's address: {exc}"
-        return None
-
-    def worker_payout_script(self, username: str) -> bytes | None:
-        """Solo mode: the script paying the worker name's address (the part before the first
-        "."); None when the pool pays its own address. For names check_worker accepted."""
+            return None, "worker name must be 1..128 printable characters"
         if not self.config.solo:
-            return None
-        return address_to_script(username.split(".", 1)[0], self.network)
+            return None, None
+        try:
+            return address_to_script(username.split(".", 1)[0], self.network), None
+        except AddressError as exc:
+            return None, f"solo mode pays the worker's address: {exc}"
 
     def share_target(self, difficulty: float) -> int:
         target = self._targets.get(difficulty)
@@ -273,8 +265,6 @@ class Pool:
                 log.exception("could not send work", peer=session.peer)
                 session.drop(f"internal error sending work: {exc!r}")
         self.last_fanout = time.perf_counter() - t0
-        for listener in self.job_listeners:
-            listener(job, clean)
 
     async def found_block(self, job: Job, block_hash: bytes, block: bytes, worker: str) -> None:
         """Write the block down durably, then submit it in the background (with retries)."""

@@ -320,8 +320,7 @@ class Session:
         self._maybe_start_work()
 
     def _on_authorize(self, event: Authorize) -> None:
-        reason = self.pool.check_worker(event.username, event.password)
-        script = self.pool.worker_payout_script(event.username) if reason is None else None
+        script, reason = self.pool.check_worker(event.username)
         if reason is None and self.payout_script is not None and script != self.payout_script:
             reason = "solo mode pays one address per connection: name the same address"
         if reason is not None:
@@ -477,4 +476,4 @@ class Session:
             self._resend_work()
 
 
-__all__ = ["Dropped", "LocalProtocolError", "Session"]
+__all__ = ["Dropped", "Session"]

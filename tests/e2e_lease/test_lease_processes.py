@@ -127,17 +127,21 @@ async def test_three_agents_a_lease_a_killed_rig_and_the_return(tmp_path: Path) 
 
             await until(serving, 10)
             unleased_before = (await shares())["rig-3"]
+            # several sentences a job, so the work lasts long enough to kill a rig in the middle of it
             ids = await client.submit_jobs(
-                "embed", [{**EMBED, "input": [f"job number {i} about mining and inference"]} for i in range(100)]
+                "embed",
+                [
+                    {**EMBED, "input": [f"job {i}, sentence {k}, about mining and inference" for k in range(8)]}
+                    for i in range(100)
+                ],
             )
             assert len(set(ids)) == 100
 
-            async def done_by(rig: str) -> int:
-                states = [await client.job(j) for j in ids]
-                return sum(1 for s in states if s["status"] == "done" and s["rig"] == rig)
+            async def victim_holds_jobs() -> bool:
+                return any(r["rig_id"] == "rig-1" and r["jobs_in_flight"] > 0 for r in await client.rigs())
 
-            await until(lambda: done_by("rig-1"), 60)  # the victim is working
-            procs["rig-1"].send_signal(signal.SIGKILL)  # mid-job: it claims four at a time
+            await until(victim_holds_jobs, 60, interval=0.005)  # the victim is mid-job
+            procs["rig-1"].send_signal(signal.SIGKILL)
             procs["rig-1"].wait(10)
 
             async def all_done() -> list[dict[str, Any]] | None:

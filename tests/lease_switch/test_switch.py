@@ -191,3 +191,16 @@ async def test_an_agent_without_a_gpu_mines_and_is_not_leasable(tmp_path: Path) 
         await wait_for(lambda: rig.agent.miner is not None and rig.agent.miner.accepted > 0)
         assert site.leases.rigs() == []
         assert rig.agent.mode == "mining"
+
+
+async def test_a_result_longer_than_a_miners_line_limit_comes_back(tmp_path: Path) -> None:
+    """Sixteen embeddings are ~130 KB of JSON on one stratum line: registered rigs may send that,
+    while plain miners keep the small line limit."""
+    async with open_site(tmp_path) as site:
+        await site.add_rig("rig-a")
+        await site.leases.create_lease({"count": 1, "queue": "emb", "duration_s": 60})
+        texts = [f"sentence {k} of a long embedding request" for k in range(16)]
+        [job_id] = [await site.leases.enqueue("emb", {**EMBED, "input": texts})]
+        [result] = await site.wait_jobs([job_id])
+        assert len(result["result"]["data"]) == 16
+        assert site.pool.config.max_line_length < 130_000 < site.pool.config.rig_max_line_length

@@ -111,3 +111,21 @@ def test_trickled_line_costs_linear_time() -> None:
     makes it ~300x at this size."""
     small, large = _bytewise_seconds(1_000), _bytewise_seconds(64_000)
     assert large / small < 160
+
+
+def test_the_line_limit_can_be_raised_for_a_trusted_peer() -> None:
+    from stratumkit.protocol.client import ClientConnection
+    from stratumkit.protocol.server import ServerConnection
+
+    buffer = LineBuffer(8)
+    with pytest.raises(LineTooLong):
+        buffer.feed(b"x" * 20 + b"\n")
+    buffer = LineBuffer(8)
+    buffer.max_line_length = 64
+    assert buffer.feed(b"x" * 20 + b"\n") == [b"x" * 20]
+    for bad in (0, -1, 2.5, "64"):
+        with pytest.raises(ValueError, match="max_line_length"):
+            buffer.max_line_length = bad  # type: ignore[assignment]
+    for conn in (ServerConnection(max_line_length=8), ClientConnection(max_line_length=8)):
+        conn.max_line_length = 1 << 20
+        assert conn.max_line_length == 1 << 20
