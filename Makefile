@@ -1,6 +1,7 @@
 # Two commands on a fresh machine:
 #   make run    set up and run the pool on its embedded template source (port 3333)
-#   make test   set up and run the whole test suite (.ci/run calls exactly this)
+#   make test   set up and run the whole test suite
+#   make check  lint, format check and mypy --strict (.ci/run calls `make check` then `make test`)
 # Everything lands in .venv; the C core is compiled by `pip install -e .`.
 
 PYTHON ?= python3
@@ -8,7 +9,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test bench clean services
+.PHONY: run test check bench clean services
 
 $(STAMP): pyproject.toml setup.py native/build_sha256d.py native/sha256d.c native/sha256d.h
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +26,14 @@ services:
 	bash scripts/redis-server.sh
 	bash scripts/regtest-node.sh install
 
+# Hypothesis runs its "ci" profile (fewer examples, no deadline) unless HYPOTHESIS_PROFILE says otherwise.
 test: $(STAMP) services
-	$(PY) -m pytest
+	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(PY) -m pytest
+
+check: $(STAMP)
+	$(VENV)/bin/ruff check stratumkit tests
+	$(VENV)/bin/ruff format --check stratumkit tests
+	$(VENV)/bin/mypy --strict stratumkit tests
 
 bench: $(STAMP)
 	$(VENV)/bin/stratumkit bench hash

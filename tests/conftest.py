@@ -1,4 +1,8 @@
-"""Fixtures shared by several test directories.
+"""Fixtures shared by several test directories, and the hypothesis profiles.
+
+Hypothesis profiles: "dev" (the default: hypothesis' example counts) and "ci" (25 examples a test
+that does not set its own count), chosen by HYPOTHESIS_PROFILE (`make test` sets "ci" unless it is
+set already). Neither has a deadline: on a busy machine one slow example is not a failure.
 
 The two regtest nodes live here so that tests/node and tests/e2e_node share one pair for the whole
 session. They start in a sync session fixture (pytest-trio runs each test in its own trio run, so
@@ -8,10 +12,17 @@ HTTP. A binary that cannot be installed FAILS the tests that need it; it never s
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
-from node.regtest import NodeFailed, RegtestNetwork, install_bitcoind
+from hypothesis import settings
+
+from tests.node.regtest import NodeFailed, RegtestNetwork, install_bitcoind
+
+settings.register_profile("dev", deadline=None)
+settings.register_profile("ci", max_examples=25, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
 @pytest.fixture(scope="session")

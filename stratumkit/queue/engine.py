@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-import msgpack  # type: ignore[import-untyped]
+import msgpack
 import trio
 
 #: Deliveries a job gets before it is dead-lettered, when `enqueue` is not told otherwise.
@@ -251,7 +251,7 @@ def pack_payload(kind: str, value: object) -> bytes:
     if not isinstance(value, Mapping):
         raise InvalidArgument(f"{kind} must be a dict, not {type(value).__name__}")
     try:
-        return msgpack.packb(dict(value), use_bin_type=True)  # type: ignore[no-any-return]
+        return msgpack.packb(dict(value), use_bin_type=True)
     except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidArgument(f"{kind} is not msgpack-able: {exc}") from exc
 

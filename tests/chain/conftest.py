@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from chain_vectors import VECTOR_FILES, VECTORS_DIR, Vector, load_vector
+
+from .chain_vectors import VECTOR_FILES, VECTORS_DIR, Vector, load_vector
 
 
 @pytest.fixture(params=VECTOR_FILES, ids=lambda p: p.stem)

@@ -4,7 +4,6 @@ from dataclasses import fields, replace
 from typing import Any
 
 import pytest
-from chain_vectors import Vector
 
 from stratumkit.chain.address import Network, address_to_script
 from stratumkit.chain.block import BlockHeader, assemble_block, parse_block, serialize_header
@@ -13,6 +12,8 @@ from stratumkit.chain.errors import BlockError
 from stratumkit.chain.merkle import fold_branch
 from stratumkit.chain.template import BlockTemplate
 from stratumkit.hashing import check_share, sha256d
+
+from .chain_vectors import Vector
 
 GENESIS_HEADER = bytes.fromhex(
     "0100000000000000000000000000000000000000000000000000000000000000000000003ba3edfd7a7b12b2"

@@ -3,7 +3,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from chain_vectors import VECTORS_DIR, Vector, load_vector
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,6 +18,8 @@ from stratumkit.chain.serialize import push_data, push_height, read_height_push
 from stratumkit.chain.template import BlockTemplate
 from stratumkit.chain.transaction import parse_transaction
 from stratumkit.hashing import sha256d
+
+from .chain_vectors import VECTORS_DIR, Vector, load_vector
 
 PAYOUT = address_to_script("bc1qvyq0cc6rahyvsazfdje0twl7ez82ndmuac2lhv", Network.MAINNET)
 

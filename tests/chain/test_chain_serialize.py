@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-from chain_vectors import Vector
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -19,6 +18,8 @@ from stratumkit.chain.serialize import (
     u64le,
 )
 from stratumkit.chain.transaction import parse_transaction
+
+from .chain_vectors import Vector
 
 # -- integers and compact sizes -----------------------------------------------------------------
 

@@ -4,7 +4,6 @@ import math
 from fractions import Fraction
 
 import pytest
-from chain_vectors import Vector
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -21,6 +20,8 @@ from stratumkit.chain.targets import (
     target_to_nbits,
 )
 from stratumkit.hashing import hash_to_int
+
+from .chain_vectors import Vector
 
 
 def test_difficulty_one() -> None:

@@ -5,7 +5,6 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from chain_vectors import Vector
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -16,6 +15,8 @@ from stratumkit.chain.template import (
     prevhash_from_stratum,
     stratum_prevhash,
 )
+
+from .chain_vectors import Vector
 
 
 def _json(vector: Vector) -> dict[str, Any]:

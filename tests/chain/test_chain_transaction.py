@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import pytest
-from chain_vectors import Vector
 
 from stratumkit.chain.errors import SerializationError
 from stratumkit.chain.transaction import parse_transaction
 from stratumkit.hashing import sha256d
+
+from .chain_vectors import Vector
 
 
 def test_template_transactions_round_trip(vector: Vector) -> None:

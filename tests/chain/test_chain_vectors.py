@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from chain_vectors import VECTOR_FILES, VECTORS_DIR, Vector
 
 from stratumkit.chain.block import BlockHeader, assemble_block, parse_block
 from stratumkit.chain.merkle import merkle_root, witness_commitment_script
 from stratumkit.chain.targets import difficulty_to_target, nbits_to_target
 from stratumkit.chain.template import BlockTemplate
 from stratumkit.hashing import check_share, sha256d
+
+from .chain_vectors import VECTOR_FILES, VECTORS_DIR, Vector
 
 
 def test_vectors_are_present_and_documented() -> None:

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 import trio
-from node.regtest import RegtestNetwork
+
+from tests.node.regtest import RegtestNetwork
 
 from .harness import PoolProcess
 

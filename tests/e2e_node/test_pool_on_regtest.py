@@ -9,12 +9,12 @@ from collections.abc import Iterable
 from typing import Any
 
 import trio
-from node.regtest import RegtestNetwork
 
 from stratumkit.chain.address import Network, address_to_script
 from stratumkit.chain.serialize import push_height
 from stratumkit.jobs.rpc import NodeRPC
 from stratumkit.shares.log import read_records
+from tests.node.regtest import RegtestNetwork
 
 from .conftest import StartPool
 from .harness import (

@@ -6,7 +6,6 @@ from __future__ import annotations
 import secrets
 
 import trio
-from node.regtest import RegtestNetwork
 
 from stratumkit.agent.work import MinerJob
 from stratumkit.chain.address import Address, AddressKind, Network, address_to_script
@@ -14,6 +13,7 @@ from stratumkit.chain.transaction import parse_transaction
 from stratumkit.hashing import scan_nonces
 from stratumkit.protocol.errors import ErrorCode
 from stratumkit.protocol.events import AuthorizeResult, ErrorReply, Event, SubmitResult
+from tests.node.regtest import RegtestNetwork
 
 from .conftest import StartPool
 from .harness import SHARE_DIFFICULTY, NodeMiner, coinbase_of, new_address, wait_until

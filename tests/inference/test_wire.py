@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import struct
 
-import msgpack  # type: ignore[import-untyped]
+import msgpack
 import pytest
 
 from stratumkit.inference import (

@@ -5,8 +5,8 @@ SQLite file, or a key prefix on a private redis-server) and moves that engine's 
 the SQLite engine gets a manual clock (no waiting); the Redis engine uses the server's clock, so
 its harness really sleeps, with visibility timeouts short enough to keep the suite fast.
 
-No __init__.py here on purpose: tests/ is not a package, so this directory would be imported as a
-package named `queue` and shadow the standard library's.
+tests/ is a package, so this directory imports as `tests.queue` and never shadows the standard
+library's `queue`.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pytest
 import trio
-from queue_harness import Harness, ManualClock, RedisServer, find_redis_server
 
 from stratumkit.queue.engine import QueueEngine
 from stratumkit.queue.redis import open_redis_queue
 from stratumkit.queue.sqlite import open_sqlite_queue
+
+from .queue_harness import Harness, ManualClock, RedisServer, find_redis_server
 
 
 @pytest.fixture(scope="session")

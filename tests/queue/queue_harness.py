@@ -1,6 +1,6 @@
 """Test helpers for the queue engines: a private redis-server, a manual clock, the harness type.
 
-Imported by conftest.py and the test modules (this directory is on sys.path under pytest).
+Imported by conftest.py and the test modules as `tests.queue.queue_harness`.
 """
 
 from __future__ import annotations

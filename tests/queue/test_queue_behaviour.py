@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 import trio
-from queue_harness import Harness
 
 from stratumkit.queue.engine import (
     REASON_MAX_DELIVERIES,
@@ -19,6 +18,8 @@ from stratumkit.queue.engine import (
     UnknownJob,
     wait_result,
 )
+
+from .queue_harness import Harness
 
 PAYLOAD: dict[str, Any] = {
     "model": "all-MiniLM-L6-v2",

@@ -5,12 +5,13 @@ from __future__ import annotations
 import gc
 
 import pytest
-import queue_harness
 import trio
-from queue_harness import REDIS_INSTALL_HINT, RedisServer, find_redis_server
 
 from stratumkit.queue.engine import QueueEngine, QueueError
 from stratumkit.queue.redis import open_redis_queue
+
+from . import queue_harness
+from .queue_harness import REDIS_INSTALL_HINT, RedisServer, find_redis_server
 
 
 async def test_kill_9_of_redis_server_loses_nothing(private_redis_server: RedisServer) -> None:

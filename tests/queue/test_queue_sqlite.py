@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 import trio
-from queue_harness import REPO_ROOT
 
 from stratumkit.queue.engine import QueueEngine, QueueError
 from stratumkit.queue.sqlite import APPLICATION_ID, SCHEMA_VERSION, open_sqlite_queue
+
+from .queue_harness import REPO_ROOT
 
 CHILD = Path(__file__).with_name("sqlite_kill_child.py")
 
