@@ -24,6 +24,9 @@ class PoolConfig:
     api_host: str = "127.0.0.1"
     api_port: int | None = 8080
     api_token: str | None = None  # when set, the HTTP API wants "Authorization: Bearer <token>"
+    tls_port: int | None = None  # a TLS stratum listener beside the plain one (conventionally 3443)
+    tls_cert: str | None = None  # PEM certificate chain for tls_port
+    tls_key: str | None = None  # PEM private key for tls_port
     # where state lives (share log, blocks, embedded chain)
     data_dir: str = "var/stratumkit"
     # work
@@ -68,6 +71,15 @@ class PoolConfig:
     def validate(self) -> PoolConfig:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0..65535, got {self.port}")
+        if self.tls_port is not None:
+            if not 0 <= self.tls_port <= 65535:
+                raise ConfigError(f"tls_port must be 0..65535, got {self.tls_port}")
+            for key in ("tls_cert", "tls_key"):
+                path = getattr(self, key)
+                if path is None:
+                    raise ConfigError(f"tls_port needs {key}: the path of a PEM file")
+                if not Path(path).is_file():
+                    raise ConfigError(f"{key}: no such file: {path}")
         if not 0 < self.min_difficulty <= self.start_difficulty <= self.max_difficulty:
             raise ConfigError("need 0 < min_difficulty <= start_difficulty <= max_difficulty")
         if not 2 <= self.extranonce2_size <= 16:

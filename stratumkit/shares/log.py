@@ -5,10 +5,12 @@ written and fdatasync'ed. A kill -9 (or power loss) can therefore lose only shar
 acknowledged; it can also leave a torn last record, which `open` detects by its length and CRC and
 truncates away. Nothing acknowledged is lost.
 
-Group commit: `append` queues the record on the open batch and waits for it; one writer task
-takes the whole batch, writes it with one write() and one fdatasync(), and wakes every waiter at
-once. Under load, batches grow to whatever arrived while the previous one was written, so the cost
-of a sync is shared by many shares.
+Group commit: `append` queues the record on the open batch and returns that batch; the caller
+acknowledges nothing before the batch is durable. The batch is written with one write() and one
+fdatasync() either by the writer task (`run`, woken by `wait(batch)`, which returns once it is
+done) or at once by `sync_now()`, which the socket reactor calls once per wakeup after it has
+read every ready connection. Under load, batches grow to whatever arrived while the previous one
+was written, so the cost of a sync is shared by many shares.
 
 The write and the sync run on the event loop's own thread, blocking it for their duration (about
 0.15 ms on an SSD). A worker thread would not block the loop, but under load it waits for the
@@ -26,7 +28,7 @@ import os
 import struct
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,14 +121,14 @@ def read_records(directory: str | os.PathLike[str]) -> Iterator[ShareRecord]:
 
 
 class LogBatch:
-    __slots__ = ("callbacks", "done", "error", "frames")
+    """Records written together; `done` is set once they are on disk (or `error` says why not)."""
+
+    __slots__ = ("done", "error", "frames")
 
     def __init__(self) -> None:
         self.frames: list[bytes] = []
         self.done = trio.Event()
         self.error: BaseException | None = None
-        #: Called (synchronously, by the writer) once the batch is on disk or has failed.
-        self.callbacks: list[Callable[[LogBatch], None]] = []
 
 
 class ShareLog:
@@ -184,27 +186,27 @@ class ShareLog:
             "sync_seconds": round(self.sync_seconds, 3),
         }
 
-    def append_nowait(self, record: ShareRecord) -> LogBatch:
-        """Queue a record on the open batch; `wait(batch)` returns once that batch is on disk.
-
-        A connection queues every share of one read this way and waits once, so pipelined shares
-        share a sync; it sends no acknowledgement before the wait returns.
-        """
+    def append(self, record: ShareRecord) -> LogBatch:
+        """Queue a record on the open batch and return the batch: acknowledge the record only
+        once `batch.done` is set without `batch.error` (`wait`), or after `sync_now()`."""
         if self._closed:
             raise ShareLogError("share log is closed")
         batch = self._batch
         batch.frames.append(record.pack())
-        self._wake.set()
         return batch
 
+    @property
+    def pending(self) -> int:
+        """Records queued and not yet written."""
+        return len(self._batch.frames)
+
     async def wait(self, batch: LogBatch) -> None:
-        await batch.done.wait()
+        """Return once `batch` is on disk (the writer task writes it); ShareLogError if it failed."""
+        if not batch.done.is_set():
+            self._wake.set()
+            await batch.done.wait()
         if batch.error is not None:
             raise ShareLogError(f"share log write failed: {batch.error}") from batch.error
-
-    async def append(self, record: ShareRecord) -> None:
-        """Queue a record and return once it is on disk (the caller then acknowledges it)."""
-        await self.wait(self.append_nowait(record))
 
     def _write(self, frames: list[bytes]) -> None:
         data = b"".join(frames)
@@ -226,18 +228,18 @@ class ShareLog:
             while True:
                 await self._wake.wait()
                 self._wake = trio.Event()
-                await self._flush()
+                # no extra yield: the writer wakes in the loop iteration after the first wait, so
+                # every connection that read in that iteration has already added its shares
+                self.sync_now()
         finally:
-            with trio.CancelScope(shield=True):
-                await self._flush()
-                self._closed = True
-                if self._fd >= 0:
-                    os.close(self._fd)
-                    self._fd = -1
+            self.sync_now()
+            self._closed = True
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
 
-    async def _flush(self) -> None:
-        # No extra yield here: the writer wakes in the loop iteration after the first append, so
-        # every connection that read in that iteration has already added its shares.
+    def sync_now(self) -> LogBatch:
+        """Write and sync the open batch on this thread, now; returns it (done, or with `error`)."""
         batch, self._batch = self._batch, LogBatch()
         if batch.frames:
             try:
@@ -249,5 +251,4 @@ class ShareLog:
             except OSError as exc:
                 batch.error = exc
         batch.done.set()
-        for callback in batch.callbacks:
-            callback(batch)
+        return batch

@@ -9,7 +9,7 @@ import trio
 from structlog.testing import capture_logs
 
 from stratumkit.server.pool import Pool
-from stratumkit.server.run import make_source
+from stratumkit.app import make_source
 from stratumkit.shares.log import read_records
 
 from .helpers import Miner, pool_config, reopen_share_log

@@ -1,0 +1,440 @@
+"""One miner's session, pool side, with no I/O: bytes and time in, bytes and decisions out.
+
+The I/O shell (stratumkit.server) feeds `receive_data(data, now, wall)`, ships `data_to_send()`,
+calls `on_timer(now)` now and then, and closes the connection once `drop_reason` is set. Nothing
+here reads a clock, touches a socket or awaits; the pool's parts are reached through the narrow
+ports of `stratumkit.session.ports`.
+
+Rules:
+- Work goes only to a MINING connection that is subscribed and authorized. DIVERTED (leased out)
+  and CURTAILED connections are sent nothing until `set_mode(MINING)`, which starts over with a
+  fresh difficulty and a clean job.
+- Each job remembers the difficulty it was sent at to this miner; a job sent again at a new
+  difficulty keeps the lower of the two (shares already on the wire were found at the old one).
+- A share that solves a block goes to the block port before anything can reject it, and before
+  its reply is queued (the block port writes it down durably first).
+- An accepted share goes to the share port's open batch; `take_batch()` hands the shell that
+  batch, and the shell sends nothing queued after it before the batch is durable.
+- A miner that sends `max_invalid` bad messages in a row is dropped (each has had its answer);
+  one that does not finish subscribe + authorize within `handshake_timeout`, or is silent for
+  `idle_timeout`, is dropped by `on_timer`.
+- Extension requests (`stratumkit.*`) are not answered here: `receive_data` returns them, in
+  order, for the shell to hand to the extension port.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from stratumkit.chain.block import assemble_block
+from stratumkit.jobs.job import Job
+from stratumkit.protocol.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
+from stratumkit.protocol.events import (
+    Authorize,
+    BadRequest,
+    Configure,
+    ConnectionClosed,
+    Event,
+    ExtensionRequest,
+    ExtranonceSubscribe,
+    ProtocolViolation,
+    Submit,
+    Subscribe,
+    SuggestDifficulty,
+)
+from stratumkit.protocol.jsonrpc import RequestId
+from stratumkit.protocol.server import ServerConnection, ServerState
+from stratumkit.shares.log import LogBatch, ShareRecord
+from stratumkit.shares.validator import judge_share
+from stratumkit.shares.vardiff import Vardiff, VardiffConfig
+
+from .ports import BlockPort, RigMode, SharePort, StatsPort, WorkPort
+
+#: Jobs whose sent difficulty a session remembers between clean jobs (oldest half forgotten past it).
+MAX_REMEMBERED_JOBS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    """What a session needs of the pool's configuration."""
+
+    extranonce2_size: int = 4
+    version_mask: int = 0x1FFFE000
+    start_difficulty: float = 0.001
+    vardiff: VardiffConfig = field(default_factory=VardiffConfig)
+    solo: bool = False
+    handshake_timeout: float = 30.0
+    idle_timeout: float = 600.0
+    max_invalid: int = 100
+    max_line_length: int = 16 * 1024
+    rig_max_line_length: int = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPorts:
+    work: WorkPort
+    shares: SharePort
+    blocks: BlockPort
+    stats: StatsPort
+    extension_methods: frozenset[str] = frozenset()
+
+
+class MiningSession:
+    """Subscribe/authorize state, vardiff, per-job difficulty, payout and rig mode of one miner."""
+
+    __slots__ = (
+        "_batch",
+        "_cfg",
+        "_job_difficulty",
+        "_min_difficulty",
+        "_ports",
+        "_sent_difficulty",
+        "_working",
+        "accepted",
+        "conn",
+        "connected_at",
+        "drop_reason",
+        "extranonce1",
+        "invalid_streak",
+        "last_activity",
+        "mode",
+        "payout_script",
+        "peer",
+        "rejected",
+        "rig_id",
+        "vardiff",
+        "worker",
+    )
+
+    def __init__(self, config: SessionConfig, ports: SessionPorts, now: float, peer: str = "") -> None:
+        self._cfg = config
+        self._ports = ports
+        self.peer = peer
+        self.conn = ServerConnection(
+            extension_methods=ports.extension_methods, max_line_length=config.max_line_length
+        )
+        self.connected_at = now
+        self.last_activity = now
+        self.extranonce1 = b""
+        self.worker: str | None = None
+        #: Solo mode: what this connection's coinbases pay (its first worker's address).
+        self.payout_script: bytes | None = None
+        self.vardiff = Vardiff(config.vardiff, config.start_difficulty, now)
+        self._min_difficulty = config.vardiff.minimum
+        self._sent_difficulty: float | None = None
+        self._job_difficulty: dict[str, float] = {}
+        self._working = False  # has been sent work since it last (re)started mining
+        self.mode = RigMode.MINING
+        self.rig_id: str | None = None
+        self.invalid_streak = 0
+        self.accepted = 0
+        self.rejected = 0
+        self.drop_reason: str | None = None
+        self._batch: LogBatch | None = None
+
+    # ------------------------------------------------------------------------------ state
+
+    @property
+    def difficulty(self) -> float:
+        return self.vardiff.difficulty
+
+    @property
+    def min_difficulty(self) -> float:
+        """The floor in force: the pool's, raised by the miner's BIP310 minimum-difficulty."""
+        return self._min_difficulty
+
+    @property
+    def working(self) -> bool:
+        """True once this MINING miner has been sent work."""
+        return self._working
+
+    @property
+    def closing(self) -> bool:
+        return self.drop_reason is not None
+
+    def job_difficulty(self, job_id: str) -> float | None:
+        """The difficulty `job_id` was sent at to this miner (None: never sent)."""
+        return self._job_difficulty.get(job_id)
+
+    def drop(self, reason: str) -> None:
+        """Ask the shell to close this connection (the first reason given is kept)."""
+        if self.drop_reason is None:
+            self.drop_reason = reason
+
+    def data_to_send(self) -> bytes:
+        return self.conn.data_to_send()
+
+    def take_batch(self) -> LogBatch | None:
+        """The share-log batch holding shares accepted since the last call (None: none were)."""
+        batch, self._batch = self._batch, None
+        return batch
+
+    # ------------------------------------------------------------------------------ input
+
+    def receive_data(self, data: bytes, now: float, wall: float) -> list[ExtensionRequest]:
+        """Handle bytes from the miner (b"" = it closed); return its extension requests, in order.
+
+        After a protocol error the messages before the garbage are still handled (a share may
+        solve a block) and the session is dropped.
+        """
+        self.last_activity = now
+        requests: list[ExtensionRequest] = []
+        try:
+            events = self.conn.receive_data(data)
+        except RemoteProtocolError as exc:
+            for event in exc.events:
+                if type(event) is not ConnectionClosed and self.drop_reason is None:
+                    try:
+                        self._handle(event, now, wall, requests)
+                    except LocalProtocolError:
+                        pass  # judged and recorded; a failed connection takes no reply
+            self.drop(f"protocol error: {exc}")
+            return requests
+        for event in events:
+            if type(event) is ConnectionClosed:
+                self.drop("closed by miner")
+                break
+            self._handle(event, now, wall, requests)
+            if self.drop_reason is not None:
+                break
+        return requests
+
+    def on_timer(self, now: float) -> None:
+        """Handshake and idle timeouts, and vardiff for a quiet miner."""
+        cfg = self._cfg
+        if self.conn.state is not ServerState.AUTHORIZED and now >= self.connected_at + cfg.handshake_timeout:
+            self.drop("handshake timeout")
+        elif now >= self.last_activity + cfg.idle_timeout:
+            self.drop("idle timeout")
+        elif self._working and now >= self.vardiff.next_deadline():
+            if self._retargeted(self.vardiff.tick(now), now):
+                self._resend_work(now)
+
+    def _handle(self, event: Event, now: float, wall: float, requests: list[ExtensionRequest]) -> None:
+        kind = type(event)
+        if kind is Submit:
+            assert isinstance(event, Submit)
+            self._on_submit(event, now, wall)
+        elif kind is Subscribe:
+            assert isinstance(event, Subscribe)
+            self._on_subscribe(event, now)
+        elif kind is Authorize:
+            assert isinstance(event, Authorize)
+            self._on_authorize(event, now)
+        elif kind is Configure:
+            assert isinstance(event, Configure)
+            self._on_configure(event, now)
+        elif kind is SuggestDifficulty:
+            assert isinstance(event, SuggestDifficulty)
+            self._on_suggest_difficulty(event, now)
+        elif kind is ExtranonceSubscribe:
+            assert isinstance(event, ExtranonceSubscribe)
+            self.conn.respond(event.id, True)
+        elif kind is ExtensionRequest:
+            assert isinstance(event, ExtensionRequest)
+            requests.append(event)
+        elif kind is BadRequest or kind is ProtocolViolation:
+            self._count_invalid()
+        # Response (to client.get_version) and anything else: nothing to do
+
+    def _count_invalid(self) -> None:
+        self.invalid_streak += 1
+        if self.invalid_streak >= self._cfg.max_invalid:
+            self.drop(f"{self.invalid_streak} invalid messages in a row")
+
+    def _on_subscribe(self, event: Subscribe, now: float) -> None:
+        if not self.extranonce1:
+            self.extranonce1 = self._ports.work.allocate_extranonce1(event.session_id)
+        self.conn.respond_subscribe(event.id, self.extranonce1.hex(), self._cfg.extranonce2_size)
+        self._maybe_start_work(now)
+
+    def _on_authorize(self, event: Authorize, now: float) -> None:
+        script, reason = self._ports.work.check_worker(event.username)
+        if reason is None and self.payout_script is not None and script != self.payout_script:
+            reason = "solo mode pays one address per connection: name the same address"
+        if reason is not None:
+            self.conn.respond_error(event.id, ErrorCode.UNAUTHORIZED, reason)
+            self._count_invalid()
+            return
+        self.conn.respond(event.id, True)
+        if self.worker is None:
+            self.worker = event.username
+            self.payout_script = script
+        self._maybe_start_work(now)
+
+    def _on_configure(self, event: Configure, now: float) -> None:
+        if event.minimum_difficulty:
+            self._min_difficulty = max(self._cfg.vardiff.minimum, event.minimum_difficulty)
+            if self.vardiff.difficulty < self._min_difficulty:
+                self.vardiff.reset(self._min_difficulty, now)
+        self.conn.respond_configure(
+            event.id,
+            version_rolling_mask=self._cfg.version_mask if event.version_rolling_mask is not None else None,
+            minimum_difficulty=event.minimum_difficulty is not None,
+            subscribe_extranonce=event.subscribe_extranonce,
+        )
+
+    def _on_suggest_difficulty(self, event: SuggestDifficulty, now: float) -> None:
+        cfg = self._cfg.vardiff
+        wanted = min(max(event.difficulty, self._min_difficulty, cfg.minimum), cfg.maximum)
+        self.vardiff.reset(wanted, now)
+        self.conn.respond(event.id, True)
+        if self._working:
+            self._resend_work(now)
+
+    # ------------------------------------------------------------------------------ work
+
+    def _maybe_start_work(self, now: float) -> None:
+        if self._working or self.mode is not RigMode.MINING or self.conn.state is not ServerState.AUTHORIZED:
+            return
+        job = self._ports.work.current
+        if job is None:
+            return  # no template yet (node down at start): work follows the first template
+        self._working = True
+        self.vardiff.reset(self.vardiff.difficulty, now)
+        self.send_job(job, True, now)
+
+    def send_job(self, job: Job, clean: bool, now: float) -> None:
+        """Queue a job (and the difficulty it is sent at), or the first job if work can start now."""
+        if not self._working:
+            self._maybe_start_work(now)
+            return
+        if self.mode is not RigMode.MINING or self.conn.state in (ServerState.ERROR, ServerState.CLOSED):
+            return
+        if self.payout_script is not None:
+            job = self._ports.work.job_for(job, self.payout_script, now)
+        elif self._cfg.solo:
+            return  # solo: the pool-level job pays no one's address; never hand it out
+        difficulty = self.vardiff.difficulty
+        if difficulty != self._sent_difficulty:
+            self.conn.send_set_difficulty(difficulty)
+            self._sent_difficulty = difficulty
+        self.note_job_sent(job.job_id, clean, difficulty)
+        self.conn.send_notify(job.notify_clean if clean else job.notify_update)
+
+    def fast_notify(self, job: Job, clean: bool) -> bool:
+        """Take the shared, pre-serialised notify of `job` as sent (True), if this session would
+        be sent exactly that line and nothing else: the shell then writes the one shared buffer
+        to many miners at once instead of asking each session."""
+        if (
+            not self._working
+            or self.mode is not RigMode.MINING
+            or self.payout_script is not None
+            or self._cfg.solo
+            or self.vardiff.difficulty != self._sent_difficulty
+            or self.conn.state is not ServerState.AUTHORIZED
+        ):
+            return False
+        self.note_job_sent(job.job_id, clean, self.vardiff.difficulty)
+        return True
+
+    def note_job_sent(self, job_id: str, clean: bool, difficulty: float) -> None:
+        remembered = self._job_difficulty
+        if clean:
+            remembered.clear()
+        elif len(remembered) > MAX_REMEMBERED_JOBS:
+            for old in list(remembered)[: MAX_REMEMBERED_JOBS // 2]:
+                del remembered[old]
+        held = remembered.get(job_id)
+        remembered[job_id] = difficulty if held is None else min(held, difficulty)
+
+    def _retargeted(self, new: float | None, now: float) -> bool:
+        """Apply the miner's configured floor to a vardiff change; True if work must be re-sent."""
+        if new is None:
+            return False
+        if new < self._min_difficulty:
+            self.vardiff.reset(self._min_difficulty, now)
+        return self.vardiff.difficulty != self._sent_difficulty
+
+    def _resend_work(self, now: float) -> None:
+        job = self._ports.work.current
+        if job is not None:
+            self.send_job(job, False, now)
+
+    # ------------------------------------------------------------------------------ rig mode
+
+    def register_rig(self, rig_id: str) -> None:
+        """This connection is the rig `rig_id`: its job results are far longer than mining lines."""
+        self.rig_id = rig_id
+        self.conn.max_line_length = self._cfg.rig_max_line_length
+
+    def set_mode(self, mode: RigMode, now: float, *, difficulty: float | None = None) -> None:
+        """Change what the hardware does. MINING starts over: the difficulty (floored at the
+        miner's minimum), set_difficulty, then a clean job."""
+        self.mode = mode
+        if mode is not RigMode.MINING:
+            return
+        self._working = False
+        self._sent_difficulty = None
+        if difficulty is not None:
+            self.vardiff.reset(max(difficulty, self._min_difficulty), now)
+        self._maybe_start_work(now)
+
+    def respond(self, request_id: RequestId, result: Any) -> None:
+        self.conn.respond(request_id, result)
+
+    def respond_error(self, request_id: RequestId, message: str) -> None:
+        self.conn.respond_error(request_id, ErrorCode.OTHER, message)
+
+    def notify(self, method: str, params: Any) -> None:
+        self.conn.send_notification(method, params)
+
+    # ------------------------------------------------------------------------------ shares
+
+    def _on_submit(self, event: Submit, now: float, wall: float) -> None:
+        ports = self._ports
+        if event.worker not in self.conn.authorized_workers:
+            self.conn.respond_error(event.id, ErrorCode.UNAUTHORIZED, f"worker {event.worker[:64]!r} is not authorized")
+            self._count_invalid()
+            return
+        job = ports.work.get(event.job_id, self.payout_script)
+        difficulty = self._job_difficulty.get(event.job_id, self.vardiff.difficulty)
+        verdict = judge_share(
+            job,
+            extranonce1=self.extranonce1,
+            extranonce2_size=self._cfg.extranonce2_size,
+            version_mask=self.conn.version_rolling_mask,
+            share_target=ports.work.share_target(difficulty),
+            extranonce2_hex=event.extranonce2,
+            ntime_hex=event.ntime,
+            nonce_hex=event.nonce,
+            version_bits_hex=event.version_bits,
+            now=wall,
+        )
+        if verdict.block:
+            assert verdict.job is not None and verdict.result is not None
+            coinbase = verdict.job.coinbase.join(self.extranonce1, verdict.extranonce2)
+            block = assemble_block(verdict.job.template, verdict.result.header, coinbase)
+            ports.blocks.found(verdict.job, verdict.result.hash, block, event.worker)
+        if verdict.error is not None:
+            ports.stats.on_rejected(event.worker, verdict.error.name.lower())
+            self.rejected += 1
+            self.conn.respond_error(event.id, verdict.error, verdict.message)
+            self._count_invalid()
+            return
+        assert verdict.result is not None
+        self._batch = ports.shares.append(
+            ShareRecord(
+                time=wall,
+                worker=event.worker,
+                job_id=event.job_id,
+                extranonce1=self.extranonce1,
+                extranonce2=verdict.extranonce2,
+                ntime=verdict.ntime,
+                nonce=verdict.nonce,
+                version=verdict.version,
+                difficulty=difficulty,
+                hash=verdict.result.hash,
+                block=verdict.block,
+            )
+        )
+        self.invalid_streak = 0
+        self.accepted += 1
+        ports.stats.on_accepted(event.worker, difficulty, wall, verdict.block)
+        self.conn.respond(event.id, True)
+        if self._retargeted(self.vardiff.on_share(now), now):
+            self._resend_work(now)
+
+
+__all__ = ["MAX_REMEMBERED_JOBS", "MiningSession", "SessionConfig", "SessionPorts"]
