@@ -17,7 +17,17 @@ def _bench(args: argparse.Namespace) -> int:
     elif args.what == "pool":
         from stratumkit.bench import pool as bench_pool
 
-        bench_pool.run(args.connections, args.rate, args.duration, args.transactions)
+        bench_pool.run(
+            args.connections,
+            args.rate,
+            args.duration,
+            args.transactions,
+            shape=args.shape,
+            in_flight=args.in_flight,
+            tls=args.tls,
+            fanout=not args.no_fanout,
+            as_json=args.json,
+        )
     elif args.what == "lease":
         from stratumkit.bench import lease as bench_lease
 
@@ -211,7 +221,23 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--rigs", type=int, default=2, help="lease: agent processes (default 2)")
     bench.add_argument("--inference", default=None, help="lease: agents' inference backend (e.g. minilm)")
     bench.add_argument("--seconds", type=float, default=1.0, help="hash: time per figure (default 1)")
-    bench.add_argument("--connections", type=int, default=1000, help="pool: miners to connect (default 1000)")
+    bench.add_argument(
+        "--connections",
+        type=int,
+        nargs="+",
+        default=[1000],
+        help="pool: miners to connect; one run per value (default 1000)",
+    )
+    bench.add_argument(
+        "--shape",
+        choices=["open", "closed"],
+        default="open",
+        help="pool: open = shares on a timer at --rate; closed = each miner waits for replies (default open)",
+    )
+    bench.add_argument("--in-flight", type=int, default=1, help="pool, closed shape: shares outstanding per miner")
+    bench.add_argument("--tls", action="store_true", help="pool: each run again over the server's TLS port")
+    bench.add_argument("--no-fanout", action="store_true", help="pool: skip the block fan-out and send floor")
+    bench.add_argument("--json", action="store_true", help="pool: one JSON object per run instead of the table")
     bench.add_argument("--rate", type=float, default=20000, help="pool: shares/s offered in total (default 20000)")
     bench.add_argument("--duration", type=float, default=10.0, help="pool: seconds of load (default 10)")
     bench.add_argument(
