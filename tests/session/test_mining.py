@@ -1,0 +1,225 @@
+"""MiningSession with no I/O: lines in, lines out, time passed in, the pool's parts as small fakes
+(around a real job registry, so the shares are judged by the real validator and native hash)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from stratumkit.agent.work import MinerJob
+from stratumkit.chain.targets import difficulty_to_target
+from stratumkit.jobs.extranonce import ExtranonceAllocator
+from stratumkit.jobs.job import Job
+from stratumkit.jobs.registry import JobRegistry
+from stratumkit.jobs.sources import EmbeddedTemplateSource
+from stratumkit.session.mining import MiningSession, SessionConfig, SessionPorts
+from stratumkit.session.ports import RigMode
+from stratumkit.shares.log import LogBatch, ShareRecord
+from stratumkit.shares.vardiff import VardiffConfig
+from tests.support.shares import make_share
+
+WALL = 1_900_000_000.0
+DIFFICULTY = 1e-6
+
+
+@dataclass
+class FakeWork:
+    registry: JobRegistry
+    extranonces: ExtranonceAllocator = field(default_factory=ExtranonceAllocator)
+
+    @property
+    def current(self) -> Job | None:
+        return self.registry.current
+
+    def job_for(self, job: Job, payout_script: bytes, now: float) -> Job:
+        return self.registry.job_for(job, payout_script, now)
+
+    def get(self, job_id: str, payout_script: bytes | None) -> Job | None:
+        return self.registry.get(job_id, payout_script)
+
+    def allocate_extranonce1(self, session_id: str | None) -> bytes:
+        return self.extranonces.allocate(session_id)
+
+    def release_extranonce1(self, extranonce1: bytes) -> None:
+        self.extranonces.release(extranonce1)
+
+    def check_worker(self, username: str) -> tuple[bytes | None, str | None]:
+        return (None, None) if username != "banned" else (None, "not welcome")
+
+    def share_target(self, difficulty: float) -> int:
+        return difficulty_to_target(difficulty)
+
+
+@dataclass
+class Recorder:
+    """The share, block and stats ports: everything the session hands them."""
+
+    batch: LogBatch = field(default_factory=LogBatch)
+    shares: list[ShareRecord] = field(default_factory=list)
+    blocks: list[tuple[str, str]] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+
+    def append(self, record: ShareRecord) -> LogBatch:
+        self.shares.append(record)
+        return self.batch
+
+    def found(self, job: Job, block_hash: bytes, block: bytes, worker: str) -> None:
+        self.blocks.append((block_hash[::-1].hex(), worker))
+
+    def on_accepted(self, worker: str, difficulty: float, now: float, block: bool) -> None:
+        pass
+
+    def on_rejected(self, worker: str, reason: str) -> None:
+        self.rejected.append(reason)
+
+
+def lines(session: MiningSession) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in session.data_to_send().splitlines()]
+
+
+def send(session: MiningSession, *messages: dict[str, Any], now: float = 0.0) -> list[dict[str, Any]]:
+    data = b"".join(json.dumps(m).encode() + b"\n" for m in messages)
+    session.receive_data(data, now, WALL)
+    return lines(session)
+
+
+@pytest.fixture
+def parts() -> tuple[FakeWork, Recorder]:
+    registry = JobRegistry(payout_script=b"\x51", extranonce1_size=4, extranonce2_size=4)
+    source = EmbeddedTemplateSource(difficulty=1e-3, clock=lambda: WALL)
+    registry.new_job(source.template(), 0.0, ntime=int(WALL))
+    return FakeWork(registry), Recorder()
+
+
+def make_session(parts: tuple[FakeWork, Recorder], **config: Any) -> MiningSession:
+    work, recorder = parts
+    values: dict[str, Any] = dict(
+        start_difficulty=DIFFICULTY,
+        vardiff=VardiffConfig(minimum=1e-9, maximum=DIFFICULTY, retarget_time=5.0, target_interval=1.0),
+    )
+    ports = SessionPorts(work=work, shares=recorder, blocks=recorder, stats=recorder, extension_methods=frozenset())
+    return MiningSession(SessionConfig(**(values | config)), ports, 0.0, "127.0.0.1:1")
+
+
+def handshake(session: MiningSession) -> list[dict[str, Any]]:
+    return send(
+        session,
+        {"id": 1, "method": "mining.subscribe", "params": ["test/1.0"]},
+        {"id": 2, "method": "mining.authorize", "params": ["w.1", "x"]},
+    )
+
+
+def miner_job(out: list[dict[str, Any]], work: FakeWork) -> MinerJob:
+    """The job the miner was just sent, as a miner would hold it."""
+    [notify] = [m for m in out if m.get("method") == "mining.notify"]
+    assert work.current is not None and notify["params"][0] == work.current.job_id
+    return MinerJob.from_notify(work.current.notify_clean, DIFFICULTY)
+
+
+def test_handshake_sends_difficulty_then_a_clean_job(parts: tuple[FakeWork, Recorder]) -> None:
+    session = make_session(parts)
+    out = handshake(session)
+    assert [m.get("id") for m in out[:2]] == [1, 2]
+    assert out[2] == {"id": None, "method": "mining.set_difficulty", "params": [DIFFICULTY]}
+    assert out[3]["method"] == "mining.notify" and out[3]["params"][-1] is True
+    assert session.working and session.worker == "w.1"
+
+
+def test_an_accepted_share_goes_to_the_log_batch_before_its_reply_is_taken(parts: tuple[FakeWork, Recorder]) -> None:
+    work, recorder = parts
+    session = make_session(parts)
+    job = miner_job(handshake(session), parts[0])
+    share = make_share(job, session.extranonce1, b"\0\0\0\1", target=difficulty_to_target(DIFFICULTY))
+    out = send(session, {"id": 4, "method": "mining.submit", "params": share.params("w.1")}, now=1.0)
+    assert out == [{"id": 4, "result": True, "error": None}]
+    assert session.take_batch() is recorder.batch and session.take_batch() is None
+    [record] = recorder.shares
+    assert record.hash == share.hash and record.difficulty == DIFFICULTY and record.time == WALL
+
+
+def test_a_low_share_is_rejected_23_and_nothing_is_logged(parts: tuple[FakeWork, Recorder]) -> None:
+    _, recorder = parts
+    session = make_session(parts)
+    job = miner_job(handshake(session), parts[0])
+    share = make_share(job, session.extranonce1, b"\0\0\0\2", target=difficulty_to_target(DIFFICULTY), low=True)
+    [reply] = send(session, {"id": 5, "method": "mining.submit", "params": share.params("w.1")})
+    assert reply["error"][0] == 23
+    assert not recorder.shares and recorder.rejected == ["low_difficulty"]
+    assert session.take_batch() is None
+
+
+def test_a_block_share_reaches_the_block_port_even_when_rejected_as_duplicate(
+    parts: tuple[FakeWork, Recorder],
+) -> None:
+    _, recorder = parts
+    session = make_session(parts)
+    job = miner_job(handshake(session), parts[0])
+    share = make_share(job, session.extranonce1, b"\0\0\0\3", target=job.network_target)
+    submit = {"id": 6, "method": "mining.submit", "params": share.params("w.1")}
+    assert send(session, submit)[0]["result"] is True
+    assert send(session, submit)[0]["error"][0] == 22
+    assert recorder.blocks == [(share.hash[::-1].hex(), "w.1")]  # flagged once, the first time
+
+
+def test_diverted_sessions_get_no_work_and_mining_starts_over_clean(parts: tuple[FakeWork, Recorder]) -> None:
+    work, _ = parts
+    session = make_session(parts)
+    handshake(session)
+    session.set_mode(RigMode.DIVERTED, 1.0)
+    assert work.current is not None
+    session.send_job(work.current, True, 2.0)
+    assert session.data_to_send() == b""
+    session.set_mode(RigMode.MINING, 3.0, difficulty=1e-12)  # floored at the configured minimum
+    out = lines(session)
+    assert out[0] == {"id": None, "method": "mining.set_difficulty", "params": [1e-9]}
+    assert out[1]["method"] == "mining.notify" and out[1]["params"][-1] is True
+
+
+def test_extension_requests_are_returned_in_order_unanswered(parts: tuple[FakeWork, Recorder]) -> None:
+    work, recorder = parts
+    ports = SessionPorts(work=work, shares=recorder, blocks=recorder, stats=recorder, extension_methods=frozenset({"x.a", "x.b"}))
+    session = MiningSession(SessionConfig(), ports, 0.0)
+    data = b'{"id":1,"method":"x.a","params":[]}\n{"id":2,"method":"x.b","params":[1]}\n'
+    requests = session.receive_data(data, 0.0, WALL)
+    assert [(r.id, r.method) for r in requests] == [(1, "x.a"), (2, "x.b")]
+    assert session.data_to_send() == b""
+    session.respond(2, True)
+    session.respond_error(1, "no")
+    assert [m["id"] for m in lines(session)] == [2, 1]
+
+
+def test_timers_drop_a_slow_handshake_and_a_silent_miner(parts: tuple[FakeWork, Recorder]) -> None:
+    slow = make_session(parts, handshake_timeout=5.0)
+    slow.on_timer(4.9)
+    assert not slow.closing
+    slow.on_timer(5.0)
+    assert slow.drop_reason == "handshake timeout"
+    silent = make_session(parts, idle_timeout=30.0)
+    handshake(silent)
+    silent.on_timer(29.0)
+    assert not silent.closing
+    silent.on_timer(30.0)
+    assert silent.drop_reason == "idle timeout"
+
+
+def test_a_flood_of_bad_lines_drops_after_each_was_answered(parts: tuple[FakeWork, Recorder]) -> None:
+    session = make_session(parts, max_invalid=3)
+    session.receive_data(b"nope\n" * 2, 0.0, WALL)
+    assert not session.closing
+    session.receive_data(b"nope\n" * 3, 1.0, WALL)
+    assert [m["error"][0] for m in lines(session)] == [20] * 5
+    assert session.drop_reason == "3 invalid messages in a row"
+
+
+def test_garbage_after_a_share_still_judges_the_share(parts: tuple[FakeWork, Recorder]) -> None:
+    _, recorder = parts
+    session = make_session(parts)
+    job = miner_job(handshake(session), parts[0])
+    share = make_share(job, session.extranonce1, b"\0\0\0\4", target=difficulty_to_target(DIFFICULTY))
+    line = json.dumps({"id": 7, "method": "mining.submit", "params": share.params("w.1")}).encode()
+    session.receive_data(line + b"\n" + b"\xff" * 20000, 1.0, WALL)
+    assert len(recorder.shares) == 1
+    assert session.drop_reason is not None and session.drop_reason.startswith("protocol error")
