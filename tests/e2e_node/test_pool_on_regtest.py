@@ -15,17 +15,11 @@ from stratumkit.chain.serialize import push_height
 from stratumkit.jobs.rpc import NodeRPC
 from stratumkit.shares.log import read_records
 from tests.node.regtest import RegtestNetwork
+from tests.support.miners import ScanningMiner, display_prevhash
+from tests.support.waiting import wait_until
 
 from .conftest import StartPool
-from .harness import (
-    POOL_TAG,
-    SHARE_DIFFICULTY,
-    NodeMiner,
-    PoolProcess,
-    display_prevhash,
-    new_address,
-    wait_until,
-)
+from .harness import POOL_TAG, SHARE_DIFFICULTY, PoolProcess, new_address
 
 #: Regtest's subsidy halves every 150 blocks (seen on this node: 50 BTC at 149, 25 at 150).
 REGTEST_HALVING = 150
@@ -73,7 +67,7 @@ async def test_blocks_found_through_the_pool_are_accepted_and_recorded(
         start = await node1.call("getblockcount")
 
         pool = await start_pool(payout_address=payout)
-        miner = await NodeMiner.connect(nursery, pool.port, "rig1.gpu0")
+        miner = await ScanningMiner.connect(nursery, pool.port, "rig1.gpu0")
         # The first job, then one clean job per block: three blocks.
         await miner.wait_for(lambda: len(miner.clean_tips()) >= 4, what="three blocks")
         await miner.quiesce()
@@ -133,7 +127,7 @@ async def test_node_down_when_the_pool_starts(
     failure = await pool.wait_log("node unavailable, retrying")
     assert "refused" in failure["error"], failure
     # Miners connect and hand-shake, and get no work while there is none.
-    miner = await NodeMiner.connect(nursery, pool.port, "early.rig")
+    miner = await ScanningMiner.connect(nursery, pool.port, "early.rig")
     await pool.wait_log("miner authorized")
     await trio.sleep(1.0)  # several retries of the node (every 0.2 s, doubling)
     assert miner.notifies() == [] and pool.running
@@ -157,7 +151,7 @@ async def test_node_killed_mid_run(
 ) -> None:
     regtest = healthy_regtest
     pool = await start_pool(payout_address=new_address())
-    miner = await NodeMiner.connect(nursery, pool.port, "steady.rig")
+    miner = await ScanningMiner.connect(nursery, pool.port, "steady.rig")
     await miner.wait_for(lambda: len(miner.clean_tips()) >= 2, what="a first block")
     await miner.quiesce()
     async with regtest.rpc as node1:
@@ -175,7 +169,7 @@ async def test_node_killed_mid_run(
     assert failure["error"]
 
     # Within its stale window the pool keeps serving the last job: to a new miner ...
-    late = await NodeMiner.connect(nursery, pool.port, "late.rig", mine=False)
+    late = await ScanningMiner.connect(nursery, pool.port, "late.rig", mine=False)
     await late.wait_for(lambda: late.notifies(), what="the last job")
     assert late.notifies()[0].prevhash == last_job.prevhash and late.notifies()[0].clean_jobs
     # ... and for shares on the job the miner holds. Each is a block: written down first.
@@ -214,7 +208,7 @@ async def test_block_found_while_the_node_is_down_is_resubmitted_after_a_pool_re
 ) -> None:
     regtest = healthy_regtest
     pool = await start_pool(payout_address=new_address())
-    miner = await NodeMiner.connect(nursery, pool.port, "patient.rig", mine=False)
+    miner = await ScanningMiner.connect(nursery, pool.port, "patient.rig", mine=False)
     await miner.wait_for(lambda: miner.notifies(), what="work")
     job = miner.job
     assert job is not None
@@ -240,5 +234,5 @@ async def test_block_found_while_the_node_is_down_is_resubmitted_after_a_pool_re
     async with regtest.rpc as node1:
         assert await in_best_chain(node1, found.hash)
     # New work builds on it.
-    again = await NodeMiner.connect(nursery, pool.port, "patient.rig", mine=False)
+    again = await ScanningMiner.connect(nursery, pool.port, "patient.rig", mine=False)
     await again.wait_for(lambda: found.hash in again.clean_tips(), what="work on the resubmitted block")

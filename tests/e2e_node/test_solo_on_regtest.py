@@ -14,9 +14,11 @@ from stratumkit.hashing import scan_nonces
 from stratumkit.protocol.errors import ErrorCode
 from stratumkit.protocol.events import AuthorizeResult, ErrorReply, Event, SubmitResult
 from tests.node.regtest import RegtestNetwork
+from tests.support.miners import ScanningMiner
+from tests.support.waiting import wait_until
 
 from .conftest import StartPool
-from .harness import SHARE_DIFFICULTY, NodeMiner, coinbase_of, new_address, wait_until
+from .harness import SHARE_DIFFICULTY, coinbase_of, new_address
 
 
 def refused(reply: Event, code: ErrorCode) -> bool:
@@ -33,8 +35,8 @@ async def test_solo_miners_are_paid_to_their_own_addresses(
 ) -> None:
     alice, bob = new_address(), new_address()
     pool = await start_pool(solo=True)  # no payout address: solo pays the workers
-    a = await NodeMiner.connect(nursery, pool.port, f"{alice}.rig1", mine=False)
-    b = await NodeMiner.connect(nursery, pool.port, f"{bob}.rig2", mine=False)
+    a = await ScanningMiner.connect(nursery, pool.port, f"{alice}.rig1", mine=False)
+    b = await ScanningMiner.connect(nursery, pool.port, f"{bob}.rig2", mine=False)
     await a.wait_for(lambda: a.job, what="work")
     await b.wait_for(lambda: b.job, what="work")
     assert a.job is not None and b.job is not None

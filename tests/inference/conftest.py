@@ -3,8 +3,7 @@ serving it, and an HTTP client of that server."""
 
 from __future__ import annotations
 
-import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import trio
@@ -12,6 +11,7 @@ import trio
 from stratumkit.inference.minilm import MiniLMBackend
 from stratumkit.inference.openai_http import OpenAIHTTPBackend
 from stratumkit.inference.server import serve_openai
+from tests.support.ports import refused_port
 
 
 @pytest.fixture(scope="session")
@@ -38,9 +38,7 @@ async def client(server_url: str) -> AsyncIterator[OpenAIHTTPBackend]:
 
 
 @pytest.fixture
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
+def closed_port() -> Iterator[int]:
+    """A loopback port that refuses connections, held for the test so nothing else takes it."""
+    with refused_port() as port:
+        yield port

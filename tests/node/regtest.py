@@ -16,11 +16,9 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +33,7 @@ from stratumkit.chain import (
 from stratumkit.chain.merkle import fold_branch
 from stratumkit.hashing import hash_to_int, scan_nonces, sha256d
 from stratumkit.jobs.rpc import NodeRPC
+from tests.support.ports import PortTaken, free_ports, retry_on_bind_failure
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTALL_SCRIPT = ROOT / "scripts" / "regtest-node.sh"
@@ -85,15 +84,12 @@ def install_bitcoind() -> Path:
     return path
 
 
-def free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports (all held open while choosing, so none repeats)."""
-    with ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            s = stack.enter_context(socket.socket())
-            s.bind(("127.0.0.1", 0))
-            ports.append(s.getsockname()[1])
-        return ports
+#: What bitcoind prints when a port it was given is taken (P2P, then RPC).
+BIND_FAILURES = ("Unable to bind to", "Unable to start HTTP server")
+
+
+class NodePortTaken(NodeFailed, PortTaken):
+    """bitcoind exited at start because another process holds one of its ports."""
 
 
 class RPCFailure(RuntimeError):
@@ -175,12 +171,15 @@ class RegtestNode:
             *self.extra,
         ]
         with (self.datadir / "stderr.txt").open("ab") as stderr:  # the child keeps its own copy
+            stderr_start = stderr.tell()
             self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
         deadline = time.monotonic() + timeout
         last = "no answer yet"
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise NodeFailed(
+                said = (self.datadir / "stderr.txt").read_bytes()[stderr_start:].decode(errors="replace")
+                failed = NodePortTaken if any(text in said for text in BIND_FAILURES) else NodeFailed
+                raise failed(
                     f"node {self.datadir.name} exited with {self.process.returncode} at start:\n{self._tail()}"
                 )
             try:
@@ -225,12 +224,17 @@ class RegtestNetwork:
     """Node 1 (the pool's node) and node 2 (its peer, `-connect`ed to node 1)."""
 
     def __init__(self, bitcoind: Path, datadir: Path) -> None:
+        self.bitcoind = bitcoind
         self.datadir = datadir
         self.password = secrets.token_hex(16)
-        p2p1, rpc1, p2p2, rpc2 = free_ports(4)
-        self.node1 = RegtestNode(bitcoind, datadir / "node1", p2p1, rpc1, self.password)
+        self._use_ports(free_ports(4))
+
+    def _use_ports(self, ports: list[int]) -> None:
+        """bitcoind cannot bind port 0 and say which port it got: it is given ports picked free."""
+        p2p1, rpc1, p2p2, rpc2 = ports
+        self.node1 = RegtestNode(self.bitcoind, self.datadir / "node1", p2p1, rpc1, self.password)
         self.node2 = RegtestNode(
-            bitcoind, datadir / "node2", p2p2, rpc2, self.password, (f"-connect=127.0.0.1:{p2p1}",)
+            self.bitcoind, self.datadir / "node2", p2p2, rpc2, self.password, (f"-connect=127.0.0.1:{p2p1}",)
         )
 
     # What tests use ------------------------------------------------------------------------
@@ -257,13 +261,22 @@ class RegtestNetwork:
         return NodeRPC(self.rpc_url, timeout=10.0)
 
     def start(self) -> None:
-        self.node1.start()
-        self.node2.start()
+        """Start both nodes; on ports taken between the pick and bitcoind's bind, on new ones."""
+        retry_on_bind_failure(self._start_on, 4)
         if self.node1.call("getblockcount") < 101:
             # Leaves initial download (the genesis block is old) and matures a coinbase.
             self.node1.call("generatetoaddress", 101, PAYOUT_ADDRESS)
         self.wait_connected()
         self.wait_synced()
+
+    def _start_on(self, ports: list[int]) -> None:
+        self._use_ports(ports)
+        try:
+            self.node1.start()
+            self.node2.start()
+        except NodePortTaken:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         for node in (self.node1, self.node2):  # both at once: each takes about 2 s

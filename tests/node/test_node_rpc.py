@@ -10,8 +10,9 @@ import trio
 
 from stratumkit.jobs.rpc import NodeRPC, NodeTimeout, NodeUnreachable, RPCAuthError, RPCError
 from stratumkit.jobs.sources import SourceUnavailable
+from tests.support.ports import refused_port
 
-from .regtest import RegtestNetwork, free_ports
+from .regtest import RegtestNetwork
 
 
 async def test_password_in_url(rpc: NodeRPC) -> None:
@@ -73,10 +74,10 @@ async def test_json_rpc_errors(rpc: NodeRPC) -> None:
 
 
 async def test_node_down() -> None:
-    (port,) = free_ports(1)
-    async with NodeRPC(f"http://u:sekrit@127.0.0.1:{port}", timeout=5) as rpc:
-        with pytest.raises(NodeUnreachable, match="connection refused") as caught:
-            await rpc.call("getblockcount")
+    with refused_port() as port:
+        async with NodeRPC(f"http://u:sekrit@127.0.0.1:{port}", timeout=5) as rpc:
+            with pytest.raises(NodeUnreachable, match="connection refused") as caught:
+                await rpc.call("getblockcount")
     assert isinstance(caught.value, SourceUnavailable)
     assert "sekrit" not in str(caught.value)
 

@@ -4,7 +4,7 @@ accepted, new blocks seen by longpoll and by polling, and the node failing in th
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -17,8 +17,10 @@ from stratumkit.jobs.blocks import BlockLedger, BlockSubmitter
 from stratumkit.jobs.node import NodeTemplateSource
 from stratumkit.jobs.rpc import NodeRPC, NodeUnreachable
 from stratumkit.jobs.sources import SourceUnavailable, TemplateUpdate
+from tests.support.ports import refused_port
+from tests.support.waiting import TIMEOUT, wait_until
 
-from .regtest import PAYOUT_ADDRESS, RegtestNetwork, block_for, free_ports
+from .regtest import PAYOUT_ADDRESS, RegtestNetwork, block_for
 
 Updates = trio.MemoryReceiveChannel[TemplateUpdate]
 
@@ -34,15 +36,9 @@ async def running(source: NodeTemplateSource) -> AsyncIterator[Updates]:
         nursery.cancel_scope.cancel()
 
 
-async def next_update(updates: Updates, timeout: float = 10.0) -> TemplateUpdate:
+async def next_update(updates: Updates, timeout: float = TIMEOUT) -> TemplateUpdate:
     with trio.fail_after(timeout):
         return await updates.receive()
-
-
-async def wait_for(predicate: Callable[[], object], timeout: float = 10.0) -> None:
-    with trio.fail_after(timeout):
-        while not predicate():
-            await trio.sleep(0.05)
 
 
 async def test_initial_template_is_real(rpc: NodeRPC) -> None:
@@ -119,7 +115,7 @@ async def test_block_submitter_confirms(healthy_regtest: RegtestNetwork, tmp_pat
         try:
             submitter = BlockSubmitter(ledger, source, confirm_delay=0.1)
             await submitter.record(block_hash, template.height, "worker.1", block)
-            with trio.fail_after(10):
+            with trio.fail_after(TIMEOUT):
                 assert await submitter.submit(block_hash, block) == "confirmed"
             (found,) = ledger.list()
             assert (found.hash, found.status) == (block_hash, "confirmed")
@@ -129,12 +125,12 @@ async def test_block_submitter_confirms(healthy_regtest: RegtestNetwork, tmp_pat
 
 async def test_longpoll_brings_a_block_found_elsewhere(healthy_regtest: RegtestNetwork) -> None:
     async with healthy_regtest.rpc as rpc:
-        # Polling every 60 s: only the longpoll can bring the block within the test's deadline.
+        # Polling every 60 s: only the longpoll can bring the block within next_update's 20 s.
         source = NodeTemplateSource(rpc, poll_interval=60, refresh_interval=60)
         async with running(source) as updates:
             assert (await next_update(updates)).reason == "initial"
             (mined,) = await trio.to_thread.run_sync(healthy_regtest.node2.call, "generatetoaddress", 1, PAYOUT_ADDRESS)
-            update = await next_update(updates, timeout=5)
+            update = await next_update(updates)
             assert update.reason == "new-block"
             assert update.template.previousblockhash == mined
             assert source.longpoll_active
@@ -146,7 +142,7 @@ async def test_polling_alone_sees_new_blocks(healthy_regtest: RegtestNetwork) ->
         async with running(source) as updates:
             assert (await next_update(updates)).reason == "initial"
             (mined,) = await trio.to_thread.run_sync(healthy_regtest.node2.call, "generatetoaddress", 1, PAYOUT_ADDRESS)
-            update = await next_update(updates, timeout=5)
+            update = await next_update(updates)
             assert (update.reason, update.template.previousblockhash) == ("new-block", mined)
             assert not source.longpoll_active
 
@@ -155,27 +151,27 @@ async def test_refresh_keeps_the_tip(rpc: NodeRPC) -> None:
     source = NodeTemplateSource(rpc, poll_interval=0.1, refresh_interval=0.3, longpoll=False)
     async with running(source) as updates:
         first = await next_update(updates)
-        refresh = await next_update(updates, timeout=3)
+        refresh = await next_update(updates)
         assert refresh.reason == "refresh"
         assert refresh.template.prevhash == first.template.prevhash
 
 
 async def test_node_down_at_start() -> None:
-    (port,) = free_ports(1)
-    async with NodeRPC(f"http://u:p@127.0.0.1:{port}") as rpc:
-        source = NodeTemplateSource(rpc, poll_interval=0.05, retry_max=0.2)
-        with capture_logs() as logs:
-            async with running(source) as updates:
-                # Started although there is no work; keeps trying without crashing.
-                assert not source.healthy
-                assert "connection refused" in (source.last_error or "")
-                await trio.sleep(0.5)
-                with pytest.raises(trio.WouldBlock):
-                    updates.receive_nowait()
-                with pytest.raises(NodeUnreachable):
-                    await source.submit_block(b"\x00" * 81)
-                with pytest.raises(SourceUnavailable):
-                    await source.block_status("00" * 32)
+    with refused_port() as port:
+        async with NodeRPC(f"http://u:p@127.0.0.1:{port}") as rpc:
+            source = NodeTemplateSource(rpc, poll_interval=0.05, retry_max=0.2)
+            with capture_logs() as logs:
+                async with running(source) as updates:
+                    # Started although there is no work; keeps trying without crashing.
+                    assert not source.healthy
+                    assert "connection refused" in (source.last_error or "")
+                    await trio.sleep(0.5)
+                    with pytest.raises(trio.WouldBlock):
+                        updates.receive_nowait()
+                    with pytest.raises(NodeUnreachable):
+                        await source.submit_block(b"\x00" * 81)
+                    with pytest.raises(SourceUnavailable):
+                        await source.block_status("00" * 32)
     warnings = [e for e in logs if e["log_level"] == "warning"]
     assert len(warnings) == 1, "one warning for one fault, not one per retry"
     assert warnings[0]["event"] == "node unavailable, retrying"
@@ -190,11 +186,11 @@ async def test_node_without_peers_answers_errors(healthy_regtest: RegtestNetwork
             first = await next_update(updates)
             try:
                 await trio.to_thread.run_sync(node1.call, "setnetworkactive", False)
-                await wait_for(lambda: not source.healthy)
+                await wait_until(lambda: not source.healthy, what="the source to notice")
                 assert "not connected" in (source.last_error or "")
             finally:
                 await trio.to_thread.run_sync(node1.call, "setnetworkactive", True)
-            while (update := await next_update(updates, timeout=20)).reason == "refresh":
+            while (update := await next_update(updates)).reason == "refresh":
                 pass
             assert update.reason == "recovered"
             assert update.template.prevhash == first.template.prevhash
@@ -210,7 +206,7 @@ async def test_hung_node(healthy_regtest: RegtestNetwork) -> None:
             first = await next_update(updates)
             node1.pause()
             try:
-                await wait_for(lambda: not source.healthy)
+                await wait_until(lambda: not source.healthy, what="the source to notice")
                 assert "within 0.5 s" in (source.last_error or "")
             finally:
                 node1.resume()
@@ -229,7 +225,7 @@ async def test_node_stopped_and_restarted(healthy_regtest: RegtestNetwork) -> No
             cookie = regtest.cookie_path.read_text()
             try:
                 await trio.to_thread.run_sync(regtest.stop_node1)
-                await wait_for(lambda: not source.healthy)
+                await wait_until(lambda: not source.healthy, what="the source to notice")
                 assert source.last_error
                 with pytest.raises(NodeUnreachable):
                     await source.submit_block(b"\x00" * 81)
@@ -238,11 +234,11 @@ async def test_node_stopped_and_restarted(healthy_regtest: RegtestNetwork) -> No
             finally:
                 await trio.to_thread.run_sync(regtest.start_node1)
             assert regtest.cookie_path.read_text() != cookie, "a new cookie, read after a 401"
-            update = await next_update(updates, timeout=20)
+            update = await next_update(updates)
             assert update.reason in ("recovered", "new-block")
             assert source.healthy
             # Node 1 catches up with node 2's block and the source moves to it.
             while update.template.previousblockhash != mined:
-                update = await next_update(updates, timeout=20)
+                update = await next_update(updates)
             assert update.reason == "new-block"
             assert update.template.prevhash != first.template.prevhash

@@ -12,9 +12,9 @@ import trio
 from stratumkit.cli import build_parser
 from stratumkit.server.config import ConfigError, PoolConfig, load_config
 from stratumkit.shares.log import read_records
+from tests.support.processes import ServeProcess, child_env, serve_command
 
 from .helpers import Miner
-from .serve_process import ServeProcess, child_env, serve_command
 
 # ---------------------------------------------------------------------------- load_config
 

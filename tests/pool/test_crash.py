@@ -12,9 +12,9 @@ from stratumkit.chain.targets import difficulty_to_target
 from stratumkit.hashing import hash_to_int, scan_nonces
 from stratumkit.protocol.errors import LocalProtocolError
 from stratumkit.shares.log import read_records
+from tests.support.processes import ServeProcess
 
 from .helpers import TIMEOUT, Miner, Share, header_hash, reopen_share_log
-from .serve_process import ServeProcess
 
 pytestmark = pytest.mark.slow
 

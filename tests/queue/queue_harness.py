@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from stratumkit.queue.engine import QueueEngine
+from tests.support.ports import PortTaken, retry_on_bind_failure
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REDIS_INSTALL_HINT = "apt-get update && apt-get install -y redis-server  (Debian; or: bash scripts/redis-server.sh)"
@@ -40,28 +41,37 @@ def find_redis_server() -> str:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class RedisServer:
     """A private redis-server on a loopback port, persisting to an append-only file in `directory`
-    with an fsync per write, so it can be killed and started again without losing a reply."""
+    with an fsync per write, so it can be killed and started again without losing a reply.
+
+    redis-server cannot bind port 0 and say which port it got: the first start picks a free port
+    and picks again if another process took it first; a restart keeps its port (clients hold the URL)."""
 
     def __init__(self, binary: str, directory: Path) -> None:
         self.binary = binary
         self.directory = directory
-        self.port = _free_port()
+        self.port: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
+        assert self.port is not None, "redis-server was never started"
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        if self.port is None:
+            retry_on_bind_failure(self._start_on, 1)
+        else:
+            self._launch()
+
+    def _start_on(self, ports: list[int]) -> None:
+        (self.port,) = ports
+        self._launch()
+
+    def _launch(self) -> None:
         log = self.directory / "redis.log"
+        log_start = log.stat().st_size if log.exists() else 0
         self.process = subprocess.Popen(
             [
                 self.binary,
@@ -86,16 +96,19 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while True:
             if self.process.poll() is not None:
-                text = log.read_text() if log.exists() else ""
-                pytest.fail(f"redis-server exited with {self.process.returncode}:\n{text}")
+                text = log.read_bytes()[log_start:].decode(errors="replace") if log.exists() else ""
+                self.process = None
+                if "Address already in use" in text:
+                    raise PortTaken(f"redis-server could not bind port {self.port}")
+                pytest.fail(f"redis-server exited:\n{text}")
             if self._ping():
                 return
             if time.monotonic() > deadline:
                 self.stop()
-                pytest.fail("redis-server did not answer PING within 10 s")
+                pytest.fail("redis-server did not answer PING within 30 s")
             time.sleep(0.02)
 
     def _ping(self) -> bool:
