@@ -1,15 +1,18 @@
-"""`stratumkit bench pool`: N miners over real TCP against a `stratumkit serve` process.
+"""`stratumkit bench pool`: N miners over real TCP (or TLS) against a `stratumkit serve` process.
 
 The server runs as its own process (so its CPU time and resident memory are read from /proc);
 the miners live in this process, each a stratum client (the protocol's client role) on its own
-socket, all driven by one epoll loop, submitting valid shares at a chosen rate. Valid shares are
-cheap to make here because the server is started with a tiny fixed share difficulty (about one
-nonce in four qualifies), while the embedded chain's block difficulty stays high enough that
-blocks happen only when the bench mines one on purpose, to time the fan-out.
+socket, all driven by one epoll loop. Two load shapes: open (shares on a timer at a chosen total
+rate, whatever the replies: one server read often carries several shares) and closed (each miner
+keeps K shares outstanding and sends the next on each reply, as real miners do; see `loadgen`).
+Valid shares are cheap to make here because the server is started with a tiny fixed share
+difficulty (about one nonce in four qualifies), while the embedded chain's block difficulty stays
+high enough that blocks happen only when the bench mines one on purpose, to time the fan-out.
 
-Printed: accepted shares/s, server CPU seconds per 1,000 accepted shares (and µs per share),
-p50/p99 submit-to-reply latency, server resident memory per connection, and notify fan-out time
-(the block share is sent -> the last miner holds the new job).
+One table row per run: accepted shares/s, rejected, server CPU µs per accepted share (measured
+window only), server resident memory per connection, submit-to-reply p50/p99. Then the notify
+fan-out (the block share is sent -> the last miner holds the new job) beside the single-thread
+send floor: one thread sending as many lines of the notify's size to as many loopback sockets.
 """
 
 from __future__ import annotations
@@ -87,6 +90,16 @@ def _server_config(port: int, api_port: int, data_dir: str, filler: int, tls: tu
         text += f'tls_port = {tls[0]}\ntls_cert = "{tls[1]}"\ntls_key = "{tls[2]}"\n'
     config.write_text(text)
     return config
+
+
+def _cpu_pressure() -> float | None:
+    """The share of the last 10 s in which some task waited for a CPU (Linux PSI): a run taken
+    while other work held the cores says so in its row."""
+    try:
+        first = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    return float(first.split()[1].removeprefix("avg10="))
 
 
 def _start_server(config: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -400,6 +413,9 @@ def _load(spec: Run, load: Load, pid: int, plain_port: int, duration: float) -> 
 
     def stop() -> None:
         marks.update(cpu1=_proc_cpu(pid), own1=time.process_time())
+        psi = _cpu_pressure()
+        if psi is not None:
+            marks["psi"] = psi
 
     probed: dict[str, float] = {}
     if spec.shape == "closed":
@@ -433,6 +449,7 @@ def _load(spec: Run, load: Load, pid: int, plain_port: int, duration: float) -> 
         "client_cpu_share_of_core": (marks["own1"] - marks["own0"]) / elapsed,
         "p50_ms": 1000 * percentile(lat, 0.5) if lat else float("nan"),
         "p99_ms": 1000 * percentile(lat, 0.99) if lat else float("nan"),
+        "cpu_pressure_pct": marks.get("psi"),
     }
     if probed:
         out.update(probe_p50_ms=probed["p50_ms"], probe_p99_ms=probed["p99_ms"], probe_n=probed["n"])
@@ -473,6 +490,7 @@ _COLUMNS = (
     ("rss_per_connection_kb", "KB/conn", "{:.1f}"),
     ("p50_ms", "p50 ms", "{:.2f}"),
     ("p99_ms", "p99 ms", "{:.2f}"),
+    ("cpu_pressure_pct", "cpu psi %", "{:.0f}"),
 )
 
 
@@ -535,5 +553,6 @@ def run(
     if not as_json:
         for spec in {s.shape: s for s in specs}.values():
             print(f"{spec.shape}: {spec.words()}")
+        print("cpu psi %: of the last 10 s of the run, the share in which some task waited for a core (0 = quiet)")
         for note in notes:
             print(note)
