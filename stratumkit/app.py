@@ -125,6 +125,7 @@ async def open_app(config: PoolConfig) -> AsyncIterator[App]:
     from stratumkit.lease.service import LeaseService
 
     config.validate()
+    config.data_path.mkdir(parents=True, exist_ok=True)
     source = make_source(config)
     async with open_queue(config) as queue:
         leases = LeaseService(queue, drain_timeout_s=config.lease_drain_timeout)

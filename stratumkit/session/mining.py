@@ -45,7 +45,7 @@ from stratumkit.protocol.events import (
 )
 from stratumkit.protocol.jsonrpc import RequestId
 from stratumkit.protocol.server import ServerConnection, ServerState
-from stratumkit.shares.log import LogBatch, ShareRecord
+from stratumkit.shares.log import LogBatch, pack_share
 from stratumkit.shares.validator import judge_share
 from stratumkit.shares.vardiff import Vardiff, VardiffConfig
 
@@ -90,6 +90,7 @@ class MiningSession:
         "_min_difficulty",
         "_ports",
         "_sent_difficulty",
+        "_workers",
         "_working",
         "accepted",
         "conn",
@@ -118,6 +119,7 @@ class MiningSession:
         self.last_activity = now
         self.extranonce1 = b""
         self.worker: str | None = None
+        self._workers: set[str] = set()  # every username whose authorize was granted
         #: Solo mode: what this connection's coinbases pay (its first worker's address).
         self.payout_script: bytes | None = None
         self.vardiff = Vardiff(config.vardiff, config.start_difficulty, now)
@@ -258,6 +260,7 @@ class MiningSession:
             self._count_invalid()
             return
         self.conn.respond(event.id, True)
+        self._workers.add(event.username)
         if self.worker is None:
             self.worker = event.username
             self.payout_script = script
@@ -384,7 +387,7 @@ class MiningSession:
 
     def _on_submit(self, event: Submit, now: float, wall: float) -> None:
         ports = self._ports
-        if event.worker not in self.conn.authorized_workers:
+        if event.worker not in self._workers:
             self.conn.respond_error(event.id, ErrorCode.UNAUTHORIZED, f"worker {event.worker[:64]!r} is not authorized")
             self._count_invalid()
             return
@@ -414,19 +417,19 @@ class MiningSession:
             self._count_invalid()
             return
         assert verdict.result is not None
-        self._batch = ports.shares.append(
-            ShareRecord(
-                time=wall,
-                worker=event.worker,
-                job_id=event.job_id,
-                extranonce1=self.extranonce1,
-                extranonce2=verdict.extranonce2,
-                ntime=verdict.ntime,
-                nonce=verdict.nonce,
-                version=verdict.version,
-                difficulty=difficulty,
-                hash=verdict.result.hash,
-                block=verdict.block,
+        self._batch = ports.shares.append_frame(
+            pack_share(
+                wall,
+                event.worker,
+                event.job_id,
+                self.extranonce1,
+                verdict.extranonce2,
+                verdict.ntime,
+                verdict.nonce,
+                verdict.version,
+                difficulty,
+                verdict.result.hash,
+                verdict.block,
             )
         )
         self.invalid_streak = 0

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from stratumkit.jobs.job import Job
 from stratumkit.protocol.events import ExtensionRequest
 from stratumkit.protocol.jsonrpc import RequestId
-from stratumkit.shares.log import LogBatch, ShareRecord
+from stratumkit.shares.log import LogBatch
 
 
 class RigMode(enum.Enum):
@@ -47,9 +47,9 @@ class WorkPort(Protocol):
 
 class SharePort(Protocol):
     """Where accepted shares go: the durable log's open batch, returned so the shell can hold the
-    replies until that batch is on disk."""
+    replies until that batch is on disk. Frames are made by `stratumkit.shares.log.pack_share`."""
 
-    def append(self, record: ShareRecord) -> LogBatch: ...
+    def append_frame(self, frame: bytes) -> LogBatch: ...
 
 
 class BlockPort(Protocol):

@@ -38,6 +38,7 @@ import trio
 SHARE_V1 = 1
 _FRAME = struct.Struct("<II")
 _MAX_RECORD = 1 << 20
+_packb = msgpack.Packer(autoreset=True).pack
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,23 +58,19 @@ class ShareRecord:
     block: bool = False
 
     def pack(self) -> bytes:
-        body = msgpack.packb(
-            [
-                SHARE_V1,
-                self.time,
-                self.worker,
-                self.job_id,
-                self.extranonce1,
-                self.extranonce2,
-                self.ntime,
-                self.nonce,
-                self.version,
-                self.difficulty,
-                self.hash,
-                self.block,
-            ],
+        return pack_share(
+            self.time,
+            self.worker,
+            self.job_id,
+            self.extranonce1,
+            self.extranonce2,
+            self.ntime,
+            self.nonce,
+            self.version,
+            self.difficulty,
+            self.hash,
+            self.block,
         )
-        return _FRAME.pack(len(body), zlib.crc32(body)) + body
 
     @classmethod
     def unpack(cls, body: bytes) -> ShareRecord:
@@ -81,6 +78,26 @@ class ShareRecord:
         if not isinstance(fields, list) or not fields or fields[0] != SHARE_V1:
             raise ShareLogError(f"unknown share record version: {fields[:1]!r}")
         return cls(*fields[1:])
+
+
+def pack_share(
+    time: float,
+    worker: str,
+    job_id: str,
+    extranonce1: bytes,
+    extranonce2: bytes,
+    ntime: int,
+    nonce: int,
+    version: int,
+    difficulty: float,
+    hash: bytes,
+    block: bool,
+) -> bytes:
+    """The frame of one share record (`ShareRecord.pack`, without building the record first)."""
+    body: bytes = _packb(
+        [SHARE_V1, time, worker, job_id, extranonce1, extranonce2, ntime, nonce, version, difficulty, hash, block]
+    )
+    return _FRAME.pack(len(body), zlib.crc32(body)) + body
 
 
 class ShareLogError(Exception):
@@ -189,10 +206,14 @@ class ShareLog:
     def append(self, record: ShareRecord) -> LogBatch:
         """Queue a record on the open batch and return the batch: acknowledge the record only
         once `batch.done` is set without `batch.error` (`wait`), or after `sync_now()`."""
+        return self.append_frame(record.pack())
+
+    def append_frame(self, frame: bytes) -> LogBatch:
+        """`append` for a frame made by `pack_share` (the session's hot path)."""
         if self._closed:
             raise ShareLogError("share log is closed")
         batch = self._batch
-        batch.frames.append(record.pack())
+        batch.frames.append(frame)
         return batch
 
     @property

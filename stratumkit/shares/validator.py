@@ -12,7 +12,7 @@ before a difficulty change is judged at the old difficulty.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from stratumkit.hashing import ShareResult
 from stratumkit.jobs.job import Job
@@ -24,8 +24,9 @@ from .fields import FieldError, hex_bytes, hex_u32
 MAX_FUTURE_NTIME = 7200
 
 
-@dataclass(frozen=True, slots=True)
-class ShareVerdict:
+class ShareVerdict(NamedTuple):
+    """The verdict (a tuple: made once per share, it must be cheap to build)."""
+
     error: ErrorCode | None  # None: accepted
     message: str
     job: Job | None = None
@@ -39,10 +40,6 @@ class ShareVerdict:
     @property
     def accepted(self) -> bool:
         return self.error is None
-
-
-def _reject(code: ErrorCode, message: str, **fields: object) -> ShareVerdict:
-    return ShareVerdict(code, message, **fields)  # type: ignore[arg-type]
 
 
 def judge_share(
@@ -60,14 +57,14 @@ def judge_share(
 ) -> ShareVerdict:
     """Judge one share of `job` (None when the job id is unknown or stale)."""
     if job is None:
-        return _reject(ErrorCode.JOB_NOT_FOUND, "Job not found (stale)")
+        return ShareVerdict(ErrorCode.JOB_NOT_FOUND, "Job not found (stale)")
     try:
         extranonce2 = hex_bytes("extranonce2", extranonce2_hex, extranonce2_size)
         ntime = hex_u32("ntime", ntime_hex)
         nonce = hex_u32("nonce", nonce_hex)
         bits = None if version_bits_hex is None else hex_u32("version_bits", version_bits_hex)
     except FieldError as exc:
-        return _reject(ErrorCode.OTHER, str(exc))
+        return ShareVerdict(ErrorCode.OTHER, str(exc))
 
     mask = version_mask or 0
     violation = ""
@@ -83,18 +80,19 @@ def judge_share(
     result = job.prepared.check(extranonce1, extranonce2, version, ntime, nonce, share_target)
     seen = result.hash in job.seen
     block = result.meets_network and not seen
-    fields = dict(
-        job=job, result=result, block=block, extranonce2=extranonce2, ntime=ntime, nonce=nonce, version=version
-    )
     if not violation and not job.template.mintime <= ntime <= now + MAX_FUTURE_NTIME:
         violation = "ntime out of range"
     if violation:
         if block:
             job.seen.add(result.hash)
-        return _reject(ErrorCode.OTHER, violation, **fields)
+        return ShareVerdict(ErrorCode.OTHER, violation, job, result, block, extranonce2, ntime, nonce, version)
     if seen:
-        return _reject(ErrorCode.DUPLICATE, "Duplicate share", **fields)
+        return ShareVerdict(
+            ErrorCode.DUPLICATE, "Duplicate share", job, result, block, extranonce2, ntime, nonce, version
+        )
     if not result.meets_share and not block:
-        return _reject(ErrorCode.LOW_DIFFICULTY, "Low difficulty share", **fields)
+        return ShareVerdict(
+            ErrorCode.LOW_DIFFICULTY, "Low difficulty share", job, result, block, extranonce2, ntime, nonce, version
+        )
     job.seen.add(result.hash)
-    return ShareVerdict(None, "", **fields)  # type: ignore[arg-type]
+    return ShareVerdict(None, "", job, result, block, extranonce2, ntime, nonce, version)

@@ -62,8 +62,8 @@ class Recorder:
     blocks: list[tuple[str, str]] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
 
-    def append(self, record: ShareRecord) -> LogBatch:
-        self.shares.append(record)
+    def append_frame(self, frame: bytes) -> LogBatch:
+        self.shares.append(ShareRecord.unpack(frame[8:]))
         return self.batch
 
     def found(self, job: Job, block_hash: bytes, block: bytes, worker: str) -> None:
