@@ -4,17 +4,16 @@ Two rigs (RTX 4090) are leased to a queue of 100 real embedding jobs (all-MiniLM
 the third (RTX 3060) does not match the lease, so it can neither be drafted as a replacement nor
 stop mining. One leased agent is SIGKILLed while it holds jobs: they go back to the queue and
 complete on the other rig, each with exactly one recorded result. When the lease ends, the
-surviving rig is mining again (an accepted share) within a second.
+surviving rig is mining again (an accepted share). How fast it gets there is a figure of
+`stratumkit bench lease`, not a bound here: wall time on a shared machine is not a test result.
+
+The pool binds ports 0 and says which ports it got in its JSON log; the agents are told them.
 """
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -23,68 +22,52 @@ import pytest
 import trio
 
 from stratumkit.client import PoolClient
+from tests.support.processes import ServeProcess, child_env, cli_command
+from tests.support.waiting import wait_until_async
 
 pytestmark = pytest.mark.slow
 
 EMBED = {"kind": "embeddings", "model": "all-MiniLM-L6-v2"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def until(check: Any, timeout: float, interval: float = 0.05) -> Any:
-    with trio.fail_after(timeout):
-        while not (value := await check()):
-            await trio.sleep(interval)
-        return value
+    return await wait_until_async(check, timeout, interval=interval)
 
 
-async def test_three_agents_a_lease_a_killed_rig_and_the_return(tmp_path: Path) -> None:
-    stratum, api = free_port(), free_port()
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    cli = [sys.executable, "-m", "stratumkit.cli"]
+async def test_three_agents_a_lease_a_killed_rig_and_the_return(tmp_path: Path, nursery: trio.Nursery) -> None:
+    env = child_env(PYTHONUNBUFFERED="1")
     logs = tmp_path / "logs"
     logs.mkdir()
     procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(name: str, args: list[str]) -> None:
         with (logs / f"{name}.log").open("wb") as out:  # the child keeps its own descriptor
-            procs[name] = subprocess.Popen([*cli, *args], env=env, stdout=out, stderr=subprocess.STDOUT)
+            procs[name] = subprocess.Popen(cli_command(*args), env=env, stdout=out, stderr=subprocess.STDOUT)
 
-    start(
-        "pool",
-        [
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(stratum),
-            "--api-port",
-            str(api),
-            "--data-dir",
-            str(tmp_path / "pool"),
-            "--start-difficulty",
-            "0.0005",
-            "--embedded-difficulty",
-            "1",
-            "--share-interval",
-            "2",
-        ],
+    pool = await ServeProcess.start(
+        nursery,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--api-port",
+        "0",
+        "--data-dir",
+        str(tmp_path / "pool"),
+        "--start-difficulty",
+        "0.0005",
+        "--embedded-difficulty",
+        "1",
+        "--share-interval",
+        "2",
+        "--log-format",
+        "json",
+        log_copy=logs / "pool.log",
+        timeout=60,
     )
+    stratum, api = pool.port, await pool.api_port()
     try:
         async with PoolClient(f"http://127.0.0.1:{api}") as client:
-
-            async def healthy() -> bool:
-                try:
-                    await client.health()
-                    return True
-                except Exception:
-                    return False
-
-            await until(healthy, 30)
             for name, gpu in (("rig-1", "RTX 4090:24576"), ("rig-2", "RTX 4090:24576"), ("rig-3", "RTX 3060:12288")):
                 start(
                     name,
@@ -123,7 +106,7 @@ async def test_three_agents_a_lease_a_killed_rig_and_the_return(tmp_path: Path) 
             assert sorted(r["rig_id"] for r in lease["rigs"]) == ["rig-1", "rig-2"]
 
             async def serving() -> bool:
-                return (await client.lease(lease_id))["state"] == "serving"
+                return bool((await client.lease(lease_id))["state"] == "serving")
 
             await until(serving, 10)
             unleased_before = (await shares())["rig-3"]
@@ -170,16 +153,14 @@ async def test_three_agents_a_lease_a_killed_rig_and_the_return(tmp_path: Path) 
 
             await until(unleased_mined, 15)
 
-            # the lease ends: the surviving rig is back to accepted shares within a second
+            # the lease ends: the surviving rig is back to accepted shares
             before = (await shares())["rig-2"]
-            ended = time.monotonic()
             await client.cancel_lease(lease_id)
 
             async def mining_again() -> bool:
                 return (await shares())["rig-2"] > before
 
-            await until(mining_again, 10, interval=0.01)
-            assert time.monotonic() - ended < 1.0
+            await until(mining_again, 20)
             assert (await client.lease(lease_id))["state"] == "cancelled"
             assert procs["rig-3"].poll() is None and procs["rig-2"].poll() is None
     finally:

@@ -9,34 +9,27 @@ from typing import Any
 import pytest
 import trio
 
-from stratumkit.agent.stratum import StratumClient
 from stratumkit.inference.backend import InferenceBackend
 from stratumkit.lease.service import RequestError
 from stratumkit.protocol.events import Event, ExtensionNotification, Notify, SetDifficulty
+from tests.support.miners import Miner
+from tests.support.waiting import wait_until
 
 from .conftest import EMBED, open_site
 
 
-async def wait_for(predicate: Any, timeout: float = 10.0) -> None:
-    with trio.fail_after(timeout):
-        while not predicate():
-            await trio.sleep(0.02)
-
-
 async def test_rigs_register_and_mine_and_plain_miners_are_never_leased(tmp_path: Path) -> None:
     async with open_site(tmp_path) as site:
-        seen: list[Event] = []
-        plain = await StratumClient.connect(site.nursery, "127.0.0.1", site.pool.port or 0, on_event=seen.append)
-        await plain.handshake("plain.1")
+        plain = await Miner.connect(site.nursery, site.pool.port, "plain.1")
         rig = await site.add_rig("rig-a")
-        await wait_for(lambda: rig.agent.miner is not None and rig.agent.miner.accepted > 0)
+        await wait_until(lambda: rig.agent.miner is not None and rig.agent.miner.accepted > 0)
         assert [r["rig_id"] for r in site.leases.rigs()] == ["rig-a"]
         with pytest.raises(RequestError, match="idle rig"):
             await site.leases.create_lease({"count": 2, "queue": "q", "duration_s": 5})
         lease = await site.leases.create_lease({"count": 1, "queue": "q", "duration_s": 5})
-        await wait_for(lambda: rig.agent.mode == "serving")
+        await wait_until(lambda: rig.agent.mode == "serving")
         assert site.leases.lease_view(lease["lease_id"])["state"] == "serving"
-        assert not any(isinstance(e, ExtensionNotification) for e in seen)  # the plain miner saw nothing
+        assert not any(isinstance(e, ExtensionNotification) for e in plain.events)  # the plain miner saw nothing
 
 
 async def test_selector_refuses_rigs_that_do_not_match(tmp_path: Path) -> None:
@@ -70,7 +63,7 @@ async def test_lease_serves_real_embeddings_and_returns_to_mining_with_fresh_wor
     async with open_site(tmp_path) as site:
         leased = await site.add_rig("rig-a")
         other = await site.add_rig("rig-b")
-        await wait_for(lambda: all(r.agent.miner and r.agent.miner.accepted for r in (leased, other)))
+        await wait_until(lambda: all(r.agent.miner and r.agent.miner.accepted for r in (leased, other)))
         lease = await site.leases.create_lease({"count": 1, "queue": "emb", "duration_s": 3})
         chosen = lease["rigs"][0]["rig_id"]
         rig, idle = (leased, other) if chosen == "rig-a" else (other, leased)
@@ -89,22 +82,21 @@ async def test_lease_serves_real_embeddings_and_returns_to_mining_with_fresh_wor
         assert rig.agent.mode == "serving"
         accepted_while_serving = rig.agent.miner.accepted if rig.agent.miner else 0
         # the lease runs out: the rig returns, gets a fresh difficulty and a clean job, and mines
-        await wait_for(lambda: site.leases.lease_view(lease["lease_id"])["state"] == "done", timeout=10)
-        await wait_for(
-            lambda: rig.agent.miner is not None and rig.agent.miner.accepted > accepted_while_serving, timeout=5
-        )
+        await wait_until(lambda: site.leases.lease_view(lease["lease_id"])["state"] == "done")
+        await wait_until(lambda: rig.agent.miner is not None and rig.agent.miner.accepted > accepted_while_serving)
         assert rig.agent.mode == "mining"
         assert idle.agent.mode == "mining"  # never leased, never stopped
-        await wait_for(lambda: idle.agent.miner is not None and idle.agent.miner.accepted > idle_before)
+        await wait_until(lambda: idle.agent.miner is not None and idle.agent.miner.accepted > idle_before)
         usage = site.leases.lease_view(lease["lease_id"])["usage"]
         assert usage["jobs_done"] == 3 and usage["gpu_seconds"] > 0 and usage["hashes_foregone"] > 0
-        assert site.leases.stats()["return_latency_s"]["max"] < 1.0
+        # the return was measured (once: one rig came back); its figure is `stratumkit bench lease`'s
+        assert site.leases.stats()["return_latency_s"]["n"] == 1
 
 
 async def test_fresh_work_after_return_is_a_clean_job_with_a_difficulty(tmp_path: Path) -> None:
     async with open_site(tmp_path) as site:
         rig = await site.add_rig("rig-a")
-        await wait_for(lambda: rig.agent.miner is not None and rig.agent.miner.job is not None)
+        await wait_until(lambda: rig.agent.miner is not None and rig.agent.miner.job is not None)
         seen: list[Event] = []
         assert rig.agent.client is not None
         original = rig.agent.client.on_event
@@ -115,11 +107,11 @@ async def test_fresh_work_after_return_is_a_clean_job_with_a_difficulty(tmp_path
 
         rig.agent.client.on_event = spy
         lease = await site.leases.create_lease({"count": 1, "queue": "q", "duration_s": 60})
-        await wait_for(lambda: rig.agent.mode == "serving")
+        await wait_until(lambda: rig.agent.mode == "serving")
         seen.clear()
         await site.leases.cancel_lease(lease["lease_id"])
-        await wait_for(lambda: rig.agent.mode == "mining")
-        await wait_for(lambda: any(isinstance(e, Notify) for e in seen))
+        await wait_until(lambda: rig.agent.mode == "mining")
+        await wait_until(lambda: any(isinstance(e, Notify) for e in seen))
         kinds = [type(e) for e in seen if isinstance(e, SetDifficulty | Notify)]
         assert kinds[:2] == [SetDifficulty, Notify]
         assert next(e for e in seen if isinstance(e, Notify)).clean_jobs
@@ -146,10 +138,10 @@ class SlowBackend:
 async def test_killed_rig_mid_job_its_jobs_complete_elsewhere_exactly_once(tmp_path: Path) -> None:
     async with open_site(tmp_path) as site:
         slow = SlowBackend(site.backend, delay=30)
-        victim = await site.add_rig("victim", backend=slow)  # type: ignore[arg-type]
+        victim = await site.add_rig("victim", backend=slow)
         survivor = await site.add_rig("survivor")
         lease = await site.leases.create_lease({"count": 2, "queue": "emb", "duration_s": 60})
-        await wait_for(lambda: victim.agent.mode == "serving" and survivor.agent.mode == "serving")
+        await wait_until(lambda: victim.agent.mode == "serving" and survivor.agent.mode == "serving")
         ids = [await site.leases.enqueue("emb", {**EMBED, "input": [f"sentence {i}"]}) for i in range(20)]
         with trio.fail_after(10):
             await slow.started.wait()  # the victim holds a job now
@@ -167,9 +159,8 @@ async def test_killed_rig_mid_job_its_jobs_complete_elsewhere_exactly_once(tmp_p
 
 async def test_stale_tokens_and_unregistered_calls_are_refused(tmp_path: Path) -> None:
     async with open_site(tmp_path) as site:
-        plain = await StratumClient.connect(site.nursery, "127.0.0.1", site.pool.port or 0)
-        await plain.handshake("plain.1")
-        reply = await plain.call(plain.conn.send_request, "stratumkit.lease.serving", [1])
+        plain = await Miner.connect(site.nursery, site.pool.port, "plain.1")
+        reply = await plain.client.call(plain.client.conn.send_request, "stratumkit.lease.serving", [1])
         assert "not a registered rig" in getattr(reply, "message", "")
         rig = await site.add_rig("rig-a")
         assert rig.agent.client is not None
@@ -188,7 +179,7 @@ async def test_stale_tokens_and_unregistered_calls_are_refused(tmp_path: Path) -
 async def test_an_agent_without_a_gpu_mines_and_is_not_leasable(tmp_path: Path) -> None:
     async with open_site(tmp_path) as site:
         rig = await site.add_rig("cpu-only", gpu=None)
-        await wait_for(lambda: rig.agent.miner is not None and rig.agent.miner.accepted > 0)
+        await wait_until(lambda: rig.agent.miner is not None and rig.agent.miner.accepted > 0)
         assert site.leases.rigs() == []
         assert rig.agent.mode == "mining"
 
