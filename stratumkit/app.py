@@ -128,7 +128,9 @@ async def open_app(config: PoolConfig) -> AsyncIterator[App]:
     config.data_path.mkdir(parents=True, exist_ok=True)
     source = make_source(config)
     async with open_queue(config) as queue:
-        leases = LeaseService(queue, drain_timeout_s=config.lease_drain_timeout)
+        leases = LeaseService(
+            queue, drain_timeout_s=config.lease_drain_timeout, return_timeout_s=config.lease_return_timeout
+        )
         pool = Pool(config, source, extensions=leases)
         yield App(config, pool, leases, queue)
 

@@ -64,7 +64,8 @@ class PoolConfig:
     log_format: str = "console"  # console | json
     log_level: str = "info"
     # lease extension (rigs)
-    lease_drain_timeout: float = 10.0
+    lease_drain_timeout: float = 10.0  # a diverted rig must say it serves within this
+    lease_return_timeout: float = 10.0  # a returning rig must say it mines again within this
     queue_url: str | None = None  # None: SQLite in data_dir ; redis://host:port/db for Redis
     extra: dict[str, Any] = field(default_factory=dict)
 

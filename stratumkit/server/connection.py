@@ -344,7 +344,7 @@ class StreamConnection(MinerConnection):
         session = self.session
         while not session.closing:
             try:
-                data = await self.stream.receive_some(READ_SIZE)
+                data = bytes(await self.stream.receive_some(READ_SIZE))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 data = b""
             now = trio.current_time()

@@ -373,11 +373,7 @@ class Pool:
                     continue
                 try:
                     conn.session.on_timer(now)
-                    if (
-                        isinstance(conn, SocketConnection)
-                        and conn.backlog
-                        and now - conn.backlog_since > send_timeout
-                    ):
+                    if isinstance(conn, SocketConnection) and conn.backlog and now - conn.backlog_since > send_timeout:
                         conn.session.drop(f"slow reader: a send blocked for {send_timeout:g} s")
                     if conn.session.closing:
                         conn.close()

@@ -112,9 +112,7 @@ class MiningSession:
         self._cfg = config
         self._ports = ports
         self.peer = peer
-        self.conn = ServerConnection(
-            extension_methods=ports.extension_methods, max_line_length=config.max_line_length
-        )
+        self.conn = ServerConnection(extension_methods=ports.extension_methods, max_line_length=config.max_line_length)
         self.connected_at = now
         self.last_activity = now
         self.extranonce1 = b""

@@ -19,10 +19,9 @@ import trio
 
 from stratumkit.agent.stratum import StratumClient
 from stratumkit.api.app import DEFAULT_MAX_BODY_BYTES, serve_api
-from stratumkit.jobs.sources import EmbeddedTemplateSource
+from stratumkit.app import open_app
 from stratumkit.lease.service import LeaseService
 from stratumkit.protocol.events import ErrorReply, Event, ExtensionNotification, Response
-from stratumkit.queue.sqlite import open_sqlite_queue
 from stratumkit.server.config import PoolConfig
 from stratumkit.server.pool import Pool
 
@@ -66,23 +65,23 @@ async def make_stack(tmp_path: Path) -> AsyncIterator[MakeStack]:
             nonlocal count
             count += 1
             data = tmp_path / f"stack-{count}"
-            values: dict[str, Any] = dict(host="127.0.0.1", port=0, data_dir=str(data), start_difficulty=0.001)
-            pool = Pool(PoolConfig(**(values | config)), EmbeddedTemplateSource(difficulty=0.02))
-            queue = await exits.enter_async_context(open_sqlite_queue(data / "q.sqlite"))
-            leases = LeaseService(pool, queue)
-            await nursery.start(pool.run)
-            await nursery.start(leases.run)
-            serve = partial(
+            values: dict[str, Any] = dict(
+                host="127.0.0.1", port=0, api_port=None, data_dir=str(data), start_difficulty=0.001,
+                embedded_difficulty=0.02,
+            )  # fmt: skip
+            app = await exits.enter_async_context(open_app(PoolConfig(**(values | config))))
+            await nursery.start(app.run)
+            serve = partial(  # the API started here, to set max_body_bytes
                 serve_api,
-                pool,
-                leases,
+                app.pool,
+                app.leases,
                 "127.0.0.1",
                 0,
                 api_token=api_token,
                 max_body_bytes=max_body_bytes,
             )
             port = await nursery.start(serve)
-            return Stack(pool, leases, port, api_token)
+            return Stack(app.pool, app.leases, port, api_token)
 
         yield make
         nursery.cancel_scope.cancel()

@@ -11,11 +11,10 @@ from typing import Any
 import trio
 
 from stratumkit.agent.rig import AgentConfig, RigAgent
+from stratumkit.app import open_app
 from stratumkit.inference.backend import InferenceBackend
 from stratumkit.inference.minilm import MiniLMBackend
-from stratumkit.jobs.sources import EmbeddedTemplateSource
 from stratumkit.lease.service import LeaseService
-from stratumkit.queue.sqlite import open_sqlite_queue
 from stratumkit.server.config import PoolConfig
 from stratumkit.server.pool import Pool
 
@@ -73,15 +72,14 @@ async def open_site(tmp_path: Path, **config: Any) -> AsyncIterator[Site]:
         start_difficulty=0.0005,
         embedded_difficulty=1.0,
         share_interval=2.0,
+        lease_drain_timeout=5,
+        lease_return_timeout=5,
         **config,
     )
-    pool = Pool(cfg, EmbeddedTemplateSource(difficulty=1.0))
     backend = MiniLMBackend()
     await backend.start()
-    async with open_sqlite_queue(tmp_path / "queue.sqlite") as queue, trio.open_nursery() as nursery:
-        leases = LeaseService(pool, queue, drain_timeout_s=5, return_timeout_s=5)
-        await nursery.start(pool.run)
-        await nursery.start(leases.run)
-        yield Site(pool, leases, nursery, backend)
+    async with open_app(cfg) as app, trio.open_nursery() as nursery:
+        await nursery.start(app.run)
+        yield Site(app.pool, app.leases, nursery, backend)
         nursery.cancel_scope.cancel()
     await backend.close()

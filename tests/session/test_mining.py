@@ -129,7 +129,7 @@ def test_handshake_sends_difficulty_then_a_clean_job(parts: tuple[FakeWork, Reco
 
 
 def test_an_accepted_share_goes_to_the_log_batch_before_its_reply_is_taken(parts: tuple[FakeWork, Recorder]) -> None:
-    work, recorder = parts
+    _, recorder = parts
     session = make_session(parts)
     job = miner_job(handshake(session), parts[0])
     share = make_share(job, session.extranonce1, b"\0\0\0\1", target=difficulty_to_target(DIFFICULTY))
@@ -180,7 +180,8 @@ def test_diverted_sessions_get_no_work_and_mining_starts_over_clean(parts: tuple
 
 def test_extension_requests_are_returned_in_order_unanswered(parts: tuple[FakeWork, Recorder]) -> None:
     work, recorder = parts
-    ports = SessionPorts(work=work, shares=recorder, blocks=recorder, stats=recorder, extension_methods=frozenset({"x.a", "x.b"}))
+    methods = frozenset({"x.a", "x.b"})
+    ports = SessionPorts(work=work, shares=recorder, blocks=recorder, stats=recorder, extension_methods=methods)
     session = MiningSession(SessionConfig(), ports, 0.0)
     data = b'{"id":1,"method":"x.a","params":[]}\n{"id":2,"method":"x.b","params":[1]}\n'
     requests = session.receive_data(data, 0.0, WALL)
