@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,11 +25,7 @@ import trio
 from stratumkit.client import PoolClient
 from stratumkit.percentile import percentile
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from .ports import serve_on_free_ports
 
 
 async def _until(predicate_coro, timeout: float = 30.0, interval: float = 0.002) -> None:  # type: ignore[no-untyped-def]
@@ -40,32 +35,36 @@ async def _until(predicate_coro, timeout: float = 30.0, interval: float = 0.002)
 
 
 async def bench(rounds: int, rigs: int, inference: str | None) -> dict[str, list[float]]:
-    stratum, api = _free_port(), _free_port()
     with tempfile.TemporaryDirectory(prefix="stratumkit-bench-lease-") as tmp:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "stratumkit.cli",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(stratum),
-                "--api-port",
-                str(api),
-                "--data-dir",
-                str(Path(tmp) / "pool"),
-                "--start-difficulty",
-                "0.0005",
-                "--embedded-difficulty",
-                "1",
-                "--log-level",
-                "warning",
-            ],
-            env=env,
-        )
+
+        def launch(ports: list[int]) -> subprocess.Popen[bytes]:
+            stratum, api = ports
+            return subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "stratumkit.cli",
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(stratum),
+                    "--api-port",
+                    str(api),
+                    "--data-dir",
+                    str(Path(tmp) / "pool"),
+                    "--start-difficulty",
+                    "0.0005",
+                    "--embedded-difficulty",
+                    "1",
+                    "--log-level",
+                    "warning",
+                ],
+                env=env,
+            )
+
+        server, (stratum, api) = await trio.to_thread.run_sync(serve_on_free_ports, launch, 2)
         agents: list[subprocess.Popen[bytes]] = []
         try:
             async with PoolClient(f"http://127.0.0.1:{api}") as client:

@@ -49,14 +49,10 @@ from stratumkit.percentile import percentile
 from stratumkit.protocol.client import ClientConnection
 from stratumkit.protocol.events import Notify, SetDifficulty, SubmitResult, SubscribeResult
 
+from .ports import free_port as _free_port
+
 SHARE_DIFFICULTY = 1e-9  # target ~ 2**254: about one nonce in four is a share
 BLOCK_DIFFICULTY = 0.01  # ~43 M hashes per block: mined on purpose in ~2 s, never by accident
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _proc_cpu(pid: int) -> float:
