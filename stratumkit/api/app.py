@@ -4,7 +4,7 @@ Routes (every /v1 route needs ``Authorization: Bearer <api_token>`` when a token
 
     GET  /health                      200 {"status": "ok"} while the pool listens, else 503
     GET  /metrics                     Prometheus text: shares, rejects, blocks, connections, ...
-    GET  /v1/stats                    {"pool": Pool.snapshot(), "leases": LeaseService.stats()}
+    GET  /v1/stats                    {"pool": PoolView.snapshot(), "leases": LeaseAPI.stats()}
     GET  /v1/rigs                     registered rigs
     GET  /v1/leases[?state=S[,S]]     leases, optionally only those in the given states
     POST /v1/leases                   {count, queue, duration_s, gpu_model?, min_vram_mb?, model?,
@@ -28,34 +28,27 @@ Rules:
   has the response headers reaches that client. It ends when the client disconnects, when the
   server shuts down (`ApiApp.close`), or when the client falls ``EVENT_BUFFER`` events behind
   (then its last line is ``{"type": "stream.dropped"}``).
+* The app reads the pool and the lease layer through the protocols of `stratumkit.api.ports`;
+  request bodies, tokens, routing and replies go through `stratumkit.asgi`, as in the inference
+  server.
 """
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
-import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from functools import partial
-from typing import Any, cast
-from urllib.parse import parse_qs
+from typing import Any
 
 import structlog
 import trio
-from hypercorn.config import Config
-from hypercorn.trio import serve as hypercorn_serve
-from hypercorn.typing import ASGIFramework
 
-from stratumkit.asgi import AsgiApp, Receive, Scope, Send, bind_address
-from stratumkit.lease.errors import UnknownLease
-from stratumkit.lease.service import LeaseService, RequestError
+from stratumkit.asgi import AsgiApp, BearerAuth, HTTPError, Reply, Request, Router, Send, encode_json, listen, route
+from stratumkit.lease.errors import RequestError
 from stratumkit.queue.engine import QueueClosed, QueueError, UnknownJob, check_name
-from stratumkit.server.pool import Pool
 
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import render_metrics
+from .ports import LeaseAPI, PoolView
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "EVENT_BUFFER", "MAX_BATCH_JOBS", "ApiApp", "serve_api"]
 
@@ -69,142 +62,45 @@ EVENT_BUFFER = 1000
 log = structlog.get_logger("stratumkit.api")
 _hypercorn_log = logging.getLogger("stratumkit.api.http")
 
-_JSON = [(b"content-type", b"application/json")]
-
-
-class HTTPError(Exception):
-    """An error answer: status and message, sent as ``{"error": message}``."""
-
-    def __init__(self, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or []
-
-
-class _Disconnected(Exception):
-    """The client went away before its request body arrived."""
-
-
-@dataclass
-class Request:
-    scope: Scope
-    receive: Receive
-    params: dict[str, str]
-    query: dict[str, list[str]]
-    max_body_bytes: int
-
-    async def body(self) -> bytes:
-        for name, value in self.scope["headers"]:
-            if name.lower() == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
-                raise HTTPError(413, f"request body exceeds {self.max_body_bytes} bytes")
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                raise _Disconnected
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise HTTPError(413, f"request body exceeds {self.max_body_bytes} bytes")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
-
-    async def json_object(self, *, optional: bool = False) -> dict[str, Any]:
-        """The body as a JSON object ({} for an empty body when `optional`)."""
-        raw = await self.body()
-        if not raw.strip():
-            if optional:
-                return {}
-            raise HTTPError(400, "request body is empty; expected a JSON object")
-        try:
-            value = json.loads(raw, parse_constant=_refuse_constant)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise HTTPError(400, f"request body is not valid JSON: {exc}") from None
-        if not isinstance(value, dict):
-            raise HTTPError(400, f"request body must be a JSON object, not {type(value).__name__}")
-        return value
-
-
-@dataclass
-class Reply:
-    status: int
-    body: Any
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    text: str | None = None  # sent as text/plain instead of JSON (the metrics page)
-
-
 Handler = Callable[[Request], Awaitable[Reply]]
 
-
-@dataclass(frozen=True)
-class Route:
-    pattern: re.Pattern[str]
-    methods: Mapping[str, str]  # HTTP method -> ApiApp method name
-    query: frozenset[str] = frozenset()  # query parameters the route accepts
-
-
-def _route(pattern: str, methods: Mapping[str, str], query: tuple[str, ...] = ()) -> Route:
-    return Route(re.compile(pattern), methods, frozenset(query))
-
-
 # Path parameters: lease ids have no "/"; queue names and job ids may (see queue.engine names).
-_ROUTES = (
-    _route(r"/health", {"GET": "health"}),
-    _route(r"/metrics", {"GET": "metrics"}),
-    _route(r"/v1/stats", {"GET": "stats"}),
-    _route(r"/v1/rigs", {"GET": "rigs"}),
-    _route(r"/v1/leases", {"GET": "list_leases", "POST": "create_lease"}, ("state",)),
-    _route(r"/v1/leases/(?P<lease_id>[^/]+)", {"GET": "get_lease"}),
-    _route(r"/v1/leases/(?P<lease_id>[^/]+)/extend", {"POST": "extend_lease"}),
-    _route(r"/v1/leases/(?P<lease_id>[^/]+)/cancel", {"POST": "cancel_lease"}),
-    _route(r"/v1/queues/(?P<queue>.+)/jobs", {"POST": "enqueue"}),
-    _route(r"/v1/jobs/(?P<job_id>.+)", {"GET": "get_job"}),
-    _route(r"/v1/events", {"GET": "events"}),
+_ROUTER = Router(
+    [
+        route(r"/health", {"GET": "health"}),
+        route(r"/metrics", {"GET": "metrics"}),
+        route(r"/v1/stats", {"GET": "stats"}),
+        route(r"/v1/rigs", {"GET": "rigs"}),
+        route(r"/v1/leases", {"GET": "list_leases", "POST": "create_lease"}, ("state",)),
+        route(r"/v1/leases/(?P<lease_id>[^/]+)", {"GET": "get_lease"}),
+        route(r"/v1/leases/(?P<lease_id>[^/]+)/extend", {"POST": "extend_lease"}),
+        route(r"/v1/leases/(?P<lease_id>[^/]+)/cancel", {"POST": "cancel_lease"}),
+        route(r"/v1/queues/(?P<queue>.+)/jobs", {"POST": "enqueue"}),
+        route(r"/v1/jobs/(?P<job_id>.+)", {"GET": "get_job"}),
+        route(r"/v1/events", {"GET": "events"}),
+    ]
 )
-_STREAMING = frozenset({"events"})
-
-
-def _refuse_constant(name: str) -> Any:
-    # Python's json accepts NaN and Infinity; JSON does not, and neither do our answers.
-    raise ValueError(f"{name} is not a JSON value")
 
 
 def _is_protected(path: str) -> bool:
     return path == "/v1" or path.startswith("/v1/")
 
 
-def bearer_token(scope: Scope) -> bytes:
-    """The token of an ``Authorization: Bearer <token>`` header, or b"" when there is none."""
-    for name, value in scope["headers"]:
-        if name.lower() == b"authorization":
-            scheme, _, token = bytes(value).partition(b" ")
-            if scheme.lower() == b"bearer":
-                return token.strip()
-    return b""
-
-
-def _encode(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), allow_nan=False, default=str).encode()
-
-
 class ApiApp(AsgiApp):
-    """The ASGI application over a running Pool and LeaseService."""
+    """The ASGI application over a running pool and lease layer."""
 
     def __init__(
         self,
-        pool: Pool,
-        leases: LeaseService,
+        pool: PoolView,
+        leases: LeaseAPI,
         *,
         api_token: str | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         self.pool = pool
         self.leases = leases
-        self._token = api_token.encode() if api_token else None
-        self._max_body_bytes = max_body_bytes
+        self._auth = BearerAuth(api_token, noun="token")
+        self.max_body_bytes = max_body_bytes
         self._closing = trio.Event()
 
     def close(self) -> None:
@@ -216,93 +112,51 @@ class ApiApp(AsgiApp):
 
     # ------------------------------------------------------------------ plumbing
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            name, request = self._resolve(scope, receive)
-            if name in _STREAMING:
-                try:
-                    await self._stream_events(request, send)
-                except Exception:  # the headers are sent: all that is left is to end the stream
-                    log.exception("event stream failed", path=scope["path"])
-                return
-            handler: Handler = getattr(self, "_" + name)
-            reply = await handler(request)
-        except _Disconnected:
-            return
-        except HTTPError as exc:
-            reply = Reply(exc.status, {"error": exc.message}, exc.headers)
-        except RequestError as exc:
-            reply = Reply(400, {"error": str(exc)})
-        except QueueClosed as exc:
-            reply = Reply(503, {"error": str(exc)})
-        except QueueError as exc:
-            reply = Reply(400, {"error": str(exc)})
-        except Exception as exc:
-            reply = _internal_error(scope, exc)
-        try:
-            payload, headers = _render(reply)
-        except ValueError as exc:  # a value JSON cannot carry (inf, nan)
-            reply = _internal_error(scope, exc)
-            payload, headers = _render(reply)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": reply.status,
-                "headers": [
-                    *headers,
-                    (b"content-length", str(len(payload)).encode()),
-                    *reply.headers,
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
-
-    def _resolve(self, scope: Scope, receive: Receive) -> tuple[str, Request]:
-        path: str = scope["path"]
-        method: str = scope["method"]
-        if self._token is not None and _is_protected(path):
+    async def respond(self, request: Request, send: Send) -> Reply | None:
+        if _is_protected(request.path):
             # Before routing, so that an unauthenticated client learns nothing about the paths.
-            if not hmac.compare_digest(bearer_token(scope), self._token):
-                raise HTTPError(
-                    401,
-                    "missing or invalid API token (send Authorization: Bearer <token>)",
-                    [(b"www-authenticate", b"Bearer")],
-                )
-        for route in _ROUTES:
-            match = route.pattern.fullmatch(path)
-            if match is None:
-                continue
-            name = route.methods.get(method)
-            if name is None:
-                allowed = ", ".join(sorted(route.methods))
-                raise HTTPError(
-                    405,
-                    f"{method} is not allowed on {path} (allowed: {allowed})",
-                    [(b"allow", allowed.encode())],
-                )
-            query = parse_qs(bytes(scope.get("query_string", b"")).decode("latin-1"), keep_blank_values=True)
-            unknown = sorted(set(query) - route.query)
-            if unknown:
-                raise HTTPError(400, f"unknown query parameter(s) on {path}: {', '.join(unknown)}")
-            return name, Request(scope, receive, match.groupdict(), query, self._max_body_bytes)
-        raise HTTPError(404, f"no route for {method} {path}")
+            self._auth.check(request)
+        name = _ROUTER.resolve(request)
+        if name == "events":
+            try:
+                await self._stream_events(request, send)
+            except Exception:  # the headers are sent: all that is left is to end the stream
+                log.exception("event stream failed", path=request.path)
+            return None
+        handler: Handler = getattr(self, "_" + name)
+        return await handler(request)
+
+    def error_reply(self, error: HTTPError) -> Reply:
+        return Reply(error.status, {"error": error.message}, error.headers)
+
+    def refusal(self, exc: Exception) -> Reply | None:
+        if isinstance(exc, RequestError):
+            return Reply(400, {"error": str(exc)})
+        if isinstance(exc, QueueClosed):
+            return Reply(503, {"error": str(exc)})
+        if isinstance(exc, QueueError):
+            return Reply(400, {"error": str(exc)})
+        return None
+
+    def report_failure(self, request: Request, exc: BaseException) -> None:
+        log.error("API request failed", method=request.method, path=request.path, exc_info=exc)
 
     def _require_lease(self, lease_id: str) -> None:
-        # The service reports an unknown lease as a RequestError (400); the API says 404.
-        try:
-            self.leases.controller.get(lease_id)
-        except UnknownLease as exc:
-            raise HTTPError(404, str(exc)) from None
+        # The lease layer reports an unknown lease as a RequestError (400); the API says 404.
+        if not self.leases.has_lease(lease_id):
+            raise HTTPError(404, f"no lease {lease_id!r}")
 
     # ------------------------------------------------------------------ routes
 
     async def _health(self, request: Request) -> Reply:
-        if self.pool.port is None:
+        port = self.pool.port
+        if port is None:
             return Reply(503, {"status": "starting"})
-        return Reply(200, {"status": "ok", "stratum_port": self.pool.port})
+        return Reply(200, {"status": "ok", "stratum_port": port})
 
     async def _metrics(self, request: Request) -> Reply:
-        return Reply(200, None, text=render_metrics(self.pool.snapshot(), self.leases.stats()))
+        text = render_metrics(self.pool.snapshot(), self.leases.stats())
+        return Reply(200, text=text, content_type=METRICS_CONTENT_TYPE.encode())
 
     async def _stats(self, request: Request) -> Reply:
         return Reply(200, {"pool": self.pool.snapshot(), "leases": self.leases.stats()})
@@ -401,39 +255,13 @@ class ApiApp(AsgiApp):
                 nursery.start_soon(until_disconnect)
                 nursery.start_soon(until_closing)
                 async for event in events:
-                    await send(
-                        {
-                            "type": "http.response.body",
-                            "body": _encode(event) + b"\n",
-                            "more_body": True,
-                        }
-                    )
-                # The channel ended: this subscriber fell too far behind and was dropped.
-                dropped = {
-                    "type": "stream.dropped",
-                    "reason": f"fell more than {EVENT_BUFFER} events behind",
-                }
-                await send(
-                    {
-                        "type": "http.response.body",
-                        "body": _encode(dropped) + b"\n",
-                        "more_body": True,
-                    }
-                )
+                    await send({"type": "http.response.body", "body": encode_json(event) + b"\n", "more_body": True})
+                # The iteration ended: this subscriber fell too far behind and was dropped.
+                dropped = {"type": "stream.dropped", "reason": f"fell more than {EVENT_BUFFER} events behind"}
+                await send({"type": "http.response.body", "body": encode_json(dropped) + b"\n", "more_body": True})
                 nursery.cancel_scope.cancel()
         if not disconnected:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-def _internal_error(scope: Scope, exc: Exception) -> Reply:
-    log.error("API request failed", method=scope["method"], path=scope["path"], exc_info=exc)
-    return Reply(500, {"error": f"internal error ({type(exc).__name__})"})
-
-
-def _render(reply: Reply) -> tuple[bytes, list[tuple[bytes, bytes]]]:
-    if reply.text is not None:
-        return reply.text.encode(), [(b"content-type", METRICS_CONTENT_TYPE.encode())]
-    return _encode(reply.body), _JSON
 
 
 def _only(body: Mapping[str, Any], known: set[str]) -> None:
@@ -463,8 +291,8 @@ def _job_item(item: Any, where: str) -> tuple[dict[str, Any], str | None]:
 
 
 async def serve_api(
-    pool: Pool,
-    leases: LeaseService,
+    pool: PoolView,
+    leases: LeaseAPI,
     host: str = "127.0.0.1",
     port: int = 8080,
     *,
@@ -478,11 +306,6 @@ async def serve_api(
 
     For ``nursery.start``: reports the TCP port actually bound (useful with ``port=0``).
     """
-    config = Config()
-    config.bind = [bind_address(host, port)]
-    config.accesslog = None
-    config.errorlog = _hypercorn_log
-    config.include_server_header = False
     app = ApiApp(pool, leases, api_token=api_token, max_body_bytes=max_body_bytes)
 
     async def trigger() -> None:
@@ -491,14 +314,14 @@ async def serve_api(
         app.close()
 
     async with trio.open_nursery() as nursery:
-        binds: list[str] = await nursery.start(
-            partial(
-                hypercorn_serve,
-                cast(ASGIFramework, app),
-                config,
-                shutdown_trigger=trigger if shutdown_trigger is not None else None,
-            )
+        bind = await listen(
+            nursery,
+            app,
+            host,
+            port,
+            errorlog=_hypercorn_log,
+            shutdown_trigger=trigger if shutdown_trigger is not None else None,
         )
-        bound = int(binds[0].rsplit(":", 1)[1])
+        bound = int(bind.rsplit(":", 1)[1])
         log.info("API listening", host=host, port=bound, token=api_token is not None)
         task_status.started(bound)

@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from stratumkit.causes import connection_refused
+
 from .errors import BackendUnavailableError, InferenceError, UpstreamError
 from .values import ChatMessage, ChatResult, EmbeddingResult, Usage
 
@@ -39,26 +41,6 @@ def _api_base(base_url: str) -> str:
         raise ValueError(f"base_url must not carry a query or fragment, got {base_url!r}")
     root = base_url.rstrip("/")
     return root if root.endswith("/v1") else f"{root}/v1"
-
-
-def _refused(exc: BaseException) -> bool:
-    """Whether a ConnectionRefusedError is anywhere in ``exc``'s causes (httpcore wraps it in
-    an OSError around an ExceptionGroup of one error per address tried)."""
-    seen: set[int] = set()
-    stack: list[BaseException] = [exc]
-    while stack:
-        e = stack.pop()
-        if id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, ConnectionRefusedError):
-            return True
-        if isinstance(e, BaseExceptionGroup):
-            stack.extend(e.exceptions)
-        for nxt in (e.__cause__, e.__context__):
-            if nxt is not None:
-                stack.append(nxt)
-    return False
 
 
 def _upstream_message(response: httpx.Response) -> tuple[str, str | None]:
@@ -248,7 +230,7 @@ class OpenAIHTTPBackend:
             limit = timeout if timeout is not None else self._timeout
             raise BackendUnavailableError(f"{method} {url} timed out after {limit:g}s ({type(exc).__name__})") from exc
         except httpx.ConnectError as exc:
-            reason = "connection refused" if _refused(exc) else str(exc)
+            reason = "connection refused" if connection_refused(exc) else str(exc)
             raise BackendUnavailableError(
                 f"cannot connect to {url}: {reason} (is the inference server running?)"
             ) from exc

@@ -14,31 +14,26 @@ Rules:
 * Every error answer has OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``,
   with the status the InferenceError carries (400 bad request, 404 unknown model, 503 backend
   unavailable, 502 upstream fault); unknown paths give 404, wrong methods 405, bodies over
-  ``max_body_bytes`` 413, a missing or wrong API key 401.
+  ``max_body_bytes`` 413, a missing or wrong API key 401. A body must be a JSON object;
+  NaN and Infinity are refused (400), as JSON has neither.
 * An exception that is not an InferenceError is a bug: it is logged and answered with 500; it
   ends that request only, never the server.
 """
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
 import signal
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any, cast
 
 import trio
-from hypercorn.config import Config
-from hypercorn.trio import serve as hypercorn_serve
-from hypercorn.typing import ASGIFramework
 
-from stratumkit.asgi import AsgiApp, Receive, Scope, Send, bind_address
+from stratumkit.asgi import AsgiApp, BearerAuth, HTTPError, Reply, Request, Router, Send, listen, route
 
 from .backend import InferenceBackend, handle_request
-from .errors import InferenceError, InvalidRequestError
-from .wire import CHAT, EMBEDDINGS, error_body, models_response
+from .errors import InferenceError
+from .wire import CHAT, EMBEDDINGS, error_body, error_object, models_response
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "OpenAIApp", "run_server", "serve_openai"]
 
@@ -48,40 +43,23 @@ DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 
 _log = logging.getLogger(__name__)
 
-_ROUTES: dict[str, dict[str, str]] = {
-    "/v1/embeddings": {"POST": EMBEDDINGS},
-    "/v1/chat/completions": {"POST": CHAT},
-    "/v1/models": {"GET": "models"},
-    "/health": {"GET": "health"},
-}
-_OPEN_ROUTES = frozenset({"/health"})
-
-
-class _HTTPError(Exception):
-    """An error answer decided before the backend is involved (routing, auth, body)."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        error_type: str = "invalid_request_error",
-        code: str | None = None,
-        headers: list[tuple[bytes, bytes]] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = {"error": {"message": message, "type": error_type, "param": None, "code": code}}
-        self.headers = headers or []
-
-
-class _Disconnected(Exception):
-    """The client went away before its body arrived."""
+# Query parameters are not checked: OpenAI clients may add their own (``api-version``).
+_ROUTER = Router(
+    [
+        route(r"/v1/embeddings", {"POST": EMBEDDINGS}, None),
+        route(r"/v1/chat/completions", {"POST": CHAT}, None),
+        route(r"/v1/models", {"GET": "models"}, None),
+        route(r"/health", {"GET": "health"}, None),
+    ]
+)
+_OPEN_ROUTES = frozenset({"health"})
 
 
 class OpenAIApp(AsgiApp):
     """The ASGI application. ``api_key``, when given, is required as ``Authorization: Bearer``
     on every route but /health."""
+
+    log = _log
 
     def __init__(
         self,
@@ -91,110 +69,30 @@ class OpenAIApp(AsgiApp):
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         self.backend = backend
-        self._api_key = api_key.encode() if api_key else None
-        self._max_body_bytes = max_body_bytes
+        self._auth = BearerAuth(api_key, noun="key")
+        self.max_body_bytes = max_body_bytes
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers: list[tuple[bytes, bytes]] = []
-        try:
-            status, body = await self._dispatch(scope, receive)
-        except _Disconnected:
-            return
-        except _HTTPError as exc:
-            status, body, headers = exc.status, exc.body, exc.headers
-        except InferenceError as exc:
-            status, body = exc.http_status, error_body(exc)
-        except Exception as exc:
-            _log.exception("unexpected error serving %s %s", scope["method"], scope["path"])
-            status = 500
-            body = {
-                "error": {
-                    "message": f"internal error ({type(exc).__name__})",
-                    "type": "server_error",
-                    "param": None,
-                    "code": None,
-                }
-            }
-        payload = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(payload)).encode()),
-                    *headers,
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
-
-    async def _dispatch(self, scope: Scope, receive: Receive) -> tuple[int, Any]:
-        path: str = scope["path"]
-        method: str = scope["method"]
-        methods = _ROUTES.get(path)
-        if methods is None:
-            raise _HTTPError(404, f"no route for {method} {path}", code="not_found")
-        action = methods.get(method)
-        if action is None:
-            allowed = ", ".join(sorted(methods))
-            raise _HTTPError(
-                405,
-                f"{method} is not allowed on {path} (allowed: {allowed})",
-                headers=[(b"allow", allowed.encode())],
-            )
-        if path not in _OPEN_ROUTES:
-            self._check_key(scope)
-
+    async def respond(self, request: Request, send: Send) -> Reply:
+        action = _ROUTER.resolve(request)
+        if action not in _OPEN_ROUTES:
+            self._auth.check(request)
         if action == "health":
-            ready = await self.backend.ready()
-            if ready:
-                return 200, {"status": "ok", "models": self.backend.models()}
-            return 503, {"status": "unavailable"}
+            if await self.backend.ready():
+                return Reply(200, {"status": "ok", "models": self.backend.models()})
+            return Reply(503, {"status": "unavailable"})
         if action == "models":
-            return 200, models_response(self.backend.models())
+            return Reply(200, models_response(self.backend.models()))
+        body = await request.json_object()
+        return Reply(200, await handle_request(self.backend, action, body))
 
-        body = await self._read_json(receive)
-        return 200, await handle_request(self.backend, action, body)
+    def error_reply(self, error: HTTPError) -> Reply:
+        kind = "server_error" if error.status >= 500 else "invalid_request_error"
+        return Reply(error.status, error_object(error.message, kind, code=error.code), error.headers)
 
-    def _check_key(self, scope: Scope) -> None:
-        if self._api_key is None:
-            return
-        given = b""
-        for name, value in scope["headers"]:
-            if name.lower() == b"authorization":
-                scheme, _, token = bytes(value).partition(b" ")
-                if scheme.lower() == b"bearer":
-                    given = token.strip()
-        if not hmac.compare_digest(given, self._api_key):
-            raise _HTTPError(
-                401,
-                "missing or invalid API key (send Authorization: Bearer <key>)",
-                code="invalid_api_key",
-                headers=[(b"www-authenticate", b"Bearer")],
-            )
-
-    async def _read_json(self, receive: Receive) -> object:
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _Disconnected
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self._max_body_bytes:
-                raise _HTTPError(413, f"request body exceeds {self._max_body_bytes} bytes", code="too_large")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        raw = b"".join(chunks)
-        if not raw.strip():
-            raise InvalidRequestError("request body is empty; expected a JSON object")
-        try:
-            return json.loads(raw)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
+    def refusal(self, exc: Exception) -> Reply | None:
+        if isinstance(exc, InferenceError):
+            return Reply(exc.http_status, error_body(exc))
+        return None
 
 
 async def serve_openai(
@@ -214,22 +112,10 @@ async def serve_openai(
     when ``port`` is 0), which OpenAIHTTPBackend takes as it is.
     """
     await backend.start()
-    config = Config()
-    config.bind = [bind_address(host, port)]
-    config.accesslog = None
-    config.errorlog = _log
-    config.include_server_header = False
     app = OpenAIApp(backend, api_key=api_key, max_body_bytes=max_body_bytes)
     async with trio.open_nursery() as nursery:
-        binds: list[str] = await nursery.start(
-            partial(
-                hypercorn_serve,
-                cast(ASGIFramework, app),
-                config,
-                shutdown_trigger=shutdown_trigger,
-            )
-        )
-        task_status.started(binds[0])
+        url = await listen(nursery, app, host, port, errorlog=_log, shutdown_trigger=shutdown_trigger)
+        task_status.started(url)
 
 
 async def _until_interrupted() -> None:

@@ -33,6 +33,7 @@ __all__ = [
     "chat_response",
     "embeddings_response",
     "error_body",
+    "error_object",
     "models_response",
     "parse_chat_request",
     "parse_embeddings_request",
@@ -309,13 +310,11 @@ def models_response(models: Sequence[str], *, owned_by: str = "stratumkit") -> d
     }
 
 
+def error_object(message: str, error_type: str, *, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    """OpenAI's error shape, ``{"error": {"message", "type", "param", "code"}}``."""
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
 def error_body(exc: InferenceError) -> dict[str, Any]:
     """OpenAI's error shape for ``exc``."""
-    return {
-        "error": {
-            "message": exc.message,
-            "type": exc.error_type,
-            "param": exc.param,
-            "code": exc.code,
-        }
-    }
+    return error_object(exc.message, exc.error_type, param=exc.param, code=exc.code)

@@ -26,6 +26,8 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 
+from stratumkit.causes import connection_refused
+
 from .sources import SourceUnavailable
 
 __all__ = [
@@ -190,7 +192,7 @@ class NodeRPC:
         except httpx.TimeoutException:
             raise NodeTimeout(f"no answer from node at {self.url} to {method} within {timeout:g} s") from None
         except httpx.ConnectError as exc:
-            if _refused(exc):
+            if connection_refused(exc):
                 raise NodeUnreachable(f"connection refused by {self.url} (is the node running?)") from None
             raise NodeUnreachable(f"cannot connect to node at {self.url}: {_describe(exc)}") from None
         except httpx.HTTPError as exc:  # read/write errors, protocol errors, bad encodings
@@ -220,24 +222,6 @@ class NodeRPC:
         raise NodeUnreachable(
             f"node at {self.url} answered {method} with HTTP {response.status_code} and no JSON-RPC body: {snippet}"
         )
-
-
-def _refused(exc: BaseException) -> bool:
-    """Whether a ConnectionRefusedError is among `exc`'s causes (httpcore wraps it in an OSError,
-    or an ExceptionGroup of one error per address tried)."""
-    seen: set[int] = set()
-    stack: list[BaseException] = [exc]
-    while stack:
-        e = stack.pop()
-        if id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, ConnectionRefusedError):
-            return True
-        if isinstance(e, BaseExceptionGroup):
-            stack.extend(e.exceptions)
-        stack.extend(x for x in (e.__cause__, e.__context__) if x is not None)
-    return False
 
 
 def _describe(exc: BaseException) -> str:

@@ -60,6 +60,9 @@ async def test_raw_openai_request(server_url: str, minilm: MiniLMBackend) -> Non
         ("POST", "/v1/embeddings", b"{not json", 400, "not valid JSON"),
         ("POST", "/v1/embeddings", b"", 400, "body is empty"),
         ("POST", "/v1/embeddings", b"[1, 2]", 400, "must be a JSON object"),
+        # JSON has no NaN or Infinity: refused as the pool's API refuses them, not passed to a model
+        ("POST", "/v1/embeddings", b'{"model": "m", "input": "x", "dimensions": NaN}', 400, "NaN is not a JSON value"),
+        ("POST", "/v1/embeddings", b'{"model": "m", "input": [-Infinity]}', 400, "-Infinity is not a JSON value"),
         ("POST", "/v1/embeddings", b'{"input": "x"}', 400, "missing required field 'model'"),
         (
             "POST",
@@ -101,7 +104,7 @@ async def test_bad_requests_get_openai_errors(
         assert response.status_code == status
         error = response.json()["error"]
         assert fragment in error["message"]
-        assert isinstance(error["type"], str) and error["type"]
+        assert error["type"] == "invalid_request_error"
         assert set(error) == {"message", "type", "param", "code"}
         # The server is still there after a bad request.
         assert (await http.get("/health")).status_code == 200
@@ -119,7 +122,24 @@ async def test_body_limit(nursery: trio.Nursery, minilm: MiniLMBackend) -> None:
         assert small.status_code == 200
         big = await http.post("/v1/embeddings", json={"model": MODEL_ID, "input": "x" * 2000})
         assert big.status_code == 413
-        assert "exceeds 1000 bytes" in big.json()["error"]["message"]
+        assert big.json()["error"] == {
+            "message": "request body exceeds 1000 bytes",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "too_large",
+        }
+
+
+async def test_routing_errors_in_openai_shape(server_url: str) -> None:
+    async with httpx.AsyncClient(base_url=server_url) as http:
+        missing = await http.get("/v1/completions")
+        assert (missing.status_code, missing.json()["error"]["code"]) == (404, "not_found")
+        wrong = await http.delete("/v1/models")
+        assert (wrong.status_code, wrong.headers["allow"]) == (405, "GET")
+        assert wrong.json()["error"]["message"] == "DELETE is not allowed on /v1/models (allowed: GET)"
+        # Query parameters some OpenAI clients add are not refused.
+        models = await http.get("/v1/models", params={"api-version": "2024-06-01"})
+        assert models.status_code == 200
 
 
 async def test_api_key(nursery: trio.Nursery, minilm: MiniLMBackend) -> None:
@@ -127,7 +147,16 @@ async def test_api_key(nursery: trio.Nursery, minilm: MiniLMBackend) -> None:
     async with httpx.AsyncClient(base_url=url) as http:
         denied = await http.get("/v1/models")
         assert denied.status_code == 401
-        assert denied.json()["error"]["code"] == "invalid_api_key"
+        assert denied.headers["www-authenticate"] == "Bearer"
+        assert denied.json()["error"] == {
+            "message": "missing or invalid API key (send Authorization: Bearer <key>)",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "invalid_api_key",
+        }
+        # The body is not read, nor the model run, for a request without the key.
+        refused = await http.post("/v1/embeddings", json={"model": MODEL_ID, "input": "x"})
+        assert refused.status_code == 401
         wrong = await http.get("/v1/models", headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401
         assert (await http.get("/health")).status_code == 200

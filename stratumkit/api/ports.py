@@ -1,0 +1,67 @@
+"""What the HTTP API needs of the pool and of the lease layer, as small protocols.
+
+The routes read these and nothing more, so the API is tested against in-memory fakes and does not
+load the pool or the lease service when it is imported. `stratumkit.server.pool.Pool` is a
+`PoolView` and `stratumkit.lease.service.LeaseService` a `LeaseAPI`.
+
+Errors the API maps (see `stratumkit.api.app`): `RequestError` (lease layer) and `QueueError`
+(queue engine) are the client's fault, 400; `QueueClosed` is 503; `UnknownJob` from `job` is 404.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+__all__ = ["LeaseAPI", "PoolView"]
+
+
+class PoolView(Protocol):
+    """The pool as the routes read it."""
+
+    @property
+    def port(self) -> int | None:
+        """The stratum port bound, or None until the pool listens."""
+        ...
+
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-able numbers: accepted, rejected (by reason), blocks, connections, hashrate, height, uptime."""
+        ...
+
+
+class LeaseAPI(Protocol):
+    """The integrator's operations on rigs, leases and job queues."""
+
+    def rigs(self) -> list[dict[str, Any]]: ...
+
+    async def create_lease(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Lease rigs as the body asks; the lease as `lease_view` shows it."""
+        ...
+
+    async def extend_lease(self, lease_id: str, extra_s: Any) -> dict[str, Any]: ...
+
+    async def cancel_lease(self, lease_id: str) -> dict[str, Any]: ...
+
+    def list_leases(self, states: list[str] | None = None) -> list[dict[str, Any]]: ...
+
+    def has_lease(self, lease_id: str) -> bool:
+        """Whether a lease has this id (the API answers 404 when not, before it reads a body)."""
+        ...
+
+    def lease_view(self, lease_id: str) -> dict[str, Any]: ...
+
+    async def enqueue(self, queue: str, payload: Any, job_id: str | None = None) -> str:
+        """Put a job on `queue`; its id (`job_id` when given: enqueueing it again changes nothing)."""
+        ...
+
+    async def job(self, job_id: str) -> dict[str, Any]:
+        """{job_id, status, ...}; raises `UnknownJob` for an id never enqueued."""
+        ...
+
+    def events(self, buffer: int = 1000) -> AbstractAsyncContextManager[AsyncIterable[dict[str, Any]]]:
+        """Subscribe to lease and job events; the iteration ends when the subscriber falls
+        `buffer` events behind (it was dropped)."""
+        ...
+
+    def stats(self) -> dict[str, Any]: ...
