@@ -10,7 +10,8 @@ any time, after a restore too. Per rig stint:
 - GPU-seconds: serving seconds x the rig's GPU count (the whole rig is diverted);
 - hashing foregone: the rig's hashrate x seconds away, in hashes;
 - drain latency: DivertRig -> serving acknowledgement; return latency: ReturnRig -> returned
-  acknowledgement (only for rigs that acknowledged).
+  acknowledgement (only for rigs that acknowledged); mining latency: ReturnRig -> the first
+  share the pool accepted after it (``LeaseController.rig_mining``), the whole switch back.
 
 GPU count and hashrate are those the rig declared when it was drafted.
 """
@@ -39,6 +40,7 @@ class RigUsage:
     jobs: int
     drain_latency_s: float | None
     return_latency_s: float | None
+    mining_latency_s: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,7 @@ class LeaseUsage:
     hashes_foregone: float
     drain_latencies_s: tuple[float, ...]
     return_latencies_s: tuple[float, ...]
+    mining_latencies_s: tuple[float, ...]
     rigs_left_early: int
 
     @property
@@ -77,6 +80,9 @@ def rig_usage(stint: Assignment, now: float) -> RigUsage:
     return_latency = None
     if stint.phase is RigPhase.RETURNED and stint.return_sent_at is not None and stint.ended_at is not None:
         return_latency = stint.ended_at - stint.return_sent_at
+    mining_latency = None
+    if stint.mining_at is not None and stint.return_sent_at is not None:
+        mining_latency = stint.mining_at - stint.return_sent_at
     return RigUsage(
         rig_id=stint.rig_id,
         gpus=stint.gpus,
@@ -89,6 +95,7 @@ def rig_usage(stint: Assignment, now: float) -> RigUsage:
         jobs=stint.jobs,
         drain_latency_s=drain_latency,
         return_latency_s=return_latency,
+        mining_latency_s=mining_latency,
     )
 
 
@@ -104,5 +111,6 @@ def usage(lease: Lease, now: float) -> LeaseUsage:
         hashes_foregone=sum(r.hashes_foregone for r in rigs),
         drain_latencies_s=tuple(r.drain_latency_s for r in rigs if r.drain_latency_s is not None),
         return_latencies_s=tuple(r.return_latency_s for r in rigs if r.return_latency_s is not None),
+        mining_latencies_s=tuple(r.mining_latency_s for r in rigs if r.mining_latency_s is not None),
         rigs_left_early=sum(1 for r in rigs if r.reason is not None and r.reason is not ReleaseReason.LEASE_ENDED),
     )

@@ -48,7 +48,8 @@ Rules
    counter that only grows over the controller's lifetime (``next_token`` seeds it; snapshots
    carry it). An acknowledgement must quote the rig's current token, else StaleToken. A
    repeated serving acknowledgement is a no-op; a repeated return acknowledgement is stale,
-   since a returned rig holds no token.
+   since a returned rig holds no token. A job claim is fenced the same way: ``serving_lease``
+   names the lease only to a connected rig serving it under the token it quotes.
 3. Selection. Among idle matching rigs, ``create`` and replacements take first the rigs that
    lose the least hashing per GPU handed over (hashrate / GPU count, ascending), then the least
    efficient miners (hashes per joule, ascending), then by rig id so the choice is
@@ -73,6 +74,10 @@ Rules
    (the pool restarted, so every connection is gone). A rig bound to a lease keeps its stint
    for ``reconnect_grace_s``: if it registers again quoting its token (``resume_token``) it
    resumes and its current command is sent again; otherwise it is released (NOT_RESUMED).
+   A live disconnect ends the stint at once (rule 4), so only a restored rig can resume.
+9. Back to mining. After a clean return the I/O layer reports the rig's first accepted share
+   with ``rig_mining``; it is written on the stint (``mining_at``) and closes the stint's
+   mining latency. A rig drafted or disconnected before that share records none.
 """
 
 from __future__ import annotations
@@ -83,7 +88,7 @@ from dataclasses import replace
 from typing import Any
 
 from . import snapshot as codec
-from .accounting import LeaseUsage, usage
+from .accounting import LeaseUsage, RigUsage, rig_usage, usage
 from .actions import (
     Action,
     DivertRig,
@@ -105,6 +110,7 @@ from .errors import (
     UnknownRig,
 )
 from .model import (
+    MAX_LEASE_S,
     Assignment,
     Lease,
     LeaseSpec,
@@ -177,6 +183,9 @@ class LeaseController:
         self._now = -math.inf
         self._rigs: dict[str, Rig] = {}
         self._leases: dict[str, Lease] = {}
+        # rig id -> lease it returned from cleanly, until its first accepted share (rule 9);
+        # not persisted: after a restore every connection, and so every such wait, is gone
+        self._awaiting_share: dict[str, str] = {}
 
     # ------------------------------------------------------------------ queries
 
@@ -273,6 +282,7 @@ class LeaseController:
         if not rig.connected:
             return actions
         self._rigs[rig_id] = replace(rig, connected=False)
+        self._awaiting_share.pop(rig_id, None)
         if rig.lease_id is not None:
             self._leave(rig.lease_id, rig_id, RigPhase.LOST, ReleaseReason.DISCONNECTED, now, actions)
         return actions
@@ -283,6 +293,7 @@ class LeaseController:
         if rig.connected or rig.lease_id is not None:
             raise InvalidTransition(f"rig {rig_id!r} is connected or bound to a lease")
         del self._rigs[rig_id]
+        self._awaiting_share.pop(rig_id, None)
 
     # ------------------------------------------------------------------ leases
 
@@ -337,6 +348,8 @@ class LeaseController:
         if now >= lease.ends_at:
             raise InvalidTransition(f"lease {lease_id!r} has reached its end; cannot extend")
         ends_at = lease.ends_at + extra
+        if ends_at - now > MAX_LEASE_S:
+            raise BadValue(f"a lease may not run longer than {MAX_LEASE_S:g} s from now")
         self._leases[lease_id] = replace(lease, ends_at=ends_at)
         return [LeaseExtended(lease_id, ends_at)]
 
@@ -359,6 +372,8 @@ class LeaseController:
         if not lease.state.is_terminal:
             raise InvalidTransition(f"lease {lease_id!r} is {lease.state.value}; not finished")
         del self._leases[lease_id]
+        for rig_id in [r for r, held in self._awaiting_share.items() if held == lease_id]:
+            del self._awaiting_share[rig_id]
 
     def record_job(self, lease_id: str, rig_id: str, jobs: int = 1) -> None:
         """Count ``jobs`` finished by ``rig_id`` for the lease (late results count too)."""
@@ -373,6 +388,38 @@ class LeaseController:
         raise UnknownRig(f"rig {rig_id!r} never took part in lease {lease_id!r}")
 
     # ------------------------------------------------------------------ acknowledgements
+
+    def serving_lease(self, rig_id: str, token: int) -> Lease:
+        """The lease the rig serves under ``token``: the fence on a job claim (rule 2).
+
+        Raises StaleToken if ``token`` is not the rig's current token, InvalidTransition if the
+        rig is not connected or its stint is not serving (draining, or already sent back).
+        """
+        rig = self._acked(rig_id, token)
+        assert rig.lease_id is not None
+        _, stint = self._stint(rig.lease_id, rig_id)
+        if stint.phase is not RigPhase.SERVING:
+            raise InvalidTransition(f"rig {rig_id!r} is {stint.phase.value} in lease {rig.lease_id!r}; not serving")
+        return self._leases[rig.lease_id]
+
+    def rig_mining(self, rig_id: str, now: float) -> RigUsage | None:
+        """The pool accepted a share from the rig: after a clean return, the first one closes the
+        switch back (rule 9) and the stint's usage, with its mining latency, is returned; any other
+        share returns None. Cheap enough to call on every share."""
+        lease_id = self._awaiting_share.pop(rig_id, None)
+        if lease_id is None or lease_id not in self._leases:
+            return None
+        now = self._clock(now)
+        lease = self._leases[lease_id]
+        for i in range(len(lease.rigs) - 1, -1, -1):
+            stint = lease.rigs[i]
+            if stint.rig_id == rig_id:
+                if stint.phase is not RigPhase.RETURNED or stint.mining_at is not None:
+                    return None
+                stint = replace(stint, mining_at=now)
+                self._put_stint(lease_id, i, stint)
+                return rig_usage(stint, now)
+        return None
 
     def rig_serving(self, rig_id: str, token: int, now: float) -> list[Action]:
         """The agent serves the lease's queue (acknowledging DivertRig ``token``)."""
@@ -407,6 +454,8 @@ class LeaseController:
         actions: list[Action] = []
         reason = ReleaseReason.AGENT_RETURNED if stint.active else ReleaseReason.LEASE_ENDED
         self._leave(lease_id, rig_id, RigPhase.RETURNED, reason, now, actions)
+        if stint.return_sent_at is not None:
+            self._awaiting_share[rig_id] = lease_id
         self._backfill(now, actions)
         return actions
 
@@ -607,6 +656,7 @@ class LeaseController:
                 )
             )
             self._rigs[rig.rig_id] = replace(rig, lease_id=lease_id, token=token)
+            self._awaiting_share.pop(rig.rig_id, None)
             actions.append(DivertRig(rig.rig_id, lease_id, token, lease.spec.queue, lease.ends_at))
         self._leases[lease_id] = replace(lease, rigs=tuple(stints))
 

@@ -25,6 +25,7 @@ __all__ = [
     "GPU",
     "HOLDING_PHASES",
     "LIVE_STATES",
+    "MAX_LEASE_S",
     "TERMINAL_STATES",
     "Assignment",
     "Lease",
@@ -36,6 +37,10 @@ __all__ = [
     "RigPhase",
     "Selector",
 ]
+
+
+#: The longest a lease may run (a year): bounds durations and extensions to sane, finite times.
+MAX_LEASE_S = 365 * 86400.0
 
 
 class LeaseState(enum.Enum):
@@ -312,8 +317,8 @@ class LeaseSpec:
             raise BadLeaseSpec("selector must be a Selector")
         _check_name(BadLeaseSpec, "queue", self.queue)
         duration = _check_float(BadLeaseSpec, "duration_s", self.duration_s)
-        if duration <= 0:
-            raise BadLeaseSpec(f"duration_s must be positive, got {duration}")
+        if not 0 < duration <= MAX_LEASE_S:
+            raise BadLeaseSpec(f"duration_s must be positive and at most {MAX_LEASE_S:.0f} s, got {duration}")
         object.__setattr__(self, "duration_s", duration)
         if not isinstance(self.priority, int) or isinstance(self.priority, bool):
             raise BadLeaseSpec(f"priority must be an int, got {type(self.priority).__name__}")
@@ -329,6 +334,8 @@ class Assignment:
     accounting of a finished stint does not change if the rig later re-registers differently.
     ``token`` is the token of the latest command sent to the rig for this stint.
     ``reason`` says why the rig stopped serving (None while it is still active).
+    ``mining_at`` is when the pool accepted the rig's first share after it returned: the end of
+    the switch back to mining, as the pool sees it.
     """
 
     rig_id: str
@@ -344,6 +351,7 @@ class Assignment:
     ended_at: float | None = None
     reason: ReleaseReason | None = None
     jobs: int = 0
+    mining_at: float | None = None
 
     @property
     def active(self) -> bool:

@@ -69,6 +69,7 @@ def assignment_to_dict(a: Assignment) -> dict[str, Any]:
         "ended_at": a.ended_at,
         "reason": None if a.reason is None else a.reason.value,
         "jobs": a.jobs,
+        "mining_at": a.mining_at,
     }
 
 
@@ -215,6 +216,7 @@ def _assignment_from_dict(data: object, shift: float) -> Assignment:
             ended_at=r.opt_time("ended_at", shift),
             reason=r.enum("reason", ReleaseReason, optional=True),
             jobs=r.integer("jobs"),
+            mining_at=r.opt_time("mining_at", shift),
         ),
     )
 

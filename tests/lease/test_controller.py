@@ -31,6 +31,7 @@ from stratumkit.lease import (
     UnknownLease,
     UnknownRig,
 )
+from stratumkit.lease.model import MAX_LEASE_S
 
 Caps = Callable[..., RigCapabilities]
 Spec = Callable[..., LeaseSpec]
@@ -155,6 +156,14 @@ class TestExtend:
         with pytest.raises(InvalidTransition, match="returning"):
             c.extend(lease.lease_id, 10.0, 101.0)
 
+    def test_extend_is_bounded_from_now(self, caps: Caps, spec: Spec) -> None:
+        c = controller(caps, "a")
+        lease, _ = c.create(spec(1, 100.0), now=0.0)
+        with pytest.raises(BadValue, match="longer than"):
+            c.extend(lease.lease_id, MAX_LEASE_S, 1.0)
+        assert c.get(lease.lease_id).ends_at == 100.0
+        c.extend(lease.lease_id, MAX_LEASE_S - 100.0, 1.0)  # exactly a year from the start
+
     @pytest.mark.parametrize("extra", [0.0, -1.0, float("inf"), float("nan")])
     def test_extend_needs_a_positive_amount(self, caps: Caps, spec: Spec, extra: float) -> None:
         c = controller(caps, "a")
@@ -255,6 +264,67 @@ class TestTokens:
         for bad in (0, -3, True):
             with pytest.raises(BadValue):
                 LeaseController(next_token=bad)
+
+
+class TestClaimFence:
+    def test_serving_lease_names_the_lease_only_while_serving(self, caps: Caps, spec: Spec) -> None:
+        c = controller(caps, "a")
+        lease, actions = c.create(spec(1, 100.0), now=0.0)
+        token = divert_tokens(actions)["a"]
+        with pytest.raises(InvalidTransition, match="draining"):
+            c.serving_lease("a", token)
+        c.rig_serving("a", token, 1.0)
+        assert c.serving_lease("a", token).lease_id == lease.lease_id
+        with pytest.raises(StaleToken):
+            c.serving_lease("a", token + 1)
+        (back,) = only(c.tick(100.0), ReturnRig)
+        with pytest.raises(StaleToken):  # sent back: the divert token claims nothing
+            c.serving_lease("a", token)
+        with pytest.raises(InvalidTransition, match="returning"):
+            c.serving_lease("a", back.token)
+        with pytest.raises(UnknownRig):
+            c.serving_lease("b", token)
+
+    def test_a_disconnected_rig_claims_nothing(self, caps: Caps, spec: Spec) -> None:
+        c = controller(caps, "a", "b")
+        _, actions = c.create(spec(1, 100.0), now=0.0)
+        (rig_id, token), *_ = divert_tokens(actions).items()
+        c.rig_serving(rig_id, token, 1.0)
+        c.rig_disconnected(rig_id, 2.0)
+        with pytest.raises(StaleToken):  # its stint ended: the token went with it
+            c.serving_lease(rig_id, token)
+
+
+class TestBackToMining:
+    def test_first_share_after_a_clean_return_is_recorded_once(self, caps: Caps, spec: Spec) -> None:
+        c = controller(caps, "a")
+        lease, actions = c.create(spec(1, 100.0), now=0.0)
+        c.rig_serving("a", divert_tokens(actions)["a"], 1.0)
+        assert c.rig_mining("a", 50.0) is None  # serving: a share means nothing here
+        (back,) = only(c.tick(100.0), ReturnRig)
+        assert c.rig_mining("a", 100.5) is None  # not acknowledged yet
+        c.rig_returned("a", back.token, 101.0)
+        first = c.rig_mining("a", 102.5)
+        assert first is not None and first.mining_latency_s == pytest.approx(2.5)
+        assert first.return_latency_s == pytest.approx(1.0)
+        assert c.rig_mining("a", 103.0) is None
+        assert c.get(lease.lease_id).rigs[0].mining_at == 102.5
+        assert c.usage(lease.lease_id, 200.0).mining_latencies_s == (2.5,)
+
+    def test_no_share_is_awaited_after_giving_up_or_a_redraft(self, caps: Caps, spec: Spec) -> None:
+        c = controller(caps, "a")
+        _, actions = c.create(spec(1, 100.0), now=0.0)
+        token = divert_tokens(actions)["a"]
+        c.rig_serving("a", token, 1.0)
+        c.rig_returned("a", token, 5.0)  # the agent gave up: no return was sent, nothing to time
+        assert c.rig_mining("a", 6.0) is None
+        _, actions = c.create(spec(1, 100.0), now=10.0)
+        token = divert_tokens(actions)["a"]
+        c.rig_serving("a", token, 11.0)
+        (back,) = only(c.tick(110.0), ReturnRig)
+        c.rig_returned("a", back.token, 111.0)
+        c.create(spec(1, 100.0), now=112.0)  # drafted again before its first share
+        assert c.rig_mining("a", 113.0) is None
 
 
 class TestOneLeasePerRig:

@@ -19,6 +19,7 @@ from stratumkit.lease import (
     RigCapabilities,
     Selector,
 )
+from stratumkit.lease.model import MAX_LEASE_S
 
 
 def caps(*gpus: tuple[str, int], models: tuple[str, ...] = ("llama-3-8b",)) -> RigCapabilities:
@@ -59,6 +60,7 @@ class TestValidation:
             {"queue": "q", "duration_s": -5},
             {"queue": "q", "duration_s": math.inf},
             {"queue": "q", "duration_s": math.nan},
+            {"queue": "q", "duration_s": MAX_LEASE_S + 1},
             {"queue": "q", "duration_s": "10"},
             {"queue": "q", "duration_s": 10, "priority": 1.5},
             {"queue": "q", "duration_s": 10, "owner": 7},

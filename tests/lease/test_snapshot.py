@@ -119,6 +119,18 @@ class TestRoundTrip:
         fired = r.tick(0.0)
         assert [(a.old, a.new) for a in only(fired, LeaseStateChanged)] == [(S.SERVING, S.RETURNING)]
 
+    def test_the_first_share_after_a_return_is_kept(self, caps: Caps, spec: Spec) -> None:
+        c = LeaseController()
+        c.register_rig("a", "w", caps(), 0.0)
+        lease, actions = c.create(spec(1, 10.0), now=0.0)
+        c.rig_serving("a", only(actions, DivertRig)[0].token, 1.0)
+        (back,) = only(c.tick(10.0), ReturnRig)
+        c.rig_returned("a", back.token, 11.0)
+        assert c.rig_mining("a", 12.0) is not None
+        r = LeaseController.restore(through_msgpack(c.snapshot(20.0)), now=120.0)
+        assert r.get(lease.lease_id).rigs[0].mining_at == 112.0
+        assert r.usage(lease.lease_id, 120.0).mining_latencies_s == (2.0,)
+
 
 class TestResume:
     def test_rig_resumes_with_its_token(self, caps: Caps, spec: Spec) -> None:
