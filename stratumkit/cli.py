@@ -112,9 +112,10 @@ def _agent(args: argparse.Namespace) -> int:
 
                 nursery.start_soon(stop_on_signal)
                 delay = 1.0
+                agent = RigAgent(config, backend)  # one agent across reconnects: it keeps its lease token
                 while True:  # a rig keeps coming back to its pool
                     try:
-                        await RigAgent(config, backend).run()
+                        await agent.run()
                         delay = 1.0
                     except* (OSError, StratumClientError) as group:
                         print(
