@@ -7,6 +7,10 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stratumkit.inference.backend import InferenceBackend
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -91,7 +95,7 @@ def _agent(args: argparse.Namespace) -> int:
     )
 
     async def main() -> None:
-        backend = None
+        backend: InferenceBackend | None = None
         if args.inference == "minilm":
             from stratumkit.inference.minilm import MiniLMBackend
 
