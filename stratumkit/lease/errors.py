@@ -19,6 +19,7 @@ __all__ = [
     "InvalidTransition",
     "LeaseError",
     "NoEligibleRigs",
+    "RequestError",
     "StaleToken",
     "UnknownLease",
     "UnknownRig",
@@ -91,3 +92,7 @@ class StaleToken(LeaseError):
         self.rig_id = rig_id
         self.token = token
         self.current = current
+
+
+class RequestError(ValueError):
+    """An integrator's request is invalid (the HTTP API answers 400 with the message)."""
