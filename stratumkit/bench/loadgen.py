@@ -282,7 +282,8 @@ def _drain(port_out: int, count: int) -> None:
 
 def send_floor(connections: int, line_bytes: int) -> float:
     """Seconds one thread takes to send one `line_bytes` line to each of `connections` already
-    connected loopback sockets, drained by a separate receiver process; only the sends are timed."""
+    connected loopback sockets, drained by a separate receiver process; only the sends are timed
+    (best of three rounds)."""
     read_fd, write_fd = os.pipe()
     child = subprocess.Popen(
         [sys.executable, "-c", f"from stratumkit.bench.loadgen import _drain; _drain({write_fd}, {connections})"],
@@ -301,16 +302,18 @@ def send_floor(connections: int, line_bytes: int) -> float:
         line = b"x" * (line_bytes - 1) + b"\n"
         for sock in socks:  # one line first, untimed, so every socket's buffers exist already
             sock.send(line)
-        time.sleep(0.2)
-        short = 0
-        t0 = time.perf_counter()
-        for sock in socks:
-            if sock.send(line) != len(line):
-                short += 1
-        elapsed = time.perf_counter() - t0
-        if short:
-            raise RuntimeError(f"{short} sends were short: the floor would be wrong")
-        return elapsed
+        best = float("inf")
+        for _ in range(3):  # the fastest of three rounds: a floor, not one preempted sample
+            time.sleep(0.2)  # the receivers have drained the previous round
+            short = 0
+            t0 = time.perf_counter()
+            for sock in socks:
+                if sock.send(line) != len(line):
+                    short += 1
+            best = min(best, time.perf_counter() - t0)
+            if short:
+                raise RuntimeError(f"{short} sends were short: the floor would be wrong")
+        return best
     finally:
         for sock in socks:
             sock.close()
