@@ -415,7 +415,7 @@ class MiningSession:
             self._count_invalid()
             return
         assert verdict.result is not None
-        self._batch = ports.shares.append_frame(
+        self._batch = ports.shares.append(
             pack_share(
                 wall,
                 event.worker,

@@ -49,7 +49,7 @@ class SharePort(Protocol):
     """Where accepted shares go: the durable log's open batch, returned so the shell can hold the
     replies until that batch is on disk. Frames are made by `stratumkit.shares.log.pack_share`."""
 
-    def append_frame(self, frame: bytes) -> LogBatch: ...
+    def append(self, frame: bytes) -> LogBatch: ...
 
 
 class BlockPort(Protocol):

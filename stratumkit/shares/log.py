@@ -5,7 +5,7 @@ written and fdatasync'ed. A kill -9 (or power loss) can therefore lose only shar
 acknowledged; it can also leave a torn last record, which `open` detects by its length and CRC and
 truncates away. Nothing acknowledged is lost.
 
-Group commit: `append` queues the record on the open batch and returns that batch; the caller
+Group commit: `append` queues a record's frame on the open batch and returns that batch; the caller
 acknowledges nothing before the batch is durable. The batch is written with one write() and one
 fdatasync() either by the writer task (`run`, woken by `wait(batch)`, which returns once it is
 done) or at once by `sync_now()`, which the socket reactor calls once per wakeup after it has
@@ -203,13 +203,10 @@ class ShareLog:
             "sync_seconds": round(self.sync_seconds, 3),
         }
 
-    def append(self, record: ShareRecord) -> LogBatch:
-        """Queue a record on the open batch and return the batch: acknowledge the record only
-        once `batch.done` is set without `batch.error` (`wait`), or after `sync_now()`."""
-        return self.append_frame(record.pack())
-
-    def append_frame(self, frame: bytes) -> LogBatch:
-        """`append` for a frame made by `pack_share` (the session's hot path)."""
+    def append(self, frame: bytes) -> LogBatch:
+        """Queue a record's frame (`pack_share`, `ShareRecord.pack`) on the open batch and return
+        the batch: acknowledge the record only once `batch.done` is set without `batch.error`
+        (`wait`), or after `sync_now()`."""
         if self._closed:
             raise ShareLogError("share log is closed")
         batch = self._batch

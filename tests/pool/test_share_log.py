@@ -39,7 +39,7 @@ async def write(directory: Path, records: list[ShareRecord], **kwargs: object) -
         await nursery.start(log.run)
         async with trio.open_nursery() as writers:
             for r in records:
-                writers.start_soon(log.wait, log.append(r))
+                writers.start_soon(log.wait, log.append(r.pack()))
         nursery.cancel_scope.cancel()
     return log
 
@@ -66,7 +66,7 @@ async def test_appended_records_read_back_in_order(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(log.run)
         for r in records:  # one after the other: order is append order
-            await log.wait(log.append(r))
+            await log.wait(log.append(r.pack()))
         nursery.cancel_scope.cancel()
     assert list(read_records(tmp_path)) == records
     assert log.records == 50
@@ -84,7 +84,7 @@ async def test_appends_then_one_wait_covers_the_whole_batch(tmp_path: Path) -> N
     log = ShareLog(tmp_path)
     async with trio.open_nursery() as nursery:
         await nursery.start(log.run)
-        batches = [log.append(record(i)) for i in range(20)]
+        batches = [log.append(record(i).pack()) for i in range(20)]
         with trio.fail_after(5):
             await log.wait(batches[-1])
         on_disk = len(list(read_records(tmp_path)))  # before wait() returned
@@ -100,12 +100,12 @@ async def test_records_queued_at_shutdown_are_flushed(tmp_path: Path) -> None:
         await nursery.start(log.run)
         batch = None
         for i in range(10):
-            batch = log.append(record(i))
+            batch = log.append(record(i).pack())
         nursery.cancel_scope.cancel()  # the writer is woken but has not written yet
     assert len(list(read_records(tmp_path))) == 10
     assert batch is not None and batch.done.is_set()  # nobody is left waiting forever
     with pytest.raises(ShareLogError, match="closed"):
-        log.append(record(11))
+        log.append(record(11).pack())
 
 
 @pytest.mark.parametrize(
@@ -132,7 +132,7 @@ async def test_a_torn_tail_is_cut_off_on_reopen(tmp_path: Path, tail: object) ->
     assert segment.stat().st_size == good_size
     async with trio.open_nursery() as nursery:
         await nursery.start(log.run)
-        await log.wait(log.append(record(12)))  # lands right after the last good record
+        await log.wait(log.append(record(12).pack()))  # lands right after the last good record
         nursery.cancel_scope.cancel()
     assert sorted(read_records(tmp_path), key=lambda r: r.nonce) == sorted(
         [*records, record(12)], key=lambda r: r.nonce
@@ -146,7 +146,7 @@ async def test_segments_rotate_and_are_named_by_their_first_record(tmp_path: Pat
     async with trio.open_nursery() as nursery:
         await nursery.start(log.run)
         for i in range(20):
-            await log.wait(log.append(record(i)))
+            await log.wait(log.append(record(i).pack()))
         nursery.cancel_scope.cancel()
     files = segment_files(tmp_path)
     assert len(files) >= 5
@@ -163,7 +163,7 @@ async def test_segments_rotate_and_are_named_by_their_first_record(tmp_path: Pat
     async with trio.open_nursery() as nursery:
         await nursery.start(reopened.run)
         for i in range(20, 25):
-            await reopened.wait(reopened.append(record(i)))
+            await reopened.wait(reopened.append(record(i).pack()))
         nursery.cancel_scope.cancel()
     assert list(read_records(tmp_path)) == [record(i) for i in range(25)]
 

@@ -62,7 +62,7 @@ class Recorder:
     blocks: list[tuple[str, str]] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
 
-    def append_frame(self, frame: bytes) -> LogBatch:
+    def append(self, frame: bytes) -> LogBatch:
         self.shares.append(ShareRecord.unpack(frame[8:]))
         return self.batch
 
@@ -164,11 +164,15 @@ def test_a_block_share_reaches_the_block_port_even_when_rejected_as_duplicate(
     assert recorder.blocks == [(share.hash[::-1].hex(), "w.1")]  # flagged once, the first time
 
 
-def test_diverted_sessions_get_no_work_and_mining_starts_over_clean(parts: tuple[FakeWork, Recorder]) -> None:
+@pytest.mark.parametrize("mode", [RigMode.DIVERTED, RigMode.CURTAILED])
+def test_a_rig_not_mining_gets_no_work_and_mining_starts_over_clean(
+    parts: tuple[FakeWork, Recorder], mode: RigMode
+) -> None:
     work, _ = parts
     session = make_session(parts)
     handshake(session)
-    session.set_mode(RigMode.DIVERTED, 1.0)
+    session.set_mode(mode, 1.0)
+    assert session.mode is mode
     assert work.current is not None
     session.send_job(work.current, True, 2.0)
     assert session.data_to_send() == b""
