@@ -1,11 +1,13 @@
 """The I/O shell around one MiningSession: how its bytes reach the miner, and how it ends.
 
-Two shells share everything but the byte moving:
-- `SocketConnection`: a plain TCP socket served by the pool's `SocketReactor`, which reads every
-  ready connection in one wakeup, syncs the share log once, then writes each one's output with
-  one non-blocking write. No task per connection.
-- `StreamConnection`: any trio stream (TLS over TCP, in-memory streams in tests), one task that
-  reads, waits for the share-log batch of what it read, then hands the output to its writer.
+The shells share everything but the byte moving:
+- `SocketConnection`: a TCP socket served by the pool's `SocketReactor`, which reads every ready
+  connection in one wakeup, syncs the share log once, then writes each one's output with one
+  non-blocking write. No task per connection. `TlsSocketConnection` is the same with TLS on
+  in-memory BIOs between the socket and the session.
+- `StreamConnection`: any trio stream (in-memory streams in tests, trio's SSLStream, a stream
+  from another library), one task that reads, waits for the share-log batch of what it read,
+  then hands the output to its writer.
 
 Containment rules (one miner never affects another):
 - Anything one connection raises ends that connection only.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -227,6 +230,10 @@ class SocketConnection(MinerConnection):
             return
         except OSError:
             data = b""
+        self.deliver(data, now, wall)
+
+    def deliver(self, data: bytes, now: float, wall: float) -> None:
+        """Bytes from the miner (b"": it closed) to the session."""
         session = self.session
         accepted = session.accepted
         requests = session.receive_data(data, now, wall)
@@ -239,7 +246,16 @@ class SocketConnection(MinerConnection):
         if data:
             self.write(data)
 
+    def encode(self, data: bytes) -> bytes:
+        """What goes on the wire for the session's bytes (TLS records, for TLS connections)."""
+        return data
+
     def write(self, data: bytes) -> None:
+        self.write_raw(self.encode(data))
+
+    def write_raw(self, data: bytes) -> None:
+        if not data:
+            return
         if self.backlog:
             self.backlog += data
             if len(self.backlog) > self.send_queue_bytes:
@@ -280,12 +296,12 @@ class SocketConnection(MinerConnection):
             return
         self.holding = False
         if not self.backlog:  # goodbyes and error replies already answered, if the socket takes them
-            data = self.session.data_to_send()
-            if data:
-                try:
+            try:
+                data = self.encode(self.session.data_to_send())
+                if data:
                     os.write(self.fd, data)
-                except OSError:
-                    pass
+            except (OSError, ssl.SSLError):
+                pass
         self.closed = True
         self._finish()
         try:
@@ -293,6 +309,90 @@ class SocketConnection(MinerConnection):
         except OSError:
             pass
         self.sock.close()
+
+
+class TlsSocketConnection(SocketConnection):
+    """A TLS connection served by the reactor like a plain one: the socket's bytes go through an
+    in-memory TLS object (what trio's SSLStream uses inside), so TLS miners share the reactor's
+    batching (one read, one share-log sync, one write per wakeup) instead of a task each."""
+
+    def __init__(
+        self,
+        sock: trio.socket.SocketType,
+        context: ssl.SSLContext,
+        session: MiningSession,
+        extensions: ExtensionPort,
+        nursery: trio.Nursery,
+        *,
+        send_queue_bytes: int,
+        on_close: Callable[[MinerConnection], None],
+        want_write: Callable[[SocketConnection, bool], None],
+    ) -> None:
+        super().__init__(
+            sock,
+            session,
+            extensions,
+            nursery,
+            send_queue_bytes=send_queue_bytes,
+            on_close=on_close,
+            want_write=want_write,
+        )
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._tls = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
+        self._secure = False  # handshake done
+
+    def read(self, now: float, wall: float) -> None:
+        try:
+            data = os.read(self.fd, READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.deliver(b"", now, wall)
+            return
+        self._incoming.write(data)
+        tls = self._tls
+        try:
+            if not self._secure:
+                try:
+                    tls.do_handshake()
+                except ssl.SSLWantReadError:
+                    return
+                finally:
+                    self.write_raw(self._outgoing.read())
+                self._secure = True
+            chunks = []
+            while True:
+                try:
+                    chunk = tls.read(READ_SIZE)
+                except ssl.SSLWantReadError:
+                    break
+                if not chunk:  # close_notify
+                    break
+                chunks.append(chunk)
+        except ssl.SSLZeroReturnError:
+            chunks = [b""]
+        except ssl.SSLError as exc:
+            self.session.drop(f"TLS error: {exc.reason or exc}")
+            return
+        if self._outgoing.pending:  # post-handshake messages (session tickets)
+            self.write_raw(self._outgoing.read())
+        if chunks:
+            self.deliver(b"".join(chunks), now, wall)
+
+    def encode(self, data: bytes) -> bytes:
+        if not data or not self._secure:
+            return b""
+        self._tls.write(data)
+        return self._outgoing.read()
+
+    def write(self, data: bytes) -> None:
+        try:
+            self.write_raw(self.encode(data))
+        except ssl.SSLError as exc:
+            self.drop(f"TLS error: {exc.reason or exc}")
 
 
 class StreamConnection(MinerConnection):

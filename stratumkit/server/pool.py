@@ -9,8 +9,7 @@ Structure (one root nursery, services started with `nursery.start`):
     ├── _consume_templates      template -> job -> every working session
     ├── BlockSubmitter          resubmits blocks left pending by a previous run
     ├── _timers                 handshake / idle / slow-reader timeouts, quiet-miner vardiff
-    ├── _accept (plain)         hands each new socket to the reactor
-    └── serve_ssl_over_tcp      with tls_port: one StreamConnection task per TLS miner
+    └── _accept                 hands each new socket (plain, or TLS on tls_port) to the reactor
 
 The pool is the sessions' work and block ports (see `stratumkit.session.ports`); the share log
 and the stats are the other two. The extension port (the lease service) is given to it.
@@ -21,7 +20,6 @@ flush the share log, close the block ledger.
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import ssl
@@ -47,7 +45,7 @@ from stratumkit.shares.stats import PoolStats
 from stratumkit.shares.vardiff import VardiffConfig
 
 from .config import PoolConfig
-from .connection import MinerConnection, SocketConnection, StreamConnection
+from .connection import MinerConnection, SocketConnection, StreamConnection, TlsSocketConnection
 from .reactor import SocketReactor
 
 log = structlog.get_logger("stratumkit.pool")
@@ -196,17 +194,11 @@ class Pool:
                     for listener in listeners:
                         nursery.start_soon(self._accept, listener)
                     if self.config.tls_port is not None:
-                        tls = await nursery.start(
-                            functools.partial(
-                                trio.serve_ssl_over_tcp,
-                                self._handle_tls,
-                                self.config.tls_port,
-                                self.tls_context(),
-                                host=self.config.host,
-                                https_compatible=False,
-                            )
-                        )
-                        self.tls_port = tls[0].transport_listener.socket.getsockname()[1]
+                        context = self.tls_context()
+                        tls_listeners = await trio.open_tcp_listeners(self.config.tls_port, host=self.config.host)
+                        self.tls_port = tls_listeners[0].socket.getsockname()[1]
+                        for listener in tls_listeners:
+                            nursery.start_soon(self._accept, listener, context)
                     log.info(
                         "pool listening",
                         host=self.config.host,
@@ -274,11 +266,11 @@ class Pool:
         if conn.session.extranonce1:
             self.extranonces.release(conn.session.extranonce1)
 
-    async def _accept(self, listener: trio.SocketListener) -> None:
+    async def _accept(self, listener: trio.SocketListener, tls: ssl.SSLContext | None = None) -> None:
         async with listener:
-            await self._accept_from(listener)
+            await self._accept_from(listener, tls)
 
-    async def _accept_from(self, listener: trio.SocketListener) -> None:
+    async def _accept_from(self, listener: trio.SocketListener, tls: ssl.SSLContext | None) -> None:
         assert self._nursery is not None
         while True:
             try:
@@ -297,48 +289,32 @@ class Pool:
             if not self._admit(host, peer):
                 sock.close()
                 continue
-            conn = SocketConnection(
-                sock,
-                self._new_session(peer),
-                self.extensions,
-                self._nursery,
-                send_queue_bytes=self.config.send_queue * 1024,
-                on_close=self._closed,
-                want_write=self.reactor.want_write,
+            session = self._new_session(peer)
+            queue_bytes = self.config.send_queue * 1024
+            conn = (
+                SocketConnection(
+                    sock,
+                    session,
+                    self.extensions,
+                    self._nursery,
+                    send_queue_bytes=queue_bytes,
+                    on_close=self._closed,
+                    want_write=self.reactor.want_write,
+                )
+                if tls is None
+                else TlsSocketConnection(
+                    sock,
+                    tls,
+                    session,
+                    self.extensions,
+                    self._nursery,
+                    send_queue_bytes=queue_bytes,
+                    on_close=self._closed,
+                    want_write=self.reactor.want_write,
+                )
             )
             self._opened(conn)
             self.reactor.add(conn)
-
-    async def _handle_tls(self, stream: trio.SSLStream[trio.SocketStream]) -> None:
-        assert self._nursery is not None
-        try:
-            host, port = stream.transport_stream.socket.getpeername()[:2]
-        except OSError:
-            await trio.aclose_forcefully(stream)
-            return
-        peer = f"{host}:{port}"
-        if not self._admit(host, peer):
-            await trio.aclose_forcefully(stream)
-            return
-        conn = StreamConnection(
-            stream,
-            self._new_session(peer),
-            self.extensions,
-            self._nursery,
-            self.share_log,
-            send_queue_bytes=self.config.send_queue * 1024,
-            send_timeout=self.config.send_timeout,
-            on_close=self._closed,
-        )
-        self._opened(conn)
-        with trio.move_on_after(self.config.handshake_timeout) as handshake:
-            try:
-                await stream.do_handshake()
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                conn.session.drop(f"TLS handshake failed: {exc.__cause__ or exc}")
-        if handshake.cancelled_caught:
-            conn.session.drop("TLS handshake timeout")
-        await conn.run()
 
     async def serve_stream(self, stream: trio.abc.Stream, peer: str) -> StreamConnection:
         """Serve one miner over any stream (in-memory streams in tests), until it ends."""
@@ -421,7 +397,7 @@ class Pool:
                 continue
             try:
                 if (
-                    isinstance(conn, SocketConnection)
+                    type(conn) is SocketConnection  # plain text: the shared bytes go out as they are
                     and not conn.backlog
                     and not conn.holding
                     and conn.session.fast_notify(job, clean)
