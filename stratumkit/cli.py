@@ -42,9 +42,9 @@ def _bench(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import trio
 
+    from stratumkit.app import serve
     from stratumkit.server.config import ConfigError, load_config
     from stratumkit.server.logs import configure_logging
-    from stratumkit.server.run import serve
 
     overrides = {key: getattr(args, key) for key in (*_SERVE_FLAGS, "solo")}
     try:

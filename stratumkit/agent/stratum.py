@@ -54,7 +54,7 @@ class StratumClient:
     async def connect(cls, nursery: trio.Nursery, host: str, port: int, **kwargs: Any) -> StratumClient:
         stream = await trio.open_tcp_stream(host, port)
         client = cls(stream, **kwargs)
-        nursery.start_soon(client._read_loop)
+        nursery.start_soon(client.read_loop)
         return client
 
     async def flush(self) -> None:
@@ -90,7 +90,7 @@ class StratumClient:
             raise StratumClientError(f"authorize refused: {auth}")
         return sub
 
-    async def _read_loop(self) -> None:
+    async def read_loop(self) -> None:
         try:
             while True:
                 try:
