@@ -11,6 +11,7 @@ import trio
 from stratumkit.jobs.rpc import NodeRPC, NodeTimeout, NodeUnreachable, RPCAuthError, RPCError
 from stratumkit.jobs.sources import SourceUnavailable
 from tests.support.ports import refused_port
+from tests.support.waiting import TIMEOUT
 
 from .regtest import RegtestNetwork
 
@@ -99,7 +100,7 @@ async def test_silent_node_times_out() -> None:
     async with trio.open_nursery() as nursery:
         port = await nursery.start(_serve_once, None)
         async with NodeRPC(f"http://u:p@127.0.0.1:{port}", timeout=5) as rpc:
-            with trio.fail_after(3), pytest.raises(NodeTimeout, match=r"within 0.3 s"):
+            with trio.fail_after(TIMEOUT), pytest.raises(NodeTimeout, match=r"within 0.3 s"):
                 await rpc.call("getblockcount", timeout=0.3)
         nursery.cancel_scope.cancel()
 
