@@ -3,7 +3,9 @@
 `harness` is parametrized over the engines. Each harness opens engines on one shared store (a
 SQLite file, or a key prefix on a private redis-server) and moves that engine's clock forward:
 the SQLite engine gets a manual clock (no waiting); the Redis engine uses the server's clock, so
-its harness really sleeps, with visibility timeouts short enough to keep the suite fast.
+its harness really sleeps, with visibility timeouts short enough to keep the suite fast and long
+enough (REDIS_TIMEOUT) that a claim a test still holds does not expire on a busy machine between
+two calls: a test sleeps 0.6 of it and then heartbeats, so the margin is 0.4 of it.
 
 tests/ is a package, so this directory imports as `tests.queue` and never shadows the standard
 library's `queue`.
@@ -23,6 +25,9 @@ from stratumkit.queue.redis import open_redis_queue
 from stratumkit.queue.sqlite import open_sqlite_queue
 
 from .queue_harness import Harness, ManualClock, RedisServer, find_redis_server
+
+#: Visibility timeout of the Redis harness, in real seconds of the server's clock.
+REDIS_TIMEOUT = 1.5
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +63,7 @@ def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Harness:
 
     server: RedisServer = request.getfixturevalue("redis_server")
     prefix = f"test:{uuid.uuid4().hex}"
-    return Harness("redis", lambda: open_redis_queue(server.url, prefix=prefix), trio.sleep, 0.8)
+    return Harness("redis", lambda: open_redis_queue(server.url, prefix=prefix), trio.sleep, REDIS_TIMEOUT)
 
 
 @pytest.fixture
