@@ -8,8 +8,8 @@ import pytest
 import trio
 from structlog.testing import capture_logs
 
-from stratumkit.server.pool import Pool
 from stratumkit.app import make_source
+from stratumkit.server.pool import Pool
 from stratumkit.shares.log import read_records
 
 from .helpers import Miner, pool_config, reopen_share_log
