@@ -359,16 +359,6 @@ static inline void header_tail_words(uint32_t w[16], const uint8_t *tail16) {
 
 /* ---------------------------------------------------------------- entry points */
 
-void sk_sha256(const uint8_t *data, size_t len, uint8_t out[32]) {
-    ctx_t c;
-    uint32_t d[8];
-    ensure_init();
-    ctx_init(&c);
-    ctx_update(&c, data, len);
-    ctx_final_words(&c, d);
-    words_to_bytes(out, d);
-}
-
 void sk_sha256d(const uint8_t *data, size_t len, uint8_t out[32]) {
     ctx_t c;
     uint32_t d[8], w[16];

@@ -14,6 +14,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* cffi-cdef-begin: native/build_sha256d.py gives cffi everything from here to the end marker as
+ * the binding's declarations (its cdef), so this header is their one copy. Keep to what cffi's
+ * parser reads: declarations, and #define only for integer constants (they become lib.SK_...). */
+
 #define SK_IMPL_AUTO 0
 #define SK_IMPL_PORTABLE 1
 #define SK_IMPL_SHANI 2
@@ -27,7 +31,6 @@ int sk_available(void);
 int sk_set_impl(int impl);
 int sk_impl(void);
 
-void sk_sha256(const uint8_t *data, size_t len, uint8_t out[32]);
 void sk_sha256d(const uint8_t *data, size_t len, uint8_t out[32]);
 
 /* n buffers laid end to end in data; buffer i spans offsets[i] .. offsets[i+1]. */
@@ -71,5 +74,7 @@ int sk_job_check(const sk_job *job, const uint8_t *extranonce1, size_t extranonc
  * once (midstate). Writes at most max_found winning nonces; returns how many it wrote. */
 size_t sk_scan(const uint8_t header76[76], uint32_t start, uint64_t count,
                const uint8_t target[32], uint32_t *found, size_t max_found);
+
+/* cffi-cdef-end */
 
 #endif

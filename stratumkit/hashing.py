@@ -2,9 +2,11 @@
 
 Every function crosses into C once per call (a batch, or one share), with the GIL released by cffi
 for the duration. Arguments are checked before C sees them and bad ones raise `HashingError`; the
-success path leans on cffi's own type and range conversion and only runs the slower explanatory
-checks when that conversion fails. `stratumkit.hashing_ref` is the pure-Python twin of this module
-(same names, same results) that the tests use as the oracle.
+success path leans on cffi's own type and range conversion and runs the slower explanatory checks
+only when that conversion fails (so where cffi converts an argument itself, a bool passes as the
+int it is). The checks, `HashingError` and `ShareResult` come from `stratumkit.hashing_checks`,
+shared with `stratumkit.hashing_ref`: the pure-Python twin of this module's functions (same names,
+same results) that the tests use as the oracle.
 
 The environment variable STRATUMKIT_SHA256 ("auto", "portable", "shani") picks the compression
 implementation at import; `use_implementation()` switches it at run time (tests run both).
@@ -17,15 +19,18 @@ import threading
 from collections.abc import Sequence
 
 from stratumkit._sha256d import ffi, lib
-from stratumkit.hashing_ref import (
+from stratumkit.hashing_checks import (
     DIFF1_TARGET,
     MAX_TARGET,
     HashingError,
     ShareResult,
-    _branch,
-    _bytes,
-    _target,
-    _uint,
+    check_buffers,
+    check_bytes,
+    check_headers,
+    check_job,
+    check_scan,
+    check_share_fields,
+    check_target,
     hash_to_int,
     meets_target,
 )
@@ -48,8 +53,8 @@ __all__ = [
     "use_implementation",
 ]
 
-_IMPLS = {"auto": 0, "portable": 1, "shani": 2}
-_NAMES = {1: "portable", 2: "shani"}
+_IMPLS = {"auto": lib.SK_IMPL_AUTO, "portable": lib.SK_IMPL_PORTABLE, "shani": lib.SK_IMPL_SHANI}
+_NAMES = {lib.SK_IMPL_PORTABLE: "portable", lib.SK_IMPL_SHANI: "shani"}
 
 
 def available_implementations() -> tuple[str, ...]:
@@ -77,27 +82,27 @@ use_implementation(os.environ.get("STRATUMKIT_SHA256", "auto") or "auto")
 
 
 def _target_bytes(name: str, target: int) -> bytes:
+    """A target as C takes it: 32 bytes, little-endian."""
     try:
         return target.to_bytes(32, "little")
     except (AttributeError, OverflowError, TypeError):
-        _target(name, target)
+        check_target(name, target)
         raise
 
 
 def sha256d(data: bytes) -> bytes:
     """SHA-256 applied twice, as Bitcoin hashes headers, transactions and merkle nodes."""
     if type(data) is not bytes:
-        data = _bytes("data", data)
+        data = check_bytes("data", data)
     out = ffi.new("uint8_t[32]")
     lib.sk_sha256d(data, len(data), out)
-    return ffi.buffer(out)[:]
+    digest: bytes = ffi.buffer(out)[:]
+    return digest
 
 
 def sha256d_many(buffers: Sequence[bytes]) -> list[bytes]:
     """sha256d of each buffer, in one call into C."""
-    if isinstance(buffers, bytes | bytearray | memoryview | str):
-        raise HashingError("buffers must be a sequence of bytes objects")
-    parts = [b if type(b) is bytes else _bytes(f"buffers[{i}]", b) for i, b in enumerate(buffers)]
+    parts = check_buffers(buffers)
     n = len(parts)
     offsets = ffi.new("size_t[]", n + 1)
     pos = 0
@@ -113,10 +118,7 @@ def sha256d_many(buffers: Sequence[bytes]) -> list[bytes]:
 
 def hash_headers(headers: bytes, target: int) -> tuple[bytes, list[int]]:
     """Hash n concatenated 80-byte headers; return the n hashes and the indices that meet target."""
-    if type(headers) is not bytes:
-        headers = _bytes("headers", headers)
-    if len(headers) % 80:
-        raise HashingError(f"headers must be a multiple of 80 bytes, got {len(headers)}")
+    headers = check_headers(headers)
     tb = _target_bytes("target", target)
     n = len(headers) // 80
     out = ffi.new("uint8_t[]", 32 * n or 1)
@@ -143,12 +145,9 @@ class PreparedJob:
         nbits: int,
         network_target: int,
     ) -> None:
-        for name, value in (("coinb1", coinb1), ("coinb2", coinb2)):
-            if type(value) is not bytes:
-                raise HashingError(f"{name} must be bytes, not {type(value).__name__}")
-        branch = _branch(merkle_branch)
-        prevhash = _bytes("prevhash", prevhash, 32)
-        _uint("nbits", nbits, 32)
+        coinb1, coinb2, branch, prevhash, nbits, network_target = check_job(
+            coinb1, coinb2, merkle_branch, prevhash, nbits, network_target
+        )
         self._job = ffi.new("sk_job *")
         self._coinb2 = coinb2
         rc = lib.sk_job_init(
@@ -161,9 +160,9 @@ class PreparedJob:
             len(branch) >> 5,
             prevhash,
             nbits,
-            _target_bytes("network_target", network_target),
+            network_target.to_bytes(32, "little"),
         )
-        if rc != 0:  # pragma: no cover - _branch already bounds the length
+        if rc != 0:  # pragma: no cover - check_job already bounds the length
             raise HashingError("merkle branch too long")
         self.coinb1 = coinb1
         self.merkle_branch = branch
@@ -209,19 +208,18 @@ class PreparedJob:
                 out,
             )
         except (TypeError, OverflowError, AttributeError):
-            for name, value in (("extranonce1", extranonce1), ("extranonce2", extranonce2)):
-                if type(value) is not bytes:
-                    raise HashingError(f"{name} must be bytes, not {type(value).__name__}") from None
-            for name, value in (("version", version), ("ntime", ntime), ("nonce", nonce)):
-                _uint(name, value, 32)
-            _target("share_target", share_target)
+            # cffi refused an argument: raise the HashingError that names it
+            check_share_fields(extranonce1, extranonce2, version, ntime, nonce, share_target)
             raise
         raw = ffi.buffer(out)[:]
         # tuple.__new__ skips NamedTuple's Python-level constructor: this is the per-share path
-        return _new_tuple(ShareResult, (raw[:80], raw[80:], flags & 1 == 1, flags & 2 == 2))
+        return _new_tuple(ShareResult, (raw[:80], raw[80:], flags & _SHARE != 0, flags & _NETWORK != 0))
 
 
 _OUT = ffi.typeof("uint8_t[112]")
+#: The flags sk_job_check returns.
+_SHARE = lib.SK_MEETS_SHARE
+_NETWORK = lib.SK_MEETS_NETWORK
 _job_check = lib.sk_job_check
 #: Share targets as C wants them (little-endian bytes), per target: a pool has few difficulties.
 _targets: dict[int, bytes] = {}
@@ -259,14 +257,7 @@ def scan_nonces(header76: bytes, start: int, count: int, target: int, max_found:
 
     The first 64 header bytes are hashed once (the midstate); stops early after max_found hits.
     """
-    if type(header76) is not bytes or len(header76) != 76:
-        _bytes("header76", header76, 76)
-    _uint("start", start, 32)
-    _uint("count", count, 33)
-    if start + count > 1 << 32:
-        raise HashingError("nonce range runs past 2**32")
-    if not isinstance(max_found, int) or max_found < 1:
-        raise HashingError("max_found must be a positive int")
+    header76, start, count, max_found = check_scan(header76, start, count, max_found)
     tb = _target_bytes("target", target)
     found = ffi.new("uint32_t[]", max_found)
     k = lib.sk_scan(header76, start, count, tb, found, max_found)

@@ -1,7 +1,10 @@
 """Pure-Python reference of the hashing API, built on hashlib.
 
-It is the test oracle for the native core (`stratumkit.hashing`): same functions, same argument
-rules, same results, about a hundred times slower. Nothing on a hot path imports it.
+It is the test oracle for the native core: the module-level functions of `stratumkit.hashing`
+(sha256d, sha256d_many, hash_headers, check_share, scan_nonces) with the same argument checks
+(both take them from `stratumkit.hashing_checks`) and the same results, about a hundred times
+slower. The tests and `stratumkit bench hash` (for the comparison) import it; the pool, the agent
+and `stratumkit.hashing` do not.
 """
 
 from __future__ import annotations
@@ -9,82 +12,52 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Sequence
-from typing import NamedTuple
 
-#: Difficulty 1 (the "pool difficulty 1" / bdiff convention): share target = DIFF1_TARGET / difficulty.
-DIFF1_TARGET = 0x00000000FFFF0000000000000000000000000000000000000000000000000000
-MAX_TARGET = (1 << 256) - 1
+from stratumkit.hashing_checks import (
+    DIFF1_TARGET,
+    MAX_TARGET,
+    HashingError,
+    ShareResult,
+    check_buffers,
+    check_bytes,
+    check_headers,
+    check_job,
+    check_scan,
+    check_share_fields,
+    check_target,
+    hash_to_int,
+    meets_target,
+)
 
-
-class HashingError(ValueError):
-    """An argument of the wrong type, length or range was passed to the hashing API."""
-
-
-class ShareResult(NamedTuple):
-    """What one share check found. `hash` is in internal byte order (reverse it for display)."""
-
-    header: bytes
-    hash: bytes
-    meets_share: bool
-    meets_network: bool
-
-
-def _bytes(name: str, value: object, length: int | None = None) -> bytes:
-    if not isinstance(value, bytes | bytearray | memoryview):
-        raise HashingError(f"{name} must be bytes, not {type(value).__name__}")
-    b = bytes(value)
-    if length is not None and len(b) != length:
-        raise HashingError(f"{name} must be {length} bytes, got {len(b)}")
-    return b
-
-
-def _uint(name: str, value: object, bits: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise HashingError(f"{name} must be an int, not {type(value).__name__}")
-    if not 0 <= value < (1 << bits):
-        raise HashingError(f"{name} out of range for uint{bits}: {value}")
-    return value
-
-
-def _target(name: str, value: object) -> int:
-    return _uint(name, value, 256)
-
-
-def _branch(value: object) -> bytes:
-    b = _bytes("merkle_branch", value)
-    if len(b) % 32:
-        raise HashingError(f"merkle_branch must be a multiple of 32 bytes, got {len(b)}")
-    if len(b) > 32 * 32:
-        raise HashingError("merkle_branch has more than 32 levels")
-    return b
-
-
-def hash_to_int(digest: bytes) -> int:
-    """The 256-bit number a hash stands for when compared with a target (little-endian)."""
-    return int.from_bytes(digest, "little")
-
-
-def meets_target(digest: bytes, target: int) -> bool:
-    return hash_to_int(digest) <= target
+__all__ = [
+    "DIFF1_TARGET",
+    "MAX_TARGET",
+    "HashingError",
+    "ShareResult",
+    "check_share",
+    "fold_branch",
+    "hash_headers",
+    "hash_to_int",
+    "meets_target",
+    "scan_nonces",
+    "sha256d",
+    "sha256d_many",
+]
 
 
 def sha256d(data: bytes) -> bytes:
-    data = _bytes("data", data)
+    data = check_bytes("data", data)
     return hashlib.sha256(hashlib.sha256(data).digest()).digest()
 
 
 def sha256d_many(buffers: Sequence[bytes]) -> list[bytes]:
-    if isinstance(buffers, bytes | bytearray | memoryview | str):
-        raise HashingError("buffers must be a sequence of bytes objects")
-    return [sha256d(b) for b in buffers]
+    return [sha256d(b) for b in check_buffers(buffers)]
 
 
 def hash_headers(headers: bytes, target: int) -> tuple[bytes, list[int]]:
     """Hash n concatenated 80-byte headers; return the n hashes and the indices that meet target."""
-    headers = _bytes("headers", headers)
-    if len(headers) % 80:
-        raise HashingError(f"headers must be a multiple of 80 bytes, got {len(headers)}")
-    target = _target("target", target)
+    headers = check_headers(headers)
+    target = check_target("target", target)
     out = bytearray()
     hits: list[int] = []
     for i in range(len(headers) // 80):
@@ -122,35 +95,23 @@ def check_share(
     `prevhash` is in internal byte order (as in the block header); `merkle_branch` is the
     concatenation of the 32-byte branch hashes, also internal order.
     """
-    coinbase = (
-        _bytes("coinb1", coinb1)
-        + _bytes("extranonce1", extranonce1)
-        + _bytes("extranonce2", extranonce2)
-        + _bytes("coinb2", coinb2)
+    coinb1, coinb2, branch, prevhash, nbits, network_target = check_job(
+        coinb1, coinb2, merkle_branch, prevhash, nbits, network_target
     )
-    branch = _branch(merkle_branch)
-    root = fold_branch(sha256d(coinbase), branch)
-    header = (
-        struct.pack("<I", _uint("version", version, 32))
-        + _bytes("prevhash", prevhash, 32)
-        + root
-        + struct.pack("<III", _uint("ntime", ntime, 32), _uint("nbits", nbits, 32), _uint("nonce", nonce, 32))
+    extranonce1, extranonce2, version, ntime, nonce, share_target = check_share_fields(
+        extranonce1, extranonce2, version, ntime, nonce, share_target
     )
+    root = fold_branch(sha256d(coinb1 + extranonce1 + extranonce2 + coinb2), branch)
+    header = struct.pack("<I", version) + prevhash + root + struct.pack("<III", ntime, nbits, nonce)
     h = sha256d(header)
     n = hash_to_int(h)
-    return ShareResult(
-        header, h, n <= _target("share_target", share_target), n <= _target("network_target", network_target)
-    )
+    return ShareResult(header, h, n <= share_target, n <= network_target)
 
 
 def scan_nonces(header76: bytes, start: int, count: int, target: int, max_found: int = 64) -> list[int]:
     """Try nonces start .. start+count-1 in the header's last 4 bytes; return those meeting target."""
-    header76 = _bytes("header76", header76, 76)
-    start = _uint("start", start, 32)
-    count = _uint("count", count, 33)
-    if start + count > 1 << 32:
-        raise HashingError("nonce range runs past 2**32")
-    target = _target("target", target)
+    header76, start, count, max_found = check_scan(header76, start, count, max_found)
+    target = check_target("target", target)
     found: list[int] = []
     for nonce in range(start, start + count):
         if hash_to_int(sha256d(header76 + struct.pack("<I", nonce))) <= target:

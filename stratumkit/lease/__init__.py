@@ -1,7 +1,14 @@
-"""Leasing GPU rigs to AI inference queues: a pure controller, its policy and accounting.
+"""Leasing GPU rigs to AI inference queues: a pure controller, and the trio service that runs it.
 
-Everything here is sans-I/O: time comes in as ``now`` (monotonic seconds), and the controller
-answers with actions for the trio layer to carry out.
+The pure part does no I/O and reads no clock: the controller takes time as ``now`` (monotonic
+seconds) and answers with actions; beside it are the values (model), actions, errors, accounting,
+the dual-mode policy (policy) and the snapshot codec. This package exports the controller and
+those values, actions, errors and accounting.
+
+The I/O part is :mod:`stratumkit.lease.service`: the trio service that runs the controller on
+trio's clock, carries its actions out on rigs' stratum connections and the job queue, and answers
+the rigs' extension requests. Import it from its module; importing this package does not import
+trio.
 """
 
 from .accounting import LeaseUsage, RigUsage, usage

@@ -29,17 +29,17 @@ Rules:
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, Final
 
-from .errors import LineTooLong, LocalProtocolError, RemoteProtocolError
+from .connection import OK_TAIL, Connection, clip, error_tail, reply_head, result_tail
+from .errors import LocalProtocolError
 from .events import (
     MINIMUM_DIFFICULTY,
     SUBSCRIBE_EXTRANONCE,
     VERSION_ROLLING,
     AuthorizeResult,
     ConfigureResult,
-    ConnectionClosed,
     ErrorReply,
     Event,
     ExtensionNotification,
@@ -61,7 +61,7 @@ from .events import (
     _trusted,
     parse_mask,
 )
-from .framing import DEFAULT_MAX_LINE_LENGTH, LineBuffer
+from .framing import DEFAULT_MAX_LINE_LENGTH
 from .jsonrpc import (
     MalformedJSON,
     RequestId,
@@ -69,7 +69,6 @@ from .jsonrpc import (
     decode_line,
     dumps,
     encode_difficulty,
-    encode_id,
     encode_str,
     error_fields,
     is_request_id,
@@ -88,45 +87,30 @@ class ClientState(enum.Enum):
 
 # What an ErrorReply says when a pool refused a request with neither error nor result.
 _NO_REASON: Final = [20, "no result and no error in the reply", None]
+#: How much of a pool's JSON a ProtocolViolation message quotes.
+_QUOTE_LIMIT: Final = 80
 
 
-class ClientConnection:
+class ClientConnection(Connection[ClientState]):
     """One connection to a pool, miner side."""
 
+    _peer = "pool"
+    _states = (
+        ClientState.CONNECTED,
+        ClientState.SUBSCRIBED,
+        ClientState.AUTHORIZED,
+        ClientState.CLOSED,
+        ClientState.ERROR,
+    )
+
     def __init__(self, *, max_line_length: int = DEFAULT_MAX_LINE_LENGTH) -> None:
-        self._lines = LineBuffer(max_line_length)
-        self._out: list[bytes] = []
-        self._pending: dict[int, str] = {}  # our request id -> method
-        self._next_id = 1
+        super().__init__(max_line_length)
         self._server_requests: dict[RequestId, int] = {}  # pool request id -> times unanswered
-        self._subscribed = False
-        self._authorized = False
-        self._closed = False
-        self._failed = False
         self._extranonce1: str | None = None
         self._extranonce2_size: int | None = None
         self._session_id: str | None = None
         self._difficulty: float | None = None
         self._version_rolling_mask: int | None = None
-
-    @property
-    def max_line_length(self) -> int:
-        """The longest line accepted from the peer; raise it for peers trusted with more."""
-        return self._lines.max_line_length
-
-    @max_line_length.setter
-    def max_line_length(self, value: int) -> None:
-        self._lines.max_line_length = value
-
-    @property
-    def state(self) -> ClientState:
-        if self._failed:
-            return ClientState.ERROR
-        if self._closed:
-            return ClientState.CLOSED
-        if not self._subscribed:
-            return ClientState.CONNECTED
-        return ClientState.AUTHORIZED if self._authorized else ClientState.SUBSCRIBED
 
     @property
     def extranonce1(self) -> str | None:
@@ -255,34 +239,19 @@ class ClientConnection:
             raise LocalProtocolError(f"method must be a non-empty str, got {method!r}")
         return self._request(method, _json_params(params))
 
-    def _request(self, method: str, params_json: str) -> int:
-        self._check_can_send()
-        request_id = self._next_id
-        self._next_id += 1
-        self._pending[request_id] = method
-        self._out.append(f'{{"id":{request_id},"method":{encode_str(method)},"params":{params_json}}}\n'.encode())
-        return request_id
-
     # ----------------------------------------------------------------------------------------
     # Answers to the pool's requests
 
     def respond(self, request_id: RequestId, result: Any) -> None:
         """Answer a pool request (``GetVersion``, an ``ExtensionNotification`` with an id)."""
         self._take_server_request(request_id)
-        try:
-            body = dumps(result)
-        except (TypeError, ValueError) as exc:
-            raise LocalProtocolError(f"result is not JSON-serializable: {exc}") from None
-        self._out.append(f'{{"id":{encode_id(request_id)},"result":{body},"error":null}}\n'.encode())
+        self._out.append(reply_head(request_id) + result_tail(result))
 
     def respond_error(self, request_id: RequestId, code: int, message: str) -> None:
         if type(code) is bool or not isinstance(code, int) or type(message) is not str:
             raise LocalProtocolError("an error reply needs an int code and a str message")
         self._take_server_request(request_id)
-        self._out.append(
-            f'{{"id":{encode_id(request_id)},"result":null,'
-            f'"error":[{int(code)},{encode_str(message)},null]}}\n'.encode()
-        )
+        self._out.append(reply_head(request_id) + error_tail(int(code), message))
 
     def _take_server_request(self, request_id: RequestId) -> None:
         self._check_can_send()
@@ -294,43 +263,8 @@ class ClientConnection:
         else:
             del self._server_requests[request_id]
 
-    def _check_can_send(self) -> None:
-        if self._failed:
-            raise LocalProtocolError("the connection failed; nothing more can be sent")
-        if self._closed:
-            raise LocalProtocolError("the pool closed the connection; nothing more can be sent")
-
     # ----------------------------------------------------------------------------------------
-    # Input
-
-    def receive_data(self, data: bytes) -> list[Event]:
-        """Feed bytes from the pool (``b""`` = end of stream); return the events they hold."""
-        if self._failed:
-            raise RemoteProtocolError("the connection already failed; close it")
-        if self._closed:
-            if data:
-                raise LocalProtocolError("receive_data() after the pool closed the connection")
-            return []
-        if not data:
-            self._closed = True
-            return [ConnectionClosed()]
-        try:
-            lines = self._lines.feed(data)
-        except LineTooLong as exc:
-            events = self._handle_lines(exc.lines)
-            self._failed = True
-            raise RemoteProtocolError(str(exc), events) from None
-        return self._handle_lines(lines)
-
-    def _handle_lines(self, lines: Iterable[bytes]) -> list[Event]:
-        events: list[Event] = []
-        for line in lines:
-            try:
-                events.append(self._handle_line(line))
-            except RemoteProtocolError as exc:
-                self._failed = True
-                raise RemoteProtocolError(str(exc), events) from None
-        return events
+    # Input (``receive_data`` comes from Connection)
 
     def _handle_line(self, line: bytes) -> Event:
         try:
@@ -361,7 +295,7 @@ class ClientConnection:
         except LocalProtocolError as exc:
             return _violation(f"{method}: {exc}")
         except (TypeError, LookupError, ValueError):
-            return _violation(f"{method}: params of the wrong shape: {_clip(dumps(params))}")
+            return _violation(f"{method}: params of the wrong shape: {clip(dumps(params), _QUOTE_LIMIT)}")
 
     # Notification handlers: (self, id, params) -> event. A LocalProtocolError from an event
     # constructor, or a TypeError/LookupError/ValueError from unpacking, means "wrong shape".
@@ -412,7 +346,7 @@ class ClientConnection:
     def _on_show_message(self, ident: RequestId, params: Any) -> Event:
         event = ShowMessage(params[0] if type(params) is list and params else params)
         if ident is not None and not self._failed and not self._closed:
-            self._out.append(f'{{"id":{encode_id(ident)},"result":true,"error":null}}\n'.encode())
+            self._out.append(reply_head(ident) + OK_TAIL)
         return event
 
     def _on_get_version(self, ident: RequestId, params: Any) -> Event:
@@ -431,7 +365,7 @@ class ClientConnection:
             key = int(ident)
         method = self._pending.pop(key, None) if type(key) is int else None
         if method is None:
-            return _violation(f"a reply with id {_clip(dumps(ident))} answers no request we sent")
+            return _violation(f"a reply with id {clip(dumps(ident), _QUOTE_LIMIT)} answers no request we sent")
         error = message.get("error")
         result = message.get("result")
         try:
@@ -439,7 +373,7 @@ class ClientConnection:
         except LocalProtocolError as exc:
             return _violation(f"reply to {method}: {exc}")
         except (TypeError, LookupError, ValueError):
-            return _violation(f"reply to {method} of the wrong shape: {_clip(dumps(result))}")
+            return _violation(f"reply to {method} of the wrong shape: {clip(dumps(result), _QUOTE_LIMIT)}")
 
     def _on_reply(self, ident: RequestId, method: str, result: Any, error: Any, message: dict[str, Any]) -> Event:
         if error is not None:
@@ -506,25 +440,9 @@ class ClientConnection:
             },
         )
 
-    # ----------------------------------------------------------------------------------------
-    # Output
-
-    def data_to_send(self) -> bytes:
-        """Everything queued for the pool since the last call (possibly ``b""``)."""
-        out = self._out
-        if not out:
-            return b""
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
-        return data
-
 
 def _violation(message: str) -> ProtocolViolation:
     return _trusted(ProtocolViolation, {"message": message})
-
-
-def _clip(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 _Notification = Callable[[ClientConnection, RequestId, Any], Event]

@@ -58,7 +58,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
-from .errors import ErrorCode, LineTooLong, LocalProtocolError, RemoteProtocolError
+from .connection import Connection, clip, error_tail, reply_head, result_tail
+from .errors import ErrorCode, LocalProtocolError
 from .events import (
     MINIMUM_DIFFICULTY,
     SUBSCRIBE_EXTRANONCE,
@@ -66,7 +67,6 @@ from .events import (
     Authorize,
     BadRequest,
     Configure,
-    ConnectionClosed,
     ErrorReply,
     Event,
     ExtensionRequest,
@@ -84,7 +84,7 @@ from .events import (
     _trusted,
     parse_mask,
 )
-from .framing import DEFAULT_MAX_LINE_LENGTH, LineBuffer
+from .framing import DEFAULT_MAX_LINE_LENGTH
 from .jsonrpc import (
     MalformedJSON,
     RequestId,
@@ -92,7 +92,6 @@ from .jsonrpc import (
     decode_line,
     dumps,
     encode_difficulty,
-    encode_id,
     encode_str,
     error_fields,
     is_request_id,
@@ -115,31 +114,29 @@ EXTRANONCE2_SIZES: Final = range(2, 17)
 _SUBMIT_SHAPE: Final = (
     "mining.submit takes 5 or 6 string params: [worker, job_id, extranonce2, ntime, nonce, version_bits?]"
 )
-_OK_TAIL: Final = b',"result":true,"error":null}\n'
-_FALSE_TAIL: Final = b',"result":false,"error":null}\n'
-_TLS_HANDSHAKE: Final = 0x16
-
-
-def _error_tail(code: int, message: str) -> bytes:
-    """Everything after the id of an error reply: ``[code, message, null]``."""
-    return f',"result":null,"error":[{code},{encode_str(message)},null]}}\n'.encode()
-
-
-def _clip(text: str, limit: int = 64) -> str:
-    """Peer-controlled text quoted in an error message, kept short."""
-    return repr(text if len(text) <= limit else text[:limit] + "...")
-
+#: How much of a peer-controlled string an error message quotes.
+_QUOTE_LIMIT: Final = 64
 
 # The six standard error replies with their conventional messages, precomputed.
-_ERROR_TAILS: Final = {int(code): _error_tail(int(code), code.default_message) for code in ErrorCode}
+_ERROR_TAILS: Final = {int(code): error_tail(int(code), code.default_message) for code in ErrorCode}
 
 
-class ServerConnection:
+class ServerConnection(Connection[ServerState]):
     """One miner's connection, pool side.
 
-    ``extension_methods`` are extra request methods (e.g. ``"stratumkit.lease.register"``)
+    ``extension_methods`` are extra request methods (e.g. ``"stratumkit.rig.register"``)
     reported as ``ExtensionRequest`` instead of being refused as unknown.
     """
+
+    _peer = "miner"
+    _states = (
+        ServerState.CONNECTED,
+        ServerState.SUBSCRIBED,
+        ServerState.AUTHORIZED,
+        ServerState.CLOSED,
+        ServerState.ERROR,
+    )
+    _refuses_tls = True
 
     def __init__(
         self,
@@ -147,22 +144,14 @@ class ServerConnection:
         extension_methods: Iterable[str] = (),
         max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
     ) -> None:
-        self._lines = LineBuffer(max_line_length)
+        super().__init__(max_line_length)
         self._extension_methods = frozenset(extension_methods)
-        self._out: list[bytes] = []
-        self._subscribed = False
-        self._authorized: set[str] = set()
+        self._workers: set[str] = set()  # usernames granted by mining.authorize
         self._authorizing = 0  # mining.authorize requests not answered yet
         # Miner requests waiting for our answer: the oldest per id, then any later ones that
         # reuse the same id (cpuminer sends every share as id 4), in arrival order.
         self._awaiting: dict[RequestId, Event] = {}
         self._awaiting_more: dict[RequestId, deque[Event]] = {}
-        # Our requests waiting for the miner's answer: id -> method.
-        self._requests: dict[int, str] = {}
-        self._next_request_id = 1
-        self._seen_data = False
-        self._closed = False
-        self._failed = False
         self._extranonce1: str | None = None
         self._extranonce2_size: int | None = None
         self._version_rolling_mask: int | None = None
@@ -170,26 +159,7 @@ class ServerConnection:
         self._user_agent: str | None = None
 
     # ----------------------------------------------------------------------------------------
-    # State
-
-    @property
-    def max_line_length(self) -> int:
-        """The longest line accepted from the peer; raise it for peers trusted with more."""
-        return self._lines.max_line_length
-
-    @max_line_length.setter
-    def max_line_length(self, value: int) -> None:
-        self._lines.max_line_length = value
-
-    @property
-    def state(self) -> ServerState:
-        if self._failed:
-            return ServerState.ERROR
-        if self._closed:
-            return ServerState.CLOSED
-        if not self._subscribed:
-            return ServerState.CONNECTED
-        return ServerState.AUTHORIZED if self._authorized else ServerState.SUBSCRIBED
+    # State (``state`` and ``max_line_length`` come from Connection)
 
     @property
     def extranonce1(self) -> str | None:
@@ -218,7 +188,7 @@ class ServerConnection:
     @property
     def authorized_workers(self) -> frozenset[str]:
         """Usernames whose mining.authorize was answered ``true``."""
-        return frozenset(self._authorized)
+        return frozenset(self._workers)
 
     @property
     def awaiting_reply(self) -> int:
@@ -226,45 +196,9 @@ class ServerConnection:
         return len(self._awaiting) + sum(len(more) for more in self._awaiting_more.values())
 
     # ----------------------------------------------------------------------------------------
-    # Input
-
-    def receive_data(self, data: bytes) -> list[Event]:
-        """Feed bytes from the miner (``b""`` = end of stream); return the events they hold."""
-        if self._failed:
-            raise RemoteProtocolError("the connection already failed; close it")
-        if self._closed:
-            if data:
-                raise LocalProtocolError("receive_data() after the miner closed the connection")
-            return []
-        if not data:
-            self._closed = True
-            return [ConnectionClosed()]
-        if not self._seen_data:
-            self._seen_data = True
-            if data[0] == _TLS_HANDSHAKE:
-                self._failed = True
-                raise RemoteProtocolError("a TLS handshake arrived on a plain-text stratum port")
-        try:
-            lines = self._lines.feed(data)
-        except LineTooLong as exc:
-            events = self._handle_lines(exc.lines)
-            self._failed = True
-            raise RemoteProtocolError(str(exc), events) from None
-        return self._handle_lines(lines)
-
-    def _handle_lines(self, lines: Iterable[bytes]) -> list[Event]:
-        events: list[Event] = []
-        handle = self._handle_line
-        for line in lines:
-            try:
-                events.append(handle(line))
-            except RemoteProtocolError as exc:
-                self._failed = True
-                raise RemoteProtocolError(str(exc), events) from None
-        return events
+    # Input (``receive_data`` comes from Connection)
 
     def _handle_line(self, line: bytes) -> Event:
-        """Exactly one event per line."""
         try:
             message = decode_line(line)
         except MalformedJSON as exc:
@@ -294,10 +228,10 @@ class ServerConnection:
             event = _trusted(ExtensionRequest, {"id": ident, "method": method, "params": params})
             self._await(ident, event)
             return event
-        return self._bad(ident, method, ErrorCode.OTHER, f"unknown method {_clip(method)}")
+        return self._bad(ident, method, ErrorCode.OTHER, f"unknown method {clip(method, _QUOTE_LIMIT)!r}")
 
     def _bad(self, ident: RequestId, method: str | None, code: ErrorCode, message: str) -> BadRequest:
-        self._out.append(b'{"id":' + encode_id(ident).encode() + _error_tail(int(code), message))
+        self._out.append(reply_head(ident) + error_tail(int(code), message))
         return _trusted(BadRequest, {"id": ident, "method": method, "code": code, "message": message})
 
     def _await(self, ident: RequestId, event: Event) -> None:
@@ -424,11 +358,11 @@ class ServerConnection:
         return event
 
     def _handle_reply(self, ident: Any, message: dict[str, Any]) -> Event:
-        method = self._requests.pop(ident, None) if type(ident) is int else None
+        method = self._pending.pop(ident, None) if type(ident) is int else None
         if method is None:
             return _trusted(
                 ProtocolViolation,
-                {"message": f"a reply with id {_clip(dumps(ident))} answers no request we sent"},
+                {"message": f"a reply with id {clip(dumps(ident), _QUOTE_LIMIT)!r} answers no request we sent"},
             )
         error = message.get("error")
         if error is not None:
@@ -447,13 +381,7 @@ class ServerConnection:
         extranonce2_size]``.
         """
         event = self._peek(request_id)
-        head = b'{"id":' + encode_id(request_id).encode()
-        if result is True:
-            reply = head + _OK_TAIL
-        elif result is False:
-            reply = head + _FALSE_TAIL
-        else:
-            reply = head + f',"result":{self._json(result, "result")},"error":null}}\n'.encode()
+        reply = reply_head(request_id) + result_tail(result)
         if type(event) is not Submit:
             self._apply_result(event, result)  # may refuse the answer: before anything changes
         self._pop(request_id)
@@ -469,11 +397,10 @@ class ServerConnection:
         self._pop(request_id)
         if type(event) is Authorize:
             self._authorizing -= 1
-        head = b'{"id":' + encode_id(request_id).encode()
         tail = _ERROR_TAILS.get(code) if message is None else None
         if tail is None:
-            tail = _error_tail(int(code), ErrorCode.OTHER.default_message if message is None else message)
-        self._out.append(head + tail)
+            tail = error_tail(int(code), ErrorCode.OTHER.default_message if message is None else message)
+        self._out.append(reply_head(request_id) + tail)
 
     def respond_subscribe(
         self,
@@ -573,7 +500,8 @@ class ServerConnection:
             self._authorizing -= 1
             if result is True:
                 assert isinstance(event, Authorize)
-                self._authorized.add(event.username)
+                self._workers.add(event.username)
+                self._authorized = True
         elif kind is Configure:
             if isinstance(result, Mapping) and result.get(VERSION_ROLLING) is True:
                 self._version_rolling_mask = parse_mask("version-rolling.mask", result.get("version-rolling.mask"))
@@ -664,12 +592,7 @@ class ServerConnection:
         self._check_can_send()
         if type(method) is not str or not method:
             raise LocalProtocolError(f"method must be a non-empty str, got {method!r}")
-        body = _json_params(params)
-        request_id = self._next_request_id
-        self._next_request_id += 1
-        self._requests[request_id] = method
-        self._out.append(f'{{"id":{request_id},"method":{encode_str(method)},"params":{body}}}\n'.encode())
-        return request_id
+        return self._request(method, _json_params(params))
 
     def send_notification(self, method: str, params: Any) -> None:
         """Send a notification (``"id": null``), e.g. a ``stratumkit.*`` extension message."""
@@ -680,34 +603,6 @@ class ServerConnection:
 
     def _notification(self, method: str, params_json: str) -> None:
         self._out.append(f'{{"id":null,"method":{encode_str(method)},"params":{params_json}}}\n'.encode())
-
-    def _check_can_send(self) -> None:
-        if self._failed:
-            raise LocalProtocolError("the connection failed; nothing more can be sent")
-        if self._closed:
-            raise LocalProtocolError("the miner closed the connection; nothing more can be sent")
-
-    @staticmethod
-    def _json(value: Any, what: str) -> str:
-        try:
-            return dumps(value)
-        except (TypeError, ValueError) as exc:
-            raise LocalProtocolError(f"{what} is not JSON-serializable: {exc}") from None
-
-    # ----------------------------------------------------------------------------------------
-    # Output
-
-    def data_to_send(self) -> bytes:
-        """Everything queued for the miner since the last call (possibly ``b""``)."""
-        out = self._out
-        if not out:
-            return b""
-        if len(out) == 1:
-            data = out[0]
-        else:
-            data = b"".join(out)
-        out.clear()
-        return data
 
 
 _Handler = Callable[[ServerConnection, RequestId, Any], Event]

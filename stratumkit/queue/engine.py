@@ -1,7 +1,8 @@
 """The inference job queue: one interface, several engines.
 
-A lease's integrator enqueues jobs; the leased rigs claim and run them. Rigs get killed mid-job and
-pool processes restart, so every engine keeps the same contract:
+A lease's integrator enqueues jobs; the leased rigs run them, claiming them through their pool
+connection (the pool's lease service is the queue's consumer on each rig's behalf). Rigs get killed
+mid-job and pool processes restart, so every engine keeps the same contract:
 
 - At-least-once delivery. A job is never lost: a claim that is neither acknowledged nor kept alive
   by `heartbeat` before its visibility timeout runs out makes the job claimable again.
@@ -138,7 +139,13 @@ class QueueStats:
 
 @runtime_checkable
 class QueueEngine(Protocol):
-    """What the lease controller, the HTTP API and the rig agent need from a job queue."""
+    """What a job queue engine offers.
+
+    One part of the program calls it: the pool's lease service, which enqueues jobs and reads
+    results for the HTTP API, and claims, heartbeats, acks and releases jobs for rigs (the rig id
+    is the consumer name). The lease controller never touches a queue (its actions only name
+    one), and the rig agent reaches jobs only through its pool connection.
+    """
 
     async def enqueue(
         self,
