@@ -94,7 +94,7 @@ class StratumClient:
         try:
             while True:
                 try:
-                    data = await self.stream.receive_some(65536)
+                    data = bytes(await self.stream.receive_some(65536))
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     data = b""
                 try:

@@ -46,7 +46,7 @@ class Site:
         agent = RigAgent(config, backend or self.backend)
         scope = trio.CancelScope()
 
-        async def run(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async def run(task_status: trio.TaskStatus[RigAgent] = trio.TASK_STATUS_IGNORED) -> None:
             with scope:
                 await agent.run(task_status=task_status)
 
