@@ -106,13 +106,13 @@ async def bench(rounds: int, rigs: int, inference: str | None) -> dict[str, list
                     rig_id = lease["rigs"][0]["rig_id"]
 
                     async def serving(lease_id: str = lease_id) -> bool:
-                        return (await client.lease(lease_id))["state"] == "serving"
+                        return bool((await client.lease(lease_id))["state"] == "serving")
 
                     await _until(serving)
                     divert.append(time.perf_counter() - t0)
 
                     async def shares(rig_id: str = rig_id) -> int:
-                        return next(r["accepted_shares"] for r in await client.rigs() if r["rig_id"] == rig_id)
+                        return int(next(r["accepted_shares"] for r in await client.rigs() if r["rig_id"] == rig_id))
 
                     before = await shares()
                     t1 = time.perf_counter()
@@ -133,7 +133,7 @@ async def bench(rounds: int, rigs: int, inference: str | None) -> dict[str, list
                     proc.wait(10)
                 except subprocess.TimeoutExpired:
                     proc.kill()
-    return {"divert": divert, "back": back, "server": [server_side]}  # type: ignore[list-item]
+    return {"divert": divert, "back": back, "server": [server_side]}
 
 
 async def _healthy(client: PoolClient) -> bool:
