@@ -6,6 +6,7 @@ duplicate detection works on the work itself and never on the spelling a miner c
 
 from __future__ import annotations
 
+
 class FieldError(ValueError):
     """A submit field with the wrong width or a non-hex character (answered with error 20)."""
 
