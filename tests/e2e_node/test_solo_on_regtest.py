@@ -84,7 +84,9 @@ async def test_solo_miners_are_paid_to_their_own_addresses(
         miner.start_mining()
         await miner.wait_for(miner.has_accepted, what="a block")
         await miner.quiesce()
-    assert all(r.accepted for m in (a, b) for r in m.results.values())
+    assert all(r.accepted for m in (a, b) for r in m.results.values()), [
+        (m.worker, r) for m in (a, b) for r in m.results.values() if not r.accepted
+    ]
     await wait_until(lambda: sum(s == "confirmed" for s in pool.ledger_status().values()) >= 2)
     async with healthy_regtest.rpc as node1:
         paid = {}
