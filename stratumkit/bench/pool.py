@@ -31,6 +31,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from stratumkit.agent.work import MinerJob
 from stratumkit.bench.loadgen import (
@@ -379,7 +380,7 @@ def bench(spec: Run, duration: float, filler: int, fanout: bool = True) -> dict[
             result["connect_s"] = time.perf_counter() - t0
             load.poll(0.5)
             result["rss_per_connection_kb"] = (_proc_rss(proc.pid) - rss0) / spec.connections / 1024
-            result.update(_load(spec, load, proc.pid, port, duration))
+            result.update(_load(spec, load, proc.pid, port, api_port, duration))
             if fanout:
                 result.update(_fanout(load, api_port))
         finally:
@@ -400,15 +401,26 @@ def bench(spec: Run, duration: float, filler: int, fanout: bool = True) -> dict[
     return result
 
 
-def _load(spec: Run, load: Load, pid: int, plain_port: int, duration: float) -> dict[str, object]:
+def _server_stats(api_port: int) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/v1/stats", timeout=10) as reply:
+        stats: dict[str, Any] = json.load(reply)["pool"]
+        return stats
+
+
+def _load(spec: Run, load: Load, pid: int, plain_port: int, api_port: int, duration: float) -> dict[str, object]:
     """The measured window: server CPU from /proc at its edges only (start-up and connect excluded)."""
     marks: dict[str, float] = {}
+    reasons: dict[str, int] = {}  # the server's reasons for its rejections
 
     def start() -> None:
+        marks.update(batches0=_server_stats(api_port)["share_log"]["batches"])
         marks.update(cpu0=_proc_cpu(pid), own0=time.process_time())
 
     def stop() -> None:
         marks.update(cpu1=_proc_cpu(pid), own1=time.process_time())
+        stats = _server_stats(api_port)
+        marks.update(batches1=stats["share_log"]["batches"], blocks=len(stats["blocks_found"]))
+        reasons.update(stats["rejected"])
         psi = _cpu_pressure()
         if psi is not None:
             marks["psi"] = psi
@@ -440,8 +452,11 @@ def _load(spec: Run, load: Load, pid: int, plain_port: int, duration: float) -> 
         "seconds": elapsed,
         "accepted_per_s": accepted / elapsed,
         "rejected": rejected,
+        "rejected_reasons": reasons,
+        "blocks_found": marks["blocks"],
         "server_cpu_us_per_share": 1e6 * server_cpu / max(accepted, 1),
         "server_cpu_share_of_core": server_cpu / elapsed,
+        "shares_per_sync": accepted / max(marks["batches1"] - marks["batches0"], 1),
         "client_cpu_share_of_core": (marks["own1"] - marks["own0"]) / elapsed,
         "p50_ms": 1000 * percentile(lat, 0.5) if lat else float("nan"),
         "p99_ms": 1000 * percentile(lat, 0.99) if lat else float("nan"),
@@ -482,6 +497,7 @@ _COLUMNS = (
     ("rejected", "rejected", "{}"),
     ("server_cpu_us_per_share", "srv µs/share", "{:.1f}"),
     ("server_cpu_share_of_core", "srv cores", "{:.2f}"),
+    ("shares_per_sync", "per sync", "{:.1f}"),
     ("client_cpu_share_of_core", "gen cores", "{:.2f}"),
     ("rss_per_connection_kb", "KB/conn", "{:.1f}"),
     ("p50_ms", "p50 ms", "{:.2f}"),
@@ -535,6 +551,11 @@ def run(
             continue
         cells = [_cell(r, key, fmt) for key, _, fmt in _COLUMNS]
         print("  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)), flush=True)
+        if r.get("rejected") or r.get("blocks_found"):
+            notes.append(
+                f"{spec.connections:,} {r['transport']} {spec.shape}: the server's reasons for rejecting: "
+                f"{r.get('rejected_reasons') or 'none'}; blocks found during the run: {r.get('blocks_found')}"
+            )
         if "probe_p50_ms" in r:
             notes.append(
                 f"{spec.connections:,} {r['transport']} {spec.shape}: probe miner (own process, one share at a time) "

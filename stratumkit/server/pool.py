@@ -435,6 +435,7 @@ class Pool:
             network_difficulty=target_to_difficulty(current.network_target) if current else None,
             last_fanout_ms=None if self.last_fanout is None else round(self.last_fanout * 1000, 3),
             blocks_found=[b.as_dict() for b in self.ledger.list(limit=50)],
+            share_log=self.share_log.statistics(),
         )
         if not math.isfinite(snap["hashrate"]):  # type: ignore[arg-type]
             snap["hashrate"] = 0.0

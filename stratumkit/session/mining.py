@@ -391,17 +391,17 @@ class MiningSession:
             return
         job = ports.work.get(event.job_id, self.payout_script)
         difficulty = self._job_difficulty.get(event.job_id, self.vardiff.difficulty)
-        verdict = judge_share(
+        verdict = judge_share(  # positional: this is the per-share path
             job,
-            extranonce1=self.extranonce1,
-            extranonce2_size=self._cfg.extranonce2_size,
-            version_mask=self.conn.version_rolling_mask,
-            share_target=ports.work.share_target(difficulty),
-            extranonce2_hex=event.extranonce2,
-            ntime_hex=event.ntime,
-            nonce_hex=event.nonce,
-            version_bits_hex=event.version_bits,
-            now=wall,
+            self.extranonce1,
+            self._cfg.extranonce2_size,
+            self.conn.version_rolling_mask,
+            ports.work.share_target(difficulty),
+            event.extranonce2,
+            event.ntime,
+            event.nonce,
+            event.version_bits,
+            wall,
         )
         if verdict.block:
             assert verdict.job is not None and verdict.result is not None

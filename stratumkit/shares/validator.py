@@ -44,7 +44,6 @@ class ShareVerdict(NamedTuple):
 
 def judge_share(
     job: Job | None,
-    *,
     extranonce1: bytes,
     extranonce2_size: int,
     version_mask: int | None,
