@@ -319,7 +319,6 @@ class TlsSocketConnection(SocketConnection):
     def __init__(
         self,
         sock: trio.socket.SocketType,
-        context: ssl.SSLContext,
         session: MiningSession,
         extensions: ExtensionPort,
         nursery: trio.Nursery,
@@ -327,6 +326,7 @@ class TlsSocketConnection(SocketConnection):
         send_queue_bytes: int,
         on_close: Callable[[MinerConnection], None],
         want_write: Callable[[SocketConnection, bool], None],
+        context: ssl.SSLContext,
     ) -> None:
         super().__init__(
             sock,

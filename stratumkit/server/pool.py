@@ -11,8 +11,9 @@ Structure (one root nursery, services started with `nursery.start`):
     ├── _timers                 handshake / idle / slow-reader timeouts, quiet-miner vardiff
     └── _accept                 hands each new socket (plain, or TLS on tls_port) to the reactor
 
-The pool is the sessions' work and block ports (see `stratumkit.session.ports`); the share log
-and the stats are the other two. The extension port (the lease service) is given to it.
+The pool is the sessions' block port and holds their work port (`PoolWork`; see
+`stratumkit.session.ports`); the share log and the stats are the other two. The extension port
+(the lease service) is given to it.
 
 Shutdown (`shutdown()` or cancelling the caller's scope): stop accepting, end the connections,
 flush the share log, close the block ledger.
@@ -20,10 +21,12 @@ flush the share log, close the block ledger.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import ssl
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -32,12 +35,13 @@ import trio
 
 from stratumkit.chain.address import Network, address_to_script
 from stratumkit.chain.errors import AddressError
-from stratumkit.chain.targets import difficulty_to_target, target_to_difficulty
+from stratumkit.chain.targets import target_to_difficulty
 from stratumkit.jobs.blocks import BlockLedger, BlockSubmitter
 from stratumkit.jobs.extranonce import ExtranonceAllocator
 from stratumkit.jobs.job import Job
 from stratumkit.jobs.registry import JobRegistry
 from stratumkit.jobs.sources import TemplateSource, TemplateUpdate
+from stratumkit.jobs.work import PoolWork
 from stratumkit.session.mining import MiningSession, SessionConfig, SessionPorts
 from stratumkit.session.ports import ExtensionPort, NoExtensions
 from stratumkit.shares.log import ShareLog
@@ -99,8 +103,9 @@ class Pool:
             rig_max_line_length=config.rig_max_line_length,
         )
         self.stats = PoolStats()
+        self.work = PoolWork(self.registry, self.extranonces, self.network, solo=config.solo)
         self.ports = SessionPorts(
-            work=self,
+            work=self.work,
             shares=self.share_log,
             blocks=self,
             stats=self.stats,
@@ -109,7 +114,6 @@ class Pool:
         self.reactor = SocketReactor(self.share_log)
         self.sessions: set[MinerConnection] = set()
         self._per_ip: dict[str, int] = {}
-        self._targets: dict[float, int] = {}
         self.port: int | None = None
         self.tls_port: int | None = None
         self.started_at = time.time()
@@ -128,42 +132,6 @@ class Pool:
             return address_to_script(address, self.network)
         except AddressError as exc:
             raise ValueError(f"payout_address: {exc}") from None
-
-    @property
-    def current(self) -> Job | None:
-        return self.registry.current
-
-    def job_for(self, job: Job, payout_script: bytes, now: float) -> Job:
-        return self.registry.job_for(job, payout_script, now)
-
-    def get(self, job_id: str, payout_script: bytes | None) -> Job | None:
-        return self.registry.get(job_id, payout_script)
-
-    def allocate_extranonce1(self, session_id: str | None) -> bytes:
-        return self.extranonces.allocate(session_id)
-
-    def release_extranonce1(self, extranonce1: bytes) -> None:
-        self.extranonces.release(extranonce1)
-
-    def check_worker(self, username: str) -> tuple[bytes | None, str | None]:
-        """(payout script, refusal) for a worker name: the refusal says why it may not mine here;
-        the script is what solo mode pays (the address before the first "."), None otherwise."""
-        if not username or len(username) > 128 or not username.isprintable():
-            return None, "worker name must be 1..128 printable characters"
-        if not self.config.solo:
-            return None, None
-        try:
-            return address_to_script(username.split(".", 1)[0], self.network), None
-        except AddressError as exc:
-            return None, f"solo mode pays the worker's address: {exc}"
-
-    def share_target(self, difficulty: float) -> int:
-        target = self._targets.get(difficulty)
-        if target is None:
-            if len(self._targets) > 4096:
-                self._targets.clear()
-            target = self._targets[difficulty] = difficulty_to_target(difficulty)
-        return target
 
     def found(self, job: Job, block_hash: bytes, block: bytes, worker: str) -> None:
         """Write the block down durably (before the share's reply is queued), then submit it in
@@ -290,28 +258,17 @@ class Pool:
                 sock.close()
                 continue
             session = self._new_session(peer)
-            queue_bytes = self.config.send_queue * 1024
-            conn = (
-                SocketConnection(
-                    sock,
-                    session,
-                    self.extensions,
-                    self._nursery,
-                    send_queue_bytes=queue_bytes,
-                    on_close=self._closed,
-                    want_write=self.reactor.want_write,
-                )
-                if tls is None
-                else TlsSocketConnection(
-                    sock,
-                    tls,
-                    session,
-                    self.extensions,
-                    self._nursery,
-                    send_queue_bytes=queue_bytes,
-                    on_close=self._closed,
-                    want_write=self.reactor.want_write,
-                )
+            kind: Callable[..., SocketConnection] = (
+                SocketConnection if tls is None else functools.partial(TlsSocketConnection, context=tls)
+            )
+            conn = kind(
+                sock,
+                session,
+                self.extensions,
+                self._nursery,
+                send_queue_bytes=self.config.send_queue * 1024,
+                on_close=self._closed,
+                want_write=self.reactor.want_write,
             )
             self._opened(conn)
             self.reactor.add(conn)

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from stratumkit.bench.ports import free_ports
 from stratumkit.chain import (
     BlockTemplate,
     Network,
@@ -33,7 +34,7 @@ from stratumkit.chain import (
 from stratumkit.chain.merkle import fold_branch
 from stratumkit.hashing import hash_to_int, scan_nonces, sha256d
 from stratumkit.jobs.rpc import NodeRPC
-from tests.support.ports import PortTaken, free_ports, retry_on_bind_failure
+from tests.support.ports import PortTaken, retry_on_bind_failure
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTALL_SCRIPT = ROOT / "scripts" / "regtest-node.sh"

@@ -1,5 +1,6 @@
-"""MiningSession with no I/O: lines in, lines out, time passed in, the pool's parts as small fakes
-(around a real job registry, so the shares are judged by the real validator and native hash)."""
+"""MiningSession with no I/O: lines in, lines out, time passed in; the real work port over a real
+job registry (shares judged by the real validator and native hash), and a recorder for the share,
+block and stats ports."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from typing import Any
 import pytest
 
 from stratumkit.agent.work import MinerJob
+from stratumkit.chain.address import Network
 from stratumkit.chain.targets import difficulty_to_target
 from stratumkit.jobs.extranonce import ExtranonceAllocator
 from stratumkit.jobs.job import Job
 from stratumkit.jobs.registry import JobRegistry
 from stratumkit.jobs.sources import EmbeddedTemplateSource
+from stratumkit.jobs.work import PoolWork
 from stratumkit.session.mining import MiningSession, SessionConfig, SessionPorts
 from stratumkit.session.ports import RigMode
 from stratumkit.shares.log import LogBatch, ShareRecord
@@ -23,34 +26,6 @@ from tests.support.shares import make_share
 
 WALL = 1_900_000_000.0
 DIFFICULTY = 1e-6
-
-
-@dataclass
-class FakeWork:
-    registry: JobRegistry
-    extranonces: ExtranonceAllocator = field(default_factory=ExtranonceAllocator)
-
-    @property
-    def current(self) -> Job | None:
-        return self.registry.current
-
-    def job_for(self, job: Job, payout_script: bytes, now: float) -> Job:
-        return self.registry.job_for(job, payout_script, now)
-
-    def get(self, job_id: str, payout_script: bytes | None) -> Job | None:
-        return self.registry.get(job_id, payout_script)
-
-    def allocate_extranonce1(self, session_id: str | None) -> bytes:
-        return self.extranonces.allocate(session_id)
-
-    def release_extranonce1(self, extranonce1: bytes) -> None:
-        self.extranonces.release(extranonce1)
-
-    def check_worker(self, username: str) -> tuple[bytes | None, str | None]:
-        return (None, None) if username != "banned" else (None, "not welcome")
-
-    def share_target(self, difficulty: float) -> int:
-        return difficulty_to_target(difficulty)
 
 
 @dataclass
@@ -87,14 +62,14 @@ def send(session: MiningSession, *messages: dict[str, Any], now: float = 0.0) ->
 
 
 @pytest.fixture
-def parts() -> tuple[FakeWork, Recorder]:
+def parts() -> tuple[PoolWork, Recorder]:
     registry = JobRegistry(payout_script=b"\x51", extranonce1_size=4, extranonce2_size=4)
     source = EmbeddedTemplateSource(difficulty=1e-3, clock=lambda: WALL)
     registry.new_job(source.template(), 0.0, ntime=int(WALL))
-    return FakeWork(registry), Recorder()
+    return PoolWork(registry, ExtranonceAllocator(), Network.REGTEST), Recorder()
 
 
-def make_session(parts: tuple[FakeWork, Recorder], **config: Any) -> MiningSession:
+def make_session(parts: tuple[PoolWork, Recorder], **config: Any) -> MiningSession:
     work, recorder = parts
     values: dict[str, Any] = dict(
         start_difficulty=DIFFICULTY,
@@ -112,14 +87,14 @@ def handshake(session: MiningSession) -> list[dict[str, Any]]:
     )
 
 
-def miner_job(out: list[dict[str, Any]], work: FakeWork) -> MinerJob:
+def miner_job(out: list[dict[str, Any]], work: PoolWork) -> MinerJob:
     """The job the miner was just sent, as a miner would hold it."""
     [notify] = [m for m in out if m.get("method") == "mining.notify"]
     assert work.current is not None and notify["params"][0] == work.current.job_id
     return MinerJob.from_notify(work.current.notify_clean, DIFFICULTY)
 
 
-def test_handshake_sends_difficulty_then_a_clean_job(parts: tuple[FakeWork, Recorder]) -> None:
+def test_handshake_sends_difficulty_then_a_clean_job(parts: tuple[PoolWork, Recorder]) -> None:
     session = make_session(parts)
     out = handshake(session)
     assert [m.get("id") for m in out[:2]] == [1, 2]
@@ -128,7 +103,7 @@ def test_handshake_sends_difficulty_then_a_clean_job(parts: tuple[FakeWork, Reco
     assert session.working and session.worker == "w.1"
 
 
-def test_an_accepted_share_goes_to_the_log_batch_before_its_reply_is_taken(parts: tuple[FakeWork, Recorder]) -> None:
+def test_an_accepted_share_goes_to_the_log_batch_before_its_reply_is_taken(parts: tuple[PoolWork, Recorder]) -> None:
     _, recorder = parts
     session = make_session(parts)
     job = miner_job(handshake(session), parts[0])
@@ -140,7 +115,7 @@ def test_an_accepted_share_goes_to_the_log_batch_before_its_reply_is_taken(parts
     assert record.hash == share.hash and record.difficulty == DIFFICULTY and record.time == WALL
 
 
-def test_a_low_share_is_rejected_23_and_nothing_is_logged(parts: tuple[FakeWork, Recorder]) -> None:
+def test_a_low_share_is_rejected_23_and_nothing_is_logged(parts: tuple[PoolWork, Recorder]) -> None:
     _, recorder = parts
     session = make_session(parts)
     job = miner_job(handshake(session), parts[0])
@@ -152,7 +127,7 @@ def test_a_low_share_is_rejected_23_and_nothing_is_logged(parts: tuple[FakeWork,
 
 
 def test_a_block_share_reaches_the_block_port_even_when_rejected_as_duplicate(
-    parts: tuple[FakeWork, Recorder],
+    parts: tuple[PoolWork, Recorder],
 ) -> None:
     _, recorder = parts
     session = make_session(parts)
@@ -166,7 +141,7 @@ def test_a_block_share_reaches_the_block_port_even_when_rejected_as_duplicate(
 
 @pytest.mark.parametrize("mode", [RigMode.DIVERTED, RigMode.CURTAILED])
 def test_a_rig_not_mining_gets_no_work_and_mining_starts_over_clean(
-    parts: tuple[FakeWork, Recorder], mode: RigMode
+    parts: tuple[PoolWork, Recorder], mode: RigMode
 ) -> None:
     work, _ = parts
     session = make_session(parts)
@@ -182,7 +157,7 @@ def test_a_rig_not_mining_gets_no_work_and_mining_starts_over_clean(
     assert out[1]["method"] == "mining.notify" and out[1]["params"][-1] is True
 
 
-def test_extension_requests_are_returned_in_order_unanswered(parts: tuple[FakeWork, Recorder]) -> None:
+def test_extension_requests_are_returned_in_order_unanswered(parts: tuple[PoolWork, Recorder]) -> None:
     work, recorder = parts
     methods = frozenset({"x.a", "x.b"})
     ports = SessionPorts(work=work, shares=recorder, blocks=recorder, stats=recorder, extension_methods=methods)
@@ -196,7 +171,7 @@ def test_extension_requests_are_returned_in_order_unanswered(parts: tuple[FakeWo
     assert [m["id"] for m in lines(session)] == [2, 1]
 
 
-def test_timers_drop_a_slow_handshake_and_a_silent_miner(parts: tuple[FakeWork, Recorder]) -> None:
+def test_timers_drop_a_slow_handshake_and_a_silent_miner(parts: tuple[PoolWork, Recorder]) -> None:
     slow = make_session(parts, handshake_timeout=5.0)
     slow.on_timer(4.9)
     assert not slow.closing
@@ -210,7 +185,7 @@ def test_timers_drop_a_slow_handshake_and_a_silent_miner(parts: tuple[FakeWork, 
     assert silent.drop_reason == "idle timeout"
 
 
-def test_a_flood_of_bad_lines_drops_after_each_was_answered(parts: tuple[FakeWork, Recorder]) -> None:
+def test_a_flood_of_bad_lines_drops_after_each_was_answered(parts: tuple[PoolWork, Recorder]) -> None:
     session = make_session(parts, max_invalid=3)
     session.receive_data(b"nope\n" * 2, 0.0, WALL)
     assert not session.closing
@@ -219,7 +194,7 @@ def test_a_flood_of_bad_lines_drops_after_each_was_answered(parts: tuple[FakeWor
     assert session.drop_reason == "3 invalid messages in a row"
 
 
-def test_garbage_after_a_share_still_judges_the_share(parts: tuple[FakeWork, Recorder]) -> None:
+def test_garbage_after_a_share_still_judges_the_share(parts: tuple[PoolWork, Recorder]) -> None:
     _, recorder = parts
     session = make_session(parts)
     job = miner_job(handshake(session), parts[0])

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from typing import TypeVar
+
+from stratumkit.bench.ports import free_ports
 
 T = TypeVar("T")
 
@@ -34,19 +36,6 @@ def refused_port() -> Iterator[int]:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         yield port
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct loopback ports free right now (all held open while choosing, so none repeats).
-
-    They are free only until someone binds them: start the server with `retry_on_bind_failure`."""
-    with ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            s = stack.enter_context(socket.socket())
-            s.bind(("127.0.0.1", 0))
-            ports.append(int(s.getsockname()[1]))
-        return ports
 
 
 def retry_on_bind_failure(start: Callable[[list[int]], T], count: int, attempts: int = BIND_ATTEMPTS) -> T:
