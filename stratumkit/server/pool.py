@@ -341,8 +341,9 @@ class Pool:
         Miners that get exactly the shared notify line (same difficulty as before, not solo, no
         backlog) are written the one pre-serialised buffer straight to their sockets, the sends
         split between the loop thread and a sender thread (a send releases the GIL, and on
-        loopback it also runs the receiver's TCP path, so two cores send nearly twice as fast).
-        The loop thread waits for both halves: nothing else touches a socket meanwhile.
+        loopback it also runs the receiver's TCP path inside the sender's call), and their books
+        (the job's difficulty) are kept after the sends. The loop thread waits for both halves:
+        nothing else touches a socket meanwhile.
         Every other miner gets its own output through its session.
         """
         t0 = time.perf_counter()
@@ -357,7 +358,7 @@ class Pool:
                     type(conn) is SocketConnection  # plain text: the shared bytes go out as they are
                     and not conn.backlog
                     and not conn.holding
-                    and conn.session.fast_notify(job, clean)
+                    and conn.session.takes_shared_notify()
                 ):
                     shared.append(conn)
                 else:
@@ -374,6 +375,9 @@ class Pool:
             unsent = [(shared[i], n) for i, n in short] + [(shared[half + i], n) for i, n in short_other]
         else:
             unsent = [(shared[i], n) for i, n in _send_all([c.fd for c in shared], wire)]
+        job_id = job.job_id
+        for conn in shared:  # the books after the sends: the miners get the job sooner
+            conn.session.note_job_sent(job_id, clean, conn.session.difficulty)
         for conn, sent in unsent:
             if sent < 0:
                 conn.drop("connection lost while sending")

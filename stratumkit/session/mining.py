@@ -314,21 +314,18 @@ class MiningSession:
         self.note_job_sent(job.job_id, clean, difficulty)
         self.conn.send_notify(job.notify_clean if clean else job.notify_update)
 
-    def fast_notify(self, job: Job, clean: bool) -> bool:
-        """Take the shared, pre-serialised notify of `job` as sent (True), if this session would
-        be sent exactly that line and nothing else: the shell then writes the one shared buffer
-        to many miners at once instead of asking each session."""
-        if (
-            not self._working
-            or self.mode is not RigMode.MINING
-            or self.payout_script is not None
-            or self._cfg.solo
-            or self.vardiff.difficulty != self._sent_difficulty
-            or self.conn.state is not ServerState.AUTHORIZED
-        ):
-            return False
-        self.note_job_sent(job.job_id, clean, self.vardiff.difficulty)
-        return True
+    def takes_shared_notify(self) -> bool:
+        """True if a new job would send this session exactly the job's shared notify line and
+        nothing else (no set_difficulty, not a solo job of its own): the shell may then write the
+        one pre-serialised buffer to it directly, and calls `note_job_sent` after."""
+        return (
+            self._working
+            and self.mode is RigMode.MINING
+            and self.payout_script is None
+            and not self._cfg.solo
+            and self.vardiff.difficulty == self._sent_difficulty
+            and self.drop_reason is None
+        )
 
     def note_job_sent(self, job_id: str, clean: bool, difficulty: float) -> None:
         remembered = self._job_difficulty
