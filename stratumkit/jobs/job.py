@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from stratumkit.chain.coinbase import CoinbaseParts
+from stratumkit.chain.targets import DIFF1_TARGET
 from stratumkit.chain.template import BlockTemplate
 from stratumkit.hashing import PreparedJob
 from stratumkit.protocol.events import Notify
@@ -22,7 +23,15 @@ class Job:
     notify_clean: Notify
     notify_update: Notify
     #: Hashes of the shares seen for this job: duplicates are the same work, whatever its spelling.
+    #: A job reissued under a new id (a difficulty change) shares its original's set.
     seen: set[bytes] = field(default_factory=set)
+    #: The highest share difficulty this job may be sent at: a hair under the network's, so that
+    #: every block solution also meets the miner's share target and is sent (a miner never sends
+    #: a hash that misses its share target, whatever else it meets).
+    max_difficulty: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.max_difficulty = DIFF1_TARGET / self.template.network_target * (1 - 1e-9)
 
     @property
     def version(self) -> int:

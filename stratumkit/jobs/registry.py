@@ -7,6 +7,10 @@ Rules:
   every job of the old round is stale at once (error 21).
 - Jobs of the current round stay valid for `stale_window` seconds after a newer job replaced them
   (miners finish the work they hold), and at least the newest `keep_jobs` of them are kept.
+- A difficulty change takes effect with a new job id (the convention miners and pools share):
+  `reissue` gives the same work under an id the miner has not had, so each share is credited at
+  the difficulty its job id was sent with. A reissue shares its original's duplicate set (the
+  same work is one share, under any id) and its fate.
 - Solo mode: a *variant* of a job does the same work (same template, same ntime) but pays another
   script. It is built on first demand (`job_for`), once per job and script, gets its own id from
   the same counter, and shares its job's fate: replaced, stale and forgotten with it. `get` with a
@@ -15,8 +19,10 @@ Rules:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import OrderedDict
+from collections.abc import Container
 
 from stratumkit.chain.coinbase import build_coinbase
 from stratumkit.chain.template import BlockTemplate
@@ -49,6 +55,7 @@ class JobRegistry:
         self._replaced_at: dict[str, float] = {}  # replaced jobs (not variants) -> when
         self._variants: dict[str, dict[bytes, Job]] = {}  # job id -> payout script -> variant
         self._scripts: dict[str, bytes] = {}  # variant id -> the script it pays
+        self._reissues: dict[str, list[Job]] = {}  # job id -> the same work under other ids
         self.current: Job | None = None
 
     def __len__(self) -> int:
@@ -64,6 +71,7 @@ class JobRegistry:
             self._replaced_at.clear()
             self._variants.clear()
             self._scripts.clear()
+            self._reissues.clear()
         elif self.current is not None:
             self._replaced_at[self.current.job_id] = now
         self._jobs[job.job_id] = job
@@ -89,6 +97,35 @@ class JobRegistry:
             variants[payout_script] = self._jobs[variant.job_id] = variant
             self._scripts[variant.job_id] = payout_script
         return variant
+
+    def reissue(self, job: Job, taken: Container[str], now: float) -> Job:
+        """`job`'s work under an id not in `taken` (the ids a miner holds): reused across miners,
+        made when every one so far is taken. A stale job is returned as it is."""
+        if self._jobs.get(job.job_id) is not job:
+            return job
+        copies = self._reissues.setdefault(job.job_id, [])
+        for copy in copies:
+            if copy.job_id not in taken:
+                return copy
+        self._counter += 1
+        job_id = f"{self._counter:x}"
+        copy = Job(
+            job_id=job_id,
+            template=job.template,
+            coinbase=job.coinbase,
+            prepared=job.prepared,
+            ntime=job.ntime,
+            created=now,
+            notify_clean=dataclasses.replace(job.notify_clean, job_id=job_id),
+            notify_update=dataclasses.replace(job.notify_update, job_id=job_id),
+            seen=job.seen,
+        )
+        copies.append(copy)
+        self._jobs[job_id] = copy
+        script = self._scripts.get(job.job_id)
+        if script is not None:
+            self._scripts[job_id] = script
+        return copy
 
     def _build(self, template: BlockTemplate, payout_script: bytes, ntime: int, now: float) -> Job:
         parts = build_coinbase(
@@ -148,7 +185,13 @@ class JobRegistry:
                 break
             del self._jobs[job_id]
             del self._replaced_at[job_id]
+            gone = [job_id]
             for variant in self._variants.pop(job_id, {}).values():
                 del self._jobs[variant.job_id]
                 del self._scripts[variant.job_id]
+                gone.append(variant.job_id)
+            for old in gone:
+                for copy in self._reissues.pop(old, ()):
+                    del self._jobs[copy.job_id]
+                    self._scripts.pop(copy.job_id, None)
             excess -= 1

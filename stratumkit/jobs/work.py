@@ -6,6 +6,8 @@ reach them through the narrow `stratumkit.session.ports.WorkPort` and nothing el
 
 from __future__ import annotations
 
+from collections.abc import Container
+
 from stratumkit.chain.address import Network, address_to_script
 from stratumkit.chain.errors import AddressError
 from stratumkit.chain.targets import difficulty_to_target
@@ -37,6 +39,9 @@ class PoolWork:
 
     def get(self, job_id: str, payout_script: bytes | None) -> Job | None:
         return self.registry.get(job_id, payout_script)
+
+    def reissue(self, job: Job, taken: Container[str], now: float) -> Job:
+        return self.registry.reissue(job, taken, now)
 
     def allocate_extranonce1(self, session_id: str | None) -> bytes:
         return self.extranonces.allocate(session_id)

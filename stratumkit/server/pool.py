@@ -358,7 +358,7 @@ class Pool:
                     type(conn) is SocketConnection  # plain text: the shared bytes go out as they are
                     and not conn.backlog
                     and not conn.holding
-                    and conn.session.takes_shared_notify()
+                    and conn.session.takes_shared_notify(job)
                 ):
                     shared.append(conn)
                 else:
@@ -377,7 +377,7 @@ class Pool:
             unsent = [(shared[i], n) for i, n in _send_all([c.fd for c in shared], wire)]
         job_id = job.job_id
         for conn in shared:  # the books after the sends: the miners get the job sooner
-            conn.session.note_job_sent(job_id, clean, conn.session.difficulty)
+            conn.session.note_job_sent(job_id, clean, min(conn.session.difficulty, job.max_difficulty))
         for conn, sent in unsent:
             if sent < 0:
                 conn.drop("connection lost while sending")

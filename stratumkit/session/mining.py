@@ -9,8 +9,12 @@ Rules:
 - Work goes only to a MINING connection that is subscribed and authorized. DIVERTED (leased out)
   and CURTAILED connections are sent nothing until `set_mode(MINING)`, which starts over with a
   fresh difficulty and a clean job.
-- Each job remembers the difficulty it was sent at to this miner; a job sent again at a new
-  difficulty keeps the lower of the two (shares already on the wire were found at the old one).
+- A share is credited at the difficulty its job id was sent at to this miner. A difficulty
+  change takes effect with a new job id (the work port reissues the job): a job id is never
+  sent to one miner at two difficulties.
+- A job is never sent at a share difficulty above its network difficulty (`Job.max_difficulty`):
+  a miner sends only hashes that meet its share target, so a block solution between the two
+  targets would never reach the pool.
 - A share that solves a block goes to the block port before anything can reject it, and before
   its reply is queued (the block port writes it down durably first).
 - An accepted share goes to the share port's open batch; `take_batch()` hands the shell that
@@ -307,15 +311,19 @@ class MiningSession:
             job = self._ports.work.job_for(job, self.payout_script, now)
         elif self._cfg.solo:
             return  # solo: the pool-level job pays no one's address; never hand it out
-        difficulty = self.vardiff.difficulty
+        difficulty = min(self.vardiff.difficulty, job.max_difficulty)
+        held = self._job_difficulty.get(job.job_id)
+        if held is not None and held != difficulty:
+            # the miner holds this job at another difficulty: the change comes with a new job id
+            job = self._ports.work.reissue(job, self._job_difficulty, now)
         if difficulty != self._sent_difficulty:
             self.conn.send_set_difficulty(difficulty)
             self._sent_difficulty = difficulty
         self.note_job_sent(job.job_id, clean, difficulty)
         self.conn.send_notify(job.notify_clean if clean else job.notify_update)
 
-    def takes_shared_notify(self) -> bool:
-        """True if a new job would send this session exactly the job's shared notify line and
+    def takes_shared_notify(self, job: Job) -> bool:
+        """True if the new `job` would send this session exactly its shared notify line and
         nothing else (no set_difficulty, not a solo job of its own): the shell may then write the
         one pre-serialised buffer to it directly, and calls `note_job_sent` after."""
         return (
@@ -323,7 +331,7 @@ class MiningSession:
             and self.mode is RigMode.MINING
             and self.payout_script is None
             and not self._cfg.solo
-            and self.vardiff.difficulty == self._sent_difficulty
+            and min(self.vardiff.difficulty, job.max_difficulty) == self._sent_difficulty
             and self.drop_reason is None
         )
 
@@ -334,8 +342,7 @@ class MiningSession:
         elif len(remembered) > MAX_REMEMBERED_JOBS:
             for old in list(remembered)[: MAX_REMEMBERED_JOBS // 2]:
                 del remembered[old]
-        held = remembered.get(job_id)
-        remembered[job_id] = difficulty if held is None else min(held, difficulty)
+        remembered[job_id] = difficulty
 
     def _retargeted(self, new: float | None, now: float) -> bool:
         """Apply the miner's configured floor to a vardiff change; True if work must be re-sent."""

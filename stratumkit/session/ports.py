@@ -8,6 +8,7 @@ except through its own methods.
 from __future__ import annotations
 
 import enum
+from collections.abc import Container
 from typing import Any, Protocol
 
 from stratumkit.jobs.job import Job
@@ -33,6 +34,10 @@ class WorkPort(Protocol):
     def job_for(self, job: Job, payout_script: bytes, now: float) -> Job: ...
 
     def get(self, job_id: str, payout_script: bytes | None) -> Job | None: ...
+
+    def reissue(self, job: Job, taken: Container[str], now: float) -> Job:
+        """`job`'s work under a job id not in `taken` (a difficulty change needs a new id)."""
+        ...
 
     def allocate_extranonce1(self, session_id: str | None) -> bytes: ...
 

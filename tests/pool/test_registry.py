@@ -101,3 +101,28 @@ def test_job_ids_do_not_repeat_across_registries_made_at_different_times() -> No
     new_ids = [after.new_job(t, now=float(i))[0].job_id for i in range(5)]
     assert not set(old_ids) & set(new_ids)
     assert all(after.get(i) is None for i in old_ids)
+
+
+def test_a_reissue_is_the_same_work_under_a_fresh_id_and_shares_its_fate() -> None:
+    reg = registry(stale_window=10.0, keep_jobs=1)
+    t = template()
+    job, _ = reg.new_job(t, now=0.0)
+    copy = reg.reissue(job, {job.job_id}, now=1.0)
+    assert copy.job_id != job.job_id and copy.notify_update.job_id == copy.job_id
+    assert copy.prepared is job.prepared and copy.seen is job.seen  # one duplicate set for the work
+    assert reg.get(copy.job_id) is copy
+    assert reg.reissue(job, {job.job_id}, now=2.0) is copy  # reused by the next miner that needs one
+    third = reg.reissue(job, {job.job_id, copy.job_id}, now=2.0)
+    assert third.job_id not in (job.job_id, copy.job_id)
+    reg.new_job(dataclasses.replace(t, curtime=t.curtime + 30), now=30.0)
+    reg.new_job(dataclasses.replace(t, curtime=t.curtime + 60), now=60.0)  # the first job expires
+    assert reg.get(job.job_id) is None and reg.get(copy.job_id) is None and reg.get(third.job_id) is None
+    assert reg.reissue(job, set(), now=61.0) is job  # a stale job is not reissued
+
+
+def test_a_solo_variants_reissue_pays_the_same_script() -> None:
+    reg = registry()
+    job, _ = reg.new_job(template(), now=0.0)
+    variant = reg.job_for(job, b"\x52", now=0.0)
+    copy = reg.reissue(variant, {variant.job_id}, now=1.0)
+    assert reg.get(copy.job_id, b"\x52") is copy and reg.get(copy.job_id, b"\x51") is None

@@ -4,6 +4,7 @@ block and stats ports."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 
 from stratumkit.agent.work import MinerJob
 from stratumkit.chain.address import Network
-from stratumkit.chain.targets import difficulty_to_target
+from stratumkit.chain.targets import difficulty_to_target, target_to_difficulty
 from stratumkit.jobs.extranonce import ExtranonceAllocator
 from stratumkit.jobs.job import Job
 from stratumkit.jobs.registry import JobRegistry
@@ -203,3 +204,44 @@ def test_garbage_after_a_share_still_judges_the_share(parts: tuple[PoolWork, Rec
     session.receive_data(line + b"\n" + b"\xff" * 20000, 1.0, WALL)
     assert len(recorder.shares) == 1
     assert session.drop_reason is not None and session.drop_reason.startswith("protocol error")
+
+
+def test_the_share_difficulty_never_exceeds_the_jobs_network_difficulty(parts: tuple[PoolWork, Recorder]) -> None:
+    """A miner sends only hashes meeting its share target: above the network's, blocks are lost."""
+    work, recorder = parts
+    assert work.current is not None
+    network = target_to_difficulty(work.current.network_target)  # 1e-3 on this chain
+    session = make_session(parts, start_difficulty=1.0, vardiff=VardiffConfig(minimum=1e-9, maximum=8.0))
+    out = handshake(session)
+    [sent] = [m["params"][0] for m in out if m.get("method") == "mining.set_difficulty"]
+    assert sent < network and sent == work.current.max_difficulty
+    assert difficulty_to_target(sent) >= work.current.network_target
+    job = MinerJob.from_notify(work.current.notify_clean, sent)
+    block = make_share(job, session.extranonce1, b"\0\0\1\0", target=job.network_target)
+    assert send(session, {"id": 9, "method": "mining.submit", "params": block.params("w.1")})[0]["result"] is True
+    assert len(recorder.blocks) == 1
+    send(session, {"id": 10, "method": "mining.suggest_difficulty", "params": [5.0]})
+    assert session.job_difficulty(work.current.job_id) == sent  # still capped
+
+
+def test_a_difficulty_change_comes_with_a_new_job_id_and_each_id_keeps_its_difficulty(
+    parts: tuple[PoolWork, Recorder],
+) -> None:
+    work, recorder = parts
+    session = make_session(parts, vardiff=VardiffConfig(minimum=1e-9, maximum=1e-3))
+    job = miner_job(handshake(session), work)
+    out = send(session, {"id": 3, "method": "mining.suggest_difficulty", "params": [4 * DIFFICULTY]})
+    assert out[1] == {"id": None, "method": "mining.set_difficulty", "params": [4 * DIFFICULTY]}
+    new_id = out[2]["params"][0]
+    assert out[2]["method"] == "mining.notify" and new_id != job.job_id and out[2]["params"][-1] is False
+    assert session.job_difficulty(job.job_id) == DIFFICULTY and session.job_difficulty(new_id) == 4 * DIFFICULTY
+
+    target = difficulty_to_target(DIFFICULTY)
+    old = make_share(job, session.extranonce1, b"\0\0\2\0", target=target, above=difficulty_to_target(4 * DIFFICULTY))
+    assert send(session, {"id": 4, "method": "mining.submit", "params": old.params("w.1")})[0]["result"] is True
+    renamed = MinerJob.from_notify(dataclasses.replace(work.current.notify_clean, job_id=new_id), 4 * DIFFICULTY)  # type: ignore[union-attr]
+    new = make_share(renamed, session.extranonce1, b"\0\0\2\1", target=difficulty_to_target(4 * DIFFICULTY))
+    assert send(session, {"id": 5, "method": "mining.submit", "params": new.params("w.1")})[0]["result"] is True
+    assert [r.difficulty for r in recorder.shares] == [DIFFICULTY, 4 * DIFFICULTY]
+    again = dataclasses.replace(old, job_id=new_id)  # the same work under the other id
+    assert send(session, {"id": 6, "method": "mining.submit", "params": again.params("w.1")})[0]["error"][0] == 22
