@@ -5,8 +5,10 @@ Pure: time is passed in, so tests drive it without sleeping. The rule:
   the measured share rate: new = old * target_interval / observed_interval.
 - Only move when the observed interval is outside the band [1/tolerance, tolerance] x target, and
   by at most `max_step` per retarget either way (avoids oscillation from noisy samples).
-- A miner that sends nothing for `retarget_time` is lowered anyway (its difficulty may be far too
-  high for it): `next_deadline()` tells the I/O layer when to call `tick()`.
+- A miner that sends nothing is lowered on time too, without waiting for a share that may never
+  come: after `quiet_shares` target intervals of silence (or `retarget_time`, if sooner), when at
+  the right difficulty it would have sent that many (silence that long happens by chance with
+  probability e^-quiet_shares). `next_deadline()` tells the I/O layer when to call `tick()`.
 - Fractional difficulties are fine (small CPU miners and bitaxes need them); results are clamped
   to [minimum, maximum] and rounded to 6 significant digits so the wire form stays short.
 """
@@ -24,6 +26,7 @@ class VardiffConfig:
     retarget_shares: int = 12
     tolerance: float = 1.5
     max_step: float = 4.0
+    quiet_shares: float = 3.0
     minimum: float = 1e-6
     maximum: float = 2.0**40
 
@@ -67,12 +70,15 @@ class Vardiff:
 
     def tick(self, now: float) -> float | None:
         """Called at `next_deadline()`: lower the difficulty of a miner that went quiet."""
-        if now - self._since >= self.config.retarget_time:
+        if now >= self.next_deadline():
             return self._retarget(now)
         return None
 
     def next_deadline(self) -> float:
-        return self._since + self.config.retarget_time
+        c = self.config
+        if self._shares:
+            return self._since + c.retarget_time
+        return self._since + min(c.retarget_time, c.quiet_shares * c.target_interval)
 
     def _retarget(self, now: float) -> float | None:
         c = self.config

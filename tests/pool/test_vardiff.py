@@ -74,12 +74,19 @@ def test_fractional_difficulties_are_kept_and_rounded_to_six_digits() -> None:
     assert len(repr(v.difficulty)) <= len("0.00370371")
 
 
-def test_quiet_miner_is_lowered_at_its_deadline() -> None:
+def test_quiet_miner_is_lowered_after_three_silent_intervals_not_a_whole_retarget_time() -> None:
     v = Vardiff(CFG, 8.0, now=100.0)
-    assert v.next_deadline() == 160.0
-    assert v.tick(159.9) is None
-    assert v.tick(160.0) == 2.0  # nothing in 60 s: lowered, by at most max_step
-    assert v.next_deadline() == 220.0  # measuring restarted
+    assert v.next_deadline() == 130.0  # 3 x 10 s: at the right difficulty ~3 shares, e^-3 to see none
+    assert v.tick(129.9) is None
+    assert v.tick(130.0) == 2.0  # lowered, by at most max_step
+    assert v.next_deadline() == 160.0  # measuring restarted
+    assert v.tick(160.0) == 0.5  # still silent: lowered again
+
+
+def test_a_miner_with_shares_waits_for_the_retarget_time() -> None:
+    v = Vardiff(CFG, 1.0, now=100.0)
+    assert v.on_share(105.0) is None
+    assert v.next_deadline() == 160.0 and v.tick(130.0) is None
 
 
 def test_reset_sets_the_difficulty_and_restarts_measuring() -> None:
