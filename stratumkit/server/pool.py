@@ -113,6 +113,10 @@ class Pool:
         )
         self.reactor = SocketReactor(self.share_log)
         self.sessions: set[MinerConnection] = set()
+        #: Each connection's timers are checked in one fixed slice of the tick (see _timers).
+        self._timer_slots: list[set[MinerConnection]] = [set() for _ in range(TIMER_SLICES)]
+        self._slot_of: dict[MinerConnection, int] = {}
+        self._next_slot = 0
         self._per_ip: dict[str, int] = {}
         self.port: int | None = None
         self.tls_port: int | None = None
@@ -220,6 +224,9 @@ class Pool:
     def _opened(self, conn: MinerConnection) -> None:
         self.sessions.add(conn)
         self.stats.connections = len(self.sessions)
+        self._timer_slots[self._next_slot].add(conn)
+        self._slot_of[conn] = self._next_slot
+        self._next_slot = (self._next_slot + 1) % TIMER_SLICES
 
     def _closed(self, conn: MinerConnection) -> None:
         """A connection's end, from either shell: the pool's books."""
@@ -227,6 +234,9 @@ class Pool:
             self.reactor.remove(conn)
         self.sessions.discard(conn)
         self.stats.connections = len(self.sessions)
+        slot = self._slot_of.pop(conn, None)
+        if slot is not None:
+            self._timer_slots[slot].discard(conn)
         host = conn.peer.rsplit(":", 1)[0]
         self._per_ip[host] -= 1
         if not self._per_ip[host]:
@@ -294,14 +304,19 @@ class Pool:
 
     async def _timers(self) -> None:
         """Every connection's timers, each checked once per TIMER_TICK: one loop for all instead
-        of a deadline per read. Connections are visited in TIMER_SLICES slices spread over the
-        tick, so that with 10,000 miners no single pass holds up the event loop for long."""
+        of a deadline per read. A connection belongs to one of TIMER_SLICES fixed slices from its
+        start to its end, and the slices are visited in turn on a fixed schedule, so every
+        deadline fires within one tick however many connections come and go, and with 10,000
+        miners no single pass holds up the event loop for long."""
         turn = 0
         send_timeout = self.config.send_timeout
+        step = TIMER_TICK / TIMER_SLICES
+        wake = trio.current_time()
         while True:
-            await trio.sleep(TIMER_TICK / TIMER_SLICES)
+            wake = max(wake + step, trio.current_time() - TIMER_TICK)  # no burst after a stall
+            await trio.sleep_until(wake)
             now = trio.current_time()
-            for conn in list(self.sessions)[turn::TIMER_SLICES]:
+            for conn in list(self._timer_slots[turn]):
                 if conn.closed:
                     continue
                 try:
