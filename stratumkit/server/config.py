@@ -60,6 +60,11 @@ class PoolConfig:
     send_queue: int = 256
     max_connections_per_ip: int = 64
     max_invalid_shares: int = 100  # in a row: then the connection is dropped
+    # at shutdown miners are sent client.reconnect: to this host and port (default: the address
+    # each one connected to), after this many seconds (negative: send nothing)
+    reconnect_host: str | None = None
+    reconnect_port: int | None = None
+    reconnect_wait: float = 2.0
     # logs
     log_format: str = "console"  # console | json
     log_level: str = "info"
@@ -95,6 +100,10 @@ class PoolConfig:
             raise ConfigError("solo mode pays each worker's own address: leave payout_address unset")
         if self.node_url is not None and not (self.payout_address or self.solo):
             raise ConfigError("mining against a node needs payout_address (or solo = true)")
+        if self.reconnect_port is not None and not 1 <= self.reconnect_port <= 65535:
+            raise ConfigError(f"reconnect_port must be 1..65535, got {self.reconnect_port}")
+        if self.reconnect_host == "":
+            raise ConfigError("reconnect_host must be a host name or address (leave it unset for the miner's own)")
         if self.max_connections_per_ip < 1 or self.send_queue < 1:
             raise ConfigError("max_connections_per_ip and send_queue must be positive")
         return self

@@ -134,6 +134,10 @@ class MinerConnection:
         self.session.drop(reason)
         self.close()
 
+    def local_address(self) -> tuple[str, int] | None:
+        """The pool's address this miner reached (None when not a socket)."""
+        return None
+
     # ------------------------------------------------------------------ shell
 
     def flush(self) -> None:
@@ -221,6 +225,13 @@ class SocketConnection(MinerConnection):
         self.backlog = bytearray()
         self.backlog_since = 0.0
         self._want_write = want_write
+
+    def local_address(self) -> tuple[str, int] | None:
+        try:
+            host, port = self.sock.getsockname()[:2]
+        except OSError:
+            return None
+        return str(host), int(port)
 
     def read(self, now: float, wall: float) -> None:
         """The socket is readable: one read, handed to the session."""

@@ -191,11 +191,21 @@ class Pool:
                 )
 
     async def _close_all_on_exit(self) -> None:
-        """At shutdown, end every connection while the nursery can still run their rig hooks."""
+        """At shutdown, end every connection while the nursery can still run their rig hooks;
+        each miner is first told to come back (`client.reconnect`), so it does not wait for its
+        own retry timer once the pool is up again."""
         try:
             await trio.sleep_forever()
         finally:
+            cfg = self.config
             for conn in list(self.sessions):
+                address = conn.local_address()
+                host = cfg.reconnect_host or (address[0] if address else None)
+                port = cfg.reconnect_port or (address[1] if address else None)
+                try:
+                    conn.session.say_goodbye(host, port, cfg.reconnect_wait)
+                except Exception:
+                    log.exception("could not say goodbye", peer=conn.peer)
                 conn.drop("pool shutting down")
 
     def tls_context(self) -> ssl.SSLContext:

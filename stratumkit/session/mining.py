@@ -376,6 +376,12 @@ class MiningSession:
             self.vardiff.reset(max(difficulty, self._min_difficulty), now)
         self._maybe_start_work(now)
 
+    def say_goodbye(self, host: str | None, port: int | None, wait: float) -> None:
+        """Before the pool closes the connection: `client.reconnect` to `host:port` after `wait`
+        seconds, to a miner that can use it (subscribed, the connection still healthy)."""
+        if self.conn.state in (ServerState.AUTHORIZED, ServerState.SUBSCRIBED) and wait >= 0:
+            self.conn.send_reconnect(host, port if host is not None else None, wait if host is not None else None)
+
     def respond(self, request_id: RequestId, result: Any) -> None:
         self.conn.respond(request_id, result)
 

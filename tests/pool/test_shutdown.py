@@ -9,6 +9,7 @@ import trio
 from structlog.testing import capture_logs
 
 from stratumkit.app import make_source
+from stratumkit.protocol.events import ConnectionClosed, Reconnect
 from stratumkit.server.pool import Pool
 from stratumkit.shares.log import read_records
 
@@ -69,3 +70,23 @@ async def test_shutdown_before_any_miner_and_a_restart_on_the_same_data(tmp_path
             await miner.wait_closed()
             nursery.cancel_scope.cancel()
     assert len(list(read_records(config.data_path / "shares"))) == 2
+
+
+async def test_at_shutdown_miners_are_told_to_reconnect_and_the_log_says_why(tmp_path: Path) -> None:
+    config = pool_config(tmp_path / "pool")
+    pool = Pool(config, make_source(config))
+    with capture_logs() as logs:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(pool.run)
+            miner = await Miner.connect(nursery, pool.port)
+            pool.shutdown()
+            with trio.fail_after(5):
+                await miner.wait_closed()
+            nursery.cancel_scope.cancel()
+    [goodbye] = [e for e in miner.events if isinstance(e, Reconnect)]
+    assert (goodbye.host, goodbye.port, goodbye.wait) == ("127.0.0.1", pool.port, config.reconnect_wait)
+    assert miner.events.index(goodbye) < miner.events.index(
+        next(e for e in miner.events if isinstance(e, ConnectionClosed))
+    )
+    [closed] = [e for e in logs if e["event"] == "connection closed"]
+    assert closed["reason"] == "pool shutting down"
