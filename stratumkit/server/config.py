@@ -59,7 +59,7 @@ class PoolConfig:
     send_timeout: float = 15.0
     send_queue: int = 256
     max_connections_per_ip: int = 64
-    max_invalid_shares: int = 100  # in a row: then the connection is dropped
+    max_invalid_shares: int = 100  # bad messages among the last 2x this many: then the connection is dropped
     # at shutdown miners are sent client.reconnect: to this host and port (default: the address
     # each one connected to), after this many seconds (negative: send nothing)
     reconnect_host: str | None = None

@@ -19,7 +19,9 @@ Rules:
   its reply is queued (the block port writes it down durably first).
 - An accepted share goes to the share port's open batch; `take_batch()` hands the shell that
   batch, and the shell sends nothing queued after it before the batch is durable.
-- A miner that sends `max_invalid` bad messages in a row is dropped (each has had its answer);
+- A miner is dropped once `max_invalid` of its last 2 x `max_invalid` judged messages (shares and
+  malformed requests) were bad, each having had its answer: a valid share slipped in now and then
+  does not reset the count, and honest stale shares after a block stay far below it.
   one that does not finish subscribe + authorize within `handshake_timeout`, or is silent for
   `idle_timeout`, is dropped by `on_timer`.
 - Extension requests (`stratumkit.*`) are not answered here: `receive_data` returns them, in
@@ -28,6 +30,7 @@ Rules:
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +94,7 @@ class MiningSession:
         "_batch",
         "_cfg",
         "_job_difficulty",
+        "_judged",
         "_min_difficulty",
         "_ports",
         "_sent_difficulty",
@@ -101,7 +105,7 @@ class MiningSession:
         "connected_at",
         "drop_reason",
         "extranonce1",
-        "invalid_streak",
+        "invalid_recent",
         "last_activity",
         "mode",
         "payout_script",
@@ -131,7 +135,8 @@ class MiningSession:
         self._working = False  # has been sent work since it last (re)started mining
         self.mode = RigMode.MINING
         self.rig_id: str | None = None
-        self.invalid_streak = 0
+        self._judged: deque[bool] = deque()  # the last judged messages: True for a bad one
+        self.invalid_recent = 0  # bad ones among them
         self.accepted = 0
         self.rejected = 0
         self.drop_reason: str | None = None
@@ -242,10 +247,17 @@ class MiningSession:
             self._count_invalid()
         # Response (to client.get_version) and anything else: nothing to do
 
+    def _judge(self, bad: bool) -> None:
+        judged = self._judged
+        judged.append(bad)
+        self.invalid_recent += bad
+        if len(judged) > 2 * self._cfg.max_invalid:
+            self.invalid_recent -= judged.popleft()
+        if self.invalid_recent >= self._cfg.max_invalid:
+            self.drop(f"{self.invalid_recent} invalid messages among the last {len(judged)}")
+
     def _count_invalid(self) -> None:
-        self.invalid_streak += 1
-        if self.invalid_streak >= self._cfg.max_invalid:
-            self.drop(f"{self.invalid_streak} invalid messages in a row")
+        self._judge(True)
 
     def _on_subscribe(self, event: Subscribe, now: float) -> None:
         if not self.extranonce1:
@@ -440,7 +452,7 @@ class MiningSession:
                 verdict.block,
             )
         )
-        self.invalid_streak = 0
+        self._judge(False)
         self.accepted += 1
         ports.stats.on_accepted(event.worker, difficulty, wall, verdict.block)
         self.conn.respond(event.id, True)

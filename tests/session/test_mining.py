@@ -192,7 +192,7 @@ def test_a_flood_of_bad_lines_drops_after_each_was_answered(parts: tuple[PoolWor
     assert not session.closing
     session.receive_data(b"nope\n" * 3, 1.0, WALL)
     assert [m["error"][0] for m in lines(session)] == [20] * 5
-    assert session.drop_reason == "3 invalid messages in a row"
+    assert session.drop_reason == "3 invalid messages among the last 3"
 
 
 def test_garbage_after_a_share_still_judges_the_share(parts: tuple[PoolWork, Recorder]) -> None:
