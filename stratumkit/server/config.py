@@ -60,6 +60,11 @@ class PoolConfig:
     send_queue: int = 256
     max_connections_per_ip: int = 64
     max_invalid_shares: int = 100  # bad messages among the last 2x this many: then the connection is dropped
+    # an address whose connections are dropped for floods or protocol errors ban_after times
+    # within ban_window seconds is refused for ban_time seconds (0: never)
+    ban_after: int = 5
+    ban_window: float = 60.0
+    ban_time: float = 60.0
     # at shutdown miners are sent client.reconnect: to this host and port (default: the address
     # each one connected to), after this many seconds (negative: send nothing)
     reconnect_host: str | None = None
@@ -104,6 +109,8 @@ class PoolConfig:
             raise ConfigError(f"reconnect_port must be 1..65535, got {self.reconnect_port}")
         if self.reconnect_host == "":
             raise ConfigError("reconnect_host must be a host name or address (leave it unset for the miner's own)")
+        if self.ban_after < 1 or self.ban_window <= 0 or self.ban_time < 0:
+            raise ConfigError("need ban_after >= 1, ban_window > 0 and ban_time >= 0 (0: never ban)")
         if self.max_connections_per_ip < 1 or self.send_queue < 1:
             raise ConfigError("max_connections_per_ip and send_queue must be positive")
         return self

@@ -26,6 +26,7 @@ import math
 import os
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -61,6 +62,9 @@ OP_TRUE_SCRIPT = b"\x51"
 #: How often session timers are checked (timeouts fire up to this late).
 TIMER_TICK = 1.0
 TIMER_SLICES = 10
+
+#: Addresses whose misbehaviour is remembered at once (past it, those quiet for ban_window go).
+MAX_TRACKED_HOSTS = 10_000
 
 #: Below this many miners a job is written to them from the loop thread alone.
 PARALLEL_FANOUT_MIN = 256
@@ -118,6 +122,8 @@ class Pool:
         self._slot_of: dict[MinerConnection, int] = {}
         self._next_slot = 0
         self._per_ip: dict[str, int] = {}
+        self._strikes: dict[str, deque[float]] = {}  # host -> when its connections misbehaved
+        self._banned_until: dict[str, float] = {}
         self.port: int | None = None
         self.tls_port: int | None = None
         self.started_at = time.time()
@@ -222,6 +228,11 @@ class Pool:
         self._cancel.cancel()
 
     def _admit(self, host: str, peer: str) -> bool:
+        until = self._banned_until.get(host)
+        if until is not None:
+            if trio.current_time() < until:
+                return False
+            del self._banned_until[host]
         if self._per_ip.get(host, 0) >= self.config.max_connections_per_ip:
             log.warning("connection refused: per-IP cap", peer=peer, cap=self.config.max_connections_per_ip)
             return False
@@ -253,6 +264,27 @@ class Pool:
             del self._per_ip[host]
         if conn.session.extranonce1:
             self.extranonces.release(conn.session.extranonce1)
+        if conn.session.misbehaved:
+            self._strike(host)
+
+    def _strike(self, host: str) -> None:
+        """One more misbehaving connection from `host`: ban it after ban_after within ban_window."""
+        cfg = self.config
+        if cfg.ban_time <= 0:
+            return
+        now = trio.current_time()
+        strikes = self._strikes.setdefault(host, deque())
+        strikes.append(now)
+        while strikes and strikes[0] <= now - cfg.ban_window:
+            strikes.popleft()
+        if len(strikes) >= cfg.ban_after:
+            del self._strikes[host]
+            self._banned_until[host] = now + cfg.ban_time
+            log.warning("address banned", host=host, seconds=cfg.ban_time, dropped=cfg.ban_after)
+        if len(self._strikes) > MAX_TRACKED_HOSTS:  # many addresses: forget the quiet ones
+            self._strikes = {h: s for h, s in self._strikes.items() if s and s[-1] > now - cfg.ban_window}
+        if len(self._banned_until) > MAX_TRACKED_HOSTS:
+            self._banned_until = {h: t for h, t in self._banned_until.items() if t > now}
 
     async def _accept(self, listener: trio.SocketListener, tls: ssl.SSLContext | None = None) -> None:
         async with listener:
@@ -293,11 +325,13 @@ class Pool:
             self._opened(conn)
             self.reactor.add(conn)
 
-    async def serve_stream(self, stream: trio.abc.Stream, peer: str) -> StreamConnection:
-        """Serve one miner over any stream (in-memory streams in tests), until it ends."""
+    async def serve_stream(self, stream: trio.abc.Stream, peer: str) -> StreamConnection | None:
+        """Serve one miner over any stream (in-memory streams in tests), until it ends; None if
+        its address was refused (per-IP cap, or banned)."""
         assert self._nursery is not None
         if not self._admit(peer.rsplit(":", 1)[0], peer):
-            raise ValueError(f"per-IP cap reached for {peer}")
+            await trio.aclose_forcefully(stream)
+            return None
         conn = StreamConnection(
             stream,
             self._new_session(peer),

@@ -106,6 +106,7 @@ class MiningSession:
         "drop_reason",
         "extranonce1",
         "invalid_recent",
+        "misbehaved",
         "last_activity",
         "mode",
         "payout_script",
@@ -137,6 +138,8 @@ class MiningSession:
         self.rig_id: str | None = None
         self._judged: deque[bool] = deque()  # the last judged messages: True for a bad one
         self.invalid_recent = 0  # bad ones among them
+        #: Dropped for a flood or for bytes that break the protocol (the pool may ban the address).
+        self.misbehaved = False
         self.accepted = 0
         self.rejected = 0
         self.drop_reason: str | None = None
@@ -198,6 +201,7 @@ class MiningSession:
                         self._handle(event, now, wall, requests)
                     except LocalProtocolError:
                         pass  # judged and recorded; a failed connection takes no reply
+            self.misbehaved = True
             self.drop(f"protocol error: {exc}")
             return requests
         for event in events:
@@ -254,6 +258,7 @@ class MiningSession:
         if len(judged) > 2 * self._cfg.max_invalid:
             self.invalid_recent -= judged.popleft()
         if self.invalid_recent >= self._cfg.max_invalid:
+            self.misbehaved = True
             self.drop(f"{self.invalid_recent} invalid messages among the last {len(judged)}")
 
     def _count_invalid(self) -> None:
