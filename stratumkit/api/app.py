@@ -58,6 +58,8 @@ DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_BATCH_JOBS = 10_000
 #: Events an event-stream client may fall behind before it is dropped.
 EVENT_BUFFER = 1000
+#: The longest operator message sent to miners (what their screens can show).
+MAX_MESSAGE_CHARS = 512
 
 log = structlog.get_logger("stratumkit.api")
 _hypercorn_log = logging.getLogger("stratumkit.api.http")
@@ -71,6 +73,7 @@ _ROUTER = Router(
         route(r"/metrics", {"GET": "metrics"}),
         route(r"/v1/stats", {"GET": "stats"}),
         route(r"/v1/rigs", {"GET": "rigs"}),
+        route(r"/v1/messages", {"POST": "message"}),
         route(r"/v1/leases", {"GET": "list_leases", "POST": "create_lease"}, ("state",)),
         route(r"/v1/leases/(?P<lease_id>[^/]+)", {"GET": "get_lease"}),
         route(r"/v1/leases/(?P<lease_id>[^/]+)/extend", {"POST": "extend_lease"}),
@@ -160,6 +163,17 @@ class ApiApp(AsgiApp):
 
     async def _stats(self, request: Request) -> Reply:
         return Reply(200, {"pool": self.pool.snapshot(), "leases": self.leases.stats()})
+
+    async def _message(self, request: Request) -> Reply:
+        """An operator's message shown by the miners (`client.show_message`): {text, worker?}."""
+        body = await request.json_object()
+        _only(body, {"text", "worker"})
+        text, worker = body.get("text"), body.get("worker")
+        if type(text) is not str or not 1 <= len(text) <= MAX_MESSAGE_CHARS:
+            raise HTTPError(400, f"text must be a string of 1..{MAX_MESSAGE_CHARS} characters")
+        if worker is not None and (type(worker) is not str or not worker):
+            raise HTTPError(400, "worker must be a worker name (leave it out for every miner)")
+        return Reply(200, {"sent": self.pool.send_message(text, worker)})
 
     async def _rigs(self, request: Request) -> Reply:
         return Reply(200, {"rigs": self.leases.rigs()})

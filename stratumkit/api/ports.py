@@ -29,6 +29,10 @@ class PoolView(Protocol):
         """JSON-able numbers: accepted, rejected (by reason), blocks, connections, hashrate, height, uptime."""
         ...
 
+    def send_message(self, text: str, worker: str | None = None) -> int:
+        """`client.show_message` to the miners of `worker` (every miner when None): how many."""
+        ...
+
 
 class LeaseAPI(Protocol):
     """The integrator's operations on rigs, leases and job queues."""

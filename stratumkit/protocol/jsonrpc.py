@@ -6,6 +6,10 @@ Rules:
   none inside), is *binary data*: :class:`RemoteProtocolError`. Any other decoding failure is
   :class:`MalformedJSON`, which the connection answers with error 20 and survives.
 - NaN / Infinity are not JSON; they are refused, not smuggled in as floats.
+- A key repeated within one object, at any depth, is :class:`MalformedJSON` ("duplicate key"):
+  last-one-wins would let a line mean one thing to us and another to a proxy or log reader.
+  Every key is followed by a ``:``, so a line with no more colons than its top-level object
+  has keys cannot repeat one; only other lines pay for the exact check (a second parse).
 - Encoding is compact and ASCII-only (``ensure_ascii``), so whatever strings a peer sent us can
   always be echoed back as valid JSON, even lone surrogates.
 - Request ids are ``int``, ``str`` or ``None`` (never ``bool`` or ``float``), echoed exactly.
@@ -51,10 +55,29 @@ def _refuse_constant(name: str) -> NoReturn:
     raise MalformedJSON(f"{name} is not a JSON number")
 
 
+class _DuplicateKey(MalformedJSON):
+    """Valid syntax, refused meaning: told apart so the message does not say "malformed"."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(f"duplicate key {key[:64]!r}")
+            seen.add(key)
+    return obj
+
+
 _decoder: Final = json.JSONDecoder(parse_constant=_refuse_constant)
 # The decoder's C scanner, called directly: raw_decode() is a thin Python wrapper around it, and
 # skipping that frame is a measurable share of a submit's parse time.
 _scan_once: Final[Callable[[str, int], tuple[Any, int]]] = _decoder.scan_once  # type: ignore[attr-defined]
+# The same scanner refusing repeated keys, for the lines the colon count cannot clear.
+_scan_unique: Final[Callable[[str, int], tuple[Any, int]]] = json.JSONDecoder(  # type: ignore[attr-defined]
+    parse_constant=_refuse_constant, object_pairs_hook=_unique_keys
+).scan_once
 # Characters JSON never allows raw (RFC 8259 section 7 + section 2 whitespace).
 _CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _JSON_SPACE: Final = " \t\r\n"
@@ -70,6 +93,8 @@ def decode_line(line: bytes) -> Any:
         text = text.lstrip(_JSON_SPACE)
     try:
         value, end = _scan_once(text, 0)
+        if text.count(":") > (len(value) if type(value) is dict else 0):
+            _scan_unique(text, 0)  # some colon is not a top-level key's: look for a repeated key
     except StopIteration as stop:  # what the scanner raises when no value starts at all
         if _CONTROL.search(text):
             raise RemoteProtocolError("binary data on the line: raw control characters") from None
@@ -81,6 +106,8 @@ def decode_line(line: bytes) -> Any:
             raise RemoteProtocolError("binary data on the line: raw control characters") from None
         if isinstance(exc, json.JSONDecodeError):
             raise MalformedJSON(f"malformed JSON: {exc.msg} at column {exc.colno}") from None
+        if isinstance(exc, _DuplicateKey):
+            raise MalformedJSON(str(exc)) from None
         raise MalformedJSON(f"malformed JSON: {exc}") from None
     if end != len(text) and text[end:].strip(_JSON_SPACE):
         if _CONTROL.search(text, end):

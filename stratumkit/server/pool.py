@@ -444,6 +444,18 @@ class Pool:
                 conn.write(wire[sent:])  # what the socket did not take joins its backlog
         self.last_fanout = time.perf_counter() - t0
 
+    def send_message(self, text: str, worker: str | None = None) -> int:
+        """`client.show_message` to every subscribed miner of `worker` (all when None); how many."""
+        sent = 0
+        for conn in list(self.sessions):
+            session = conn.session
+            if conn.closed or session.worker is None or (worker is not None and not session.is_authorized(worker)):
+                continue
+            session.conn.send_show_message(text)
+            conn.flush()
+            sent += 1
+        return sent
+
     def snapshot(self) -> dict[str, Any]:
         now = time.time()
         snap = self.stats.snapshot(now)

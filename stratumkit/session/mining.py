@@ -106,8 +106,8 @@ class MiningSession:
         "drop_reason",
         "extranonce1",
         "invalid_recent",
-        "misbehaved",
         "last_activity",
+        "misbehaved",
         "mode",
         "payout_script",
         "peer",
@@ -164,6 +164,10 @@ class MiningSession:
     @property
     def closing(self) -> bool:
         return self.drop_reason is not None
+
+    def is_authorized(self, worker: str) -> bool:
+        """Whether `worker` was granted on this connection (one connection may carry several)."""
+        return worker in self._workers
 
     def job_difficulty(self, job_id: str) -> float | None:
         """The difficulty `job_id` was sent at to this miner (None: never sent)."""

@@ -9,6 +9,9 @@ import httpx
 import pytest
 import trio
 
+from stratumkit.protocol.events import ShowMessage
+from tests.support.miners import Miner
+
 from .conftest import MakeStack, Stack, connect_rig
 
 
@@ -308,3 +311,21 @@ async def test_token_guards_every_v1_route(make_stack: MakeStack, nursery: trio.
         assert (await http.post("/v1/queues/q/jobs", json={"payload": {}})).status_code == 201
         lower = await http.get("/v1/rigs", headers={"authorization": "bearer s3cret"})
         assert lower.status_code == 200
+
+
+async def test_an_operator_message_reaches_the_miners_named(stack: Stack, nursery: trio.Nursery) -> None:
+    first = await Miner.connect(nursery, stack.stratum_port, "ops.1")
+    second = await Miner.connect(nursery, stack.stratum_port, "ops.2")
+    async with await http_client(stack) as http:
+        reply = await http.post("/v1/messages", json={"text": "pool restarts at 14:00 UTC"})
+        assert reply.json() == {"sent": 2}
+        reply = await http.post("/v1/messages", json={"text": "rig 2 runs hot", "worker": "ops.2"})
+        assert reply.json() == {"sent": 1}
+
+    def shown(miner: Miner) -> list[str]:
+        return [e.message for e in miner.events if isinstance(e, ShowMessage)]
+
+    await second.wait_for(lambda: len(shown(second)) == 2)
+    await first.wait_for(lambda: len(shown(first)) == 1)
+    assert shown(first) == ["pool restarts at 14:00 UTC"]
+    assert shown(second) == ["pool restarts at 14:00 UTC", "rig 2 runs hot"]

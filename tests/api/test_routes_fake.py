@@ -39,9 +39,14 @@ class FakePool:
             "uptime": 12.5,
         }
     )
+    messages: list[tuple[str, str | None]] = field(default_factory=list)
 
     def snapshot(self) -> dict[str, Any]:
         return dict(self.numbers)
+
+    def send_message(self, text: str, worker: str | None = None) -> int:
+        self.messages.append((text, worker))
+        return 1 if worker else 3
 
 
 class FakeLeases:
@@ -206,6 +211,24 @@ async def test_stats_and_rigs(api: Api, http: httpx.AsyncClient) -> None:
     assert stats.headers["content-type"] == "application/json"
     assert stats.json() == {"pool": api.pool.snapshot(), "leases": api.leases.stats()}
     assert (await http.get("/v1/rigs")).json() == {"rigs": [{"rig_id": "rig-a", "mode": "mining"}]}
+
+
+async def test_operator_messages(api: Api, http: httpx.AsyncClient) -> None:
+    reply = await http.post("/v1/messages", json={"text": "maintenance at 14:00 UTC"})
+    assert reply.status_code == 200 and reply.json() == {"sent": 3}
+    reply = await http.post("/v1/messages", json={"text": "your rig runs hot", "worker": "bc1q.rig7"})
+    assert reply.json() == {"sent": 1}
+    assert api.pool.messages == [("maintenance at 14:00 UTC", None), ("your rig runs hot", "bc1q.rig7")]
+    for body in (
+        {},
+        {"text": ""},
+        {"text": 5},
+        {"text": "x" * 513},
+        {"text": "x", "worker": ""},
+        {"text": "x", "to": "y"},
+    ):
+        assert (await http.post("/v1/messages", json=body)).status_code == 400, body
+    assert len(api.pool.messages) == 2
 
 
 async def test_lease_routes(api: Api, http: httpx.AsyncClient) -> None:
