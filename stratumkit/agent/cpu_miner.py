@@ -29,6 +29,7 @@ class CpuMiner:
         *,
         chunk: int = 1 << 17,
         duty: float = 1.0,
+        max_per_chunk: int = 64,
         on_result: Callable[[SubmitResult], None] | None = None,
     ) -> None:
         if not 0 < duty <= 1:
@@ -38,6 +39,8 @@ class CpuMiner:
         self.chunk = chunk
         #: Fraction of the time spent hashing (1.0: flat out); lower it to share a small machine.
         self.duty = duty
+        #: Shares submitted per chunk at most (1: one share, then the next chunk or job).
+        self.max_per_chunk = max_per_chunk
         self.on_result = on_result
         self.difficulty = 1.0
         self.job: MinerJob | None = None
@@ -101,7 +104,9 @@ class CpuMiner:
                 if self.job is not job or self.paused:
                     break
                 t0 = time.monotonic()
-                found = await trio.to_thread.run_sync(scan_nonces, header76, start, self.chunk, job.share_target)
+                found = await trio.to_thread.run_sync(
+                    scan_nonces, header76, start, self.chunk, job.share_target, self.max_per_chunk
+                )
                 self.hashes += self.chunk
                 if self.duty < 1:
                     await trio.sleep((time.monotonic() - t0) * (1 - self.duty) / self.duty)

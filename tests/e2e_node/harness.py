@@ -2,12 +2,12 @@
 mine (tests.support.miners.ScanningMiner: our Stratum client and CPU miner over real TCP), against
 the regtest nodes of tests/node.
 
-Regtest's target is about 2**255: every other header hash solves a block. Any share difficulty
-above the network's (about 4.7e-10) therefore makes every share a block, so the share difficulty
-only sets how often blocks come: at SHARE_DIFFICULTY one in ~8.6 million hashes, a fraction of a
-second for the native scan. A miner here stops after each share until the pool sends the next
-clean job, as one block per height is what the tests reason about (a chunk of the scan can still
-hold two shares: the second is a sibling block that loses to the first, and the tests allow it).
+Regtest's target is about 2**255: every other header hash solves a block. The pool never sends
+a share difficulty above the network's (about 4.7e-10), whatever the configuration asks, so every
+other hash is a share and a block. A miner here therefore submits one share per scan chunk and
+then stops until the pool sends the next clean job, as one block per height is what the tests
+reason about (a share sent while the next job is on its way is a sibling block that loses to the
+first, and the tests allow it).
 
 Waits on the pool process poll its JSON log or its files: it shares no memory with the test.
 """

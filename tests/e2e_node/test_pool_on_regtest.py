@@ -113,7 +113,8 @@ async def test_blocks_found_through_the_pool_are_accepted_and_recorded(
         # Every share is a block at regtest difficulty; each is in the ledger, and vice versa.
         assert len(records) == sum(r.accepted for r in miner.results.values())
         assert {r.hash[::-1].hex() for r in records} == set(ledger)
-        assert all(r.block and r.worker == "rig1.gpu0" and r.difficulty == SHARE_DIFFICULTY for r in records)
+        # credited at the share difficulty sent: capped under regtest's network difficulty (~4.7e-10)
+        assert all(r.block and r.worker == "rig1.gpu0" and r.difficulty < 1e-9 < SHARE_DIFFICULTY for r in records)
         assert {r.job_id for r in records} <= set(miner.submitted.values())
         assert len(pool.find_logs("block confirmed")) >= len(ours)
 

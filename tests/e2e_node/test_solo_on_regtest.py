@@ -80,7 +80,12 @@ async def test_solo_miners_are_paid_to_their_own_addresses(
         assert why in str(getattr(reply, "message", "")), (name, reply)
 
     # Each finds a block, in turn; on the node, each block pays its finder.
+    # (every other hash is a block on regtest: each miner starts only once it works on the tip)
     for miner in (a, b):
+        ledger = pool.ledger()
+        if ledger:
+            tip, m = ledger[0].hash, miner
+            await miner.wait_for(lambda: tip in m.clean_tips(), what="a clean job on the last block")  # noqa: B023
         miner.start_mining()
         await miner.wait_for(miner.has_accepted, what="a block")
         await miner.quiesce()

@@ -246,7 +246,7 @@ class ScanningMiner(RecordingMiner):
         miner = cls(worker, mining=mine, one_share_per_job=one_share_per_job)
         miner.client = await StratumClient.connect(nursery, "127.0.0.1", port, on_event=miner._on_event)
         miner.client.conn = _RecordingConnection(miner._on_submit)  # before any byte moves
-        miner.cpu = CpuMiner(miner.client, worker, chunk=1 << 16)
+        miner.cpu = CpuMiner(miner.client, worker, chunk=1 << 16, max_per_chunk=1 if one_share_per_job else 64)
         with trio.fail_after(TIMEOUT):
             sub = await miner.client.handshake(worker)
         miner.cpu.attach(sub.extranonce1, sub.extranonce2_size)
