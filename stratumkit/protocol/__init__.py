@@ -40,6 +40,7 @@ from .events import (
     Subscribe,
     SubscribeResult,
     SuggestDifficulty,
+    SuggestTarget,
 )
 from .framing import DEFAULT_MAX_LINE_LENGTH, LineBuffer
 from .jsonrpc import RequestId
@@ -85,4 +86,5 @@ __all__ = [
     "Subscribe",
     "SubscribeResult",
     "SuggestDifficulty",
+    "SuggestTarget",
 ]

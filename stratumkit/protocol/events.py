@@ -12,7 +12,7 @@ Rules:
 Which side sees what:
 
 ========================  ==========================================================
-received by the server    Subscribe, Authorize, Configure, SuggestDifficulty,
+received by the server    Subscribe, Authorize, Configure, SuggestDifficulty, SuggestTarget,
                           ExtranonceSubscribe, Submit, ExtensionRequest,
                           Response / ErrorReply (to client.get_version and friends),
                           BadRequest (already answered), ProtocolViolation, ConnectionClosed
@@ -61,6 +61,7 @@ __all__ = [
     "Subscribe",
     "SubscribeResult",
     "SuggestDifficulty",
+    "SuggestTarget",
 ]
 
 VERSION_ROLLING: Final = "version-rolling"
@@ -68,6 +69,8 @@ MINIMUM_DIFFICULTY: Final = "minimum-difficulty"
 SUBSCRIBE_EXTRANONCE: Final = "subscribe-extranonce"
 #: BIP310: a miner that sends no mask can roll every bit.
 FULL_VERSION_MASK: Final = 0xFFFFFFFF
+#: The largest share target: 256 bits (a 64-hex-digit ``mining.suggest_target``).
+MAX_TARGET: Final = 2**256 - 1
 
 _ERROR_CODES: Final = frozenset(int(code) for code in ErrorCode)
 _HEX: Final = re.compile(r"[0-9a-fA-F]*")
@@ -125,6 +128,19 @@ def _check_difficulty(value: object) -> float:
     if number is None:
         _fail(f"difficulty must be a positive finite number, got {value!r}")
     return number
+
+
+def _check_target(value: object) -> None:
+    if type(value) is not int or not 0 < value <= MAX_TARGET:
+        _fail(f"target must be an int from 1 to 2**256-1, got {value!r}")
+
+
+def parse_target(value: object) -> int | None:
+    """A ``mining.suggest_target`` param (64 hex digits, big-endian) as an int; None if it is
+    not one, or is zero (no hash meets a zero target)."""
+    if type(value) is not str or len(value) != 64 or not _HEX.fullmatch(value):
+        return None
+    return int(value, 16) or None
 
 
 def parse_mask(name: str, value: object) -> int:
@@ -273,6 +289,19 @@ class SuggestDifficulty(Event):
 
 
 @dataclass(frozen=True)
+class SuggestTarget(Event):
+    """``mining.suggest_target``: the miner's wish as a share target (bfgminer sends it before
+    subscribing, as a notification). The wire form is 64 hex digits, big-endian."""
+
+    id: RequestId
+    target: int
+
+    def __post_init__(self) -> None:
+        _check_id(self.id)
+        _check_target(self.target)
+
+
+@dataclass(frozen=True)
 class ExtranonceSubscribe(Event):
     """``mining.extranonce.subscribe``: the miner can follow ``mining.set_extranonce``."""
 
@@ -375,7 +404,7 @@ class ErrorReply(Event):
 @dataclass(frozen=True)
 class ProtocolViolation(Event):
     """The peer sent something we could not use and that gets no reply (a reply to an unknown
-    id, a malformed notification). The connection goes on."""
+    id, a notification of an unknown method or the wrong shape). The connection goes on."""
 
     message: str
 

@@ -15,7 +15,7 @@ CLOSED          the miner closed its side (``receive_data(b"")``)
 ERROR           the miner broke the framing (oversized line, binary data); close the socket
 ==============  ===============================================================================
 
-What each request gets, by state:
+What each request gets, by state (a notification never gets an answer: see below):
 
 ========================  ==========  ============  ============  =================
 request                   CONNECTED   SUBSCRIBED    AUTHORIZED    how it is answered
@@ -24,6 +24,7 @@ mining.configure          event       event         event         application
 mining.subscribe          event       event         event         application
 mining.authorize          event       event         event         application
 mining.suggest_difficulty event       event         event         application
+mining.suggest_target     event       event         event         application
 mining.extranonce.subscr. event       event         event         application
 registered extensions     event       event         event         application
 mining.submit             error 25    error 24 [1]  event         application
@@ -35,15 +36,25 @@ anything else             error 20    error 20      error 20      automatic
     then reported after the ``Authorize`` event, and the application (which answers in order)
     has already decided the authorization when it sees the share.
 
+Notifications (``"id": null``, or no ``"id"`` at all) are never answered, whatever the method:
+a reply with a null id matches no request, and bfgminer, which sends ``mining.suggest_target``
+that way before subscribing, takes the reply for the subscribe answer and reconnects. The table
+still decides the event: a known method gives its event (``Submit`` included), with nothing
+waiting for an answer; what would be an error reply is a ``ProtocolViolation`` instead.
+``respond*`` with the id None queues nothing and changes no state (the miner never learns of
+the answer), so the application can answer every event alike.
+
 Decisions:
 - Authorize before subscribe is allowed (several firmwares pipeline their handshake); the
   grant is remembered and the connection becomes AUTHORIZED as soon as the subscribe is
   answered. ``mining.configure`` is accepted at any time (BIP310 wants it first, some miners
   send it later or again).
-- Malformed JSON, a non-object, a bad id, a missing or unknown method, or params of the wrong
-  shape: error 20 with a message saying what was wrong; the connection goes on.
-- Request ids may be int, str or null and are echoed exactly. Miners reuse ids (cpuminer sends
-  every share as id 4), so replies to one id are matched first-in, first-out.
+- Malformed JSON (duplicate keys included), a non-object, a bad id, a missing or unknown
+  method, or params of the wrong shape: error 20 with a message saying what was wrong; the
+  connection goes on. Lines whose id is unreadable are answered with a null id.
+- Request ids may be int or str and are echoed exactly (null makes a notification). Miners reuse
+  ids (cpuminer sends every share as id 4), so replies to one id are matched first-in,
+  first-out.
 - A reply from the miner to a request we never sent gets no answer (no reply loops): it is
   reported as ``ProtocolViolation``.
 - Work-related sends are refused (``LocalProtocolError``) when the miner could not use them:
@@ -77,12 +88,14 @@ from .events import (
     Submit,
     Subscribe,
     SuggestDifficulty,
+    SuggestTarget,
     _check_hex,
     _check_mask,
     _check_size,
     _json_params,
     _trusted,
     parse_mask,
+    parse_target,
 )
 from .framing import DEFAULT_MAX_LINE_LENGTH
 from .jsonrpc import (
@@ -202,21 +215,20 @@ class ServerConnection(Connection[ServerState]):
         try:
             message = decode_line(line)
         except MalformedJSON as exc:
-            return self._bad(None, None, ErrorCode.OTHER, str(exc))
+            return self._refuse_line(None, str(exc))
         if type(message) is not dict:
-            return self._bad(None, None, ErrorCode.OTHER, "a request must be a JSON object")
+            return self._refuse_line(None, "a request must be a JSON object")
         ident = message.get("id")
         method = message.get("method")
         if method is None:
             if "result" in message or "error" in message:
                 return self._handle_reply(ident, message)
-            return self._bad(ident if is_request_id(ident) else None, None, ErrorCode.OTHER, 'missing "method"')
+            if not is_request_id(ident):
+                return self._refuse_line(None, 'missing "method"')
+            return self._bad(ident, None, ErrorCode.OTHER, 'missing "method"')
         if not is_request_id(ident):
-            return self._bad(
-                None,
-                method if type(method) is str else None,
-                ErrorCode.OTHER,
-                '"id" must be an integer, a string or null',
+            return self._refuse_line(
+                method if type(method) is str else None, '"id" must be an integer, a string or null'
             )
         if type(method) is not str:
             return self._bad(ident, None, ErrorCode.OTHER, '"method" must be a string')
@@ -230,11 +242,23 @@ class ServerConnection(Connection[ServerState]):
             return event
         return self._bad(ident, method, ErrorCode.OTHER, f"unknown method {clip(method, _QUOTE_LIMIT)!r}")
 
-    def _bad(self, ident: RequestId, method: str | None, code: ErrorCode, message: str) -> BadRequest:
+    def _bad(self, ident: RequestId, method: str | None, code: ErrorCode, message: str) -> Event:
+        """Refuse a request: error reply + ``BadRequest``; a notification only gets reported."""
+        if ident is None:
+            what = "a notification" if method is None else clip(method, _QUOTE_LIMIT)
+            return _trusted(ProtocolViolation, {"message": f"{what} (id null, not answered): {message}"})
         self._out.append(reply_head(ident) + error_tail(int(code), message))
         return _trusted(BadRequest, {"id": ident, "method": method, "code": code, "message": message})
 
+    def _refuse_line(self, method: str | None, message: str) -> BadRequest:
+        """A line whose id cannot be read (bad JSON, not an object, a bad id): the error goes out
+        with a null id, as JSON-RPC wants; such a line was not a notification."""
+        self._out.append(reply_head(None) + error_tail(int(ErrorCode.OTHER), message))
+        return _trusted(BadRequest, {"id": None, "method": method, "code": ErrorCode.OTHER, "message": message})
+
     def _await(self, ident: RequestId, event: Event) -> None:
+        if ident is None:
+            return  # a notification: no answer will be sent, none is waited for
         if ident in self._awaiting:
             self._awaiting_more.setdefault(ident, deque()).append(event)
         else:
@@ -279,7 +303,7 @@ class ServerConnection(Connection[ServerState]):
                 )
                 if ident in self._awaiting:
                     self._awaiting_more.setdefault(ident, deque()).append(event)
-                else:
+                elif ident is not None:
                     self._awaiting[ident] = event
                 return event
         return self._bad(ident, "mining.submit", ErrorCode.OTHER, _SUBMIT_SHAPE)
@@ -311,8 +335,9 @@ class ServerConnection(Connection[ServerState]):
             password = params[1] if len(params) > 1 else None
             if password is None or type(password) is str:
                 event = _trusted(Authorize, {"id": ident, "username": params[0], "password": password})
-                self._authorizing += 1
-                self._await(ident, event)
+                if ident is not None:  # a notification's grant never reaches the miner
+                    self._authorizing += 1
+                    self._await(ident, event)
                 return event
         return self._bad(
             ident,
@@ -352,6 +377,20 @@ class ServerConnection(Connection[ServerState]):
             "mining.suggest_difficulty takes [difficulty] as a positive number",
         )
 
+    def _on_suggest_target(self, ident: RequestId, params: Any) -> Event:
+        if type(params) is list and params:
+            target = parse_target(params[0])
+            if target is not None:
+                event = _trusted(SuggestTarget, {"id": ident, "target": target})
+                self._await(ident, event)
+                return event
+        return self._bad(
+            ident,
+            "mining.suggest_target",
+            ErrorCode.OTHER,
+            "mining.suggest_target takes [target] as 64 hex digits, big-endian, not zero",
+        )
+
     def _on_extranonce_subscribe(self, ident: RequestId, params: Any) -> Event:
         event = _trusted(ExtranonceSubscribe, {"id": ident})
         self._await(ident, event)
@@ -378,8 +417,12 @@ class ServerConnection(Connection[ServerState]):
 
         Answers to subscribe, authorize, configure and extranonce.subscribe move the state
         (see the module table); a subscribe result must be ``[subscriptions, extranonce1,
-        extranonce2_size]``.
+        extranonce2_size]``. For the id None (a notification) nothing is sent or changed.
         """
+        if request_id is None:
+            self._check_can_send()
+            result_tail(result)  # an unserializable result is still our bug
+            return
         event = self._peek(request_id)
         reply = reply_head(request_id) + result_tail(result)
         if type(event) is not Submit:
@@ -388,11 +431,15 @@ class ServerConnection(Connection[ServerState]):
         self._out.append(reply)
 
     def respond_error(self, request_id: RequestId, code: int, message: str | None = None) -> None:
-        """Answer a request with ``[code, message, null]`` (message defaults by code)."""
+        """Answer a request with ``[code, message, null]`` (message defaults by code); nothing
+        for the id None."""
         if type(code) is bool or not isinstance(code, int):
             raise LocalProtocolError(f"an error code must be an int, not {type(code).__name__}")
         if message is not None and type(message) is not str:
             raise LocalProtocolError(f"an error message must be a str, not {type(message).__name__}")
+        if request_id is None:
+            self._check_can_send()
+            return
         event = self._peek(request_id)
         self._pop(request_id)
         if type(event) is Authorize:
@@ -420,7 +467,7 @@ class ServerConnection(Connection[ServerState]):
             extranonce1,
             extranonce2_size,
         ]
-        if type(self._peek(request_id)) is not Subscribe:
+        if request_id is not None and type(self._peek(request_id)) is not Subscribe:
             raise LocalProtocolError(f"request {request_id!r} is not a mining.subscribe")
         self.respond(request_id, result)
 
@@ -437,8 +484,11 @@ class ServerConnection(Connection[ServerState]):
 
         ``version_rolling_mask`` is the pool's allowed mask (None refuses version rolling);
         the miner gets its intersection with the mask it offered. Unknown extensions are
-        answered ``false``; ``extra`` adds entries verbatim.
+        answered ``false``; ``extra`` adds entries verbatim. Nothing for the id None.
         """
+        if request_id is None:
+            self._check_can_send()
+            return
         event = self._peek(request_id)
         if type(event) is not Configure:
             raise LocalProtocolError(f"request {request_id!r} is not a mining.configure")
@@ -612,5 +662,6 @@ _HANDLERS: Final[dict[str, _Handler]] = {
     "mining.authorize": ServerConnection._on_authorize,
     "mining.configure": ServerConnection._on_configure,
     "mining.suggest_difficulty": ServerConnection._on_suggest_difficulty,
+    "mining.suggest_target": ServerConnection._on_suggest_target,
     "mining.extranonce.subscribe": ServerConnection._on_extranonce_subscribe,
 }

@@ -3,8 +3,16 @@
 Order matters and is the rule of this module: parse the fields, find the job, hash the share with
 ONE native call, and flag a block *before* any reason to reject is considered. A share that solves
 a block is never thrown away, whatever else is wrong with it (a duplicate of a block was already
-flagged the first time). Then, in order: version bits outside the negotiated mask (20), ntime out
-of the window (20), duplicate work (22), below the job's difficulty (23).
+flagged the first time). Then, in order: version bits outside the negotiated mask that are not
+the job's own (20), ntime out of the window (20), duplicate work (22), below the job's difficulty
+(23).
+
+Version bits (BIP310): the header's version is ``(job_version & ~mask) | (version_bits & mask)``.
+BIP310 has the miner send only the bits it rolled, but some ASIC firmwares send their whole rolled
+nVersion (``20002000`` for job version ``20000000``); both spellings build the same header and get
+the same verdict. Only bits outside the mask that differ from the job's own are a violation; such
+a share is hashed as the miner most likely built it (the job's version outside the mask, the
+sent bits inside it, and every sent bit set) before it is refused, so a block is still found.
 
 A share counts at the difficulty its job was sent with to that miner, so a share for work from
 before a difficulty change is judged at the old difficulty.
@@ -69,12 +77,15 @@ def judge_share(
     violation = ""
     if bits is None:
         version = job.version
-    elif bits & ~mask:
-        # Hash it the way the miner most likely did, so a block still counts; refuse the share.
-        version = (job.version & ~(mask | bits)) | bits
-        violation = "version bits outside the negotiated mask" if mask else "version rolling was not negotiated"
     else:
-        version = (job.version & ~mask) | bits
+        outside = bits & ~mask
+        if outside and outside != job.version & ~mask:
+            # Hash it the way the miner most likely did, so a block still counts; refuse the share.
+            version = (job.version & ~(mask | bits)) | bits
+            violation = "version bits outside the negotiated mask" if mask else "version rolling was not negotiated"
+        else:
+            # The rolled bits alone, or the whole nVersion (its other bits are the job's own).
+            version = (job.version & ~mask) | (bits & mask)
 
     result = job.prepared.check(extranonce1, extranonce2, version, ntime, nonce, share_target)
     seen = result.hash in job.seen

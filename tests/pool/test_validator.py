@@ -210,6 +210,41 @@ def test_version_bits_outside_the_mask_are_refused_with_20(job: Job) -> None:
     assert v.error is ErrorCode.OTHER and "mask" in v.message
 
 
+def test_the_whole_nversion_as_version_bits_is_the_same_share(job: Job) -> None:
+    """Some firmwares send their whole rolled nVersion: same header, same verdict as the bits alone."""
+    rolled = 0x00006000
+    version = (job.version & ~MASK) | rolled
+    assert job.version & ~MASK and version != rolled  # the two spellings really differ
+    s = share(job, version=version, version_bits=rolled)
+    bits_only = judge(job, s, mask=MASK, version_bits_hex=f"{rolled:08x}")
+    job.seen.clear()
+    whole = judge(job, s, mask=MASK, version_bits_hex=f"{version:08x}")
+    assert bits_only.accepted and whole.accepted
+    assert bits_only.version == whole.version == version
+    assert bits_only.result is not None and whole.result is not None
+    assert bits_only.result.header == whole.result.header and whole.result.hash == s.hash
+    # ... and it is the same work: the other spelling of it is a duplicate.
+    assert judge(job, s, mask=MASK, version_bits_hex=f"{rolled:08x}").error is ErrorCode.DUPLICATE
+
+
+def test_the_jobs_own_version_as_version_bits_without_negotiation_is_no_rolling(job: Job) -> None:
+    s = share(job)
+    v = judge(job, s, mask=None, version_bits_hex=f"{job.version:08x}")
+    assert v.accepted and v.version == job.version
+
+
+@pytest.mark.parametrize("flipped", [0x00000001, 0x40000000, 0x80000000], ids=hex)
+def test_a_whole_nversion_that_changes_bits_outside_the_mask_is_refused(job: Job, flipped: int) -> None:
+    rolled = 0x00006000
+    sent = ((job.version & ~MASK) ^ flipped) | rolled
+    assert sent & ~MASK != job.version & ~MASK
+    version = (job.version & ~(MASK | sent)) | sent  # how the validator rebuilds it
+    s = share(job, version=version, version_bits=sent)
+    v = judge(job, s, mask=MASK)
+    assert v.error is ErrorCode.OTHER and "mask" in v.message
+    assert v.version == version and v.result is not None and v.result.hash == s.hash
+
+
 def test_version_bits_without_negotiation_are_refused(job: Job) -> None:
     bits = 0x00002000
     s = share(job, version=job.version | bits, version_bits=bits)

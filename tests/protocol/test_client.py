@@ -268,6 +268,8 @@ def test_refused_subscribe_is_an_error_reply() -> None:
         b'{"id":null,"method":"client.reconnect","params":{"host":"h"}}\n',
         b'{"id":null,"method":"client.show_message","params":[5]}\n',
         b'{"id":null,"method":"client.get_version","params":[]}\n',  # no id: cannot answer
+        b'{"id":null,"method":"mining.set_difficulty","method":"client.reconnect","params":[8]}\n',
+        b'{"id":null,"method":"mining.set_difficulty","params":[8],"params":[1]}\n',
     ],
 )
 def test_unusable_pool_lines_are_violations_and_the_connection_goes_on(data: bytes) -> None:

@@ -34,6 +34,7 @@ from stratumkit.protocol import (
     Subscribe,
     SubscribeResult,
     SuggestDifficulty,
+    SuggestTarget,
 )
 
 from .helpers import CKPOOL_JOB
@@ -72,6 +73,12 @@ def notify(**changes: Any) -> Notify:
         lambda: Configure(1, ("minimum-difficulty",), {"minimum-difficulty.value": -1}),
         lambda: SuggestDifficulty(1, 0),
         lambda: SuggestDifficulty(1, float("nan")),
+        lambda: SuggestTarget(1, 0),
+        lambda: SuggestTarget(1, 2**256),
+        lambda: SuggestTarget(1, -1),
+        lambda: SuggestTarget(1, True),
+        lambda: SuggestTarget(1, "ffff"),  # type: ignore[arg-type]
+        lambda: SuggestTarget(1.0, 1),  # type: ignore[arg-type]
         lambda: Submit(1, "w", "j", "00", "00", 5),  # type: ignore[arg-type]
         lambda: ExtensionRequest(1, ""),
         lambda: BadRequest(1, None, 99, "x"),  # type: ignore[arg-type]
@@ -105,6 +112,11 @@ def notify(**changes: Any) -> Notify:
 def test_invalid_fields_are_local_errors(build: Any) -> None:
     with pytest.raises(LocalProtocolError):
         build()
+
+
+def test_suggest_target_spans_every_256_bit_target() -> None:
+    assert SuggestTarget(None, 1).target == 1
+    assert SuggestTarget("t", 2**256 - 1).target == 2**256 - 1
 
 
 def test_error_kinds() -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -90,6 +91,77 @@ def test_decode_accepts_surrounding_json_whitespace() -> None:
 def test_malformed_json_is_recoverable(line: bytes) -> None:
     with pytest.raises(MalformedJSON):
         decode_line(line)
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        (b'{"id":1,"method":"mining.submit","method":"mining.subscribe","params":["x"]}', "method"),
+        (b'{"id": 1, "id": 1}', "id"),
+        (b'{"a": 1, "\\u0061": 2}', "a"),  # the same key, spelled twice
+        (b'{"id": 1, "params": [[], {"x": 1, "y": 2, "x": 3}]}', "x"),
+        (b'[{"a": 1}, {"b": 1, "b": 1}]', "b"),
+        (b'{"a": {"b": {"c": {"d": 1, "d": 2}}}}', "d"),
+        (b'{"a":"x","a" : "y"}', "a"),
+        (b'{"s": "::::::::", "k": 1, "k": 2}', "k"),  # colons in strings do not hide it
+    ],
+)
+def test_duplicate_keys_are_refused_at_any_depth(line: bytes, key: str) -> None:
+    with pytest.raises(MalformedJSON, match=f"^duplicate key '{key}'$"):
+        decode_line(line)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"id": 1, "method": "x", "params": ["a:b", "::", "\\":"]}',  # colons inside strings
+        b'{"id" : 1, "method"\t:"x"}',  # space before the colon
+        b'{"a": {"a": {"a": 1}}, "b": [{"a": 1}, {"a": 2}]}',  # the same key in different objects
+        b'{"a": 1, "A": 2, "a ": 3}',
+        b'[":", {"x": ":"}]',
+    ],
+)
+def test_lines_without_a_repeated_key_are_never_refused(line: bytes) -> None:
+    assert decode_line(line) == json.loads(line)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(alphabet=':"\\ ab{}[],'),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(alphabet=':"ab ', max_size=3), inner),
+        max_leaves=12,
+    )
+)
+def test_duplicate_check_matches_a_reference(value: object) -> None:
+    """Whatever colons the strings hold, a line with unique keys decodes as json.loads does."""
+    line = json.dumps(value).encode()
+    assert decode_line(line) == value
+
+
+_KEYS = st.text(alphabet=':"ab ', max_size=2)
+_VALUES = st.none() | st.integers() | st.text(alphabet=':"a ', max_size=3)
+
+
+def _object_text(pairs: list[tuple[str, Any]]) -> str:
+    return "{" + ",".join(f"{json.dumps(key)}{' ' if len(key) % 2 else ''}:{value}" for key, value in pairs) + "}"
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(
+    st.lists(st.tuples(_KEYS, _VALUES.map(json.dumps)), max_size=5),
+    st.lists(st.tuples(_KEYS, _VALUES.map(json.dumps)), max_size=5),
+)
+def test_refused_exactly_when_some_object_repeats_a_key(
+    outer: list[tuple[str, Any]], inner: list[tuple[str, Any]]
+) -> None:
+    line = _object_text([*outer, ("nested", f"[{_object_text(inner)}]")]).encode()
+    repeats = any(len({key for key, _ in pairs}) < len(pairs) for pairs in ([*outer, ("nested", "")], inner))
+    if repeats:
+        with pytest.raises(MalformedJSON, match=r"^duplicate key"):
+            decode_line(line)
+    else:
+        assert decode_line(line) == json.loads(line)
 
 
 @pytest.mark.parametrize(

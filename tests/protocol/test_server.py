@@ -23,6 +23,7 @@ from stratumkit.protocol import (
     Submit,
     Subscribe,
     SuggestDifficulty,
+    SuggestTarget,
 )
 
 from .helpers import CKPOOL_JOB, EXTENSION
@@ -67,6 +68,7 @@ def make(state: ServerState) -> ServerConnection:
         (line(7, "mining.subscribe", ["x/1"]), Subscribe),
         (line(7, "mining.authorize", ["w", "x"]), Authorize),
         (line(7, "mining.suggest_difficulty", [64]), SuggestDifficulty),
+        (line(7, "mining.suggest_target", ["00000000ffff" + "0" * 52]), SuggestTarget),
         (line(7, "mining.extranonce.subscribe", []), ExtranonceSubscribe),
         (line(7, EXTENSION, {"gpus": 2}), ExtensionRequest),
     ],
@@ -186,6 +188,20 @@ def test_several_workers_can_authorize_on_one_connection() -> None:
         (line(6, "mining.suggest_difficulty", []), 6, "positive number"),
         (line(6, "mining.suggest_difficulty", [-5]), 6, "positive number"),
         (line(6, "mining.suggest_difficulty", ["512"]), 6, "positive number"),
+        (line(6, "mining.suggest_target", []), 6, "64 hex digits"),
+        (line(6, "mining.suggest_target", ["ffff"]), 6, "64 hex digits"),
+        (line(6, "mining.suggest_target", ["0" * 64]), 6, "not zero"),
+        (line(6, "mining.suggest_target", ["1" * 65]), 6, "64 hex digits"),
+        (line(6, "mining.suggest_target", ["0x" + "f" * 62]), 6, "64 hex digits"),
+        (line(6, "mining.suggest_target", ["g" * 64]), 6, "64 hex digits"),
+        (line(6, "mining.suggest_target", [2**200]), 6, "64 hex digits"),
+        (line(6, "mining.suggest_target", "f" * 64), 6, "64 hex digits"),
+        (
+            b'{"id":1,"method":"mining.submit","method":"mining.subscribe","params":["x"]}\n',
+            None,
+            "duplicate key 'method'",
+        ),
+        (b'{"id": 1, "method": "mining.configure", "params": [[], {"a": 1, "a": 2}]}\n', None, "duplicate key 'a'"),
     ],
 )
 @pytest.mark.parametrize("state", [ServerState.CONNECTED, ServerState.AUTHORIZED])
@@ -294,7 +310,7 @@ def test_end_of_stream() -> None:
 # Replies
 
 
-@pytest.mark.parametrize("ident", [0, 4, -1, 2**64, "4", "abc-1", "é\u2603", None, ""], ids=repr)
+@pytest.mark.parametrize("ident", [0, 4, -1, 2**64, "4", "abc-1", "é\u2603", ""], ids=repr)
 def test_ids_are_echoed_exactly(ident: Any) -> None:
     server = make(ServerState.AUTHORIZED)
     server.receive_data(line(ident, "mining.submit", ["w", "j", "00", "00", "00"]))
@@ -307,6 +323,123 @@ def test_ids_are_echoed_exactly(ident: Any) -> None:
         assert type(reply["id"]) is type(ident) and reply["id"] == ident
     assert accepted == {"id": ident, "result": True, "error": None}
     assert stale == {"id": ident, "result": None, "error": [21, "Job not found", None]}
+
+
+# --------------------------------------------------------------------------------------------
+# Notifications ("id": null or no id): never answered
+
+TARGET_HEX = "00000000ffff" + "0" * 52
+
+
+def notification(method: str, params: Any) -> bytes:
+    return json.dumps({"id": None, "method": method, "params": params}).encode() + b"\n"
+
+
+@pytest.mark.parametrize("with_id", [True, False], ids=["id-null", "no-id"])
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (notification("mining.get_transactions", ["j1"]), "unknown method"),
+        (notification("mining.capabilities", [{"notify": []}]), "unknown method"),
+        (notification("mining.subscribe", {"agent": "x"}), "params must be a list"),
+        (notification("mining.authorize", []), "mining.authorize takes"),
+        (notification("mining.configure", ["version-rolling"]), "mining.configure takes"),
+        (notification("mining.suggest_difficulty", [-5]), "positive number"),
+        (notification("mining.suggest_target", ["0" * 64]), "not zero"),
+        (notification("mining.suggest_target", [0.004]), "64 hex digits"),
+        (notification("mining.submit", ["w", "j"]), ""),
+        (b'{"id": null, "params": []}\n', 'missing "method"'),
+        (b'{"id": null, "method": 7, "params": []}\n', '"method" must be a string'),
+    ],
+)
+@pytest.mark.parametrize("state", [ServerState.CONNECTED, ServerState.AUTHORIZED])
+def test_a_refused_notification_is_reported_not_answered(
+    data: bytes, message: str, state: ServerState, with_id: bool
+) -> None:
+    server = make(state)
+    if not with_id:  # JSON-RPC 2.0 spelling of a notification
+        data = json.dumps({key: value for key, value in json.loads(data).items() if key != "id"}).encode() + b"\n"
+    [event] = server.receive_data(data)
+    assert isinstance(event, ProtocolViolation)
+    assert message in event.message and "not answered" in event.message
+    assert server.data_to_send() == b""
+    assert server.awaiting_reply == 0 and server.state is state
+
+
+@pytest.mark.parametrize("state", [ServerState.CONNECTED, ServerState.SUBSCRIBED])
+def test_an_early_share_as_a_notification_is_reported_not_answered(state: ServerState) -> None:
+    server = make(state)
+    [event] = server.receive_data(notification("mining.submit", ["w", "j1", "00000000", "6927b489", "a3c0ffee"]))
+    assert isinstance(event, ProtocolViolation) and "mining.submit" in event.message
+    assert server.data_to_send() == b""
+
+
+def test_known_notifications_are_events_and_answering_them_sends_and_changes_nothing() -> None:
+    server = ServerConnection()
+    events = server.receive_data(
+        notification("mining.configure", [["version-rolling"], {"version-rolling.mask": "ffffffff"}])
+        + notification("mining.subscribe", ["x/1"])
+        + notification("mining.authorize", ["w", "x"])
+        + notification("mining.suggest_difficulty", [0.004])
+        + notification("mining.suggest_target", [TARGET_HEX])
+        + notification("mining.extranonce.subscribe", [])
+    )
+    configure, subscribe, authorize, suggest, target, extranonce = events
+    assert [type(event) for event in events] == [
+        Configure,
+        Subscribe,
+        Authorize,
+        SuggestDifficulty,
+        SuggestTarget,
+        ExtranonceSubscribe,
+    ]
+    assert suggest == SuggestDifficulty(None, 0.004) and target == SuggestTarget(None, 0xFFFF << 208)
+    assert all(event.id is None for event in events)  # type: ignore[attr-defined]
+    assert server.awaiting_reply == 0
+    # The application answers every event the same way: nothing goes out, nothing changes.
+    server.respond_configure(configure.id, version_rolling_mask=0x1FFFE000)  # type: ignore[attr-defined]
+    server.respond_subscribe(subscribe.id, "08000002", 4)  # type: ignore[attr-defined]
+    server.respond(authorize.id, True)  # type: ignore[attr-defined]
+    server.respond(suggest.id, True)
+    server.respond_error(target.id, ErrorCode.OTHER, "no")
+    server.respond(extranonce.id, True)  # type: ignore[attr-defined]
+    assert server.data_to_send() == b""
+    assert server.state is ServerState.CONNECTED
+    assert server.version_rolling_mask is None and server.extranonce1 is None
+    assert server.authorized_workers == frozenset() and not server.extranonce_subscribed
+    # A result that could never be sent is still our bug, id or not.
+    with pytest.raises(LocalProtocolError):
+        server.respond(None, {1, 2})
+
+
+def test_an_authorize_notification_does_not_let_shares_overtake_it() -> None:
+    server = make(ServerState.SUBSCRIBED)
+    [authorize] = server.receive_data(notification("mining.authorize", ["w", "x"]))
+    assert isinstance(authorize, Authorize)
+    [share] = server.receive_data(SUBMIT)
+    assert share == BadRequest(4, "mining.submit", ErrorCode.UNAUTHORIZED, "Unauthorized worker")
+
+
+def test_a_share_as_a_notification_is_judged_but_not_answered() -> None:
+    server = make(ServerState.AUTHORIZED)
+    [share] = server.receive_data(notification("mining.submit", ["w", "j1", "00000000", "6927b489", "a3c0ffee"]))
+    assert share == Submit(None, "w", "j1", "00000000", "6927b489", "a3c0ffee")
+    assert server.awaiting_reply == 0
+    server.respond(None, True)
+    server.respond_error(None, ErrorCode.LOW_DIFFICULTY)
+    assert server.data_to_send() == b""
+    # ... and a share with an id right after it is answered as usual.
+    [share] = server.receive_data(SUBMIT)
+    server.respond(4, True)
+    assert replies(server) == [{"id": 4, "result": True, "error": None}]
+
+
+def test_extension_notifications_are_events_without_an_answer() -> None:
+    server = make(ServerState.AUTHORIZED)
+    [event] = server.receive_data(notification(EXTENSION, {"gpus": 2}))
+    assert event == ExtensionRequest(None, EXTENSION, {"gpus": 2})
+    server.respond(None, {"ok": True})
+    assert server.data_to_send() == b"" and server.awaiting_reply == 0
 
 
 def test_reused_ids_are_answered_first_in_first_out() -> None:

@@ -13,12 +13,14 @@ from stratumkit.protocol import (
     Configure,
     Event,
     ExtranonceSubscribe,
+    ProtocolViolation,
     Response,
     ServerConnection,
     ServerState,
     Submit,
     Subscribe,
     SuggestDifficulty,
+    SuggestTarget,
 )
 
 from . import vectors as v
@@ -27,6 +29,7 @@ from .helpers import CKPOOL_JOB, FEEDERS
 CPU_USER = "tb1qworker.cpu0"
 ASIC_USER = "tb1qworker.asic"
 BITAXE_USER = "bc1qexampleaddress.bitaxe"
+DIFF1_TARGET = 0xFFFF << 208
 
 # Each miner line and the event it must produce.
 LINES: list[tuple[v.MinerLine, Event]] = [
@@ -60,6 +63,9 @@ LINES: list[tuple[v.MinerLine, Event]] = [
         v.BITAXE_SUBMIT,
         Submit(6, BITAXE_USER, "6920bab400003e78", "00000000", "6927b489", "a3c0ffee", "1fffe000"),
     ),
+    (v.BFGMINER_SUGGEST_TARGET, SuggestTarget(None, DIFF1_TARGET)),
+    (v.BFGMINER_SUBSCRIBE, Subscribe(1, "bfgminer/5.5.0", None)),
+    (v.BFGMINER_EXTRANONCE_SUBSCRIBE, ExtranonceSubscribe("xnsub")),
     (v.NICEHASH_EXTRANONCE_SUBSCRIBE, ExtranonceSubscribe(3)),
     (
         v.BIP310_CONFIGURE,
@@ -225,6 +231,30 @@ def test_bitaxe_session() -> None:
     accepted, rejected = replies(server)
     assert accepted == {"id": 6, "result": True, "error": None}
     assert rejected["error"][1] == "Low difficulty share"
+
+
+def test_bfgminer_session_notifications_get_no_reply() -> None:
+    """bfgminer sends its notifications first and reads the next line as the subscribe answer."""
+    server = ServerConnection()
+    events = server.receive_data(
+        v.BFGMINER_SUGGEST_TARGET.line + v.BFGMINER_CAPABILITIES.line + v.BFGMINER_SUBSCRIBE.line
+    )
+    suggest, capabilities, subscribe = events
+    assert suggest == SuggestTarget(None, DIFF1_TARGET)
+    assert isinstance(capabilities, ProtocolViolation) and "mining.capabilities" in capabilities.message
+    assert isinstance(subscribe, Subscribe)
+    assert server.data_to_send() == b""  # neither notification was answered
+    assert server.awaiting_reply == 1  # only the subscribe waits
+    server.respond(suggest.id, True)  # answering every event alike sends nothing for a notification
+    server.respond_subscribe(subscribe.id, "08000002", 4)
+    [first] = replies(server)
+    # initiate_stratum: the first line must carry a non-null result and a null error.
+    assert first["id"] == 1 and first["error"] is None
+    check_subscribe_result(first["result"], 1, 100)
+    [xnsub] = server.receive_data(v.BFGMINER_EXTRANONCE_SUBSCRIBE.line)
+    server.respond(xnsub.id, True)  # type: ignore[attr-defined]
+    assert replies(server) == [{"id": "xnsub", "result": True, "error": None}]
+    assert server.extranonce_subscribed
 
 
 def test_nicehash_extranonce_subscription() -> None:

@@ -17,6 +17,12 @@ Sources:
   ``STRATUM_V1_configure_version_rolling`` / ``_subscribe`` / ``_suggest_difficulty`` /
   ``_extranonce_subscribe`` / ``_authorize`` / ``_submit_share`` (``"jsonrpc": "2.0"``, six
   submit params formatted ``%08lx``).
+- bfgminer 5.x (luke-jr/bfgminer): util.c ``initiate_stratum``. With ``--request-diff`` it sends
+  ``mining.suggest_target`` as a notification (``"id": null``, a 64-hex-digit big-endian target
+  from ``pdiff_target_leadzero``) *before* ``mining.subscribe``, then takes the very next line
+  for the subscribe answer; ``?goalreset`` in the pool URL adds a ``mining.capabilities``
+  notification, ``?xnsub`` a ``mining.extranonce.subscribe`` with the id ``"xnsub"``.
+  ``__stratum_send`` appends ``"\n"``.
 - NiceHash extranonce subscription spec (nicehash.com/help/patches-for-extranoncesubscription).
 - BIP310 (bitcoin/bips bip-0310.mediawiki): mining.configure and set_version_mask examples.
 - Pool replies: the original Stratum mining protocol documentation example (slush), an
@@ -124,6 +130,26 @@ BITAXE_SUBMIT = MinerLine(
     b'{"jsonrpc": "2.0", "id": 6, "method": "mining.submit", "params": '
     b'["bc1qexampleaddress.bitaxe", "6920bab400003e78", "00000000", "6927b489", '
     b'"a3c0ffee", "1fffe000"]}\n',
+)
+
+BFGMINER_SUGGEST_TARGET = MinerLine(
+    "bfgminer util.c initiate_stratum (--request-diff 1), before subscribing",
+    b'{"id": null, "method": "mining.suggest_target", "params": '
+    b'["00000000ffff0000000000000000000000000000000000000000000000000000"]}\n',
+)
+BFGMINER_CAPABILITIES = MinerLine(
+    "bfgminer util.c initiate_stratum (?goalreset, SHA256d-only build, --request-diff 1)",
+    b'{"id":null,"method":"mining.capabilities","params":[{"notify":[],"set_difficulty":{},"set_goal":[],'
+    b'"malgo":{"SHA256d":{}},"suggested_target":'
+    b'"00000000ffff0000000000000000000000000000000000000000000000000000"}]}\n',
+)
+BFGMINER_SUBSCRIBE = MinerLine(
+    "bfgminer util.c initiate_stratum",
+    b'{"id": 1, "method": "mining.subscribe", "params": ["bfgminer/5.5.0"]}\n',
+)
+BFGMINER_EXTRANONCE_SUBSCRIBE = MinerLine(
+    "bfgminer util.c initiate_stratum (?xnsub)",
+    b'{"id": "xnsub", "method": "mining.extranonce.subscribe", "params": []}\n',
 )
 
 NICEHASH_EXTRANONCE_SUBSCRIBE = MinerLine(
