@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stratumkit.chain.block import assemble_block
+from stratumkit.chain.targets import target_to_difficulty
 from stratumkit.jobs.job import Job
 from stratumkit.protocol.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from stratumkit.protocol.events import (
@@ -49,6 +50,7 @@ from stratumkit.protocol.events import (
     Submit,
     Subscribe,
     SuggestDifficulty,
+    SuggestTarget,
 )
 from stratumkit.protocol.jsonrpc import RequestId
 from stratumkit.protocol.server import ServerConnection, ServerState
@@ -244,7 +246,10 @@ class MiningSession:
             self._on_configure(event, now)
         elif kind is SuggestDifficulty:
             assert isinstance(event, SuggestDifficulty)
-            self._on_suggest_difficulty(event, now)
+            self._suggested(event.id, event.difficulty, now)
+        elif kind is SuggestTarget:
+            assert isinstance(event, SuggestTarget)
+            self._suggested(event.id, target_to_difficulty(event.target), now)
         elif kind is ExtranonceSubscribe:
             assert isinstance(event, ExtranonceSubscribe)
             self.conn.respond(event.id, True)
@@ -301,11 +306,13 @@ class MiningSession:
             subscribe_extranonce=event.subscribe_extranonce,
         )
 
-    def _on_suggest_difficulty(self, event: SuggestDifficulty, now: float) -> None:
+    def _suggested(self, request_id: RequestId, difficulty: float, now: float) -> None:
+        """mining.suggest_difficulty / suggest_target: the miner's wish, within the pool's bounds
+        (and each job's network difficulty, when sent)."""
         cfg = self._cfg.vardiff
-        wanted = min(max(event.difficulty, self._min_difficulty, cfg.minimum), cfg.maximum)
+        wanted = min(max(difficulty, self._min_difficulty, cfg.minimum), cfg.maximum)
         self.vardiff.reset(wanted, now)
-        self.conn.respond(event.id, True)
+        self.conn.respond(request_id, True)
         if self._working:
             self._resend_work(now)
 

@@ -245,3 +245,17 @@ def test_a_difficulty_change_comes_with_a_new_job_id_and_each_id_keeps_its_diffi
     assert [r.difficulty for r in recorder.shares] == [DIFFICULTY, 4 * DIFFICULTY]
     again = dataclasses.replace(old, job_id=new_id)  # the same work under the other id
     assert send(session, {"id": 6, "method": "mining.submit", "params": again.params("w.1")})[0]["error"][0] == 22
+
+
+def test_bfgminers_suggest_target_before_subscribing_is_applied_and_not_answered(
+    parts: tuple[PoolWork, Recorder],
+) -> None:
+    """bfgminer --request-diff sends it as a notification before mining.subscribe."""
+    session = make_session(parts, vardiff=VardiffConfig(minimum=1e-9, maximum=1e-3))
+    target = difficulty_to_target(4e-4)
+    line = {"id": None, "method": "mining.suggest_target", "params": [f"{target:064x}"]}
+    assert send(session, line) == []  # a notification: never answered
+    out = handshake(session)
+    assert [m["id"] for m in out[:2]] == [1, 2]  # the first line the miner reads answers its subscribe
+    [sent] = [m["params"][0] for m in out if m.get("method") == "mining.set_difficulty"]
+    assert sent == pytest.approx(4e-4, rel=1e-5)
