@@ -24,7 +24,7 @@ def render_metrics(pool: Mapping[str, Any], leases: Mapping[str, Any]) -> str:
         out,
         "stratumkit_shares_accepted_total",
         "counter",
-        "Shares accepted since the pool started.",
+        "Shares accepted, ever (the share log's records: a restart keeps the count).",
         [({}, pool.get("accepted", 0))],
     )
     rejected = pool.get("rejected", {}) or {}
@@ -39,7 +39,7 @@ def render_metrics(pool: Mapping[str, Any], leases: Mapping[str, Any]) -> str:
         out,
         "stratumkit_blocks_found_total",
         "counter",
-        "Blocks found since the pool started.",
+        "Blocks found, ever (the block ledger's rows: a restart keeps the count).",
         [({}, pool.get("blocks", 0))],
     )
     _family(

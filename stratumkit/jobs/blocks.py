@@ -102,6 +102,12 @@ class BlockLedger:
             rows = self._db.execute(query, (*args, limit)).fetchall()
         return [FoundBlock(*row) for row in rows]
 
+    def count(self) -> int:
+        """Every block ever found (what `list` shows only the latest of), whatever its status."""
+        with self._lock:
+            (n,) = self._db.execute("SELECT COUNT(*) FROM blocks").fetchone()
+        return int(n)
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

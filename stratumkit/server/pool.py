@@ -106,7 +106,9 @@ class Pool:
             max_line_length=config.max_line_length,
             rig_max_line_length=config.rig_max_line_length,
         )
-        self.stats = PoolStats()
+        # totals from the durable record, so a restart does not zero them: every share-log record
+        # is an accepted share (counted by the segment scan at open), every ledger row a found block
+        self.stats = PoolStats(accepted=self.share_log.records, blocks=self.ledger.count())
         self.work = PoolWork(self.registry, self.extranonces, self.network, solo=config.solo)
         self.ports = SessionPorts(
             work=self.work,
@@ -466,6 +468,8 @@ class Pool:
             height=current.template.height if current else None,
             network_difficulty=target_to_difficulty(current.network_target) if current else None,
             last_fanout_ms=None if self.last_fanout is None else round(self.last_fanout * 1000, 3),
+            # the ledger's count, like blocks_found: it also holds blocks whose share was refused
+            blocks=self.ledger.count(),
             blocks_found=[b.as_dict() for b in self.ledger.list(limit=50)],
             share_log=self.share_log.statistics(),
         )
