@@ -60,12 +60,17 @@ class LineBuffer:
             return [line] if line and not line.isspace() else []
         if end < 0:
             if data:
+                # +1: the last byte may be the \r of a \r\n that has not arrived yet. Checked
+                # before the copy, so an oversized read never grows the buffer past the cap.
+                seen = len(tail) + len(data)
+                if seen > self._max + 1:
+                    raise LineTooLong(self._too_long(seen))
                 tail += data
-                # +1: the last byte may be the \r of a \r\n that has not arrived yet.
-                if len(tail) > self._max + 1:
-                    raise LineTooLong(self._too_long(len(tail)))
             return []
         if tail:
+            first = len(tail) + data.find(b"\n")  # the buffered line's length once completed
+            if first > self._max + 1:
+                raise LineTooLong(self._too_long(first))
             tail += data[:end]
             chunk = bytes(tail)
             tail.clear()
@@ -83,9 +88,10 @@ class LineBuffer:
             if line and not line.isspace():
                 out.append(line)
         if end + 1 < len(data):
+            rest = len(data) - end - 1
+            if rest > limit + 1:
+                raise LineTooLong(self._too_long(rest), out)
             tail += data[end + 1 :]
-            if len(tail) > limit + 1:
-                raise LineTooLong(self._too_long(len(tail)), out)
         return out
 
     def _too_long(self, seen: int) -> str:

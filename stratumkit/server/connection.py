@@ -43,9 +43,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("stratumkit.session")
 
-#: The largest read from a miner at once.
-READ_SIZE = 65536
-
 
 class MinerConnection:
     """One miner's connection: the session, its extension queue, and its way out (subclasses)."""
@@ -236,7 +233,7 @@ class SocketConnection(MinerConnection):
     def read(self, now: float, wall: float) -> None:
         """The socket is readable: one read, handed to the session."""
         try:
-            data = os.read(self.fd, READ_SIZE)
+            data = os.read(self.fd, self.session.read_size)
         except BlockingIOError:
             return
         except OSError:
@@ -355,7 +352,7 @@ class TlsSocketConnection(SocketConnection):
 
     def read(self, now: float, wall: float) -> None:
         try:
-            data = os.read(self.fd, READ_SIZE)
+            data = os.read(self.fd, self.session.read_size)
         except BlockingIOError:
             return
         except OSError:
@@ -377,7 +374,7 @@ class TlsSocketConnection(SocketConnection):
             chunks = []
             while True:
                 try:
-                    chunk = tls.read(READ_SIZE)
+                    chunk = tls.read(self.session.read_size)
                 except ssl.SSLWantReadError:
                     break
                 if not chunk:  # close_notify
@@ -455,7 +452,7 @@ class StreamConnection(MinerConnection):
         session = self.session
         while not session.closing:
             try:
-                data = bytes(await self.stream.receive_some(READ_SIZE))
+                data = bytes(await self.stream.receive_some(session.read_size))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 data = b""
             now = trio.current_time()

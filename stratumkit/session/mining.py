@@ -60,6 +60,9 @@ from stratumkit.shares.vardiff import Vardiff, VardiffConfig
 
 from .ports import BlockPort, RigMode, SharePort, StatsPort, WorkPort
 
+#: The largest read a shell makes for one connection.
+MAX_READ = 65536
+
 #: Jobs whose sent difficulty a session remembers between clean jobs (oldest half forgotten past it).
 MAX_REMEMBERED_JOBS = 64
 
@@ -113,6 +116,7 @@ class MiningSession:
         "mode",
         "payout_script",
         "peer",
+        "read_size",
         "rejected",
         "rig_id",
         "vardiff",
@@ -138,6 +142,8 @@ class MiningSession:
         self._working = False  # has been sent work since it last (re)started mining
         self.mode = RigMode.MINING
         self.rig_id: str | None = None
+        #: The most a shell reads at once: a line over the cap is refused without reading more.
+        self.read_size = min(MAX_READ, config.max_line_length + 2)
         self._judged: deque[bool] = deque()  # the last judged messages: True for a bad one
         self.invalid_recent = 0  # bad ones among them
         #: Dropped for a flood or for bytes that break the protocol (the pool may ban the address).
@@ -240,7 +246,7 @@ class MiningSession:
             self._on_subscribe(event, now)
         elif kind is Authorize:
             assert isinstance(event, Authorize)
-            self._on_authorize(event, now)
+            self._on_authorize(event, now, wall)
         elif kind is Configure:
             assert isinstance(event, Configure)
             self._on_configure(event, now)
@@ -279,7 +285,7 @@ class MiningSession:
         self.conn.respond_subscribe(event.id, self.extranonce1.hex(), self._cfg.extranonce2_size)
         self._maybe_start_work(now)
 
-    def _on_authorize(self, event: Authorize, now: float) -> None:
+    def _on_authorize(self, event: Authorize, now: float, wall: float) -> None:
         script, reason = self._ports.work.check_worker(event.username)
         if reason is None and self.payout_script is not None and script != self.payout_script:
             reason = "solo mode pays one address per connection: name the same address"
@@ -288,7 +294,9 @@ class MiningSession:
             self._count_invalid()
             return
         self.conn.respond(event.id, True)
-        self._workers.add(event.username)
+        if event.username not in self._workers:
+            self._workers.add(event.username)
+            self._ports.stats.on_worker_started(event.username, wall)  # its hashrate is timed from here
         if self.worker is None:
             self.worker = event.username
             self.payout_script = script
@@ -391,6 +399,7 @@ class MiningSession:
         """This connection is the rig `rig_id`: its job results are far longer than mining lines."""
         self.rig_id = rig_id
         self.conn.max_line_length = self._cfg.rig_max_line_length
+        self.read_size = MAX_READ
 
     def set_mode(self, mode: RigMode, now: float, *, difficulty: float | None = None) -> None:
         """Change what the hardware does. MINING starts over: the difficulty (floored at the

@@ -129,3 +129,16 @@ def test_the_line_limit_can_be_raised_for_a_trusted_peer() -> None:
     for conn in (ServerConnection(max_line_length=8), ClientConnection(max_line_length=8)):
         conn.max_line_length = 1 << 20
         assert conn.max_line_length == 1 << 20
+
+
+def test_an_oversized_read_is_refused_before_it_is_buffered() -> None:
+    """A 64 KiB write with no newline against a 16 KiB cap: refused, and nothing of it is kept."""
+    buffer = LineBuffer(16 * 1024)
+    with pytest.raises(LineTooLong):
+        buffer.feed(b"a" * 65536)
+    assert len(buffer) == 0
+    buffer = LineBuffer(16 * 1024)
+    buffer.feed(b"b" * 10_000)
+    with pytest.raises(LineTooLong):
+        buffer.feed(b"b" * 60_000 + b"\n")  # completes a line far over the cap
+    assert len(buffer) == 10_000

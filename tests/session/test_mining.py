@@ -37,6 +37,7 @@ class Recorder:
     shares: list[ShareRecord] = field(default_factory=list)
     blocks: list[tuple[str, str]] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
+    started: list[str] = field(default_factory=list)
 
     def append(self, frame: bytes) -> LogBatch:
         self.shares.append(ShareRecord.unpack(frame[8:]))
@@ -47,6 +48,9 @@ class Recorder:
 
     def on_accepted(self, worker: str, difficulty: float, now: float, block: bool) -> None:
         pass
+
+    def on_worker_started(self, worker: str, now: float) -> None:
+        self.started.append(worker)
 
     def on_rejected(self, worker: str, reason: str) -> None:
         self.rejected.append(reason)
@@ -102,6 +106,7 @@ def test_handshake_sends_difficulty_then_a_clean_job(parts: tuple[PoolWork, Reco
     assert out[2] == {"id": None, "method": "mining.set_difficulty", "params": [DIFFICULTY]}
     assert out[3]["method"] == "mining.notify" and out[3]["params"][-1] is True
     assert session.working and session.worker == "w.1"
+    assert parts[1].started == ["w.1"]  # the worker's hashrate is timed from its authorize
 
 
 def test_an_accepted_share_goes_to_the_log_batch_before_its_reply_is_taken(parts: tuple[PoolWork, Recorder]) -> None:
