@@ -27,7 +27,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 import trio
@@ -37,9 +37,6 @@ from stratumkit.protocol.jsonrpc import RequestId
 from stratumkit.session.mining import MiningSession
 from stratumkit.session.ports import ExtensionPort, RigMode
 from stratumkit.shares.log import ShareLog, ShareLogError
-
-if TYPE_CHECKING:
-    from stratumkit.shares.vardiff import Vardiff
 
 log = structlog.get_logger("stratumkit.session")
 
@@ -91,14 +88,6 @@ class MinerConnection:
     @property
     def mode(self) -> RigMode:
         return self.session.mode
-
-    @property
-    def working(self) -> bool:
-        return self.session.working
-
-    @property
-    def vardiff(self) -> Vardiff:
-        return self.session.vardiff
 
     @property
     def drop_reason(self) -> str | None:

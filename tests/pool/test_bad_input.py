@@ -336,7 +336,7 @@ async def test_a_slow_reader_is_dropped_and_a_reading_miner_is_not(make_pool: Ma
     honest = await Miner.connect(nursery, pool.port, "honest.1")
     slow = await RawConnection.connect(nursery, pool.port, rcvbuf=1024)
     await slow.handshake("slow.1")  # ... and from now on it never reads
-    await wait_until(lambda: any(s.worker == "slow.1" and s.working for s in pool.sessions))
+    await wait_until(lambda: any(s.worker == "slow.1" and s.session.working for s in pool.sessions))
     [slow_session] = [s for s in pool.sessions if s.worker == "slow.1"]
     job = pool.registry.current
     assert job is not None

@@ -133,7 +133,7 @@ async def test_vardiff_raises_a_fast_miner(make_pool: MakePool, nursery: trio.Nu
     assert isinstance(miner.events[-1], Notify)  # the new difficulty comes with work
     assert (await miner.submit(miner.share())).accepted
     [session] = pool.sessions
-    assert session.vardiff.difficulty == 4e-6
+    assert session.session.vardiff.difficulty == 4e-6
 
 
 async def test_shares_sent_before_a_difficulty_change_count_at_the_old_difficulty(
