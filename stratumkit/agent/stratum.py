@@ -111,7 +111,10 @@ class StratumClient:
                     if isinstance(event, GetVersion):
                         self.conn.respond(event.id, self.user_agent)
                     self.on_event(event)
-                await self.flush()
+                try:
+                    await self.flush()  # answers to the pool's requests (client.get_version)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return  # closed under us: the connection is over
                 if not data:
                     return
         finally:

@@ -62,6 +62,7 @@ class MinerConnection:
         self.holding = False  # output waits for a share-log batch
         self._requests: trio.MemorySendChannel[ExtensionRequest] | None = None
         self._logged_worker: str | None = None
+        self._logged_version = False
 
     # ------------------------------------------------------------------ RigConnection
 
@@ -139,6 +140,9 @@ class MinerConnection:
         if session.worker is not None and self._logged_worker is None:
             self._logged_worker = session.worker
             log.info("miner authorized", peer=session.peer, worker=session.worker, user_agent=session.conn.user_agent)
+        if session.miner_version is not None and not self._logged_version:
+            self._logged_version = True
+            log.info("miner version", peer=session.peer, worker=session.worker, version=session.miner_version)
         for request in requests:
             self._queue_request(request)
         if session.rig_id is not None and session.accepted != accepted_before:

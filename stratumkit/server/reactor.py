@@ -10,7 +10,8 @@ second queue. Sockets that would not take everything are watched for writability
 Rules:
 - Nothing in a wakeup awaits: between a read and its reply no other task runs, so no other
   task's output can overtake a held reply, and no reply leaves before its batch is durable.
-- A failed share-log write drops every connection that read in that wakeup, unanswered.
+- A failed share-log write drops every connection that accepted a share in that wakeup, with
+  nothing of that read answered; the others are served as usual.
 - One connection's exception closes that connection only.
 - A wakeup serves at most `max_events` ready connections; the rest wait for the next one, so
   the trio loop (timers, the API, template updates) is never starved.
@@ -82,6 +83,7 @@ class SocketReactor:
         wall = time.time()
         conns = self._conns
         served: list[SocketConnection] = []
+        logged: list[SocketConnection] = []  # those that accepted shares in this wakeup
         for fd, mask in ready:
             conn = conns.get(fd)
             if conn is None:
@@ -93,6 +95,8 @@ class SocketReactor:
                     conn.holding = True
                     served.append(conn)
                     conn.read(now, wall)
+                    if conn.session.take_batch() is not None:
+                        logged.append(conn)
             except Exception as exc:  # one miner's failure must never reach the server
                 log.exception("connection failed", peer=conn.peer)
                 conn.session.drop(f"internal error: {exc!r}")
@@ -100,7 +104,7 @@ class SocketReactor:
             batch = self.share_log.sync_now()
             if batch.error is not None:
                 log.error("share log write failed; dropping connections unacknowledged", error=str(batch.error))
-                for conn in served:
+                for conn in logged:
                     conn.session.data_to_send()  # never acknowledge what is not on disk
                     conn.session.drop("share log unavailable")
         for conn in served:

@@ -47,6 +47,7 @@ from stratumkit.protocol.events import (
     ExtensionRequest,
     ExtranonceSubscribe,
     ProtocolViolation,
+    Response,
     Submit,
     Subscribe,
     SuggestDifficulty,
@@ -59,6 +60,9 @@ from stratumkit.shares.validator import judge_share
 from stratumkit.shares.vardiff import Vardiff, VardiffConfig
 
 from .ports import BlockPort, RigMode, SharePort, StatsPort, WorkPort
+
+#: The longest miner version kept (it is the miner's text: logged, never trusted).
+MAX_VERSION_CHARS = 128
 
 #: The largest read a shell makes for one connection.
 MAX_READ = 65536
@@ -103,6 +107,7 @@ class MiningSession:
         "_min_difficulty",
         "_ports",
         "_sent_difficulty",
+        "_version_request",
         "_workers",
         "_working",
         "accepted",
@@ -112,6 +117,7 @@ class MiningSession:
         "extranonce1",
         "invalid_recent",
         "last_activity",
+        "miner_version",
         "misbehaved",
         "mode",
         "payout_script",
@@ -142,6 +148,9 @@ class MiningSession:
         self._working = False  # has been sent work since it last (re)started mining
         self.mode = RigMode.MINING
         self.rig_id: str | None = None
+        self._version_request: int | None = None
+        #: What the miner answered to client.get_version (None: not asked, not answered, or refused).
+        self.miner_version: str | None = None
         #: The most a shell reads at once: a line over the cap is refused without reading more.
         self.read_size = min(MAX_READ, config.max_line_length + 2)
         self._judged: deque[bool] = deque()  # the last judged messages: True for a bad one
@@ -264,7 +273,11 @@ class MiningSession:
             requests.append(event)
         elif kind is BadRequest or kind is ProtocolViolation:
             self._count_invalid()
-        # Response (to client.get_version) and anything else: nothing to do
+        elif kind is Response:
+            assert isinstance(event, Response)
+            if event.id == self._version_request and type(event.result) is str:
+                self.miner_version = event.result[:MAX_VERSION_CHARS]
+        # an error reply (a miner without client.get_version) and anything else: nothing to do
 
     def _judge(self, bad: bool) -> None:
         judged = self._judged
@@ -335,6 +348,8 @@ class MiningSession:
         self._working = True
         self.vardiff.reset(self.vardiff.difficulty, now)
         self.send_job(job, True, now)
+        if self._version_request is None:  # once per connection, after its first work
+            self._version_request = self.conn.send_get_version()
 
     def send_job(self, job: Job, clean: bool, now: float) -> None:
         """Queue a job (and the difficulty it is sent at), or the first job if work can start now."""

@@ -264,3 +264,14 @@ def test_bfgminers_suggest_target_before_subscribing_is_applied_and_not_answered
     assert [m["id"] for m in out[:2]] == [1, 2]  # the first line the miner reads answers its subscribe
     [sent] = [m["params"][0] for m in out if m.get("method") == "mining.set_difficulty"]
     assert sent == pytest.approx(4e-4, rel=1e-5)
+
+
+def test_the_miner_is_asked_its_version_once_after_its_first_work(parts: tuple[PoolWork, Recorder]) -> None:
+    session = make_session(parts)
+    out = handshake(session)
+    [ask] = [m for m in out if m.get("method") == "client.get_version"]
+    assert out.index(ask) == len(out) - 1  # after the difficulty and the first job
+    send(session, {"id": ask["id"], "result": "cgminer/4.12.1", "error": None})
+    assert session.miner_version == "cgminer/4.12.1"
+    session.set_mode(RigMode.MINING, 1.0)  # work starts over: no second question
+    assert all(m.get("method") != "client.get_version" for m in lines(session))
