@@ -83,16 +83,8 @@ class MinerConnection:
         return self.session.accepted
 
     @property
-    def rejected(self) -> int:
-        return self.session.rejected
-
-    @property
     def mode(self) -> RigMode:
         return self.session.mode
-
-    @property
-    def drop_reason(self) -> str | None:
-        return self.session.drop_reason
 
     def register_rig(self, rig_id: str) -> None:
         self.session.register_rig(rig_id)
@@ -343,18 +335,15 @@ class TlsSocketConnection(SocketConnection):
         self._tls = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
         self._secure = False  # handshake done
 
-    def read(self, now: float, wall: float) -> None:
-        try:
-            data = os.read(self.fd, self.session.read_size)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
+    def deliver(self, data: bytes, now: float, wall: float) -> None:
+        """The socket's bytes through TLS; the plaintext (and the end of it) to the session."""
         if not data:
-            self.deliver(b"", now, wall)
+            super().deliver(b"", now, wall)
             return
         self._incoming.write(data)
         tls = self._tls
+        chunks: list[bytes] = []
+        ended = False  # the miner's close_notify
         try:
             if not self._secure:
                 try:
@@ -364,24 +353,26 @@ class TlsSocketConnection(SocketConnection):
                 finally:
                     self.write_raw(self._outgoing.read())
                 self._secure = True
-            chunks = []
             while True:
                 try:
                     chunk = tls.read(self.session.read_size)
                 except ssl.SSLWantReadError:
                     break
-                if not chunk:  # close_notify
+                if not chunk:
+                    ended = True
                     break
                 chunks.append(chunk)
         except ssl.SSLZeroReturnError:
-            chunks = [b""]
+            ended = True
         except ssl.SSLError as exc:
             self.session.drop(f"TLS error: {exc.reason or exc}")
             return
         if self._outgoing.pending:  # post-handshake messages (session tickets)
             self.write_raw(self._outgoing.read())
-        if chunks:
-            self.deliver(b"".join(chunks), now, wall)
+        if chunks:  # what came before a close_notify still counts (a share may solve a block)
+            super().deliver(b"".join(chunks), now, wall)
+        if ended and not self.session.closing:
+            super().deliver(b"", now, wall)
 
     def encode(self, data: bytes) -> bytes:
         if not data or not self._secure:

@@ -49,7 +49,7 @@ from stratumkit.shares.log import ShareLog
 from stratumkit.shares.stats import PoolStats
 from stratumkit.shares.vardiff import VardiffConfig
 
-from .config import PoolConfig
+from .config import ConfigError, PoolConfig
 from .connection import MinerConnection, SocketConnection, StreamConnection, TlsSocketConnection
 from .reactor import SocketReactor
 
@@ -118,6 +118,7 @@ class Pool:
             extension_methods=self.extensions.methods,
         )
         self.reactor = SocketReactor(self.share_log)
+        self.tls = self._tls_context() if config.tls_port is not None else None
         self.sessions: set[MinerConnection] = set()
         #: Each connection's timers are checked in one fixed slice of the tick (see _timers).
         self._timer_slots: list[set[MinerConnection]] = [set() for _ in range(TIMER_SLICES)]
@@ -174,7 +175,8 @@ class Pool:
                     for listener in listeners:
                         nursery.start_soon(self._accept, listener)
                     if self.config.tls_port is not None:
-                        context = self.tls_context()
+                        assert self.tls is not None
+                        context = self.tls
                         tls_listeners = await trio.open_tcp_listeners(self.config.tls_port, host=self.config.host)
                         self.tls_port = tls_listeners[0].socket.getsockname()[1]
                         for listener in tls_listeners:
@@ -216,13 +218,17 @@ class Pool:
                     log.exception("could not say goodbye", peer=conn.peer)
                 conn.drop("pool shutting down")
 
-    def tls_context(self) -> ssl.SSLContext:
-        """TLS 1.2 and newer, with the configured certificate chain and key."""
+    def _tls_context(self) -> ssl.SSLContext:
+        """TLS 1.2 and newer, with the configured certificate chain and key: built at start, so a
+        bad certificate is one line naming the keys, before anything listens."""
         cfg = self.config
         assert cfg.tls_cert is not None and cfg.tls_key is not None  # PoolConfig.validate
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(cfg.tls_cert, cfg.tls_key)
+        try:
+            context.load_cert_chain(cfg.tls_cert, cfg.tls_key)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(f"tls_cert / tls_key: cannot load {cfg.tls_cert} with {cfg.tls_key}: {exc}") from None
         return context
 
     def shutdown(self) -> None:

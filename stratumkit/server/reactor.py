@@ -42,10 +42,6 @@ class SocketReactor:
         self.max_events = max_events
         self._epoll = select.epoll()
         self._conns: dict[int, SocketConnection] = {}
-        self.wakeups = 0
-
-    def __len__(self) -> int:
-        return len(self._conns)
 
     def add(self, conn: SocketConnection) -> None:
         self._conns[conn.fd] = conn
@@ -78,7 +74,6 @@ class SocketReactor:
             return
         if not ready:
             return
-        self.wakeups += 1
         now = trio.current_time()
         wall = time.time()
         conns = self._conns

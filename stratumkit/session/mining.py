@@ -169,11 +169,6 @@ class MiningSession:
         return self.vardiff.difficulty
 
     @property
-    def min_difficulty(self) -> float:
-        """The floor in force: the pool's, raised by the miner's BIP310 minimum-difficulty."""
-        return self._min_difficulty
-
-    @property
     def working(self) -> bool:
         """True once this MINING miner has been sent work."""
         return self._working

@@ -12,9 +12,12 @@ import pytest
 import trio
 import trio.testing
 
+from stratumkit.app import make_source
+from stratumkit.server.config import ConfigError
 from stratumkit.server.pool import Pool
 from stratumkit.shares.log import read_records
 from tests.pool.conftest import MakePool
+from tests.pool.helpers import pool_config
 from tests.support.miners import Miner
 from tests.support.waiting import wait_until
 
@@ -101,3 +104,11 @@ async def test_a_failed_share_log_write_acknowledges_nothing(pool: Pool, nursery
         os.close(log._fd)
         log._fd = real_fd
     assert (await bystander.submit(bystander.share())).accepted
+
+
+async def test_a_certificate_that_does_not_load_is_a_config_error_before_anything_listens(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate\n")
+    config = pool_config(tmp_path / "pool", tls_port=0, tls_cert=str(bad), tls_key=str(bad))
+    with pytest.raises(ConfigError, match="tls_cert / tls_key: cannot load"):
+        Pool(config, make_source(config))
