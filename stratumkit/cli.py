@@ -24,7 +24,7 @@ def _bench(args: argparse.Namespace) -> int:
         bench_pool.run(
             args.connections,
             args.rate,
-            args.duration,
+            10.0 if args.duration is None else args.duration,
             args.transactions,
             shape=args.shape,
             in_flight=args.in_flight,
@@ -36,6 +36,11 @@ def _bench(args: argparse.Namespace) -> int:
         from stratumkit.bench import lease as bench_lease
 
         bench_lease.run(args.rounds, args.rigs, args.inference)
+    elif args.what == "mining":
+        from stratumkit.bench import mining as bench_mining
+
+        duration = 60.0 if args.duration is None else args.duration
+        bench_mining.run(args.figure, duration, args.restarts, args.reconnect_wait, args.json)
     return 0
 
 
@@ -221,7 +226,20 @@ def build_parser() -> argparse.ArgumentParser:
     infer_serve.set_defaults(func=_infer_serve)
 
     bench = sub.add_parser("bench", help="measure performance")
-    bench.add_argument("what", choices=["hash", "pool", "lease"], help="what to measure")
+    bench.add_argument("what", choices=["hash", "pool", "lease", "mining"], help="what to measure")
+    bench.add_argument(
+        "--figure",
+        choices=["all", "hashrate", "credit", "reconnect"],
+        default="all",
+        help="mining: hashrate estimate, credit through a vardiff ramp, or reconnect after a restart (default all)",
+    )
+    bench.add_argument("--restarts", type=int, default=5, help="mining: graceful restarts to time (default 5)")
+    bench.add_argument(
+        "--reconnect-wait",
+        type=float,
+        default=2.0,
+        help="mining: the pool's reconnect_wait in those restarts (default 2)",
+    )
     bench.add_argument("--rounds", type=int, default=30, help="lease: switch rounds (default 30)")
     bench.add_argument("--rigs", type=int, default=2, help="lease: agent processes (default 2)")
     bench.add_argument("--inference", default=None, help="lease: agents' inference backend (e.g. minilm)")
@@ -242,9 +260,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--in-flight", type=int, default=1, help="pool, closed shape: shares outstanding per miner")
     bench.add_argument("--tls", action="store_true", help="pool: each run again over the server's TLS port")
     bench.add_argument("--no-fanout", action="store_true", help="pool: skip the block fan-out and send floor")
-    bench.add_argument("--json", action="store_true", help="pool: one JSON object per run instead of the table")
+    bench.add_argument("--json", action="store_true", help="pool, mining: one JSON object per figure instead of text")
     bench.add_argument("--rate", type=float, default=20000, help="pool: shares/s offered in total (default 20000)")
-    bench.add_argument("--duration", type=float, default=10.0, help="pool: seconds of load (default 10)")
+    bench.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="pool: seconds of load (default 10); mining: per figure (default 60)",
+    )
     bench.add_argument(
         "--transactions",
         type=int,
