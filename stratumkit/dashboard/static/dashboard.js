@@ -79,24 +79,22 @@
     span.textContent = value;
     td.appendChild(span);
   }
-  // Rows keyed by `key`: kept in place (so a changed row can be flashed), removed when gone.
-  function fillTable(tbody, items, key, attribute, render) {
-    const seen = new Set();
-    for (const item of items) {
+  // Rows keyed by `key`, in the order of `items`; a row whose item changed is flashed (`changed`),
+  // every row is drawn again (its "ago" texts move on), rows of items gone are removed.
+  function fillTable(tbody, items, key, attribute, render, ignored = []) {
+    const old = new Map([...tbody.rows].map((r) => [r.dataset[attribute], r]));
+    const rows = items.map((item) => {
       const id = String(item[key]);
-      seen.add(id);
-      let row = [...tbody.rows].find((r) => r.dataset[attribute] === id);
-      const fresh = document.createElement("tr");
-      fresh.dataset[attribute] = id;
-      render(fresh, item);
-      if (row === undefined) {
-        tbody.appendChild(fresh);
-      } else if (row.innerHTML !== fresh.innerHTML) {
-        fresh.classList.add("changed");
-        row.replaceWith(fresh);
-      }
-    }
-    for (const row of [...tbody.rows]) if (!seen.has(row.dataset[attribute])) row.remove();
+      const row = document.createElement("tr");
+      row.dataset[attribute] = id;
+      const signature = JSON.stringify(item, (k, v) => (ignored.includes(k) ? undefined : v));
+      row.dataset.signature = signature;
+      render(row, item);
+      const before = old.get(id);
+      if (before !== undefined && before.dataset.signature !== signature) row.classList.add("changed");
+      return row;
+    });
+    tbody.replaceChildren(...rows);
   }
   function setText(selector, text) {
     const el = $(selector);
@@ -161,7 +159,7 @@
       cell(row, "rejects", reasons(w.rejected));
       cell(row, "blocks", count(w.blocks));
       cell(row, "last-share", ago(w.last_share), clock(w.last_share));
-    });
+    }, ["hashrate"]);
     if (!has("blocks")) showBlocks(pool.blocks_found || [], null);
 
     const point = { pool: pool.hashrate };
@@ -242,7 +240,7 @@
       cell(row, "gpu-seconds", number(usage.gpu_seconds, 5));
       cell(row, "hashes-foregone", si(usage.hashes_foregone, "H"));
       cell(row, "rigs-left-early", count(usage.rigs_left_early));
-    });
+    }, ["remaining_s", "gpu_seconds", "hashes_foregone"]);
   }
 
   // /v1/policy's shape is its own: every field is shown, nested objects as dotted names.
