@@ -17,13 +17,18 @@ from pathlib import Path
 
 import pytest
 import trio
-from selenium.common.exceptions import NoSuchElementException
-from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
-from selenium.webdriver.remote.webelement import WebElement
 
 from stratumkit.client import PoolClient
-from tests.support.browser import console_problems, in_thread, open_chromium, wait_for_page
+from tests.support.browser import (
+    console_problems,
+    in_thread,
+    open_chromium,
+    shown_element,
+    text,
+    wait_for_page,
+    wait_text,
+)
 from tests.support.miners import Miner
 from tests.support.processes import ServeProcess, child_env, cli_command
 
@@ -31,31 +36,6 @@ pytestmark = pytest.mark.slow
 
 TOKEN = "dashboard-s3cret"
 WORKER = "bc1qdash.miner"
-
-
-def text(driver: WebDriver, css: str) -> str | None:
-    """The text of the first element matching `css`, or None while there is none."""
-    try:
-        return driver.find_element(By.CSS_SELECTOR, css).text
-    except NoSuchElementException:
-        return None
-
-
-async def wait_text(driver: WebDriver, css: str, wanted: set[str], what: str) -> str:
-    """Until the element's text is one of `wanted`: that text."""
-
-    def shown(d: WebDriver) -> str | None:
-        found = text(d, css)
-        return found if found in wanted else None
-
-    result = await wait_for_page(driver, shown, what)
-    assert result is not None
-    return result
-
-
-def shown_element(driver: WebDriver, element_id: str) -> WebElement | None:
-    element = driver.find_element(By.ID, element_id)
-    return element if element.is_displayed() else None
 
 
 async def test_the_dashboard_shows_miners_blocks_and_leases_live(tmp_path: Path, nursery: trio.Nursery) -> None:

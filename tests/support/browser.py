@@ -16,8 +16,11 @@ from typing import Any, TypeVar
 
 import trio
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.wait import WebDriverWait
 
 T = TypeVar("T")
@@ -70,6 +73,31 @@ async def wait_for_page(driver: WebDriver, condition: Callable[[WebDriver], T], 
         return result
 
     return await in_thread(wait)
+
+
+def text(driver: WebDriver, css: str) -> str | None:
+    """The text of the first element matching `css`, or None while there is none."""
+    try:
+        return driver.find_element(By.CSS_SELECTOR, css).text
+    except NoSuchElementException:
+        return None
+
+
+async def wait_text(driver: WebDriver, css: str, wanted: set[str], what: str) -> str:
+    """Until the element's text is one of `wanted`: that text."""
+
+    def shown(d: WebDriver) -> str | None:
+        found = text(d, css)
+        return found if found in wanted else None
+
+    result = await wait_for_page(driver, shown, what)
+    assert result is not None
+    return result
+
+
+def shown_element(driver: WebDriver, element_id: str) -> WebElement | None:
+    element = driver.find_element(By.ID, element_id)
+    return element if element.is_displayed() else None
 
 
 def console_problems(driver: WebDriver) -> list[dict[str, Any]]:

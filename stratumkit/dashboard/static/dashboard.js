@@ -146,7 +146,8 @@
     setText("#pool-rejected", count(Object.values(pool.rejected || {}).reduce((a, b) => a + b, 0)));
     setText("#pool-blocks", count(pool.blocks));
     setText("#pool-height", count(pool.height));
-    setText("#pool-network-difficulty", number(pool.network_difficulty));
+    const difficulty = pool.network_difficulty;
+    setText("#pool-network-difficulty", difficulty >= 1e6 ? si(difficulty, "") : number(difficulty));
     setText("#pool-source", pool.source || "-");
     setText("#pool-uptime", duration(pool.uptime));
     setText("#pool-rejects", `Rejected by reason: ${reasons(pool.rejected)}`);
@@ -203,7 +204,7 @@
   function rigMode(rig, leases) {
     if (rig.mode !== "leased" || !rig.lease_id) return rig.mode;
     const lease = leases.find((l) => l.lease_id === rig.lease_id);
-    const seat = lease && lease.rigs.find((r) => r.rig_id === rig.rig_id);
+    const seat = lease && (lease.rigs || []).find((r) => r.rig_id === rig.rig_id);
     return seat ? seat.phase : rig.mode;
   }
 
@@ -225,7 +226,7 @@
       badge(cell(row, "state", ""), "state", l.state);
       cell(row, "queue", l.queue);
       cell(row, "owner", l.owner || "-");
-      cell(row, "rigs", l.rigs.map((r) => `${r.rig_id} (${r.phase})`).join(", ") || "-");
+      cell(row, "rigs", (l.rigs || []).map((r) => `${r.rig_id} (${r.phase})`).join(", ") || "-");
       const progress = cell(row, "progress", "");
       if (l.duration_s > 0 && l.remaining_s !== undefined) {
         const bar = document.createElement("progress");
