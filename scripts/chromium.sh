@@ -18,25 +18,9 @@ if browser=$(find_binary chromium) && driver=$(find_binary chromedriver); then
     exit 0
 fi
 
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "chromium and chromedriver are missing and this is not a Debian-like system:" \
-         "install them with your package manager" >&2
-    exit 1
-fi
-
-as_root=()
-if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1; then
-        as_root=(sudo -n)
-    else
-        echo "installing chromium needs root (or sudo)" >&2
-        exit 1
-    fi
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-"${as_root[@]}" apt-get update -q
-"${as_root[@]}" apt-get install -y -q --no-install-recommends chromium chromium-driver
+# shellcheck source=scripts/debian-packages.sh
+source "$(dirname "$0")/debian-packages.sh"
+install_debian_packages "chromium and chromedriver" chromium chromium-driver
 
 browser=$(find_binary chromium) || { echo "chromium still not found after installing" >&2; exit 1; }
 driver=$(find_binary chromedriver) || { echo "chromedriver still not found after installing" >&2; exit 1; }
