@@ -45,11 +45,22 @@
     if (m) return `${m}m ${s}s`;
     return `${s}s`;
   }
-  function ago(unixSeconds) {
+  // A time as the API gives it (unix seconds, or an ISO 8601 text) in unix seconds; null if neither.
+  function seconds(value) {
+    if (typeof value === "number") return isFinite(value) ? value : null;
+    if (typeof value === "string") {
+      const parsed = Date.parse(value);
+      return isNaN(parsed) ? null : parsed / 1000;
+    }
+    return null;
+  }
+  function ago(time) {
+    const unixSeconds = seconds(time);
     if (!unixSeconds) return "never";
     return `${duration(Date.now() / 1000 - unixSeconds)} ago`;
   }
-  function clock(unixSeconds) {
+  function clock(time) {
+    const unixSeconds = seconds(time);
     if (!unixSeconds) return "-";
     return new Date(unixSeconds * 1000).toISOString().replace("T", " ").slice(0, 19) + "Z";
   }
@@ -109,6 +120,12 @@
   // ------------------------------------------------------------------ the API
 
   class Unauthorized extends Error {}
+  class ApiError extends Error {
+    constructor(status, message) {
+      super(message);
+      this.status = status;
+    }
+  }
 
   function headers() {
     const token = sessionStorage.getItem(TOKEN_KEY);
@@ -117,7 +134,7 @@
   async function api(path) {
     const response = await fetch(path, { headers: headers(), cache: "no-store" });
     if (response.status === 401) throw new Unauthorized(await errorText(response));
-    if (!response.ok) throw new Error(`${path}: HTTP ${response.status} ${await errorText(response)}`);
+    if (!response.ok) throw new ApiError(response.status, `${path}: HTTP ${response.status} ${await errorText(response)}`);
     return response.json();
   }
   async function errorText(response) {
@@ -305,13 +322,24 @@
     }
   }
 
+  // Read once; if it fails the chart goes on with the page's own samples, and says why.
   async function loadHistory() {
     const since = Math.floor(Date.now() / 1000) - CHART_WINDOW_S;
-    const history = await api(`/v1/history?bucket=minute&since=${since}`);
-    for (const [name, points] of Object.entries(history.series || {})) {
-      for (const p of points) addSample(Math.floor(p.t), { [name]: p.hashrate });
-    }
     historyLoaded = true;
+    let history;
+    try {
+      history = await api(`/v1/history?bucket=minute&since=${since}`);
+    } catch (error) {
+      if (error instanceof Unauthorized) throw error;
+      setText("#hashrate-source", `sampled from /v1/stats by this page (${error.message})`);
+      return;
+    }
+    for (const [name, points] of Object.entries(history.series || {})) {
+      for (const p of points) {
+        const t = seconds(p.t);
+        if (t !== null) addSample(Math.floor(t), { [name]: p.hashrate });
+      }
+    }
     setText("#hashrate-source", "from /v1/history, then sampled live");
   }
 
@@ -322,12 +350,23 @@
     showStats(stats);
     showRigsAndLeases(rigs.rigs, leases.leases);
   }
+  // A panel whose route answers 404 after all is dropped: blocks then come from /v1/stats.
+  async function optional(panel, task) {
+    if (!has(panel)) return;
+    try {
+      await task();
+    } catch (error) {
+      if (!(error instanceof ApiError && error.status === 404)) throw error;
+      session.routes = session.routes.filter((p) => p !== panel);
+      if (panel === "policy") $("#policy").hidden = true;
+    }
+  }
   async function refreshSlow() {
-    if (has("blocks")) {
+    await optional("blocks", async () => {
       const blocks = await api("/v1/blocks");
       showBlocks(blocks.blocks || [], blocks);
-    }
-    if (has("policy")) showPolicy(await api("/v1/policy"));
+    });
+    await optional("policy", async () => showPolicy(await api("/v1/policy")));
     if (has("history") && !historyLoaded) await loadHistory();
   }
 
