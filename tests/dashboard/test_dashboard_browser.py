@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from tests.support.browser import (
     open_chromium,
     shown_element,
     text,
+    texts,
     wait_for_page,
     wait_text,
 )
@@ -36,6 +38,23 @@ pytestmark = pytest.mark.slow
 
 TOKEN = "dashboard-s3cret"
 WORKER = "bc1qdash.miner"
+
+
+def job_changed(miner: Miner, stale: str) -> bool:
+    return miner.job is not None and miner.job.job_id != stale
+
+
+async def accept_share(miner: Miner, *, block: bool = False) -> None:
+    """A share of the newest job, accepted. The rig mines blocks too: a job that one of its blocks
+    turned stale in between is built again on the next job (twice at most)."""
+    for _ in range(3):
+        share = miner.share(block=block)
+        result = await miner.submit(share)
+        if result.accepted:
+            return
+        assert result.code == 21, result  # stale, and nothing else
+        await miner.wait_for(partial(job_changed, miner, share.job_id), what="the next job")
+    raise AssertionError("three shares in a row went stale")
 
 
 async def test_the_dashboard_shows_miners_blocks_and_leases_live(tmp_path: Path, nursery: trio.Nursery) -> None:
@@ -52,7 +71,7 @@ async def test_the_dashboard_shows_miners_blocks_and_leases_live(tmp_path: Path,
     )
     url = f"http://127.0.0.1:{await pool.api_port()}"
     miner = await Miner.connect(nursery, pool.port, WORKER)
-    assert (await miner.submit(miner.share())).accepted
+    await accept_share(miner)
 
     with (logs / "agent.log").open("wb") as out:
         agent = subprocess.Popen(
@@ -73,14 +92,14 @@ async def test_the_dashboard_shows_miners_blocks_and_leases_live(tmp_path: Path,
             assert text(driver, "#pool-height") not in (None, "-")
 
             # a share accepted now shows up on the page
-            assert (await miner.submit(miner.share())).accepted
+            await accept_share(miner)
             await wait_text(driver, f"{worker_row} td.accepted", {"2"}, "the second accepted share")
 
             # a block found by the miner: in the blocks table, with its worker
-            assert (await miner.submit(miner.share(block=True))).accepted
+            await accept_share(miner, block=True)
             await wait_for_page(
                 driver,
-                lambda d: WORKER in [e.text for e in d.find_elements(By.CSS_SELECTOR, "#blocks td.worker")],
+                lambda d: WORKER in texts(d, "#blocks td.worker"),
                 "the miner's block in the blocks table",
             )
 

@@ -17,12 +17,11 @@ from typing import Any
 
 import pytest
 import trio
-from selenium.webdriver.common.by import By
 
 from stratumkit.api.app import ApiApp
 from stratumkit.asgi import Reply, Request, Send, listen
 from tests.api.test_routes_fake import FakeLeases, FakePool
-from tests.support.browser import console_problems, in_thread, open_chromium, text, wait_text
+from tests.support.browser import console_problems, in_thread, open_chromium, text, texts, wait_text
 
 pytestmark = pytest.mark.slow
 
@@ -94,7 +93,7 @@ async def test_the_panels_of_blocks_history_and_policy(tmp_path: Path, nursery: 
         assert "7d" in summary and "85.0 %" in summary and "30d" in summary and "110.0 %" in summary
 
         await wait_text(driver, "#hashrate-source", {"from /v1/history, then sampled live"}, "the history")
-        legend = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#hashrate-chart .u-legend .u-label")]
+        legend = texts(driver, "#hashrate-chart .u-legend .u-label")
         assert "pool" in legend and "bc1qops.rig7" in legend
 
         await wait_text(driver, '#policy-fields dd[data-field="decision.mode"]', {'"serve_ai"'}, "the policy")

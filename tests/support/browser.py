@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import trio
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
@@ -69,18 +69,27 @@ async def wait_for_page(driver: WebDriver, condition: Callable[[WebDriver], T], 
     """WebDriverWait on the DOM until `condition` returns something truthy (and return it)."""
 
     def wait() -> T:
-        result: T = WebDriverWait(driver, PAGE_TIMEOUT, poll_frequency=0.1).until(condition, f"waiting for {what}")
+        waiting = WebDriverWait(
+            driver, PAGE_TIMEOUT, poll_frequency=0.1, ignored_exceptions=[StaleElementReferenceException]
+        )
+        result: T = waiting.until(condition, f"waiting for {what}")
         return result
 
     return await in_thread(wait)
 
 
+def texts(driver: WebDriver, css: str) -> list[str]:
+    """The shown text of every element matching `css`, read in one go (the page redraws its
+    tables every few seconds: an element found by one call may be gone by the next)."""
+    script = "return [...document.querySelectorAll(arguments[0])].map((e) => e.innerText.trim())"
+    found: list[str] = driver.execute_script(script, css)
+    return found
+
+
 def text(driver: WebDriver, css: str) -> str | None:
     """The text of the first element matching `css`, or None while there is none."""
-    try:
-        return driver.find_element(By.CSS_SELECTOR, css).text
-    except NoSuchElementException:
-        return None
+    found = texts(driver, css)
+    return found[0] if found else None
 
 
 async def wait_text(driver: WebDriver, css: str, wanted: set[str], what: str) -> str:

@@ -8,6 +8,7 @@
   const SLOW_EVERY_MS = 10000;      // /v1/blocks, /v1/policy
   const CHART_WINDOW_S = 3600;      // the chart shows the last hour
   const EVENTS_KEPT = 50;
+  const CHART_WORKERS = 8;          // the chart draws the pool and its busiest workers
 
   const $ = (selector) => document.querySelector(selector);
   const session = { routes: [], tokenNeeded: false };
@@ -181,7 +182,8 @@
     if (!has("blocks")) showBlocks(pool.blocks_found || [], null);
 
     const point = { pool: pool.hashrate };
-    for (const w of workers) point[w.name] = w.hashrate;
+    const busiest = workers.filter((w) => w.hashrate > 0).sort((a, b) => b.hashrate - a.hashrate);
+    for (const w of busiest.slice(0, CHART_WORKERS)) point[w.name] = w.hashrate;
     addSample(Math.floor(Date.now() / 1000), point);
   }
 
