@@ -309,7 +309,8 @@
       chart = new uPlot({
         width: Math.max(320, box.clientWidth),
         height: 260,
-        scales: { x: { time: true } },
+        // one sample alone would stretch the time axis over years
+        scales: { x: { time: true, range: (u, min, max) => (max - min < 60 ? [max - 60, max] : [min, max]) } },
         axes: [{}, { values: (u, ticks) => ticks.map((v) => hashrate(v)), size: 80 }],
         series: [{}, ...series.map((name, i) => ({
           label: name,
