@@ -301,6 +301,10 @@
       const v = samples.get(t)[name];
       return v === undefined ? null : v;
     }))];
+    if (times.length === 1) {  // one sample alone would stretch the time axis over years
+      data[0] = [times[0] - 60, ...data[0]];
+      for (let i = 1; i < data.length; i += 1) data[i] = [null, ...data[i]];
+    }
     const box = $("#hashrate-chart");
     if (chart === null || series.join("\n") !== chartSeries.join("\n")) {
       if (chart !== null) chart.destroy();
@@ -309,8 +313,7 @@
       chart = new uPlot({
         width: Math.max(320, box.clientWidth),
         height: 260,
-        // one sample alone would stretch the time axis over years
-        scales: { x: { time: true, range: (u, min, max) => (max - min < 60 ? [max - 60, max] : [min, max]) } },
+        scales: { x: { time: true } },
         axes: [{}, { values: (u, ticks) => ticks.map((v) => hashrate(v)), size: 80 }],
         series: [{}, ...series.map((name, i) => ({
           label: name,
