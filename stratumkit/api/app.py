@@ -22,9 +22,9 @@ Routes (who needs the token on the /v1 routes: `stratumkit.api.access`)::
 Rules:
 * Every error answer is ``{"error": "<message>"}``: 400 bad JSON or bad fields (the lease
   layer's RequestError, the queue's InvalidArgument, unknown query parameters), 401 missing or
-  wrong token, 404 unknown path / lease / job, 405 wrong method (with ``Allow``), 413 body over
-  ``max_body_bytes``, 503 queue closed. Anything else is a bug: logged, answered 500, and it ends
-  that request only, never the server.
+  wrong token, 403 not from this host with no token set, 404 unknown path / lease / job, 405
+  wrong method (with ``Allow``), 413 body over ``max_body_bytes``, 503 queue closed. Anything
+  else is a bug: logged, answered 500, and it ends that request only, never the server.
 * Request bodies are JSON objects; unknown fields are refused, so a typo is never ignored.
 * The event stream subscribes before it sends its headers: an event published after a client
   has the response headers reaches that client. It ends when the client disconnects, when the
