@@ -404,14 +404,14 @@
     while (list.children.length > EVENTS_KEPT) list.lastChild.remove();
   }
 
-  // Rigs and leases are read again as soon as an event says they changed.
+  // Rigs and leases are read again soon after an event says they changed (once per 500 ms at most).
   function onEvent(event) {
     showEvent(event);
     if (refreshSoon === null) {
       refreshSoon = setTimeout(async () => {
         refreshSoon = null;
         try { await refreshFast(); } catch (error) { setStatus("error", `cannot reach the API: ${error.message}`); }
-      }, 100);
+      }, 500);
     }
   }
 
