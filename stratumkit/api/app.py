@@ -1,7 +1,9 @@
 """The pool's HTTP JSON API for operators and integrators: plain ASGI on hypercorn's trio worker.
 
-Routes (every /v1 route needs ``Authorization: Bearer <api_token>`` when a token is set)::
+Routes (who needs the token on the /v1 routes: `stratumkit.api.access`)::
 
+    GET  /                            the operator's dashboard (`stratumkit.dashboard`), no token
+    GET  /dashboard/{file}            its static files; /dashboard/session: what the page may call
     GET  /health                      200 {"status": "ok"} while the pool listens, else 503
     GET  /metrics                     Prometheus text: shares, rejects, blocks, connections, ...
     GET  /v1/stats                    {"pool": PoolView.snapshot(), "leases": LeaseAPI.stats()}
@@ -20,9 +22,9 @@ Routes (every /v1 route needs ``Authorization: Bearer <api_token>`` when a token
 Rules:
 * Every error answer is ``{"error": "<message>"}``: 400 bad JSON or bad fields (the lease
   layer's RequestError, the queue's InvalidArgument, unknown query parameters), 401 missing or
-  wrong token, 404 unknown path / lease / job, 405 wrong method (with ``Allow``), 413 body over
-  ``max_body_bytes``, 503 queue closed. Anything else is a bug: logged, answered 500, and it ends
-  that request only, never the server.
+  wrong token, 403 not from this host with no token set, 404 unknown path / lease / job, 405
+  wrong method (with ``Allow``), 413 body over ``max_body_bytes``, 503 queue closed. Anything
+  else is a bug: logged, answered 500, and it ends that request only, never the server.
 * Request bodies are JSON objects; unknown fields are refused, so a typo is never ignored.
 * The event stream subscribes before it sends its headers: an event published after a client
   has the response headers reaches that client. It ends when the client disconnects, when the
@@ -42,10 +44,12 @@ from typing import Any
 import structlog
 import trio
 
-from stratumkit.asgi import AsgiApp, BearerAuth, HTTPError, Reply, Request, Router, Send, encode_json, listen, route
+from stratumkit.asgi import AsgiApp, HTTPError, Reply, Request, Router, Send, encode_json, listen, route
+from stratumkit.dashboard.files import INDEX, PANEL_ROUTES, dashboard_file
 from stratumkit.lease.errors import RequestError
 from stratumkit.queue.engine import QueueClosed, QueueError, UnknownJob, check_name
 
+from .access import REFUSAL, ApiAccess
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import render_metrics
 from .ports import LeaseAPI, PoolView
@@ -69,6 +73,9 @@ Handler = Callable[[Request], Awaitable[Reply]]
 # Path parameters: lease ids have no "/"; queue names and job ids may (see queue.engine names).
 _ROUTER = Router(
     [
+        route(r"/", {"GET": "dashboard"}),
+        route(r"/dashboard/session", {"GET": "dashboard_session"}),
+        route(r"/dashboard/(?P<name>[\w./-]+)", {"GET": "dashboard_file"}, None),
         route(r"/health", {"GET": "health"}),
         route(r"/metrics", {"GET": "metrics"}),
         route(r"/v1/stats", {"GET": "stats"}),
@@ -83,6 +90,14 @@ _ROUTER = Router(
         route(r"/v1/events", {"GET": "events"}),
     ]
 )
+
+
+#: The dashboard's files load nothing from elsewhere and are framed by no one.
+_DASHBOARD_HEADERS = [
+    (b"content-security-policy", b"default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"cache-control", b"no-cache"),
+]
 
 
 def _is_protected(path: str) -> bool:
@@ -102,7 +117,7 @@ class ApiApp(AsgiApp):
     ) -> None:
         self.pool = pool
         self.leases = leases
-        self._auth = BearerAuth(api_token, noun="token")
+        self._access = ApiAccess(api_token)
         self.max_body_bytes = max_body_bytes
         self._closing = trio.Event()
 
@@ -118,7 +133,7 @@ class ApiApp(AsgiApp):
     async def respond(self, request: Request, send: Send) -> Reply | None:
         if _is_protected(request.path):
             # Before routing, so that an unauthenticated client learns nothing about the paths.
-            self._auth.check(request)
+            self._access.check(request)
         name = _ROUTER.resolve(request)
         if name == "events":
             try:
@@ -150,6 +165,25 @@ class ApiApp(AsgiApp):
             raise HTTPError(404, f"no lease {lease_id!r}")
 
     # ------------------------------------------------------------------ routes
+
+    async def _dashboard(self, request: Request) -> Reply:
+        return await self._dashboard_file(request, INDEX)
+
+    async def _dashboard_file(self, request: Request, name: str | None = None) -> Reply:
+        found = dashboard_file(name or request.params["name"])
+        if found is None:
+            raise HTTPError(404, f"no dashboard file {request.path!r}")
+        return Reply(200, text=found.text, content_type=found.content_type, headers=list(_DASHBOARD_HEADERS))
+
+    async def _dashboard_session(self, request: Request) -> Reply:
+        """What the page may do from where it is: the optional routes this API has, and whether
+        its calls need the token (or are refused), so that it never asks for what fails."""
+        body = {
+            "routes": [panel for panel, path in PANEL_ROUTES.items() if _serves_get(path)],
+            "token_needed": self._access.token_needed(request),
+            "refused": REFUSAL if self._access.refused(request) else None,
+        }
+        return Reply(200, body, [(b"cache-control", b"no-store")])
 
     async def _health(self, request: Request) -> Reply:
         port = self.pool.port
@@ -276,6 +310,10 @@ class ApiApp(AsgiApp):
                 nursery.cancel_scope.cancel()
         if not disconnected:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _serves_get(path: str) -> bool:
+    return any(r.pattern.fullmatch(path) and "GET" in r.methods for r in _ROUTER.routes)
 
 
 def _only(body: Mapping[str, Any], known: set[str]) -> None:

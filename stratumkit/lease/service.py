@@ -651,6 +651,7 @@ def lease_to_dict(lease: Lease, usage: Any) -> dict[str, Any]:
         "priority": lease.spec.priority,
         "owner": lease.spec.owner,
         "remaining_s": max(0.0, lease.ends_at - trio.current_time()) if lease.state.is_live else 0.0,
+        "duration_s": lease.ends_at - lease.created_at,  # extensions included
         "rigs": [{"rig_id": a.rig_id, "phase": a.phase.value, "jobs": a.jobs} for a in lease.rigs],
         "note": lease.note,
         "usage": {

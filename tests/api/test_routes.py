@@ -283,7 +283,13 @@ async def test_body_over_the_limit_is_413(make_stack: MakeStack) -> None:
 
 async def test_token_guards_every_v1_route(make_stack: MakeStack, nursery: trio.Nursery) -> None:
     stack = await make_stack(api_token="s3cret")
-    async with await http_client(stack) as anonymous, await http_client(stack, "wrong") as wrong:
+    # Without a token only reads from the pool's own host pass (tests/api/test_access.py); a
+    # request that a reverse proxy forwarded is not from this host.
+    forwarded = {"x-forwarded-for": "198.51.100.7"}
+    async with (
+        httpx.AsyncClient(base_url=stack.url, headers=forwarded, timeout=10.0) as anonymous,
+        await http_client(stack, "wrong") as wrong,
+    ):
         for client in (anonymous, wrong):
             for method, path in [
                 ("GET", "/v1/stats"),
@@ -305,6 +311,8 @@ async def test_token_guards_every_v1_route(make_stack: MakeStack, nursery: trio.
         # /health and /metrics stay open for load balancers and Prometheus
         assert (await anonymous.get("/health")).status_code == 200
         assert (await anonymous.get("/metrics")).status_code == 200
+    async with await http_client(stack) as local:  # this host, no token: writes are refused
+        assert (await local.post("/v1/queues/q/jobs", json={"payload": {}})).status_code == 401
     assert (await stack.leases.queue.stats("q")).ready == 0
     async with await http_client(stack, "s3cret") as http:
         assert (await http.get("/v1/stats")).status_code == 200

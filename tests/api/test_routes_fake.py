@@ -327,7 +327,8 @@ async def test_an_event_stream_that_falls_behind_is_dropped(api: Api, http: http
 @pytest.mark.parametrize(
     ("method", "path", "status", "allow"),
     [
-        ("GET", "/", 404, None),
+        ("GET", "/dashboard/no-such-file.js", 404, None),
+        ("POST", "/", 405, "GET"),
         ("GET", "/v1", 404, None),
         ("GET", "/v1/leases/lease-1/extend/more", 404, None),
         ("GET", "/v1/queues//jobs", 404, None),
@@ -455,7 +456,7 @@ async def test_the_token_guards_every_v1_route_and_only_those(make_api: MakeApi)
         ("DELETE", "/v1/no-such-route"),  # refused before routing: paths are not probed
     ]
     for headers in (
-        {},
+        {"x-forwarded-for": "198.51.100.7"},  # not from this host (tests/api/test_access.py)
         {"authorization": "Bearer wrong"},
         {"authorization": "Basic s3cret"},
         {"authorization": "s3cret"},
