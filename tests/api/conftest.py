@@ -65,9 +65,10 @@ async def make_stack(tmp_path: Path) -> AsyncIterator[MakeStack]:
             nonlocal count
             count += 1
             data = tmp_path / f"stack-{count}"
+            # the test rigs answer a divert only when a test makes them: a lease stays draining
             values: dict[str, Any] = dict(
                 host="127.0.0.1", port=0, api_port=None, data_dir=str(data), start_difficulty=0.001,
-                embedded_difficulty=0.02,
+                embedded_difficulty=0.02, lease_drain_timeout=300.0,
             )  # fmt: skip
             app = await exits.enter_async_context(open_app(PoolConfig(**(values | config))))
             await nursery.start(app.run)
