@@ -19,7 +19,9 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import os
 import re
+import socket
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -351,11 +353,16 @@ async def listen(
     *,
     errorlog: logging.Logger,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    sock: socket.socket | None = None,
 ) -> str:
     """Serve `app` with hypercorn in `nursery`; returns the first address bound
-    (``http://127.0.0.1:54321``, the real port when `port` is 0). No access log, no Server header."""
+    (``http://127.0.0.1:54321``, the real port when `port` is 0). No access log, no Server header.
+
+    `sock`, when given, is a listening socket already bound to `host`:`port` (a caller that binds
+    every port before it starts anything): hypercorn serves a duplicate of it, so the caller may
+    close its own once this returns."""
     config = Config()
-    config.bind = [bind_address(host, port)]
+    config.bind = [bind_address(host, port) if sock is None else f"fd://{os.dup(sock.fileno())}"]
     config.accesslog = None
     config.errorlog = errorlog
     config.include_server_header = False

@@ -36,6 +36,7 @@ Rules:
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -313,10 +314,12 @@ async def serve_api(
     api_token: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    sock: socket.socket | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the API until cancelled, or until `shutdown_trigger` returns (then event streams end
-    at once and other requests in flight get hypercorn's graceful timeout to finish).
+    at once and other requests in flight get hypercorn's graceful timeout to finish). `sock`,
+    when given, is the listening socket bound to `host`:`port` already (see `asgi.listen`).
 
     For ``nursery.start``: reports the TCP port actually bound (useful with ``port=0``).
     """
@@ -335,6 +338,7 @@ async def serve_api(
             port,
             errorlog=_hypercorn_log,
             shutdown_trigger=trigger if shutdown_trigger is not None else None,
+            sock=sock,
         )
         bound = int(bind.rsplit(":", 1)[1])
         log.info("API listening", host=host, port=bound, token=api_token is not None)
