@@ -17,6 +17,7 @@ import contextlib
 import functools
 import gc
 import signal
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from stratumkit.queue.engine import QueueEngine
 from stratumkit.server.config import PoolConfig, flag_of
 from stratumkit.server.listeners import bind_socket
 from stratumkit.server.pool import Pool, payout_script
-from stratumkit.server.tls import stratum_context
+from stratumkit.server.tls import api_context, stratum_context
 
 if TYPE_CHECKING:
     from stratumkit.lease.service import LeaseService
@@ -87,6 +88,14 @@ async def open_queue(config: PoolConfig) -> AsyncIterator[QueueEngine]:
         yield queue
 
 
+def make_api_tls(config: PoolConfig) -> ssl.SSLContext | None:
+    """The HTTPS API's context when api_tls is set (the certificate of tls_cert and tls_key)."""
+    if not config.api_tls:
+        return None
+    assert config.tls_cert is not None and config.tls_key is not None  # PoolConfig.validate
+    return api_context(config.tls_cert, config.tls_key)
+
+
 def check_config(config: PoolConfig) -> None:
     """Every check of `config` that binds no port, writes nothing and asks no other process;
     ConfigError on the first failure. Every start runs these too, as it builds the parts."""
@@ -94,6 +103,7 @@ def check_config(config: PoolConfig) -> None:
     check_data_dir(config)
     if config.tls_cert is not None and config.tls_key is not None:
         stratum_context(config.tls_cert, config.tls_key)
+    make_api_tls(config)
     payout_script(config.payout_address, Network.from_chain_name(config.network))
     make_source(config)
 
@@ -120,6 +130,8 @@ class App:
     leases: LeaseService
     queue: QueueEngine
     api_port: int | None = None
+    #: The HTTPS API's context (api_tls), made at start so a certificate that does not load stops it.
+    api_tls: ssl.SSLContext | None = None
 
     async def run(
         self,
@@ -153,6 +165,7 @@ class App:
                             api_token=config.api_token,
                             shutdown_trigger=shutdown_trigger,
                             sock=api_socket,
+                            tls=self.api_tls,
                         )
                     )
             task_status.started(self)
@@ -172,7 +185,7 @@ async def open_app(config: PoolConfig) -> AsyncIterator[App]:
                 queue, drain_timeout_s=config.lease_drain_timeout, return_timeout_s=config.lease_return_timeout
             )
             pool = Pool(config, source, extensions=leases)
-            yield App(config, pool, leases, queue)
+            yield App(config, pool, leases, queue, api_tls=make_api_tls(config))
 
 
 async def serve(config: PoolConfig, *, task_status: trio.TaskStatus[App] = trio.TASK_STATUS_IGNORED) -> None:

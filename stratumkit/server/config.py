@@ -30,6 +30,7 @@ class PoolConfig:
     tls_port: int | None = None  # a TLS stratum listener beside the plain one (conventionally 3443)
     tls_cert: str | None = None  # PEM certificate chain for tls_port
     tls_key: str | None = None  # PEM private key for tls_port
+    api_tls: bool = False  # the HTTP API over HTTPS, with tls_cert and tls_key
     # where state lives (share log, blocks, embedded chain)
     data_dir: str = "var/stratumkit"
     # work
@@ -88,13 +89,15 @@ class PoolConfig:
             raise ConfigError(f"port must be 0..65535, got {self.port}")
         if self.api_port is not None and not 0 <= self.api_port <= 65535:
             raise ConfigError(f"api_port must be 0..65535, got {self.api_port}")
-        if self.tls_port is not None:
-            if not 0 <= self.tls_port <= 65535:
-                raise ConfigError(f"tls_port must be 0..65535, got {self.tls_port}")
+        if self.tls_port is not None and not 0 <= self.tls_port <= 65535:
+            raise ConfigError(f"tls_port must be 0..65535, got {self.tls_port}")
+        for user in ("tls_port", "api_tls"):
+            if getattr(self, user) in (None, False):
+                continue
             for key in ("tls_cert", "tls_key"):
                 path = getattr(self, key)
                 if path is None:
-                    raise ConfigError(f"tls_port needs {key}: the path of a PEM file")
+                    raise ConfigError(f"{user} needs {key}: the path of a PEM file")
                 if not Path(path).is_file():
                     raise ConfigError(f"{key}: no such file: {path}")
         if not 0 < self.min_difficulty <= self.start_difficulty <= self.max_difficulty:
@@ -168,6 +171,7 @@ KEY_HELP: dict[str, str] = {
     "tls_port": "TLS stratum port beside the plain one (conventionally 3443); needs tls_cert and tls_key",
     "tls_cert": "PEM certificate chain for TLS",
     "tls_key": "PEM private key for TLS",
+    "api_tls": "serve the HTTP API over HTTPS, with tls_cert and tls_key",
     "data_dir": "where the share log, blocks and chain state live",
     "node_url": "bitcoind JSON-RPC URL, e.g. http://user:pass@127.0.0.1:8332 (default: embedded chain)",
     "node_cookie": "bitcoind .cookie file for RPC auth",

@@ -1,4 +1,5 @@
-"""The pool's TLS server contexts, made from the configured certificate chain and key.
+"""The pool's TLS server contexts, made from the configured certificate chain and key: one for
+the TLS stratum listener (tls_port) and one for the HTTPS API (api_tls), from the same files.
 
 Rules:
 * TLS 1.2 and newer only.
@@ -12,7 +13,7 @@ import ssl
 
 from stratumkit.failures import ConfigError
 
-__all__ = ["load_certificate", "stratum_context"]
+__all__ = ["api_context", "load_certificate", "stratum_context"]
 
 
 def load_certificate(context: ssl.SSLContext, cert: str, key: str) -> None:
@@ -31,5 +32,14 @@ def stratum_context(cert: str, key: str) -> ssl.SSLContext:
     """The server context of the TLS stratum listener."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    load_certificate(context, cert, key)
+    return context
+
+
+def api_context(cert: str, key: str) -> ssl.SSLContext:
+    """The server context of the HTTPS API (hypercorn's settings: ALPN h2 and http/1.1)."""
+    from stratumkit.asgi import https_context  # hypercorn: only a process serving the API needs it
+
+    context = https_context()
     load_certificate(context, cert, key)
     return context

@@ -219,6 +219,7 @@ def test_check_config_refuses_a_bad_configuration_with_exit_2(tmp_path: Path) ->
     )
     done = serve("--check-config", "--tls-port", "3443", "--tls-cert", str(tmp_path / "none.pem"), "--tls-key", "k")
     assert_fails(done, 2, f"tls_cert: no such file: {tmp_path / 'none.pem'}")
+    assert_fails(serve("--check-config", "--api-tls"), 2, "api_tls needs tls_cert: the path of a PEM file")
 
 
 def test_every_key_of_the_config_is_accepted_as_a_flag_by_check_config(tmp_path: Path) -> None:
