@@ -8,7 +8,8 @@ rig only as a `RigConnection`, and the API knows both only through `stratumkit.a
     check_config(config)    every check that binds, writes and asks nothing (`serve --check-config`)
     open_app(config)        template source, queue, lease service, pool (not yet running)
     App.run()               pool, lease service and (when api_port is set) the HTTP API
-    serve(config)           `stratumkit serve`: App.run until SIGINT / SIGTERM
+    serve(config)           `stratumkit serve`: App.run until SIGINT / SIGTERM; SIGHUP reloads
+                            the TLS certificate (App.reload_certificate)
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from stratumkit.queue.engine import QueueEngine
 from stratumkit.server.config import PoolConfig, flag_of
 from stratumkit.server.listeners import bind_socket
 from stratumkit.server.pool import Pool, payout_script
-from stratumkit.server.tls import api_context, stratum_context
+from stratumkit.server.tls import api_context, reload_certificate, stratum_context
 
 if TYPE_CHECKING:
     from stratumkit.lease.service import LeaseService
@@ -133,6 +134,22 @@ class App:
     #: The HTTPS API's context (api_tls), made at start so a certificate that does not load stops it.
     api_tls: ssl.SSLContext | None = None
 
+    def reload_certificate(self) -> None:
+        """Read tls_cert and tls_key again into the TLS stratum listener and the HTTPS API (SIGHUP):
+        new connections get the new certificate, existing ones keep theirs; one that does not load
+        is logged in one line and the old one stays."""
+        contexts = [context for context in (self.pool.tls, self.api_tls) if context is not None]
+        cert, key = self.config.tls_cert, self.config.tls_key
+        if not contexts or cert is None or key is None:
+            log.info("no certificate to reload (neither tls_port nor api_tls is set)")
+            return
+        try:
+            fingerprint = reload_certificate(contexts, cert, key)
+        except ConfigError as exc:
+            log.error("certificate not reloaded, the old one stays", error=str(exc))
+            return
+        log.info("certificate reloaded", tls_cert=cert, sha256=fingerprint, listeners=len(contexts))
+
     async def run(
         self,
         *,
@@ -189,9 +206,10 @@ async def open_app(config: PoolConfig) -> AsyncIterator[App]:
 
 
 async def serve(config: PoolConfig, *, task_status: trio.TaskStatus[App] = trio.TASK_STATUS_IGNORED) -> None:
-    """Run the pool, its lease service and its HTTP API until SIGINT/SIGTERM."""
+    """Run the pool, its lease service and its HTTP API until SIGINT/SIGTERM; on SIGHUP reload
+    the certificate."""
     stopping = trio.Event()
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async with open_app(config) as app, trio.open_nursery() as nursery:
             await nursery.start(functools.partial(app.run, shutdown_trigger=stopping.wait))
             task_status.started(app)
@@ -199,6 +217,9 @@ async def serve(config: PoolConfig, *, task_status: trio.TaskStatus[App] = trio.
 
             async def wait_for_signal() -> None:
                 async for signum in signals:
+                    if signum == signal.SIGHUP:
+                        app.reload_certificate()
+                        continue
                     log.info("shutting down", signal=signal.Signals(signum).name)
                     stopping.set()  # event streams end cleanly first
                     await trio.sleep(0.2)

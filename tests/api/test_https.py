@@ -4,28 +4,16 @@ refuses plain HTTP."""
 
 from __future__ import annotations
 
-import ssl
 from pathlib import Path
 
 import httpx
 import pytest
 import trio
 
-from tests.support.certificates import client_context, make_certificate
+from tests.support.certificates import client_context, make_certificate, served_certificate
 from tests.support.processes import ServeProcess
 
 pytestmark = pytest.mark.slow
-
-
-async def peer_certificate(port: int, context: ssl.SSLContext) -> bytes:
-    """The DER certificate a TLS server on 127.0.0.1:`port` shows."""
-    stream = await trio.open_ssl_over_tcp_stream("127.0.0.1", port, ssl_context=context)
-    try:
-        await stream.do_handshake()
-        der: bytes = stream.getpeercert(binary_form=True)
-        return der
-    finally:
-        await trio.aclose_forcefully(stream)
 
 
 async def test_the_api_serves_https_with_the_stratum_certificate(tmp_path: Path, nursery: trio.Nursery) -> None:
@@ -48,6 +36,6 @@ async def test_the_api_serves_https_with_the_stratum_certificate(tmp_path: Path,
         with pytest.raises(httpx.HTTPError):
             await plain.get(f"http://127.0.0.1:{api_port}/health")
     tls_port = int((await server.wait_event("pool listening"))["tls_port"])
-    assert await peer_certificate(api_port, trusted) == await peer_certificate(tls_port, trusted)
+    assert await served_certificate(api_port, trusted) == await served_certificate(tls_port, trusted)
     assert server.running
     assert await server.stop() == 0

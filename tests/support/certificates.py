@@ -6,6 +6,8 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
+import trio
+
 from stratumkit.bench.loadgen import make_cert
 
 
@@ -19,3 +21,14 @@ def make_certificate(folder: Path) -> tuple[Path, Path]:
 def client_context(cert: Path) -> ssl.SSLContext:
     """A client context that trusts `cert` alone (and checks the host name against it)."""
     return ssl.create_default_context(cafile=str(cert))
+
+
+async def served_certificate(port: int, context: ssl.SSLContext) -> bytes:
+    """The DER certificate a new TLS connection to 127.0.0.1:`port` is shown."""
+    stream = await trio.open_ssl_over_tcp_stream("127.0.0.1", port, ssl_context=context)
+    try:
+        await stream.do_handshake()
+        der: bytes = stream.getpeercert(binary_form=True)
+        return der
+    finally:
+        await trio.aclose_forcefully(stream)
