@@ -18,6 +18,7 @@ import contextlib
 import functools
 import gc
 import signal
+import sqlite3
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -28,7 +29,7 @@ import structlog
 import trio
 
 from stratumkit.chain.address import Network
-from stratumkit.failures import ConfigError, StartupFailure
+from stratumkit.failures import ConfigError, StartupFailure, damaged_file
 from stratumkit.jobs.sources import EmbeddedTemplateSource, TemplateSource
 from stratumkit.preflight import check_data_dir, check_node, hold_data_dir
 from stratumkit.queue.engine import QueueEngine
@@ -73,7 +74,12 @@ async def open_queue(config: PoolConfig) -> AsyncIterator[QueueEngine]:
     if config.queue_url is None:
         from stratumkit.queue.sqlite import open_sqlite_queue
 
-        async with open_sqlite_queue(config.data_path / "queue.sqlite") as sqlite_queue:
+        path = config.data_path / "queue.sqlite"
+        async with AsyncExitStack() as stack:
+            try:
+                sqlite_queue = await stack.enter_async_context(open_sqlite_queue(path))
+            except sqlite3.DatabaseError as exc:
+                raise damaged_file(path, "a SQLite database of inference jobs", exc) from None
             yield sqlite_queue
         return
     from stratumkit.queue.engine import QueueError

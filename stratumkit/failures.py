@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import trio
 
-__all__ = ["ConfigError", "OperatorError", "StartupFailure", "find"]
+__all__ = ["ConfigError", "OperatorError", "StartupFailure", "damaged_file", "find"]
 
 
 class OperatorError(Exception):
@@ -36,6 +36,11 @@ class StartupFailure(OperatorError):
     """The configuration is valid but something it names is not there or not free."""
 
     exit_code = 1
+
+
+def damaged_file(path: object, what: str, exc: BaseException) -> StartupFailure:
+    """A state file under data_dir that does not read as `what` (a SQLite database, JSON)."""
+    return StartupFailure(f"data_dir: {path} is not {what} ({exc}): restore it, or move it aside to start a new one")
 
 
 def find(exc: BaseException) -> OperatorError | None:

@@ -144,6 +144,31 @@ def test_a_bad_payout_address_and_a_bad_certificate_are_config_errors(tmp_path: 
     assert done.stderr.endswith("): give a PEM certificate chain and its private key\n")
 
 
+@pytest.mark.parametrize(
+    ("name", "what", "reason"),
+    [
+        ("blocks.sqlite", "a SQLite database of found blocks", "file is not a database"),
+        ("queue.sqlite", "a SQLite database of inference jobs", "file is not a database"),
+        (
+            "embedded-chain.json",
+            "the embedded chain's state (JSON: tip, height, time)",
+            "Expecting value: line 1 column 1 (char 0)",
+        ),
+    ],
+)
+def test_a_damaged_state_file_in_data_dir_is_named_with_exit_1(
+    tmp_path: Path, name: str, what: str, reason: str
+) -> None:
+    (tmp_path / "data").mkdir()
+    damaged = tmp_path / "data" / name
+    damaged.write_text("not what the pool wrote\n" * 100)
+    assert_fails(
+        serve(*base(tmp_path)),
+        1,
+        f"data_dir: {damaged} is not {what} ({reason}): restore it, or move it aside to start a new one",
+    )
+
+
 # ---------------------------------------------------------------------------- services at start
 
 
