@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import structlog
 import trio
 
+from stratumkit.causes import caused_by
 from stratumkit.chain.address import Network
 from stratumkit.failures import ConfigError, StartupFailure, damaged_file
 from stratumkit.jobs.sources import EmbeddedTemplateSource, TemplateSource
@@ -82,6 +83,8 @@ async def open_queue(config: PoolConfig) -> AsyncIterator[QueueEngine]:
                 raise damaged_file(path, "a SQLite database of inference jobs", exc) from None
             yield sqlite_queue
         return
+    from coredis.exceptions import AuthenticationError
+
     from stratumkit.queue.engine import QueueError
     from stratumkit.queue.redis import open_redis_queue
 
@@ -89,6 +92,8 @@ async def open_queue(config: PoolConfig) -> AsyncIterator[QueueEngine]:
         try:
             queue = await stack.enter_async_context(open_redis_queue(config.queue_url))
         except QueueError as exc:
+            if caused_by(exc, AuthenticationError):
+                raise ConfigError(f"queue_url: {exc}: fix the password in {flag_of('queue_url')}") from None
             raise StartupFailure(f"queue_url: {exc}: start Redis or fix {flag_of('queue_url')}") from None
         except ValueError as exc:
             raise ConfigError(f"queue_url {config.queue_url!r}: {exc}") from None

@@ -14,6 +14,7 @@ import trio
 
 from stratumkit.server.config import PoolConfig
 from tests.node.regtest import RPC_USER, RegtestNetwork
+from tests.queue.queue_harness import RedisServer, find_redis_server
 from tests.support.certificates import make_certificate
 from tests.support.ports import refused_port
 from tests.support.processes import ServeProcess, run_cli
@@ -180,6 +181,24 @@ def test_redis_down_at_start_is_one_line_and_exit_1(tmp_path: Path) -> None:
         1,
         f"queue_url: redis command failed: Unable to establish a connection to 127.0.0.1:{port}:"
         " start Redis or fix --queue-url",
+    )
+
+
+def test_redis_refusing_the_password_is_a_config_error(tmp_path: Path) -> None:
+    redis = RedisServer(find_redis_server(), tmp_path)
+    redis.start()
+    try:
+        with socket.create_connection(("127.0.0.1", redis.port or 0)) as conn:  # CONFIG SET requirepass sekret
+            conn.sendall(b"*4\r\n$6\r\nCONFIG\r\n$3\r\nSET\r\n$11\r\nrequirepass\r\n$6\r\nsekret\r\n")
+            assert conn.recv(64) == b"+OK\r\n"
+        done = serve(*base(tmp_path), "--queue-url", f"redis://:wrong@127.0.0.1:{redis.port}/0")
+    finally:
+        redis.stop()
+    assert_fails(
+        done,
+        2,
+        "queue_url: redis command failed: invalid username-password pair or user is disabled.:"
+        " fix the password in --queue-url",
     )
 
 
