@@ -93,17 +93,23 @@ def _agent(args: argparse.Namespace) -> int:
     )
 
     async def main() -> None:
+        from stratumkit.failures import StartupFailure
+        from stratumkit.inference.errors import BackendUnavailableError
+
         backend: InferenceBackend | None = None
         if args.inference == "minilm":
             from stratumkit.inference.minilm import MiniLMBackend
 
             backend = MiniLMBackend(threads=args.inference_threads)
-            await backend.start()
         elif args.inference:
             from stratumkit.inference.openai_http import OpenAIHTTPBackend
 
             backend = OpenAIHTTPBackend(args.inference)
-            await backend.start()
+        if backend is not None:
+            try:
+                await backend.start()
+            except BackendUnavailableError as exc:
+                raise StartupFailure(f"--inference {args.inference}: {exc}") from None
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
 
@@ -222,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     infer_serve.add_argument("--upstream", help="relay this OpenAI-compatible server instead of MiniLM")
     infer_serve.add_argument("--api-key", help="require this bearer token")
     infer_serve.add_argument("--threads", type=int, default=None, help="onnxruntime threads")
-    infer_serve.set_defaults(func=_infer_serve)
+    infer_serve.set_defaults(func=_infer_serve, prog=infer_serve.prog)
 
     bench = sub.add_parser("bench", help="measure performance")
     bench.add_argument("what", choices=["hash", "pool", "lease"], help="what to measure")
@@ -274,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         failure = failures.find(exc)
         if failure is None:
             raise
-        print(f"stratumkit {args.command}: {failure}", file=sys.stderr)
+        print(f"{getattr(args, 'prog', None) or 'stratumkit ' + args.command}: {failure}", file=sys.stderr)
         return failure.exit_code
 
 
