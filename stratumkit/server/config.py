@@ -8,6 +8,7 @@ its help from `KEY_HELP` when it has a line there.
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -241,7 +242,7 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> PoolConfig:
             data = data["pool"]
         unknown = sorted(set(data) - _FIELDS)
         if unknown:
-            raise ConfigError(f"unknown config key(s) in {path}: {', '.join(unknown)}")
+            raise ConfigError(f"unknown config key(s) in {path}: {', '.join(_suggest(key) for key in unknown)}")
         values.update(data)
     values.update({k: v for k, v in overrides.items() if v is not None})
     for key, value in values.items():
@@ -251,6 +252,12 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> PoolConfig:
     except TypeError as exc:
         raise ConfigError(str(exc)) from None
     return config.validate()
+
+
+def _suggest(key: str) -> str:
+    """An unknown key, with the known one it is probably a typo of."""
+    close = difflib.get_close_matches(key, _FIELDS, n=1)
+    return f"{key} (did you mean {close[0]}?)" if close else key
 
 
 def _check_type(key: str, value: Any) -> None:
