@@ -168,7 +168,7 @@ KEY_HELP: dict[str, str] = {
     "port": "stratum port",
     "api_host": "HTTP API address",
     "api_port": "HTTP API port (0 picks a free one)",
-    "api_token": "require Authorization: Bearer <token> on the API's /v1 routes",
+    "api_token": "require Authorization: Bearer <token> on the API's /v1 routes (a flag shows in ps: prefer the file)",
     "tls_port": "TLS stratum port beside the plain one (conventionally 3443); needs tls_cert and tls_key",
     "tls_cert": "PEM certificate chain for TLS (read again on SIGHUP)",
     "tls_key": "PEM private key for TLS (read again on SIGHUP)",
