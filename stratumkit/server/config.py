@@ -100,7 +100,8 @@ class PoolConfig:
                 if path is None:
                     raise ConfigError(f"{user} needs {key}: the path of a PEM file")
                 if not Path(path).is_file():
-                    raise ConfigError(f"{key}: no such file: {path}")
+                    why = "not a file" if Path(path).exists() else "no such file"
+                    raise ConfigError(f"{key}: {why}: {path}")
         if not 0 < self.min_difficulty <= self.start_difficulty <= self.max_difficulty:
             raise ConfigError("need 0 < min_difficulty <= start_difficulty <= max_difficulty")
         if not 2 <= self.extranonce2_size <= 16:

@@ -1,6 +1,7 @@
 """The pool service: listeners, connections, job fan-out, found blocks, graceful shutdown.
 
-Structure (one root nursery, services started with `nursery.start`):
+Structure (one root nursery, services started with `nursery.start`), after the stratum ports
+are bound (a port in use ends `run` before anything has started):
 
     Pool.run
     ├── ShareLog.run            the group-commit writer; outlives every connection
