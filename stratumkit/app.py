@@ -5,28 +5,39 @@ Nothing below this module imports across the layers it joins: the pool knows the
 only as its extension port (`stratumkit.session.ports.ExtensionPort`), the lease service knows a
 rig only as a `RigConnection`, and the API knows both only through `stratumkit.api.ports`.
 
+    check_config(config)    every check that binds, writes and asks nothing (`serve --check-config`)
     open_app(config)        template source, queue, lease service, pool (not yet running)
     App.run()               pool, lease service and (when api_port is set) the HTTP API
-    serve(config)           `stratumkit serve`: App.run until SIGINT / SIGTERM
+    serve(config)           `stratumkit serve`: App.run until SIGINT / SIGTERM; SIGHUP reloads
+                            the TLS certificate (App.reload_certificate)
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import signal
+import sqlite3
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import structlog
 import trio
 
+from stratumkit.causes import caused_by
+from stratumkit.chain.address import Network
+from stratumkit.failures import ConfigError, StartupFailure, damaged_file
 from stratumkit.jobs.sources import EmbeddedTemplateSource, TemplateSource
+from stratumkit.preflight import check_data_dir, check_node, hold_data_dir
 from stratumkit.queue.engine import QueueEngine
-from stratumkit.server.config import ConfigError, PoolConfig
-from stratumkit.server.pool import Pool
+from stratumkit.server.config import PoolConfig, flag_of
+from stratumkit.server.listeners import bind_socket
+from stratumkit.server.pool import Pool, payout_script
+from stratumkit.server.tls import api_context, reload_certificate, stratum_context
 
 if TYPE_CHECKING:
     from stratumkit.lease.service import LeaseService
@@ -46,7 +57,10 @@ def make_source(config: PoolConfig) -> TemplateSource:
     from stratumkit.jobs.node import NodeTemplateSource
     from stratumkit.jobs.rpc import NodeRPC
 
-    rpc = NodeRPC(config.node_url, cookie_file=config.node_cookie)
+    try:
+        rpc = NodeRPC(config.node_url, cookie_file=config.node_cookie)
+    except ValueError as exc:
+        raise ConfigError(f"node_url / node_cookie: {exc}") from None
     return NodeTemplateSource(
         rpc,
         poll_interval=config.node_poll_interval,
@@ -55,17 +69,55 @@ def make_source(config: PoolConfig) -> TemplateSource:
     )
 
 
-def open_queue(config: PoolConfig) -> AbstractAsyncContextManager[QueueEngine]:
+@asynccontextmanager
+async def open_queue(config: PoolConfig) -> AsyncIterator[QueueEngine]:
     """The inference job queue: SQLite in the data directory, or Redis when queue_url says so."""
     if config.queue_url is None:
         from stratumkit.queue.sqlite import open_sqlite_queue
 
-        return open_sqlite_queue(config.data_path / "queue.sqlite")
-    if not config.queue_url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(f"queue_url must be a redis:// URL, got {config.queue_url!r}")
+        path = config.data_path / "queue.sqlite"
+        async with AsyncExitStack() as stack:
+            try:
+                sqlite_queue = await stack.enter_async_context(open_sqlite_queue(path))
+            except sqlite3.DatabaseError as exc:
+                raise damaged_file(path, "a SQLite database of inference jobs", exc) from None
+            yield sqlite_queue
+        return
+    from coredis.exceptions import AuthenticationError
+
+    from stratumkit.queue.engine import QueueError
     from stratumkit.queue.redis import open_redis_queue
 
-    return open_redis_queue(config.queue_url)
+    async with AsyncExitStack() as stack:
+        try:
+            queue = await stack.enter_async_context(open_redis_queue(config.queue_url))
+        except QueueError as exc:
+            if caused_by(exc, AuthenticationError):
+                raise ConfigError(f"queue_url: {exc}: fix the password in {flag_of('queue_url')}") from None
+            raise StartupFailure(f"queue_url: {exc}: start Redis or fix {flag_of('queue_url')}") from None
+        except ValueError as exc:
+            raise ConfigError(f"queue_url {config.queue_url!r}: {exc}") from None
+        yield queue
+
+
+def make_api_tls(config: PoolConfig) -> ssl.SSLContext | None:
+    """The HTTPS API's context when api_tls is set (the certificate of tls_cert and tls_key)."""
+    if not config.api_tls:
+        return None
+    assert config.tls_cert is not None and config.tls_key is not None  # PoolConfig.validate
+    return api_context(config.tls_cert, config.tls_key)
+
+
+def check_config(config: PoolConfig) -> None:
+    """Every check of `config` that binds no port, writes nothing and asks no other process;
+    ConfigError on the first failure. Every start runs these too, as it builds the parts."""
+    config.validate()
+    check_data_dir(config)
+    if config.tls_cert is not None and config.tls_key is not None:
+        stratum_context(config.tls_cert, config.tls_key)
+    make_api_tls(config)
+    payout_script(config.payout_address, Network.from_chain_name(config.network))
+    make_source(config)
 
 
 def tune_gc() -> None:
@@ -90,6 +142,24 @@ class App:
     leases: LeaseService
     queue: QueueEngine
     api_port: int | None = None
+    #: The HTTPS API's context (api_tls), made at start so a certificate that does not load stops it.
+    api_tls: ssl.SSLContext | None = None
+
+    def reload_certificate(self) -> None:
+        """Read tls_cert and tls_key again into the TLS stratum listener and the HTTPS API (SIGHUP):
+        new connections get the new certificate, existing ones keep theirs; one that does not load
+        is logged in one line and the old one stays."""
+        contexts = [context for context in (self.pool.tls, self.api_tls) if context is not None]
+        cert, key = self.config.tls_cert, self.config.tls_key
+        if not contexts or cert is None or key is None:
+            log.info("no certificate to reload (neither tls_port nor api_tls is set)")
+            return
+        try:
+            fingerprint = reload_certificate(contexts, cert, key)
+        except ConfigError as exc:
+            log.error("certificate not reloaded, the old one stays", error=str(exc))
+            return
+        log.info("certificate reloaded", tls_cert=cert, sha256=fingerprint, listeners=len(contexts))
 
     async def run(
         self,
@@ -100,22 +170,32 @@ class App:
         """Run everything until cancelled; reports itself started once every listener is bound."""
         config = self.config
         async with trio.open_nursery() as nursery:
-            await nursery.start(self.pool.run)
-            await nursery.start(self.leases.run)
-            if config.api_port is not None:
-                from stratumkit.api.app import serve_api
+            # every port is bound before anything starts: the API's here, the pool's first in Pool.run
+            api_port = config.api_port
+            api_socket = (
+                bind_socket(config.api_host, api_port, port_key="api_port", host_key="api_host")
+                if api_port is not None
+                else None
+            )
+            with api_socket or contextlib.nullcontext():
+                await nursery.start(self.pool.run)
+                await nursery.start(self.leases.run)
+                if api_port is not None:
+                    from stratumkit.api.app import serve_api
 
-                self.api_port = await nursery.start(
-                    functools.partial(
-                        serve_api,
-                        self.pool,
-                        self.leases,
-                        config.api_host,
-                        config.api_port,
-                        api_token=config.api_token,
-                        shutdown_trigger=shutdown_trigger,
+                    self.api_port = await nursery.start(
+                        functools.partial(
+                            serve_api,
+                            self.pool,
+                            self.leases,
+                            config.api_host,
+                            api_port,
+                            api_token=config.api_token,
+                            shutdown_trigger=shutdown_trigger,
+                            sock=api_socket,
+                            tls=self.api_tls,
+                        )
                     )
-                )
             task_status.started(self)
 
 
@@ -125,20 +205,22 @@ async def open_app(config: PoolConfig) -> AsyncIterator[App]:
     from stratumkit.lease.service import LeaseService
 
     config.validate()
-    config.data_path.mkdir(parents=True, exist_ok=True)
-    source = make_source(config)
-    async with open_queue(config) as queue:
-        leases = LeaseService(
-            queue, drain_timeout_s=config.lease_drain_timeout, return_timeout_s=config.lease_return_timeout
-        )
-        pool = Pool(config, source, extensions=leases)
-        yield App(config, pool, leases, queue)
+    with hold_data_dir(config):
+        source = make_source(config)
+        await check_node(config)
+        async with open_queue(config) as queue:
+            leases = LeaseService(
+                queue, drain_timeout_s=config.lease_drain_timeout, return_timeout_s=config.lease_return_timeout
+            )
+            pool = Pool(config, source, extensions=leases)
+            yield App(config, pool, leases, queue, api_tls=make_api_tls(config))
 
 
 async def serve(config: PoolConfig, *, task_status: trio.TaskStatus[App] = trio.TASK_STATUS_IGNORED) -> None:
-    """Run the pool, its lease service and its HTTP API until SIGINT/SIGTERM."""
+    """Run the pool, its lease service and its HTTP API until SIGINT/SIGTERM; on SIGHUP reload
+    the certificate."""
     stopping = trio.Event()
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async with open_app(config) as app, trio.open_nursery() as nursery:
             await nursery.start(functools.partial(app.run, shutdown_trigger=stopping.wait))
             task_status.started(app)
@@ -146,6 +228,9 @@ async def serve(config: PoolConfig, *, task_status: trio.TaskStatus[App] = trio.
 
             async def wait_for_signal() -> None:
                 async for signum in signals:
+                    if signum == signal.SIGHUP:
+                        app.reload_certificate()
+                        continue
                     log.info("shutting down", signal=signal.Signals(signum).name)
                     stopping.set()  # event streams end cleanly first
                     await trio.sleep(0.2)
@@ -156,4 +241,4 @@ async def serve(config: PoolConfig, *, task_status: trio.TaskStatus[App] = trio.
             nursery.start_soon(wait_for_signal)
 
 
-__all__ = ["App", "make_source", "open_app", "open_queue", "serve", "tune_gc"]
+__all__ = ["App", "check_config", "make_source", "open_app", "open_queue", "serve", "tune_gc"]

@@ -11,7 +11,8 @@ check tokens and answer errors the same way:
 * `Router` -- path patterns to handler names, 404 / 405 with ``Allow``, unknown query
   parameters refused (400) where a route lists the ones it takes;
 * `BearerAuth` -- ``Authorization: Bearer`` compared in constant time (401);
-* `listen` -- hypercorn's configuration and start, reporting the address bound.
+* `listen` -- hypercorn's configuration and start (HTTP, or HTTPS with `https_context`),
+  reporting the address bound.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import os
 import re
+import socket
+import ssl
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -47,6 +51,7 @@ __all__ = [
     "Send",
     "bind_address",
     "encode_json",
+    "https_context",
     "listen",
     "parse_json_object",
     "route",
@@ -343,6 +348,33 @@ class AsgiApp:
                 return
 
 
+def https_context() -> ssl.SSLContext:
+    """A server context with hypercorn's HTTPS settings (its ciphers, TLS 1.2+, no compression,
+    ALPN h2 and http/1.1) and no certificate yet: the caller loads its own."""
+    defaults = Config()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.set_ciphers(defaults.ciphers)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.options |= ssl.OP_NO_COMPRESSION
+    context.set_alpn_protocols(defaults.alpn_protocols)
+    return context
+
+
+class _HttpsConfig(Config):
+    """hypercorn's configuration serving HTTPS with a context the caller made and may reload."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        super().__init__()
+        self._context = context
+
+    @property
+    def ssl_enabled(self) -> bool:
+        return True
+
+    def create_ssl_context(self) -> ssl.SSLContext:
+        return self._context
+
+
 async def listen(
     nursery: trio.Nursery,
     app: AsgiApp,
@@ -351,11 +383,19 @@ async def listen(
     *,
     errorlog: logging.Logger,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    sock: socket.socket | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> str:
     """Serve `app` with hypercorn in `nursery`; returns the first address bound
-    (``http://127.0.0.1:54321``, the real port when `port` is 0). No access log, no Server header."""
-    config = Config()
-    config.bind = [bind_address(host, port)]
+    (``http://127.0.0.1:54321``, the real port when `port` is 0). No access log, no Server header.
+
+    `sock`, when given, is a listening socket already bound to `host`:`port` (a caller that binds
+    every port before it starts anything): hypercorn serves a duplicate of it, so the caller may
+    close its own once this returns. `tls`, when given, makes it HTTPS with that context (see
+    `https_context`); every new connection uses the context as it is then, so a certificate
+    loaded into it later reaches new connections only."""
+    config = Config() if tls is None else _HttpsConfig(tls)
+    config.bind = [bind_address(host, port) if sock is None else f"fd://{os.dup(sock.fileno())}"]
     config.accesslog = None
     config.errorlog = errorlog
     config.include_server_header = False

@@ -6,8 +6,10 @@ import argparse
 import os
 import signal
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, cast
+
+from stratumkit.server.logs import LOG_LEVELS
 
 if TYPE_CHECKING:
     from stratumkit.inference.backend import InferenceBackend
@@ -47,24 +49,20 @@ def _bench(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import trio
 
-    from stratumkit.app import serve
-    from stratumkit.server.config import ConfigError, load_config
+    from stratumkit.app import check_config, serve
+    from stratumkit.server.config import config_keys, load_config
     from stratumkit.server.logs import configure_logging
 
-    overrides = {key: getattr(args, key) for key in (*_SERVE_FLAGS, "solo")}
-    try:
-        config = load_config(args.config, **overrides)
-    except ConfigError as exc:
-        print(f"stratumkit serve: {exc}", file=sys.stderr)
-        return 2
+    config = load_config(args.config, **{key.name: getattr(args, key.name) for key in config_keys()})
+    if args.check_config:
+        check_config(config)
+        print(f"stratumkit serve: the configuration is valid ({args.config or 'defaults and flags'})")
+        return 0
     configure_logging(config.log_format, config.log_level)
     try:
         trio.run(serve, config)
     except KeyboardInterrupt:
         pass
-    except (ConfigError, ValueError, OSError) as exc:
-        print(f"stratumkit serve: {exc}", file=sys.stderr)
-        return 1
     return 0
 
 
@@ -100,17 +98,23 @@ def _agent(args: argparse.Namespace) -> int:
     )
 
     async def main() -> None:
+        from stratumkit.failures import StartupFailure
+        from stratumkit.inference.errors import BackendUnavailableError
+
         backend: InferenceBackend | None = None
         if args.inference == "minilm":
             from stratumkit.inference.minilm import MiniLMBackend
 
             backend = MiniLMBackend(threads=args.inference_threads)
-            await backend.start()
         elif args.inference:
             from stratumkit.inference.openai_http import OpenAIHTTPBackend
 
             backend = OpenAIHTTPBackend(args.inference)
-            await backend.start()
+        if backend is not None:
+            try:
+                await backend.start()
+            except BackendUnavailableError as exc:
+                raise StartupFailure(f"--inference {args.inference}: {exc}") from None
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
 
@@ -152,46 +156,52 @@ def _infer_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-# flag -> (type, help); each is also a config key of the same name (dashes -> underscores)
-_SERVE_FLAGS: dict[str, tuple[type, str]] = {
-    "host": (str, "address to listen on for miners (default 0.0.0.0)"),
-    "port": (int, "stratum port (default 3333)"),
-    "api_host": (str, "HTTP API address (default 127.0.0.1)"),
-    "api_port": (int, "HTTP API port (default 8080; 0 picks a free one)"),
-    "data_dir": (str, "where the share log, blocks and chain state live (default var/stratumkit)"),
-    "node_url": (str, "bitcoind JSON-RPC URL, e.g. http://user:pass@127.0.0.1:8332 (default: embedded chain)"),
-    "node_cookie": (str, "bitcoind .cookie file for RPC auth"),
-    "network": (str, "mainnet | testnet | signet | regtest (address encoding)"),
-    "payout_address": (str, "address the coinbase pays"),
-    "pool_tag": (str, "text in the coinbase scriptSig"),
-    "start_difficulty": (float, "first share difficulty of a miner (default 0.001)"),
-    "min_difficulty": (float, "lowest share difficulty"),
-    "max_difficulty": (float, "highest share difficulty"),
-    "share_interval": (float, "vardiff aims at one share per this many seconds (default 10)"),
-    "embedded_difficulty": (float, "block difficulty of the embedded chain (default 0.01)"),
-    "max_connections_per_ip": (int, "connections one IP address may hold (default 64)"),
-    "instance_id": (int, "extranonce1 prefix byte of this pool process (0..255)"),
-    "log_format": (str, "console | json"),
-    "log_level": (str, "debug | info | warning | error"),
-    "queue_url": (str, "inference queue engine: redis://host:port/db (default: SQLite in data_dir)"),
-}
+class _Parser(argparse.ArgumentParser):
+    """A usage mistake is one line on stderr and exit code 2, like a bad configuration."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _integer(text: str) -> int:
+    """An int flag's text: decimal, or 0x / 0o / 0b prefixed (version_mask)."""
+    return int(text, 0)
+
+
+_integer.__name__ = "int"  # argparse names the type in its error: "invalid int value"
+
+_METAVARS: dict[type, str] = {int: "N", float: "NUM", str: "TEXT"}
+
+#: Flags beside a key's own --key-name.
+_FLAG_ALIASES = {"node_url": ["--node"]}
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per key of the pool's configuration, made from its key table."""
+    from stratumkit.server.config import config_keys
+
+    for key in config_keys():
+        names = [key.flag, *_FLAG_ALIASES.get(key.name, [])]
+        default = "none" if key.default is None else key.default
+        text = f"{key.help} (default {default})" if key.help else f"config key {key.name} (default {default})"
+        if key.kind is bool:
+            parser.add_argument(*names, dest=key.name, action=argparse.BooleanOptionalAction, default=None, help=text)
+        else:
+            kind: Callable[[str], Any] = _integer if key.kind is int else key.kind
+            parser.add_argument(*names, dest=key.name, type=kind, default=None, metavar=_METAVARS[key.kind], help=text)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="stratumkit", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="stratumkit", description=__doc__)
+    sub = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]", parser.add_subparsers(dest="command", required=True)
+    )
     serve = sub.add_parser("serve", help="run the pool (embedded chain unless --node-url is given)")
     serve.add_argument("--config", help="TOML file with PoolConfig keys (flags override it)")
-    for key, (kind, text) in _SERVE_FLAGS.items():
-        names = ["--" + key.replace("_", "-")] + (["--node"] if key == "node_url" else [])
-        serve.add_argument(*names, dest=key, type=kind, default=None, help=text)
     serve.add_argument(
-        "--solo",
-        action="store_const",
-        const=True,
-        default=None,
-        help="pay each worker's own address (worker name = address.worker)",
+        "--check-config", action="store_true", help="check the configuration and exit (0 valid, 2 not): binds no port"
     )
+    _add_config_flags(serve)
     serve.set_defaults(func=_serve)
 
     agent = sub.add_parser("agent", help="run a rig: mine for the pool, serve inference while leased")
@@ -209,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--claim-batch", type=int, default=1, help="jobs claimed at a time while leased (1..64)")
     agent.add_argument("--inference-threads", type=int, default=None, help="minilm: onnxruntime threads")
     agent.add_argument("--log-format", default="console", choices=["console", "json"])
-    agent.add_argument("--log-level", default="info")
+    agent.add_argument("--log-level", default="info", choices=LOG_LEVELS)
     agent.set_defaults(func=_agent)
     from stratumkit.api.cli import add_subcommands
 
@@ -223,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     infer_serve.add_argument("--upstream", help="relay this OpenAI-compatible server instead of MiniLM")
     infer_serve.add_argument("--api-key", help="require this bearer token")
     infer_serve.add_argument("--threads", type=int, default=None, help="onnxruntime threads")
-    infer_serve.set_defaults(func=_infer_serve)
+    infer_serve.set_defaults(func=_infer_serve, prog=infer_serve.prog)
 
     bench = sub.add_parser("bench", help="measure performance")
     bench.add_argument("what", choices=["hash", "pool", "lease", "mining"], help="what to measure")
@@ -279,12 +289,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. An OperatorError (a bad configuration, a port in use, a service down) is
+    one line on stderr and its exit code, however deep in the pool's nurseries it was raised."""
+    from stratumkit import failures
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
     except BrokenPipeError:  # `stratumkit rig ls | head`: the reader left; that is not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as exc:
+        failure = failures.find(exc)
+        if failure is None:
+            raise
+        print(f"{getattr(args, 'prog', None) or 'stratumkit ' + args.command}: {failure}", file=sys.stderr)
+        return failure.exit_code
 
 
 if __name__ == "__main__":

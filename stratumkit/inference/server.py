@@ -24,15 +24,18 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 from collections.abc import Awaitable, Callable
 from functools import partial
 
 import trio
 
 from stratumkit.asgi import AsgiApp, BearerAuth, HTTPError, Reply, Request, Router, Send, listen, route
+from stratumkit.failures import StartupFailure
+from stratumkit.server.listeners import bind_socket
 
 from .backend import InferenceBackend, handle_request
-from .errors import InferenceError
+from .errors import BackendUnavailableError, InferenceError
 from .wire import CHAT, EMBEDDINGS, error_body, error_object, models_response
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "OpenAIApp", "run_server", "serve_openai"]
@@ -103,10 +106,12 @@ async def serve_openai(
     api_key: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    sock: socket.socket | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Start ``backend``, then serve it over HTTP until cancelled or ``shutdown_trigger``
-    returns (then in-flight requests get a few seconds to finish).
+    returns (then in-flight requests get a few seconds to finish). ``sock``, when given, is the
+    listening socket bound to ``host``:``port`` already (see `stratumkit.asgi.listen`).
 
     For ``nursery.start``: reports the base URL actually bound (``http://127.0.0.1:54321``
     when ``port`` is 0), which OpenAIHTTPBackend takes as it is.
@@ -114,7 +119,7 @@ async def serve_openai(
     await backend.start()
     app = OpenAIApp(backend, api_key=api_key, max_body_bytes=max_body_bytes)
     async with trio.open_nursery() as nursery:
-        url = await listen(nursery, app, host, port, errorlog=_log, shutdown_trigger=shutdown_trigger)
+        url = await listen(nursery, app, host, port, errorlog=_log, shutdown_trigger=shutdown_trigger, sock=sock)
         task_status.started(url)
 
 
@@ -136,7 +141,8 @@ def run_server(
 ) -> None:
     """Blocking entry point for ``stratumkit infer serve``: serve all-MiniLM-L6-v2 on the CPU
     (or, with ``upstream``, relay another OpenAI-compatible server) until SIGINT or SIGTERM.
-    ``announce`` is told the bound URL once the server listens."""
+    ``announce`` is told the bound URL once the server listens. The port is bound first; a port
+    that cannot be bound, or an upstream that does not answer, is an OperatorError (one line)."""
 
     async def main() -> None:
         backend: InferenceBackend
@@ -149,18 +155,22 @@ def run_server(
 
             backend = OpenAIHTTPBackend(upstream, upstream_api_key)
         try:
-            async with trio.open_nursery() as nursery:
-                url = await nursery.start(
-                    partial(
-                        serve_openai,
-                        backend,
-                        host,
-                        port,
-                        api_key=api_key,
-                        shutdown_trigger=_until_interrupted,
+            with bind_socket(host, port, port_key="port", host_key="host") as sock:
+                async with trio.open_nursery() as nursery:
+                    url = await nursery.start(
+                        partial(
+                            serve_openai,
+                            backend,
+                            host,
+                            port,
+                            api_key=api_key,
+                            shutdown_trigger=_until_interrupted,
+                            sock=sock,
+                        )
                     )
-                )
-                announce(f"serving {', '.join(backend.models())} at {url}/v1")
+                    announce(f"serving {', '.join(backend.models())} at {url}/v1")
+        except* BackendUnavailableError as group:
+            raise StartupFailure(f"--upstream {upstream}: {group.exceptions[0]}") from None
         finally:
             await backend.close()
 

@@ -18,6 +18,8 @@ from pathlib import Path
 import structlog
 import trio
 
+from stratumkit.failures import damaged_file
+
 from .sources import SourceUnavailable, TemplateSource
 
 log = structlog.get_logger("stratumkit.blocks")
@@ -64,9 +66,13 @@ class BlockLedger:
     def __init__(self, path: str | Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise damaged_file(path, "a SQLite database of found blocks", exc) from None
         self._lock = threading.Lock()
 
     def add(self, block_hash: str, height: int, worker: str, block: bytes, found_at: float) -> None:

@@ -22,6 +22,7 @@ import trio
 from stratumkit.chain.block import BlockHeader
 from stratumkit.chain.targets import difficulty_to_target, nbits_to_target, target_to_nbits
 from stratumkit.chain.template import BlockTemplate, TemplateTransaction
+from stratumkit.failures import damaged_file
 from stratumkit.hashing import hash_to_int, sha256d
 
 
@@ -94,10 +95,13 @@ class EmbeddedTemplateSource:
     def _load(self) -> None:
         if self.state_path is None or not self.state_path.exists():
             return
-        state = json.loads(self.state_path.read_text())
-        self.tip = bytes.fromhex(state["tip"])[::-1]
-        self.height = int(state["height"])
-        self.tip_time = int(state["time"])
+        try:
+            state = json.loads(self.state_path.read_text())
+            self.tip = bytes.fromhex(state["tip"])[::-1]
+            self.height = int(state["height"])
+            self.tip_time = int(state["time"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise damaged_file(self.state_path, "the embedded chain's state (JSON: tip, height, time)", exc) from None
 
     def _save(self) -> None:
         if self.state_path is None:

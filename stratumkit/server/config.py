@@ -1,19 +1,23 @@
 """Pool configuration: defaults, a TOML file, and command-line overrides, in that order.
 
 Every key of the TOML file is a field of `PoolConfig` (same name); unknown keys are an error, so a
-typo never silently falls back to a default.
+typo never silently falls back to a default. Every key is also a flag of `stratumkit serve`
+(`--key-name`), made from `config_keys()`: a new field gets its flag with no other change, and
+its help from `KEY_HELP` when it has a line there.
 """
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
+from stratumkit.failures import ConfigError
+from stratumkit.server.logs import LOG_LEVELS
 
-class ConfigError(ValueError):
-    """The configuration is invalid; the message says which key and why."""
+__all__ = ["KEY_HELP", "ConfigError", "ConfigKey", "PoolConfig", "config_keys", "flag_of", "load_config"]
 
 
 @dataclass(slots=True)
@@ -27,6 +31,7 @@ class PoolConfig:
     tls_port: int | None = None  # a TLS stratum listener beside the plain one (conventionally 3443)
     tls_cert: str | None = None  # PEM certificate chain for tls_port
     tls_key: str | None = None  # PEM private key for tls_port
+    api_tls: bool = False  # the HTTP API over HTTPS, with tls_cert and tls_key
     # where state lives (share log, blocks, embedded chain)
     data_dir: str = "var/stratumkit"
     # work
@@ -41,6 +46,7 @@ class PoolConfig:
     template_refresh: float = 30.0
     node_poll_interval: float = 1.0
     node_retry_max: float = 10.0  # longest wait between attempts while the node is unreachable
+    node_wait: bool = False  # a node that does not answer at start: serve and retry instead of exiting
     stale_window: float = 120.0
     extranonce2_size: int = 4
     instance_id: int = 0  # extranonce1 prefix byte; give each pool process its own
@@ -82,15 +88,20 @@ class PoolConfig:
     def validate(self) -> PoolConfig:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0..65535, got {self.port}")
-        if self.tls_port is not None:
-            if not 0 <= self.tls_port <= 65535:
-                raise ConfigError(f"tls_port must be 0..65535, got {self.tls_port}")
+        if self.api_port is not None and not 0 <= self.api_port <= 65535:
+            raise ConfigError(f"api_port must be 0..65535, got {self.api_port}")
+        if self.tls_port is not None and not 0 <= self.tls_port <= 65535:
+            raise ConfigError(f"tls_port must be 0..65535, got {self.tls_port}")
+        for user in ("tls_port", "api_tls"):
+            if getattr(self, user) in (None, False):
+                continue
             for key in ("tls_cert", "tls_key"):
                 path = getattr(self, key)
                 if path is None:
-                    raise ConfigError(f"tls_port needs {key}: the path of a PEM file")
+                    raise ConfigError(f"{user} needs {key}: the path of a PEM file")
                 if not Path(path).is_file():
-                    raise ConfigError(f"{key}: no such file: {path}")
+                    why = "not a file" if Path(path).exists() else "no such file"
+                    raise ConfigError(f"{key}: {why}: {path}")
         if not 0 < self.min_difficulty <= self.start_difficulty <= self.max_difficulty:
             raise ConfigError("need 0 < min_difficulty <= start_difficulty <= max_difficulty")
         if not 2 <= self.extranonce2_size <= 16:
@@ -98,7 +109,9 @@ class PoolConfig:
         if not 0 <= self.instance_id <= 255:
             raise ConfigError("instance_id must be 0..255")
         if self.log_format not in ("console", "json"):
-            raise ConfigError("log_format must be 'console' or 'json'")
+            raise ConfigError(f"log_format must be 'console' or 'json', got {self.log_format!r}")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"log_level must be {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
         if self.network not in ("mainnet", "testnet", "regtest", "signet"):
             raise ConfigError("network must be mainnet, testnet, signet or regtest")
         if self.solo and self.payout_address:
@@ -113,6 +126,11 @@ class PoolConfig:
             raise ConfigError("need ban_after >= 1, ban_window > 0 and ban_time >= 0 (0: never ban)")
         if self.max_connections_per_ip < 1 or self.send_queue < 1:
             raise ConfigError("max_connections_per_ip and send_queue must be positive")
+        for key in _POSITIVE:
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"{key} must be positive, got {getattr(self, key)}")
+        if self.queue_url is not None and not self.queue_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"queue_url must be a redis://, rediss:// or unix:// URL, got {self.queue_url!r}")
         return self
 
     @property
@@ -123,7 +141,89 @@ class PoolConfig:
         return asdict(self)
 
 
+#: Keys whose value must be above zero (durations, sizes, rates).
+_POSITIVE = (
+    "embedded_difficulty",
+    "template_refresh",
+    "node_poll_interval",
+    "node_retry_max",
+    "stale_window",
+    "share_interval",
+    "retarget_time",
+    "max_line_length",
+    "rig_max_line_length",
+    "handshake_timeout",
+    "idle_timeout",
+    "send_timeout",
+    "max_invalid_shares",
+    "lease_drain_timeout",
+    "lease_return_timeout",
+)
+
 _FIELDS = {f.name for f in fields(PoolConfig)} - {"extra"}
+_TYPES = get_type_hints(PoolConfig)
+
+#: What a key means, shown by `stratumkit serve --help` beside its flag.
+KEY_HELP: dict[str, str] = {
+    "host": "address to listen on for miners",
+    "port": "stratum port",
+    "api_host": "HTTP API address",
+    "api_port": "HTTP API port (0 picks a free one)",
+    "api_token": "require Authorization: Bearer <token> on the API's /v1 routes (a flag shows in ps: prefer the file)",
+    "tls_port": "TLS stratum port beside the plain one (conventionally 3443); needs tls_cert and tls_key",
+    "tls_cert": "PEM certificate chain for TLS (read again on SIGHUP)",
+    "tls_key": "PEM private key for TLS (read again on SIGHUP)",
+    "api_tls": "serve the HTTP API over HTTPS, with tls_cert and tls_key",
+    "data_dir": "where the share log, blocks and chain state live",
+    "node_url": "bitcoind JSON-RPC URL, e.g. http://user:pass@127.0.0.1:8332 (default: embedded chain)",
+    "node_cookie": "bitcoind .cookie file for RPC auth",
+    "network": "mainnet | testnet | signet | regtest (address encoding)",
+    "payout_address": "address the coinbase pays",
+    "solo": "pay each worker's own address (worker name = address.worker)",
+    "node_wait": "a node that does not answer at start: serve and keep retrying instead of exiting 1",
+    "pool_tag": "text in the coinbase scriptSig",
+    "start_difficulty": "first share difficulty of a miner",
+    "min_difficulty": "lowest share difficulty",
+    "max_difficulty": "highest share difficulty",
+    "share_interval": "vardiff aims at one share per this many seconds",
+    "embedded_difficulty": "block difficulty of the embedded chain",
+    "max_connections_per_ip": "connections one IP address may hold",
+    "instance_id": "extranonce1 prefix byte of this pool process (0..255)",
+    "log_format": "console | json",
+    "log_level": " | ".join(LOG_LEVELS),
+    "queue_url": "inference queue engine: redis://host:port/db (default: SQLite in data_dir)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigKey:
+    """One key of the configuration, as a flag sees it."""
+
+    name: str
+    kind: type  # int, float, str or bool: what the flag's text is read as
+    default: Any
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return flag_of(self.name)
+
+
+def flag_of(key: str) -> str:
+    """The `stratumkit serve` flag of a key: node_url -> --node-url."""
+    return "--" + key.replace("_", "-")
+
+
+def config_keys() -> list[ConfigKey]:
+    """Every key of `PoolConfig`, in the order the class declares them."""
+    keys = []
+    for f in fields(PoolConfig):
+        if f.name == "extra":
+            continue
+        hint = _TYPES[f.name]
+        kind = next(k for k in (get_args(hint) or (hint,)) if k is not type(None))
+        keys.append(ConfigKey(f.name, kind, f.default, KEY_HELP.get(f.name, "")))
+    return keys
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> PoolConfig:
@@ -132,8 +232,10 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> PoolConfig:
     if path is not None:
         try:
             data = tomllib.loads(Path(path).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot read config {path}: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"--config {path}: cannot read it ({exc.strerror})") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--config {path}: not valid TOML ({exc})") from None
         if "pool" in data:
             stray = sorted(set(data) - {"pool"})
             if stray:
@@ -141,7 +243,7 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> PoolConfig:
             data = data["pool"]
         unknown = sorted(set(data) - _FIELDS)
         if unknown:
-            raise ConfigError(f"unknown config key(s) in {path}: {', '.join(unknown)}")
+            raise ConfigError(f"unknown config key(s) in {path}: {', '.join(_suggest(key) for key in unknown)}")
         values.update(data)
     values.update({k: v for k, v in overrides.items() if v is not None})
     for key, value in values.items():
@@ -153,7 +255,10 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> PoolConfig:
     return config.validate()
 
 
-_TYPES = get_type_hints(PoolConfig)
+def _suggest(key: str) -> str:
+    """An unknown key, with the known one it is probably a typo of."""
+    close = difflib.get_close_matches(key, _FIELDS, n=1)
+    return f"{key} (did you mean {close[0]}?)" if close else key
 
 
 def _check_type(key: str, value: Any) -> None:

@@ -11,8 +11,12 @@ import sys
 
 import structlog
 
+#: The levels a log_level / --log-level may name.
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
 
 def configure_logging(fmt: str = "console", level: str = "info") -> None:
+    """`level` is one of LOG_LEVELS (the caller checked it: the config, or the flag's choices)."""
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
     )

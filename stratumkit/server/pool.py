@@ -1,6 +1,7 @@
 """The pool service: listeners, connections, job fan-out, found blocks, graceful shutdown.
 
-Structure (one root nursery, services started with `nursery.start`):
+Structure (one root nursery, services started with `nursery.start`), after the stratum ports
+are bound (a port in use ends `run` before anything has started):
 
     Pool.run
     ├── ShareLog.run            the group-commit writer; outlives every connection
@@ -51,7 +52,9 @@ from stratumkit.shares.vardiff import VardiffConfig
 
 from .config import ConfigError, PoolConfig
 from .connection import MinerConnection, SocketConnection, StreamConnection, TlsSocketConnection
+from .listeners import open_listeners
 from .reactor import SocketReactor
+from .tls import stratum_context
 
 log = structlog.get_logger("stratumkit.pool")
 
@@ -70,6 +73,16 @@ MAX_TRACKED_HOSTS = 10_000
 PARALLEL_FANOUT_MIN = 256
 
 
+def payout_script(address: str | None, network: Network) -> bytes:
+    """The script the coinbase pays: `address`'s, or OP_TRUE when there is none (embedded chain)."""
+    if address is None:
+        return OP_TRUE_SCRIPT
+    try:
+        return address_to_script(address, network)
+    except AddressError as exc:
+        raise ConfigError(f"payout_address {address}: {exc}: give a {network.value} address (see network)") from None
+
+
 class Pool:
     def __init__(self, config: PoolConfig, source: TemplateSource, extensions: ExtensionPort | None = None) -> None:
         self.config = config.validate()
@@ -83,7 +96,7 @@ class Pool:
         self.submitter = BlockSubmitter(self.ledger, source)
         self.extranonces = ExtranonceAllocator(size=4, prefix=config.instance_id)
         self.registry = JobRegistry(
-            payout_script=self._payout_script(),
+            payout_script=payout_script(config.payout_address, self.network),
             extranonce1_size=4,
             extranonce2_size=config.extranonce2_size,
             pool_tag=config.pool_tag.encode()[:40],
@@ -118,7 +131,10 @@ class Pool:
             extension_methods=self.extensions.methods,
         )
         self.reactor = SocketReactor(self.share_log)
-        self.tls = self._tls_context() if config.tls_port is not None else None
+        self.tls: ssl.SSLContext | None = None
+        if config.tls_port is not None:
+            assert config.tls_cert is not None and config.tls_key is not None  # PoolConfig.validate
+            self.tls = stratum_context(config.tls_cert, config.tls_key)
         self.sessions: set[MinerConnection] = set()
         #: Each connection's timers are checked in one fixed slice of the tick (see _timers).
         self._timer_slots: list[set[MinerConnection]] = [set() for _ in range(TIMER_SLICES)]
@@ -137,15 +153,6 @@ class Pool:
 
     # ---------------------------------------------------------------------------- ports
 
-    def _payout_script(self) -> bytes:
-        address = self.config.payout_address
-        if address is None:
-            return OP_TRUE_SCRIPT
-        try:
-            return address_to_script(address, self.network)
-        except AddressError as exc:
-            raise ValueError(f"payout_address: {exc}") from None
-
     def found(self, job: Job, block_hash: bytes, block: bytes, worker: str) -> None:
         """Write the block down durably (before the share's reply is queued), then submit it in
         the background, with retries. Blocks are rare: the ledger write runs on the loop thread."""
@@ -160,6 +167,11 @@ class Pool:
     async def run(self, *, task_status: trio.TaskStatus[Pool] = trio.TASK_STATUS_IGNORED) -> None:
         with self._cancel:
             try:
+                listeners = await self._bind()  # a port in use ends the start before anything has run
+            except BaseException:
+                self._release()
+                raise
+            try:
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
                     await nursery.start(self.share_log.run)
@@ -170,17 +182,8 @@ class Pool:
                     nursery.start_soon(self.submitter.resubmit_pending)
                     nursery.start_soon(self._timers)
                     nursery.start_soon(self._close_all_on_exit)
-                    listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.host)
-                    self.port = listeners[0].socket.getsockname()[1]
-                    for listener in listeners:
-                        nursery.start_soon(self._accept, listener)
-                    if self.config.tls_port is not None:
-                        assert self.tls is not None
-                        context = self.tls
-                        tls_listeners = await trio.open_tcp_listeners(self.config.tls_port, host=self.config.host)
-                        self.tls_port = tls_listeners[0].socket.getsockname()[1]
-                        for listener in tls_listeners:
-                            nursery.start_soon(self._accept, listener, context)
+                    for listener, tls in listeners:
+                        nursery.start_soon(self._accept, listener, tls)
                     log.info(
                         "pool listening",
                         host=self.config.host,
@@ -191,14 +194,34 @@ class Pool:
                     )
                     task_status.started(self)
             finally:
-                self.ledger.close()
-                self._senders.shutdown(wait=False)
+                self._release()
                 log.info(
                     "pool stopped",
                     accepted=self.stats.accepted,
                     blocks=self.stats.blocks,
                     share_log=self.share_log.statistics(),
                 )
+
+    async def _bind(self) -> list[tuple[trio.SocketListener, ssl.SSLContext | None]]:
+        """The stratum listeners, plain and (when tls_port is set) TLS, each with its context."""
+        cfg = self.config
+        plain = await open_listeners(cfg.host, cfg.port, port_key="port")
+        self.port = plain[0].socket.getsockname()[1]
+        bound: list[tuple[trio.SocketListener, ssl.SSLContext | None]] = [(listener, None) for listener in plain]
+        if cfg.tls_port is not None:
+            try:
+                secure = await open_listeners(cfg.host, cfg.tls_port, port_key="tls_port")
+            except BaseException:
+                for listener in plain:
+                    await trio.aclose_forcefully(listener)
+                raise
+            self.tls_port = secure[0].socket.getsockname()[1]
+            bound += [(listener, self.tls) for listener in secure]
+        return bound
+
+    def _release(self) -> None:
+        self.ledger.close()
+        self._senders.shutdown(wait=False)
 
     async def _close_all_on_exit(self) -> None:
         """At shutdown, end every connection while the nursery can still run their rig hooks;
@@ -217,19 +240,6 @@ class Pool:
                 except Exception:
                     log.exception("could not say goodbye", peer=conn.peer)
                 conn.drop("pool shutting down")
-
-    def _tls_context(self) -> ssl.SSLContext:
-        """TLS 1.2 and newer, with the configured certificate chain and key: built at start, so a
-        bad certificate is one line naming the keys, before anything listens."""
-        cfg = self.config
-        assert cfg.tls_cert is not None and cfg.tls_key is not None  # PoolConfig.validate
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        try:
-            context.load_cert_chain(cfg.tls_cert, cfg.tls_key)
-        except (ssl.SSLError, OSError) as exc:
-            raise ConfigError(f"tls_cert / tls_key: cannot load {cfg.tls_cert} with {cfg.tls_key}: {exc}") from None
-        return context
 
     def shutdown(self) -> None:
         """Stop accepting, end every connection, flush the share log, and return from run()."""

@@ -61,9 +61,10 @@ class PoolProcess:
         solo: bool = False,
     ) -> PoolProcess:
         data_dir.mkdir(parents=True, exist_ok=True)
-        # Keys without a command-line flag go through --config (flags override the file).
+        # Some keys go through --config (flags override the file); node_wait: one test starts
+        # the pool with its node down, and the pool serves meanwhile.
         config = data_dir / "pool.toml"
-        config.write_text("node_poll_interval = 0.2\ntemplate_refresh = 30.0\n")
+        config.write_text("node_poll_interval = 0.2\ntemplate_refresh = 30.0\nnode_wait = true\n")
         args = [
             "--config",
             str(config),

@@ -32,6 +32,15 @@ def serve_command(*args: str) -> list[str]:
     return cli_command("serve", *args)
 
 
+#: A child interpreter importing stratumkit takes seconds on a machine whose cores are all busy.
+CHILD_TIMEOUT = 60.0
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """`stratumkit ARGS` to its end (a command that fails at start, or exits at once): its output."""
+    return subprocess.run(cli_command(*args), capture_output=True, text=True, timeout=CHILD_TIMEOUT, env=child_env())
+
+
 def child_env(**extra: str) -> dict[str, str]:
     """The test's environment, with this checkout first on PYTHONPATH."""
     env = dict(os.environ, **extra)
