@@ -36,6 +36,10 @@ def _bench(args: argparse.Namespace) -> int:
         from stratumkit.bench import lease as bench_lease
 
         bench_lease.run(args.rounds, args.rigs, args.inference)
+    elif args.what == "miner":
+        from stratumkit.bench import miner as bench_miner
+
+        bench_miner.run(args.pool, args.listen, args.duration, args.data_dir, args.save, args.json)
     return 0
 
 
@@ -221,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     infer_serve.set_defaults(func=_infer_serve)
 
     bench = sub.add_parser("bench", help="measure performance")
-    bench.add_argument("what", choices=["hash", "pool", "lease"], help="what to measure")
+    bench.add_argument("what", choices=["hash", "pool", "lease", "miner"], help="what to measure")
     bench.add_argument("--rounds", type=int, default=30, help="lease: switch rounds (default 30)")
     bench.add_argument("--rigs", type=int, default=2, help="lease: agent processes (default 2)")
     bench.add_argument("--inference", default=None, help="lease: agents' inference backend (e.g. minilm)")
@@ -242,9 +246,19 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--in-flight", type=int, default=1, help="pool, closed shape: shares outstanding per miner")
     bench.add_argument("--tls", action="store_true", help="pool: each run again over the server's TLS port")
     bench.add_argument("--no-fanout", action="store_true", help="pool: skip the block fan-out and send floor")
-    bench.add_argument("--json", action="store_true", help="pool: one JSON object per run instead of the table")
+    bench.add_argument(
+        "--json", action="store_true", help="pool, miner: one JSON object per run (connection) instead of the table"
+    )
     bench.add_argument("--rate", type=float, default=20000, help="pool: shares/s offered in total (default 20000)")
-    bench.add_argument("--duration", type=float, default=10.0, help="pool: seconds of load (default 10)")
+    bench.add_argument(
+        "--duration", type=float, default=10.0, help="pool: seconds of load; miner: seconds to record (default 10)"
+    )
+    bench.add_argument(
+        "--pool", default="127.0.0.1:3333", help="miner: the pool to forward to (default 127.0.0.1:3333)"
+    )
+    bench.add_argument("--listen", type=int, default=3334, help="miner: the port the miner connects to (default 3334)")
+    bench.add_argument("--data-dir", default=None, help="miner: the pool's data_dir, to check its share log's credit")
+    bench.add_argument("--save", default=None, help="miner: write the recorded lines to this file (JSON lines)")
     bench.add_argument(
         "--transactions",
         type=int,

@@ -4,19 +4,12 @@ miners apply to them (see vectors.py for where every line comes from)."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from stratumkit.chain.address import Network
 from stratumkit.chain.targets import difficulty_to_target, target_to_difficulty
 from stratumkit.hashing import hash_to_int
-from stratumkit.jobs.extranonce import ExtranonceAllocator
-from stratumkit.jobs.job import Job
-from stratumkit.jobs.registry import JobRegistry
-from stratumkit.jobs.sources import EmbeddedTemplateSource
-from stratumkit.jobs.work import PoolWork
 from stratumkit.protocol import (
     Authorize,
     Configure,
@@ -32,9 +25,8 @@ from stratumkit.protocol import (
     SuggestTarget,
 )
 from stratumkit.server.config import PoolConfig
-from stratumkit.session.mining import MiningSession, SessionConfig, SessionPorts
-from stratumkit.shares.vardiff import VardiffConfig
-from tests.support.sessions import Recorder, lines
+from stratumkit.session.mining import MiningSession, SessionPorts
+from tests.support.sessions import Recorder, first_job_work, lines, replay, session_config
 
 from . import vectors as v
 from .helpers import CKPOOL_JOB, FEEDERS
@@ -283,85 +275,6 @@ def test_nicehash_extranonce_subscription() -> None:
 
 # --------------------------------------------------------------------------------------------
 # Real miners' connections, captured on the wire, replayed through one session
-
-
-@dataclass
-class Replay:
-    capture: v.Capture
-    session: MiningSession
-    work: PoolWork
-    recorder: Recorder
-    ports: SessionPorts
-    said: list[bytes]  # every line the session queued, in order
-
-    @property
-    def job(self) -> Job:
-        job = self.work.get(self.capture.job_id, None)
-        assert job is not None
-        return job
-
-    def messages(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.said]
-
-    def sent_difficulties(self) -> dict[str, float]:
-        """Job id -> the share difficulty the miner mines it at: the last set_difficulty before
-        its notify (cpuminer's and bfgminer's rule: a new difficulty applies from the next job)."""
-        difficulty, held = None, {}
-        for message in self.messages():
-            if message.get("method") == "mining.set_difficulty":
-                difficulty = message["params"][0]
-            elif message.get("method") == "mining.notify":
-                assert difficulty is not None
-                held[message["params"][0]] = difficulty
-        return held
-
-
-def session_config(config: PoolConfig) -> SessionConfig:
-    """What `stratumkit serve` gives each session from its configuration (stratumkit.server.pool)."""
-    return SessionConfig(
-        extranonce2_size=config.extranonce2_size,
-        version_mask=config.version_mask,
-        start_difficulty=config.start_difficulty,
-        vardiff=VardiffConfig(
-            target_interval=config.share_interval,
-            retarget_time=config.retarget_time,
-            minimum=config.min_difficulty,
-            maximum=config.max_difficulty,
-        ),
-        max_invalid=config.max_invalid_shares,
-        max_line_length=config.max_line_length,
-    )
-
-
-def first_job_work(capture: v.Capture, config: PoolConfig) -> PoolWork:
-    """The work port of a fresh `stratumkit serve` on the embedded chain, holding the capture's
-    first job: block 1 over the chain's fixed genesis, at the job's ntime, under its id."""
-    registry = JobRegistry(
-        payout_script=b"\x51",  # no payout_address: the embedded chain's anyone-can-spend
-        extranonce1_size=4,
-        extranonce2_size=config.extranonce2_size,
-        pool_tag=config.pool_tag.encode(),
-        id_seed=int(capture.job_id, 16) - 1,
-    )
-    source = EmbeddedTemplateSource(difficulty=config.embedded_difficulty, clock=lambda: capture.ntime - 1)
-    registry.new_job(source.template(), 0.0)
-    return PoolWork(registry, ExtranonceAllocator(size=4, prefix=config.instance_id), Network.REGTEST)
-
-
-def replay(capture: v.Capture) -> Replay:
-    """Feed the miner's lines at their times (wall clock: the job's ntime plus that) and collect
-    everything the session says."""
-    config = PoolConfig()
-    work, recorder = first_job_work(capture, config), Recorder()
-    ports = SessionPorts(work=work, shares=recorder, blocks=recorder, stats=recorder)
-    session = MiningSession(session_config(config), ports, 0.0, "127.0.0.1:1")
-    said: list[bytes] = []
-    for at, line in capture.miner_lines():
-        session.on_timer(at)
-        session.receive_data(line, at, capture.ntime + at)
-        said += session.data_to_send().splitlines(keepends=True)
-        assert session.drop_reason is None
-    return Replay(capture, session, work, recorder, ports, said)
 
 
 @pytest.mark.parametrize("capture", v.CAPTURES, ids=[capture.miner for capture in v.CAPTURES])
