@@ -39,7 +39,8 @@ READ_SIZE = 65536
 
 @dataclass(frozen=True, slots=True)
 class Wire:
-    """One line on one connection: `direction` ">" is miner to pool, "<" pool to miner."""
+    """One line on one connection: `direction` ">" is miner to pool, "<" pool to miner. An empty
+    line marks the connection's opening (its first wire) and each side's close."""
 
     t: float
     conn: int
@@ -205,10 +206,12 @@ async def record(
             pass
         if tail:
             wires.append(Wire(time.time(), conn, direction, tail))
+        wires.append(Wire(time.time(), conn, direction, b""))
         await sink.aclose()
 
     async def handle(miner: trio.SocketStream) -> None:
         conn = next(numbers)
+        wires.append(Wire(time.time(), conn, ">", b""))
         async with miner:
             try:
                 pool = await trio.open_tcp_stream(pool_host, pool_port)

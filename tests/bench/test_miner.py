@@ -69,6 +69,7 @@ async def test_the_proxy_records_a_miner_against_a_real_pool(nursery: trio.Nurse
     assert report.submitted == report.accepted == 3 and not report.rejected
     assert report.mismatched == report.unlogged == 0
     assert report.credited_sum == pytest.approx(3 * 0.0001)
-    # Every line crossed whole, in order, both ways.
-    said = [json.loads(w.line) for w in wires if w.direction == "<"]
+    # Every line crossed whole, in order, both ways; the connection's span is from its opening.
+    said = [json.loads(w.line) for w in wires if w.direction == "<" and w.line]
     assert said[0]["id"] == 1 and said[0]["result"][2] == miner.client.conn.extranonce2_size
+    assert wires[0].line == b"" and report.opened == wires[0].t
