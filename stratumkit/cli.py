@@ -36,10 +36,11 @@ def _bench(args: argparse.Namespace) -> int:
         from stratumkit.bench import lease as bench_lease
 
         bench_lease.run(args.rounds, args.rigs, args.inference)
-    elif args.what == "miner":
-        from stratumkit.bench import miner as bench_miner
+    elif args.what == "wire":
+        from stratumkit.bench import wire as bench_wire
 
-        bench_miner.run(args.pool, args.listen, args.duration, args.data_dir, args.save, args.json)
+        duration = 180.0 if args.duration is None else args.duration  # None: the flag's default left to each figure
+        bench_wire.run(args.pool, args.listen, duration, args.data_dir, args.save, args.json)
     return 0
 
 
@@ -225,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     infer_serve.set_defaults(func=_infer_serve)
 
     bench = sub.add_parser("bench", help="measure performance")
-    bench.add_argument("what", choices=["hash", "pool", "lease", "miner"], help="what to measure")
+    bench.add_argument("what", choices=["hash", "pool", "lease", "wire"], help="what to measure")
     bench.add_argument("--rounds", type=int, default=30, help="lease: switch rounds (default 30)")
     bench.add_argument("--rigs", type=int, default=2, help="lease: agent processes (default 2)")
     bench.add_argument("--inference", default=None, help="lease: agents' inference backend (e.g. minilm)")
@@ -247,18 +248,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--tls", action="store_true", help="pool: each run again over the server's TLS port")
     bench.add_argument("--no-fanout", action="store_true", help="pool: skip the block fan-out and send floor")
     bench.add_argument(
-        "--json", action="store_true", help="pool, miner: one JSON object per run (connection) instead of the table"
+        "--json", action="store_true", help="pool, wire: one JSON object per run (connection) instead of the table"
     )
     bench.add_argument("--rate", type=float, default=20000, help="pool: shares/s offered in total (default 20000)")
     bench.add_argument(
-        "--duration", type=float, default=10.0, help="pool: seconds of load; miner: seconds to record (default 10)"
+        "--duration", type=float, default=10.0, help="pool: seconds of load; wire: seconds to record (default 10)"
     )
-    bench.add_argument(
-        "--pool", default="127.0.0.1:3333", help="miner: the pool to forward to (default 127.0.0.1:3333)"
-    )
-    bench.add_argument("--listen", type=int, default=3334, help="miner: the port the miner connects to (default 3334)")
-    bench.add_argument("--data-dir", default=None, help="miner: the pool's data_dir, to check its share log's credit")
-    bench.add_argument("--save", default=None, help="miner: write the recorded lines to this file (JSON lines)")
+    bench.add_argument("--pool", default="127.0.0.1:3333", help="wire: the pool to forward to (default 127.0.0.1:3333)")
+    bench.add_argument("--listen", type=int, default=3334, help="wire: the port the miner connects to (default 3334)")
+    bench.add_argument("--data-dir", default=None, help="wire: the pool's data_dir, to check its share log's credit")
+    bench.add_argument("--save", default=None, help="wire: write the recorded lines to this file (JSON lines)")
     bench.add_argument(
         "--transactions",
         type=int,

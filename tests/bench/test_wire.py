@@ -1,4 +1,4 @@
-"""`stratumkit bench miner`: the analysis on real miners' captured connections (and on the same
+"""`stratumkit bench wire`: the analysis on real miners' captured connections (and on the same
 connections with what would cost a miner put in), and the recording proxy between a miner and a
 real `stratumkit serve`."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from stratumkit.bench.miner import Wire, analyse, record
+from stratumkit.bench.wire import Wire, analyse, record
 from stratumkit.shares.log import read_records
 from tests.protocol import vectors as v
 from tests.support.miners import Miner

@@ -1,4 +1,4 @@
-"""`stratumkit bench miner`: what a real miner and the pool said to each other, and whether the
+"""`stratumkit bench wire`: what a real miner and the pool said to each other, and whether the
 pool credited the miner at the targets it was mining at.
 
 A recording stratum proxy: point a miner (cpuminer, cpuminer-opt, bfgminer, an ASIC) at
