@@ -43,6 +43,11 @@ def _bench(args: argparse.Namespace) -> int:
 
         duration = 60.0 if args.duration is None else args.duration
         bench_mining.run(args.figure, duration, args.restarts, args.reconnect_wait, args.json)
+    elif args.what == "wire":
+        from stratumkit.bench import wire as bench_wire
+
+        duration = 180.0 if args.duration is None else args.duration
+        bench_wire.run(args.pool, args.listen, duration, args.data_dir, args.save, args.json)
     return 0
 
 
@@ -236,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     infer_serve.set_defaults(func=_infer_serve, prog=infer_serve.prog)
 
     bench = sub.add_parser("bench", help="measure performance")
-    bench.add_argument("what", choices=["hash", "pool", "lease", "mining"], help="what to measure")
+    bench.add_argument("what", choices=["hash", "pool", "lease", "mining", "wire"], help="what to measure")
     bench.add_argument(
         "--figure",
         choices=["all", "hashrate", "credit", "reconnect"],
@@ -270,14 +275,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--in-flight", type=int, default=1, help="pool, closed shape: shares outstanding per miner")
     bench.add_argument("--tls", action="store_true", help="pool: each run again over the server's TLS port")
     bench.add_argument("--no-fanout", action="store_true", help="pool: skip the block fan-out and send floor")
-    bench.add_argument("--json", action="store_true", help="pool, mining: one JSON object per figure instead of text")
+    bench.add_argument(
+        "--json", action="store_true", help="pool, mining, wire: one JSON object per run or figure instead of text"
+    )
     bench.add_argument("--rate", type=float, default=20000, help="pool: shares/s offered in total (default 20000)")
     bench.add_argument(
         "--duration",
         type=float,
         default=None,
-        help="pool: seconds of load (default 10); mining: per figure (default 60)",
+        help="pool: seconds of load (default 10); mining: per figure (default 60); wire: to record (default 180)",
     )
+    bench.add_argument("--pool", default="127.0.0.1:3333", help="wire: the pool to forward to (default 127.0.0.1:3333)")
+    bench.add_argument("--listen", type=int, default=3334, help="wire: the port the miner connects to (default 3334)")
+    bench.add_argument("--data-dir", default=None, help="wire: the pool's data_dir, to check its share log's credit")
+    bench.add_argument("--save", default=None, help="wire: write the recorded lines to this file (JSON lines)")
     bench.add_argument(
         "--transactions",
         type=int,

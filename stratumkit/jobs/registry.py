@@ -8,9 +8,11 @@ Rules:
 - Jobs of the current round stay valid for `stale_window` seconds after a newer job replaced them
   (miners finish the work they hold), and at least the newest `keep_jobs` of them are kept.
 - A difficulty change takes effect with a new job id (the convention miners and pools share):
-  `reissue` gives the same work under an id the miner has not had, so each share is credited at
-  the difficulty its job id was sent with. A reissue shares its original's duplicate set (the
-  same work is one share, under any id) and its fate.
+  `reissue` gives the same block under an id the miner has not had, so each share is credited at
+  the difficulty its job id was sent with. Its ntime is one second later per reissue: miners
+  restart their nonce scan on a new job id (cpuminer-opt, bfgminer), and over an unchanged header
+  they would find again the hashes they sent under the old id, every one a duplicate. A reissue
+  shares its original's duplicate set (one header is one share, under any id) and its fate.
 - Solo mode: a *variant* of a job does the same work (same template, same ntime) but pays another
   script. It is built on first demand (`job_for`), once per job and script, gets its own id from
   the same counter, and shares its job's fate: replaced, stale and forgotten with it. `get` with a
@@ -99,8 +101,9 @@ class JobRegistry:
         return variant
 
     def reissue(self, job: Job, taken: Container[str], now: float) -> Job:
-        """`job`'s work under an id not in `taken` (the ids a miner holds): reused across miners,
-        made when every one so far is taken. A stale job is returned as it is."""
+        """`job`'s block under an id not in `taken` (the ids a miner holds) and a later ntime (the
+        n-th reissue: `job.ntime + n`): reused across miners, made when every one so far is
+        taken. A stale job is returned as it is."""
         if self._jobs.get(job.job_id) is not job:
             return job
         copies = self._reissues.setdefault(job.job_id, [])
@@ -109,15 +112,16 @@ class JobRegistry:
                 return copy
         self._counter += 1
         job_id = f"{self._counter:x}"
+        ntime = job.ntime + len(copies) + 1
         copy = Job(
             job_id=job_id,
             template=job.template,
             coinbase=job.coinbase,
             prepared=job.prepared,
-            ntime=job.ntime,
+            ntime=ntime,
             created=now,
-            notify_clean=dataclasses.replace(job.notify_clean, job_id=job_id),
-            notify_update=dataclasses.replace(job.notify_update, job_id=job_id),
+            notify_clean=dataclasses.replace(job.notify_clean, job_id=job_id, ntime=f"{ntime:08x}"),
+            notify_update=dataclasses.replace(job.notify_update, job_id=job_id, ntime=f"{ntime:08x}"),
             seen=job.seen,
         )
         copies.append(copy)

@@ -12,6 +12,7 @@ from .errors import (
     LocalProtocolError,
     ProtocolError,
     RemoteProtocolError,
+    TlsOnPlainPort,
 )
 from .events import (
     FULL_VERSION_MASK,
@@ -87,4 +88,5 @@ __all__ = [
     "SubscribeResult",
     "SuggestDifficulty",
     "SuggestTarget",
+    "TlsOnPlainPort",
 ]

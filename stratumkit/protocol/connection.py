@@ -28,7 +28,7 @@ import enum
 from collections.abc import Sequence
 from typing import Any, ClassVar, Final, Generic, TypeVar
 
-from .errors import LineTooLong, LocalProtocolError, RemoteProtocolError
+from .errors import LineTooLong, LocalProtocolError, RemoteProtocolError, TlsOnPlainPort
 from .events import ConnectionClosed, Event
 from .framing import LineBuffer
 from .jsonrpc import RequestId, dumps, encode_id, encode_str
@@ -137,7 +137,7 @@ class Connection(abc.ABC, Generic[_State]):
             self._tls_unchecked = False
             if data[0] == _TLS_HANDSHAKE:
                 self._failed = True
-                raise RemoteProtocolError("a TLS handshake arrived on a plain-text stratum port")
+                raise TlsOnPlainPort("a TLS handshake arrived on a plain-text stratum port")
         too_long: LineTooLong | None = None
         try:
             lines: Sequence[bytes] = self._lines.feed(data)

@@ -25,6 +25,7 @@ __all__ = [
     "LocalProtocolError",
     "ProtocolError",
     "RemoteProtocolError",
+    "TlsOnPlainPort",
 ]
 
 
@@ -82,6 +83,12 @@ class RemoteProtocolError(ProtocolError):
     def __init__(self, message: str, events: Sequence[Event] = ()) -> None:
         super().__init__(message)
         self.events: tuple[Event, ...] = tuple(events)
+
+
+class TlsOnPlainPort(RemoteProtocolError):
+    """A TLS ClientHello on a plain-text port: the connection has to be closed, but the peer is
+    probing, not misbehaving (bfgminer 5.x opens every connection with one and falls back to
+    plain text on the next)."""
 
 
 class LineTooLong(RemoteProtocolError):

@@ -22,8 +22,11 @@ Rules:
 - A miner is dropped once `max_invalid` of its last 2 x `max_invalid` judged messages (shares and
   malformed requests) were bad, each having had its answer: a valid share slipped in now and then
   does not reset the count, and honest stale shares after a block stay far below it.
-  one that does not finish subscribe + authorize within `handshake_timeout`, or is silent for
-  `idle_timeout`, is dropped by `on_timer`.
+  Such a drop, or bytes that break the protocol, mark the session `misbehaved` (the pool may ban
+  the address); a TLS ClientHello on the plain port only closes it (bfgminer 5.x tries TLS first
+  on every connection, then plain text: a farm behind one address would otherwise be banned).
+- A miner that does not finish subscribe + authorize within `handshake_timeout`, or is silent
+  for `idle_timeout`, is dropped by `on_timer`.
 - Extension requests (`stratumkit.*`) are not answered here: `receive_data` returns them, in
   order, for the shell to hand to the extension port.
 """
@@ -37,7 +40,7 @@ from typing import Any
 from stratumkit.chain.block import assemble_block
 from stratumkit.chain.targets import target_to_difficulty
 from stratumkit.jobs.job import Job
-from stratumkit.protocol.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
+from stratumkit.protocol.errors import ErrorCode, LocalProtocolError, RemoteProtocolError, TlsOnPlainPort
 from stratumkit.protocol.events import (
     Authorize,
     BadRequest,
@@ -217,7 +220,8 @@ class MiningSession:
                         self._handle(event, now, wall, requests)
                     except LocalProtocolError:
                         pass  # judged and recorded; a failed connection takes no reply
-            self.misbehaved = True
+            if not isinstance(exc, TlsOnPlainPort):  # a TLS probe (bfgminer's every connect) is no offence
+                self.misbehaved = True
             self.drop(f"protocol error: {exc}")
             return requests
         for event in events:

@@ -103,17 +103,27 @@ def test_job_ids_do_not_repeat_across_registries_made_at_different_times() -> No
     assert all(after.get(i) is None for i in old_ids)
 
 
-def test_a_reissue_is_the_same_work_under_a_fresh_id_and_shares_its_fate() -> None:
+def test_a_reissue_is_the_same_block_under_a_fresh_id_and_ntime_and_shares_its_fate() -> None:
     reg = registry(stale_window=10.0, keep_jobs=1)
     t = template()
     job, _ = reg.new_job(t, now=0.0)
     copy = reg.reissue(job, {job.job_id}, now=1.0)
     assert copy.job_id != job.job_id and copy.notify_update.job_id == copy.job_id
-    assert copy.prepared is job.prepared and copy.seen is job.seen  # one duplicate set for the work
+    assert copy.prepared is job.prepared and copy.seen is job.seen  # one duplicate set for the block
     assert reg.get(copy.job_id) is copy
     assert reg.reissue(job, {job.job_id}, now=2.0) is copy  # reused by the next miner that needs one
     third = reg.reissue(job, {job.job_id, copy.job_id}, now=2.0)
     assert third.job_id not in (job.job_id, copy.job_id)
+    # A miner restarts its nonce scan on a new job id (cpuminer-opt, bfgminer): with the header
+    # unchanged it would find again the hashes it sent under the old id, and each is a duplicate.
+    assert [j.ntime for j in (job, copy, third)] == [job.ntime, job.ntime + 1, job.ntime + 2]
+    for j in (copy, third):
+        assert int(j.notify_clean.ntime, 16) == int(j.notify_update.ntime, 16) == j.ntime
+        same = dataclasses.replace(j.notify_update, job_id=job.job_id, ntime=job.notify_update.ntime)
+        assert same == job.notify_update  # nothing else changed: the same block
+    nonce_args = (b"\0\0\0\0", b"\0\0\0\1", job.version)
+    hashes = {j.prepared.check(*nonce_args, j.ntime, 7, (1 << 256) - 1).hash for j in (job, copy, third)}
+    assert len(hashes) == 3  # the same extranonce2 and nonce are new work under each id
     reg.new_job(dataclasses.replace(t, curtime=t.curtime + 30), now=30.0)
     reg.new_job(dataclasses.replace(t, curtime=t.curtime + 60), now=60.0)  # the first job expires
     assert reg.get(job.job_id) is None and reg.get(copy.job_id) is None and reg.get(third.job_id) is None

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from stratumkit.chain.targets import difficulty_to_target, target_to_difficulty
+from stratumkit.hashing import hash_to_int
 from stratumkit.protocol import (
     Authorize,
     Configure,
@@ -22,6 +24,9 @@ from stratumkit.protocol import (
     SuggestDifficulty,
     SuggestTarget,
 )
+from stratumkit.server.config import PoolConfig
+from stratumkit.session.mining import MiningSession, SessionPorts
+from tests.support.sessions import Recorder, first_job_work, lines, replay, session_config
 
 from . import vectors as v
 from .helpers import CKPOOL_JOB, FEEDERS
@@ -266,3 +271,107 @@ def test_nicehash_extranonce_subscription() -> None:
         {"id": 3, "result": True, "error": None},
         json.loads(v.NICEHASH_SET_EXTRANONCE.replace(b"08000002", b"08000003")),
     ]
+
+
+# --------------------------------------------------------------------------------------------
+# Real miners' connections, captured on the wire, replayed through one session
+
+
+@pytest.mark.parametrize("capture", v.CAPTURES, ids=[capture.miner for capture in v.CAPTURES])
+def test_a_real_miners_connection_replays_to_the_pools_own_lines(capture: v.Capture) -> None:
+    run = replay(capture)
+    assert run.said == capture.pool_lines()
+    # Every share the miner sent was accepted ...
+    submits = [line for _, line in capture.miner_lines() if b'"mining.submit"' in line]
+    assert len(run.recorder.shares) == len(submits) > 0 and not run.recorder.rejected
+    # ... and credited at the difficulty the miner mined its job at, never above the network's.
+    held = run.sent_difficulties()
+    assert [share.difficulty for share in run.recorder.shares] == [held[share.job_id] for share in run.recorder.shares]
+    assert all(
+        difficulty <= run.job.max_difficulty < DIFF1_TARGET / run.job.network_target for difficulty in held.values()
+    )
+
+
+def test_cpuminer_is_asked_its_version_and_told_where_to_come_back() -> None:
+    run = replay(v.CAPTURED_MINERD)
+    assert run.session.miner_version == "cpuminer/2.5.1"
+    run.session.say_goodbye("127.0.0.1", 45993, 2.0)
+    assert run.session.data_to_send() == v.CAPTURED_RECONNECT
+    # stratum_reconnect: params[0] a string, params[1] read with json_integer_value (0 for a
+    # float: the request would be dropped); the wait is not read at all.
+    host, port, wait = json.loads(v.CAPTURED_RECONNECT)["params"]
+    assert isinstance(host, str) and type(port) is int and wait == 2.0
+    # On its next connection it resumes with the session id it was given: answered as a subscribe.
+    again = MiningSession(session_config(PoolConfig()), run.ports, 100.0)
+    again.receive_data(v.CAPTURED_MINERD_RESUME, 100.0, v.CAPTURED_MINERD.ntime + 100)
+    [reply] = lines(again)
+    assert reply["id"] == 1 and reply["error"] is None
+    check_subscribe_result(reply["result"], 1, 100)
+
+
+def test_cpuminer_opt_gets_a_difficulty_change_as_new_work_and_loses_no_share_to_it() -> None:
+    """cpuminer-opt restarts its nonce scan at 0 on a new job id (its shares under the new id have
+    small nonces). Over the same header it would find the hashes it had sent again: before the
+    reissue carried a new ntime, 2 of its first 14 shares were refused as duplicates."""
+    run = replay(v.CAPTURED_CPUMINER_OPT)
+    notifies = [m["params"] for m in run.messages() if m.get("method") == "mining.notify"]
+    first, changed = notifies
+    assert changed[0] != first[0] and changed[8] is False  # a new job id, the same block
+    assert int(changed[7], 16) == int(first[7], 16) + 1  # and a new header: ntime + 1
+    assert changed[1:7] == first[1:7]
+    held = run.sent_difficulties()
+    assert (held[first[0]], held[changed[0]]) == (0.001, 0.004)
+    late = [share for share in run.recorder.shares if share.job_id == changed[0]]
+    assert len(late) == 2
+    assert all(share.difficulty == 0.004 and share.ntime == int(changed[7], 16) for share in late)
+    # The scan started over: each nonce it found under the new id lies below the last one it
+    # had reached under the old id (the nonce is little-endian hex on the wire).
+    nonces: dict[str, list[int]] = {job_id: [] for job_id in held}
+    for _, line in v.CAPTURED_CPUMINER_OPT.miner_lines():
+        if b'"mining.submit"' in line:
+            params = json.loads(line)["params"]
+            nonces[params[1]].append(int.from_bytes(bytes.fromhex(params[4]), "little"))
+    assert max(nonces[changed[0]]) < nonces[first[0]][-1]
+
+
+def test_bfgminers_tls_probe_is_closed_without_counting_against_its_address() -> None:
+    """bfgminer 5.5.0 opens every connection with a TLS ClientHello, then connects again in plain
+    text: five rigs behind one address starting within a minute must not get it banned."""
+    config = PoolConfig()
+    recorder = Recorder()
+    ports = SessionPorts(
+        work=first_job_work(v.CAPTURED_BFGMINER, config), shares=recorder, blocks=recorder, stats=recorder
+    )
+    probe = MiningSession(session_config(config), ports, 0.0)
+    probe.receive_data(v.CAPTURED_BFGMINER_TLS_PROBE, 0.0, v.CAPTURED_BFGMINER.ntime)
+    assert probe.drop_reason is not None and "TLS" in probe.drop_reason
+    assert not probe.misbehaved
+    garbage = MiningSession(session_config(config), ports, 0.0)
+    garbage.receive_data(b"\x00\x01\x02 not stratum\n", 0.0, v.CAPTURED_BFGMINER.ntime)
+    assert garbage.drop_reason is not None and garbage.misbehaved  # bytes that break the protocol still count
+
+
+def test_bfgminers_suggest_target_before_subscribing_is_honoured_without_an_answer() -> None:
+    run = replay(v.CAPTURED_BFGMINER)
+    suggest, subscribe = (json.loads(line) for _, line in v.CAPTURED_BFGMINER.miner_lines()[:2])
+    assert suggest["id"] is None and suggest["method"] == "mining.suggest_target"
+    # initiate_stratum reads the very next line as the subscribe answer: nothing for the null id.
+    first = run.messages()[0]
+    assert first["id"] == subscribe["id"] == 0 and first["error"] is None
+    assert all(m.get("id") is not None for m in run.messages() if "result" in m or "error" in m)
+    # The suggested target is the share target (0.00399994: bfgminer's own rounding of 0.004).
+    wanted = target_to_difficulty(int(suggest["params"][0], 16))
+    assert run.sent_difficulties()[v.CAPTURED_BFGMINER.job_id] == pytest.approx(wanted, rel=1e-5)
+    assert wanted == pytest.approx(0.004, rel=1e-4)
+
+
+def test_bfgminers_suggested_difficulty_above_the_network_is_capped_and_its_block_arrives() -> None:
+    run = replay(v.CAPTURED_BFGMINER_DIFF1)
+    [suggest] = [json.loads(line) for _, line in v.CAPTURED_BFGMINER_DIFF1.miner_lines()[:1]]
+    assert target_to_difficulty(int(suggest["params"][0], 16)) == pytest.approx(1.0, rel=1e-4)
+    sent = run.sent_difficulties()[v.CAPTURED_BFGMINER_DIFF1.job_id]
+    assert sent == run.job.max_difficulty and difficulty_to_target(sent) >= run.job.network_target
+    # Its one share solved block 1: a miner at difficulty 1 would never have sent it.
+    [share] = run.recorder.shares
+    assert difficulty_to_target(1.0) < hash_to_int(share.hash) <= run.job.network_target
+    assert run.recorder.blocks == [(share.hash[::-1].hex(), "bcrt1qbfg.cpu0")]

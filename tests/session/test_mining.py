@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -15,49 +14,17 @@ from stratumkit.agent.work import MinerJob
 from stratumkit.chain.address import Network
 from stratumkit.chain.targets import difficulty_to_target, target_to_difficulty
 from stratumkit.jobs.extranonce import ExtranonceAllocator
-from stratumkit.jobs.job import Job
 from stratumkit.jobs.registry import JobRegistry
 from stratumkit.jobs.sources import EmbeddedTemplateSource
 from stratumkit.jobs.work import PoolWork
 from stratumkit.session.mining import MiningSession, SessionConfig, SessionPorts
 from stratumkit.session.ports import RigMode
-from stratumkit.shares.log import LogBatch, ShareRecord
 from stratumkit.shares.vardiff import VardiffConfig
+from tests.support.sessions import Recorder, lines
 from tests.support.shares import make_share
 
 WALL = 1_900_000_000.0
 DIFFICULTY = 1e-6
-
-
-@dataclass
-class Recorder:
-    """The share, block and stats ports: everything the session hands them."""
-
-    batch: LogBatch = field(default_factory=LogBatch)
-    shares: list[ShareRecord] = field(default_factory=list)
-    blocks: list[tuple[str, str]] = field(default_factory=list)
-    rejected: list[str] = field(default_factory=list)
-    started: list[str] = field(default_factory=list)
-
-    def append(self, frame: bytes) -> LogBatch:
-        self.shares.append(ShareRecord.unpack(frame[8:]))
-        return self.batch
-
-    def found(self, job: Job, block_hash: bytes, block: bytes, worker: str) -> None:
-        self.blocks.append((block_hash[::-1].hex(), worker))
-
-    def on_accepted(self, worker: str, difficulty: float, now: float, block: bool) -> None:
-        pass
-
-    def on_worker_started(self, worker: str, now: float) -> None:
-        self.started.append(worker)
-
-    def on_rejected(self, worker: str, reason: str) -> None:
-        self.rejected.append(reason)
-
-
-def lines(session: MiningSession) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in session.data_to_send().splitlines()]
 
 
 def send(session: MiningSession, *messages: dict[str, Any], now: float = 0.0) -> list[dict[str, Any]]:

@@ -1,2 +1,3 @@
 """Harnesses shared by the test directories: waits, miners over real TCP, `stratumkit serve` in a
-child process, and loopback ports that cannot be taken by someone else between pick and use."""
+child process, loopback ports that cannot be taken by someone else between pick and use, and one
+mining session with no I/O (with the replay of a real miner's captured connection through it)."""
