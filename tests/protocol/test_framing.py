@@ -94,14 +94,14 @@ def test_limit_must_be_a_positive_int(bad: object) -> None:
 
 def _bytewise_seconds(size: int) -> float:
     best = float("inf")
-    for _ in range(3):
+    for _ in range(5):  # this thread's CPU time, best of five: other processes' load does not count
         buffer = LineBuffer(max_line_length=size + 10)
         data = [b"x"] * size
-        start = time.perf_counter()
+        start = time.thread_time()
         for byte in data:
             buffer.feed(byte)
         assert buffer.feed(b"\n") == [b"x" * size]
-        best = min(best, time.perf_counter() - start)
+        best = min(best, time.thread_time() - start)
     return best
 
 
