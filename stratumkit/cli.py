@@ -36,6 +36,20 @@ def _bench(args: argparse.Namespace) -> int:
         from stratumkit.bench import lease as bench_lease
 
         bench_lease.run(args.rounds, args.rigs, args.inference)
+    elif args.what == "queue":
+        from stratumkit.bench import queue as bench_queue
+
+        bench_queue.run(
+            args.engine,
+            args.jobs,
+            args.batch,
+            claim_batch=args.claim_batch,
+            shape=args.queue_shape,
+            runs=args.runs,
+            redis_url=args.redis_url,
+            redis_fsync=args.redis_fsync,
+            as_json=args.json,
+        )
     return 0
 
 
@@ -221,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     infer_serve.set_defaults(func=_infer_serve)
 
     bench = sub.add_parser("bench", help="measure performance")
-    bench.add_argument("what", choices=["hash", "pool", "lease"], help="what to measure")
+    bench.add_argument("what", choices=["hash", "pool", "lease", "queue"], help="what to measure")
     bench.add_argument("--rounds", type=int, default=30, help="lease: switch rounds (default 30)")
     bench.add_argument("--rigs", type=int, default=2, help="lease: agent processes (default 2)")
     bench.add_argument("--inference", default=None, help="lease: agents' inference backend (e.g. minilm)")
@@ -242,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--in-flight", type=int, default=1, help="pool, closed shape: shares outstanding per miner")
     bench.add_argument("--tls", action="store_true", help="pool: each run again over the server's TLS port")
     bench.add_argument("--no-fanout", action="store_true", help="pool: skip the block fan-out and send floor")
-    bench.add_argument("--json", action="store_true", help="pool: one JSON object per run instead of the table")
+    bench.add_argument("--json", action="store_true", help="pool, queue: one JSON object per run instead of the table")
     bench.add_argument("--rate", type=float, default=20000, help="pool: shares/s offered in total (default 20000)")
     bench.add_argument("--duration", type=float, default=10.0, help="pool: seconds of load (default 10)")
     bench.add_argument(
@@ -250,6 +264,36 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=2500,
         help="pool: template transactions, for a realistic merkle branch (default 2500)",
+    )
+    bench.add_argument(
+        "--engine",
+        nargs="+",
+        choices=["sqlite", "redis"],
+        default=["sqlite", "redis"],
+        help="queue: engines to measure (default both)",
+    )
+    bench.add_argument("--jobs", type=int, nargs="+", default=[20000], help="queue: jobs per run (default 20000)")
+    bench.add_argument(
+        "--batch",
+        type=int,
+        nargs="+",
+        default=[1, 256],
+        help="queue: jobs per enqueue call; 1 = enqueue and ack one at a time (default 1 256)",
+    )
+    bench.add_argument("--claim-batch", type=int, default=16, help="queue: jobs per claim (default 16)")
+    bench.add_argument(
+        "--queue-shape",
+        choices=["phases", "concurrent"],
+        default="phases",
+        help="queue: enqueue all then drain, or producer and consumer at once (default phases)",
+    )
+    bench.add_argument("--runs", type=int, default=1, help="queue: runs of each engine and batch size (default 1)")
+    bench.add_argument("--redis-url", default=None, help="queue: an existing Redis (default: start a private one)")
+    bench.add_argument(
+        "--redis-fsync",
+        choices=["always", "everysec", "no"],
+        default="always",
+        help="queue: appendfsync of the private redis-server (default always)",
     )
     bench.set_defaults(func=_bench)
     return parser

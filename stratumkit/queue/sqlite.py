@@ -1,6 +1,6 @@
 """The embedded queue engine: one SQLite file, no server.
 
-Crash contract (WAL mode, synchronous=FULL, one transaction per call):
+Crash contract (WAL mode, synchronous=FULL, one transaction per call, a batch call included):
 - A call that returned has committed and fsynced its transaction. An `enqueue` or `ack` that
   returned survives a kill -9 of the process, and a power cut on a disk that honours fsync.
 - A call cut short by a crash happened whole or not at all. Retrying it is safe: `enqueue` with
@@ -31,7 +31,7 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
@@ -45,15 +45,17 @@ from .engine import (
     InvalidArgument,
     Job,
     JobResult,
+    NewJob,
     QueueClosed,
     QueueError,
     QueueStats,
     StaleClaim,
     UnknownJob,
+    check_batch,
     check_count,
     check_name,
+    check_new_job,
     check_visibility_timeout,
-    new_job_id,
     pack_payload,
     unpack_payload,
 )
@@ -194,11 +196,16 @@ class SqliteQueueEngine:
         job_id: str | None = None,
         max_deliveries: int = DEFAULT_MAX_DELIVERIES,
     ) -> str:
+        [job_id] = await self.enqueue_many(queue, [NewJob(payload, job_id, max_deliveries)])
+        return job_id
+
+    async def enqueue_many(self, queue: str, jobs: Sequence[NewJob]) -> list[str]:
         check_name("queue", queue)
-        job_id = new_job_id() if job_id is None else check_name("job_id", job_id)
-        check_count("max_deliveries", max_deliveries)
-        data = pack_payload("payload", payload)
-        return await self._run(_enqueue, queue, job_id, data, max_deliveries, self._clock())
+        check_batch("jobs", jobs)
+        rows = [check_new_job(job) for job in jobs]
+        if not rows:
+            return []
+        return await self._run(_enqueue_many, queue, rows, self._clock())
 
     async def claim(
         self, queue: str, consumer: str, visibility_timeout: float, *, max_jobs: int = 1
@@ -218,8 +225,15 @@ class SqliteQueueEngine:
         return dataclasses.replace(claim, visibility_timeout=timeout, deadline=now + timeout)
 
     async def ack(self, claim: ClaimedJob, result: dict[str, Any]) -> bool:
-        data = pack_payload("result", result)
-        return await self._run(_ack, claim, data, self._clock())
+        [acked] = await self.ack_many([(claim, result)])
+        return acked
+
+    async def ack_many(self, acks: Sequence[tuple[ClaimedJob, dict[str, Any]]]) -> list[bool]:
+        check_batch("acks", acks)
+        packed = [(claim, pack_payload("result", result)) for claim, result in acks]
+        if not packed:
+            return []
+        return await self._run(_ack_many, packed, self._clock())
 
     async def nack(self, claim: ClaimedJob) -> None:
         await self._run(_nack, claim, self._clock())
@@ -273,19 +287,27 @@ async def open_sqlite_queue(
 # --- transactions, run in a worker thread -------------------------------------------------------
 
 
-def _enqueue(conn: sqlite3.Connection, queue: str, job_id: str, data: bytes, max_deliveries: int, now: float) -> str:
+#: Job ids one `IN (...)` lookup names (well below SQLite's limit on bound parameters).
+_LOOKUP_CHUNK = 500
+
+
+def _enqueue_many(conn: sqlite3.Connection, queue: str, rows: list[tuple[str, bytes, int]], now: float) -> list[str]:
+    ids = [job_id for job_id, _, _ in rows]
     with _write(conn):
-        row = conn.execute("SELECT queue FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
-        if row is not None:
-            if row[0] != queue:
-                raise InvalidArgument(f"job id {job_id!r} is already used on queue {row[0]!r}")
-            return job_id
-        conn.execute(
+        for start in range(0, len(ids), _LOOKUP_CHUNK):
+            chunk = ids[start : start + _LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for job_id, owner in conn.execute(
+                f"SELECT job_id, queue FROM jobs WHERE job_id IN ({marks}) AND queue != ?", (*chunk, queue)
+            ):
+                raise InvalidArgument(f"job id {job_id!r} is already used on queue {owner!r}")
+        # A known id (stored, or earlier in this batch) keeps its first payload.
+        conn.executemany(
             "INSERT INTO jobs (job_id, queue, payload, max_deliveries, state, enqueued_at)"
-            " VALUES (?, ?, ?, ?, 'ready', ?)",
-            (job_id, queue, data, max_deliveries, now),
+            " VALUES (?, ?, ?, ?, 'ready', ?) ON CONFLICT (job_id) DO NOTHING",
+            [(job_id, queue, data, max_deliveries, now) for job_id, data, max_deliveries in rows],
         )
-    return job_id
+    return ids
 
 
 def _sweep(conn: sqlite3.Connection, queue: str, now: float) -> None:
@@ -361,24 +383,28 @@ def _heartbeat(conn: sqlite3.Connection, claim: ClaimedJob, timeout: float, now:
         )
 
 
+def _ack_many(conn: sqlite3.Connection, acks: list[tuple[ClaimedJob, bytes]], now: float) -> list[bool]:
+    with _write(conn):  # an UnknownJob rolls back the whole batch
+        return [_ack(conn, claim, data, now) for claim, data in acks]
+
+
 def _ack(conn: sqlite3.Connection, claim: ClaimedJob, data: bytes, now: float) -> bool:
-    with _write(conn):
-        row = conn.execute("SELECT token FROM results WHERE job_id = ?", (claim.job_id,)).fetchone()
-        if row is not None:
-            return bool(row[0] == claim.token)
-        try:
-            _check_current(conn, claim)
-        except StaleClaim:
-            return False
-        conn.execute(
-            "INSERT INTO results (job_id, token, consumer, deliveries, payload, completed_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (claim.job_id, claim.token, claim.consumer, claim.deliveries, data, now),
-        )
-        conn.execute(
-            "UPDATE jobs SET state = 'done', token = NULL, deadline = NULL WHERE job_id = ?",
-            (claim.job_id,),
-        )
+    """One ack inside the caller's transaction."""
+    row = conn.execute("SELECT token FROM results WHERE job_id = ?", (claim.job_id,)).fetchone()
+    if row is not None:
+        return bool(row[0] == claim.token)
+    try:
+        _check_current(conn, claim)
+    except StaleClaim:
+        return False
+    conn.execute(
+        "INSERT INTO results (job_id, token, consumer, deliveries, payload, completed_at) VALUES (?, ?, ?, ?, ?, ?)",
+        (claim.job_id, claim.token, claim.consumer, claim.deliveries, data, now),
+    )
+    conn.execute(
+        "UPDATE jobs SET state = 'done', token = NULL, deadline = NULL WHERE job_id = ?",
+        (claim.job_id,),
+    )
     return True
 
 
