@@ -11,6 +11,9 @@ Layout (every key under `prefix`):
 - `{prefix}:result:{job_id}`  hash: the one recorded result and the token of the delivery.
 
 Rules:
+- Batch arguments travel as one msgpack argument (cmsgpack in the script): one argument to
+  encode and parse instead of several per job. The scripts build the queue and result key names
+  they touch from the prefix, so the engine needs one Redis server (not a Cluster).
 - Every operation is one Lua script, so each check-and-change is atomic on the server; a batch
   (`enqueue_many`, `ack_many`, a claim of `max_jobs`) is one script too: one round trip, all of
   it or none (its checks come before its first write), and one AOF write to fsync.
@@ -43,6 +46,7 @@ from typing import Any
 
 import coredis
 import coredis.exceptions
+import msgpack
 
 from .engine import (
     DEFAULT_MAX_DELIVERIES,
@@ -129,12 +133,12 @@ local function release(stream, dead, counts, id, deliveries, horizon, reason)
 end
 """
 
-# KEYS: jobs, queues, stream, counts   ARGV: queue, then per job: job_id, payload, max_deliveries
-# -> 0, or the position (1-based) of a job whose id is used on another queue, with that queue
+# KEYS: jobs, queues, stream, counts   ARGV: queue, msgpack [[job_id, payload, max_deliveries], ...]
+# -> {0}, or {position (1-based) of a job whose id is used on another queue, that queue}
 _ENQUEUE_MANY = """
-local queue = ARGV[1]
+local queue, jobs = ARGV[1], cmsgpack.unpack(ARGV[2])
 local ids = {}
-for i = 2, #ARGV, 3 do ids[#ids + 1] = ARGV[i] end
+for i, job in ipairs(jobs) do ids[i] = job[1] end
 local owners = chunked({'HMGET', KEYS[1]}, ids)
 for i = 1, #ids do
   if owners[i] and owners[i] ~= queue then return {i, owners[i]} end
@@ -143,9 +147,9 @@ if redis.call('EXISTS', KEYS[3]) == 0 then
   redis.call('XGROUP', 'CREATE', KEYS[3], GROUP, '0', 'MKSTREAM')
 end
 local added = 0
-for i = 2, #ARGV, 3 do
-  if redis.call('HSETNX', KEYS[1], ARGV[i], queue) == 1 then
-    redis.call('XADD', KEYS[3], '*', 'j', ARGV[i], 'p', ARGV[i + 1], 'm', ARGV[i + 2])
+for _, job in ipairs(jobs) do
+  if redis.call('HSETNX', KEYS[1], job[1], queue) == 1 then
+    redis.call('XADD', KEYS[3], '*', 'j', job[1], 'p', job[2], 'm', job[3])
     added = added + 1
   end
 end
@@ -209,12 +213,13 @@ redis.call('XCLAIM', KEYS[1], GROUP, ARGV[3], 0, ARGV[2], 'IDLE', ARGV[5], 'JUST
 return redis.call('TIME')
 """
 
-# KEYS: jobs, then per ack: stream, result, counts
-# ARGV: per ack: job_id, entry id, consumer, deliveries, token, result payload, queue
+# KEYS: jobs   ARGV: prefix, msgpack [[job_id, entry id, consumer, deliveries, token, result, queue], ...]
 # -> {0, 1|0 per ack}, or {-1, position (1-based) of an ack whose job was never enqueued}
+# The streams, counts and result hashes it touches are named from the prefix (see the layout).
 _ACK_MANY = """
+local prefix, acks = ARGV[1], cmsgpack.unpack(ARGV[2])
 local ids = {}
-for a = 1, #ARGV, 7 do ids[#ids + 1] = ARGV[a] end
+for i, a in ipairs(acks) do ids[i] = a[1] end
 local known = chunked({'HMGET', KEYS[1]}, ids)
 for i = 1, #ids do
   if not known[i] then return {-1, i} end
@@ -222,34 +227,32 @@ end
 local t = redis.call('TIME')
 local at = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
 local out = {0}
-local acked, order = {}, {}  -- stream -> {counts key, entry ids}; streams in first-seen order
-for k = 2, #KEYS, 3 do
-  local a = (k - 2) / 3 * 7
-  local stream, result = KEYS[k], KEYS[k + 1]
-  local entry_id, consumer, deliveries, token = ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
+local acked, order = {}, {}  -- queue -> entry ids recorded; queues in first-seen order
+for _, a in ipairs(acks) do
+  local job_id, entry_id, consumer, deliveries, token, queue = a[1], a[2], a[3], a[4], a[5], a[7]
+  local stream, result = prefix .. ':q:' .. queue .. ':stream', prefix .. ':result:' .. job_id
   local recorded = redis.call('HGET', result, 'token')
   local answer = 0
   if recorded then
     if recorded == token then answer = 1 end
   elseif current(stream, entry_id, consumer, deliveries) then
-    redis.call('HSET', result, 'token', token, 'queue', ARGV[a + 7], 'payload', ARGV[a + 6],
+    redis.call('HSET', result, 'token', token, 'queue', queue, 'payload', a[6],
                'consumer', consumer, 'deliveries', deliveries, 'at', at)
-    if not acked[stream] then
-      acked[stream] = {KEYS[k + 2], {}}
-      order[#order + 1] = stream
+    if not acked[queue] then
+      acked[queue] = {}
+      order[#order + 1] = queue
     end
-    local entries = acked[stream][2]
-    entries[#entries + 1] = entry_id
+    acked[queue][#acked[queue] + 1] = entry_id
     answer = 1
   end
   out[#out + 1] = answer
 end
--- the recorded entries leave the PEL and the stream, a few calls per stream
-for _, stream in ipairs(order) do
-  local counts, entries = acked[stream][1], acked[stream][2]
+-- the recorded entries leave the PEL and the stream, a few calls per queue
+for _, queue in ipairs(order) do
+  local stream, entries = prefix .. ':q:' .. queue .. ':stream', acked[queue]
   chunked({'XACK', stream, GROUP}, entries)
   chunked({'XDEL', stream}, entries)
-  redis.call('HINCRBY', counts, 'done', #entries)
+  redis.call('HINCRBY', prefix .. ':q:' .. queue .. ':counts', 'done', #entries)
 end
 return out
 """
@@ -297,6 +300,12 @@ local c = redis.call('HMGET', KEYS[3], 'waiting', 'done', 'dead')
 local waiting = tonumber(c[1]) or 0
 return {waiting + expired, pending - expired, tonumber(c[2]) or 0, tonumber(c[3]) or 0}
 """
+
+
+def _lua_pack(rows: list[Any]) -> bytes:
+    """msgpack for a script's cmsgpack.unpack: the old raw type for bytes, which it reads (it
+    refuses the bin types)."""
+    return msgpack.packb(rows, use_bin_type=False)
 
 
 def _text(value: Any) -> str:
@@ -398,7 +407,7 @@ class RedisQueueEngine:
         reply = await self._script(
             "enqueue_many",
             [self._key("jobs"), self._key("queues"), stream, counts],
-            [queue, *(value for row in rows for value in row)],
+            [queue, _lua_pack(rows)],
         )
         if int(reply[0]) != 0:
             job_id = rows[int(reply[0]) - 1][0]
@@ -460,16 +469,13 @@ class RedisQueueEngine:
 
     async def ack_many(self, acks: Sequence[tuple[ClaimedJob, dict[str, Any]]]) -> list[bool]:
         check_batch("acks", acks)
-        keys = [self._key("jobs")]
-        args: list[str | bytes | int] = []
-        for claim, result in acks:
-            data = pack_payload("result", result)
-            stream, _, counts = self._queue_keys(claim.queue)
-            keys += [stream, self._key("result", claim.job_id), counts]
-            args += [*self._claim_args(claim), claim.token, data, claim.queue]
-        if not args:
+        rows = [
+            [*self._claim_args(claim), claim.token, pack_payload("result", result), claim.queue]
+            for claim, result in acks
+        ]
+        if not rows:
             return []
-        reply = await self._script("ack_many", keys, args)
+        reply = await self._script("ack_many", [self._key("jobs")], [self._prefix, _lua_pack(rows)])
         if int(reply[0]) == -1:
             raise UnknownJob(acks[int(reply[1]) - 1][0].job_id)
         return [answer == 1 for answer in reply[1:]]
