@@ -7,6 +7,9 @@ directory, or a key prefix on Redis), as the pool's lease service and a second p
 - drain: the consumer claims `claim_batch` at a time and acks each claimed batch (batch 1: `ack`
   per job; more: one `ack_many` per claimed batch);
 - cycle: jobs / (enqueue time + drain time), the whole life of a job through the queue.
+`--prefetch` has the consumer send its next claim while its acks are on their way (two calls in
+flight, as a rig that asks for work before it hands in results): on Redis both share a round
+trip, on SQLite a group commit.
 `--shape concurrent` runs producer and consumer at once instead (cycle: jobs / time to the last ack).
 
 Each run also gives CPU per job: the bench process's own (all its threads: SQLite works in worker
@@ -58,6 +61,7 @@ class Run:
     jobs: int
     batch: int
     claim_batch: int
+    prefetch: bool
     enqueue_per_s: float
     drain_per_s: float
     cycle_per_s: float
@@ -95,27 +99,42 @@ async def _produce(engine: QueueEngine, jobs: int, batch: int) -> None:
         await engine.enqueue_many(QUEUE, [NewJob(PAYLOAD) for _ in range(min(batch, jobs - start))])
 
 
-async def _consume(engine: QueueEngine, jobs: int, batch: int, claim_batch: int, producing: trio.Event) -> None:
+async def _ack(engine: QueueEngine, claims: list[ClaimedJob], batch: int) -> None:
+    if batch == 1:
+        answers = [await engine.ack(claim, RESULT) for claim in claims]
+    else:
+        answers = await engine.ack_many([(claim, RESULT) for claim in claims])
+    if not all(answers):
+        raise RuntimeError("an ack was refused: the bench's own claims went stale")
+
+
+async def _consume(engine: QueueEngine, jobs: int, batch: int, claim_batch: int, prefetch: bool,
+                   produced: trio.Event) -> None:  # fmt: skip
+    """Claim and ack until `jobs` are done. With `prefetch` the next claim is sent while the last
+    batch's acks are (two calls in flight: one round trip on Redis, one group commit on SQLite)."""
     done = 0
-    while done < jobs:
-        claims: list[ClaimedJob] = await engine.claim(QUEUE, "bench-rig", 300.0, max_jobs=claim_batch)
+    claims = await engine.claim(QUEUE, "bench-rig", 300.0, max_jobs=claim_batch)
+    while claims or done < jobs:
         if not claims:
-            if producing.is_set():
+            if produced.is_set():
                 raise RuntimeError(f"the queue ran dry after {done} of {jobs} jobs")
             await trio.sleep(EMPTY_WAIT_S)
+        elif prefetch:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_ack, engine, claims, batch)
+                done += len(claims)
+                claims = await engine.claim(QUEUE, "bench-rig", 300.0, max_jobs=claim_batch)
             continue
-        if batch == 1:
-            answers = [await engine.ack(claim, RESULT) for claim in claims]
         else:
-            answers = await engine.ack_many([(claim, RESULT) for claim in claims])
-        if not all(answers):
-            raise RuntimeError("an ack was refused: the bench's own claims went stale")
-        done += len(claims)
+            await _ack(engine, claims, batch)
+            done += len(claims)
+        claims = await engine.claim(QUEUE, "bench-rig", 300.0, max_jobs=claim_batch)
 
 
 async def measure(
-    opener: Opener, server_cpu: ServerCpu, name: str, shape: str, jobs: int, batch: int, claim_batch: int
-) -> Run:
+    opener: Opener, server_cpu: ServerCpu, name: str, shape: str, jobs: int, batch: int, claim_batch: int,
+    prefetch: bool = False,
+) -> Run:  # fmt: skip
     """One run on a fresh queue; raises if a job is lost or acked twice (the counts must add up)."""
     produced = trio.Event()
     async with opener() as producer, opener() as consumer:
@@ -126,7 +145,7 @@ async def measure(
             await _produce(producer, jobs, batch)
             t_enqueued = time.perf_counter()
             produced.set()
-            await _consume(consumer, jobs, batch, claim_batch, produced)
+            await _consume(consumer, jobs, batch, claim_batch, prefetch, produced)
         else:
             t_enqueued = t0
 
@@ -138,7 +157,7 @@ async def measure(
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(produce)
-                nursery.start_soon(_consume, consumer, jobs, batch, claim_batch, produced)
+                nursery.start_soon(_consume, consumer, jobs, batch, claim_batch, prefetch, produced)
         t_end = time.perf_counter()
         cpu = time.process_time() - cpu0
         server1 = await server_cpu()
@@ -148,8 +167,8 @@ async def measure(
     enqueue_s = t_enqueued - t0
     drain_s = t_end - t_enqueued if shape == "phases" else t_end - t0
     server_us = None if server0 is None or server1 is None else (server1 - server0) / jobs * 1e6
-    return Run(name, shape, jobs, batch, claim_batch, jobs / enqueue_s, jobs / drain_s, jobs / (t_end - t0),
-               t_end - t0, cpu / jobs * 1e6, server_us, cpu_pressure())  # fmt: skip
+    return Run(name, shape, jobs, batch, claim_batch, prefetch, jobs / enqueue_s, jobs / drain_s,
+               jobs / (t_end - t0), t_end - t0, cpu / jobs * 1e6, server_us, cpu_pressure())  # fmt: skip
 
 
 # --- stores ------------------------------------------------------------------------------------
@@ -219,6 +238,7 @@ async def bench(
     batches: list[int],
     claim_batch: int,
     shape: str,
+    prefetch: bool,
     runs: int,
     redis_url: str | None,
     fsync: str,
@@ -233,7 +253,7 @@ async def bench(
                         for _ in range(runs):
                             n += 1
                             opener = _opener(engine, directory, url, n)
-                            report(await measure(opener, server_cpu, engine, shape, jobs, batch, claim_batch))
+                            report(await measure(opener, server_cpu, engine, shape, jobs, batch, claim_batch, prefetch))
 
 
 def run(
@@ -243,6 +263,7 @@ def run(
     *,
     claim_batch: int = 16,
     shape: str = "phases",
+    prefetch: bool = False,
     runs: int = 1,
     redis_url: str | None = None,
     redis_fsync: str = "always",
@@ -250,7 +271,8 @@ def run(
 ) -> None:
     if not as_json:
         where = redis_url or f"a private redis-server, appendfsync {redis_fsync}"
-        print(f"queue throughput, jobs/s ({shape}; claims of {claim_batch}; redis: {where})")
+        ahead = ", the next claim sent with the acks" if prefetch else ""
+        print(f"queue throughput, jobs/s ({shape}; claims of {claim_batch}{ahead}; redis: {where})")
         print(
             f"{'engine':<8}{'jobs':>8}{'batch':>7}{'enqueue/s':>11}{'drain/s':>10}{'cycle/s':>10}{'s':>7}"
             f"{'client us/job':>15}{'server us/job':>15}{'cpu psi':>9}"
@@ -268,4 +290,4 @@ def run(
                 flush=True,
             )
 
-    trio.run(bench, engines, counts, batches, claim_batch, shape, runs, redis_url, redis_fsync, report)
+    trio.run(bench, engines, counts, batches, claim_batch, shape, prefetch, runs, redis_url, redis_fsync, report)
