@@ -146,10 +146,14 @@ end
 if redis.call('EXISTS', KEYS[3]) == 0 then
   redis.call('XGROUP', 'CREATE', KEYS[3], GROUP, '0', 'MKSTREAM')
 end
-local added = 0
-for _, job in ipairs(jobs) do
-  if redis.call('HSETNX', KEYS[1], job[1], queue) == 1 then
+local added, seen = 0, {}
+for i, job in ipairs(jobs) do
+  if not owners[i] and not seen[job[1]] then  -- new, and not earlier in this batch
+    seen[job[1]] = true
+    -- the entry before the id, as one job alone always did: a write refused half way leaves a
+    -- job that may run twice, never an id that never runs
     redis.call('XADD', KEYS[3], '*', 'j', job[1], 'p', job[2], 'm', job[3])
+    redis.call('HSET', KEYS[1], job[1], queue)
     added = added + 1
   end
 end
