@@ -46,6 +46,7 @@ def _bench(args: argparse.Namespace) -> int:
             claim_batch=args.claim_batch,
             shape=args.queue_shape,
             prefetch=args.prefetch,
+            held=args.held,
             runs=args.runs,
             redis_url=args.redis_url,
             redis_fsync=args.redis_fsync,
@@ -289,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="queue: enqueue all then drain, or producer and consumer at once (default phases)",
     )
     bench.add_argument("--prefetch", action="store_true", help="queue: send the next claim with each batch's acks")
+    bench.add_argument("--held", type=int, default=0, help="queue: jobs another consumer holds in flight (default 0)")
     bench.add_argument("--runs", type=int, default=1, help="queue: runs of each engine and batch size (default 1)")
     bench.add_argument("--redis-url", default=None, help="queue: an existing Redis (default: start a private one)")
     bench.add_argument(

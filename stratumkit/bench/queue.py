@@ -9,7 +9,8 @@ directory, or a key prefix on Redis), as the pool's lease service and a second p
 - cycle: jobs / (enqueue time + drain time), the whole life of a job through the queue.
 `--prefetch` has the consumer send its next claim while its acks are on their way (two calls in
 flight, as a rig that asks for work before it hands in results): on Redis both share a round
-trip, on SQLite a group commit.
+trip, on SQLite a group commit. `--held N` has another consumer hold N claimed jobs through the
+run, as leased rigs do (a claim then looks through N jobs in flight for expired ones).
 `--shape concurrent` runs producer and consumer at once instead (cycle: jobs / time to the last ack).
 
 Each run also gives CPU per job: the bench process's own (all its threads: SQLite works in worker
@@ -133,11 +134,15 @@ async def _consume(engine: QueueEngine, jobs: int, batch: int, claim_batch: int,
 
 async def measure(
     opener: Opener, server_cpu: ServerCpu, name: str, shape: str, jobs: int, batch: int, claim_batch: int,
-    prefetch: bool = False,
+    prefetch: bool = False, held: int = 0,
 ) -> Run:  # fmt: skip
-    """One run on a fresh queue; raises if a job is lost or acked twice (the counts must add up)."""
+    """One run on a fresh queue; raises if a job is lost or acked twice (the counts must add up).
+    `held` jobs are claimed by another consumer first and stay in flight through the run."""
     produced = trio.Event()
     async with opener() as producer, opener() as consumer:
+        for start in range(0, held, 1000):
+            await producer.enqueue_many(QUEUE, [NewJob(PAYLOAD) for _ in range(min(1000, held - start))])
+            await producer.claim(QUEUE, "bench-holder", 3600.0, max_jobs=1000)
         server0 = await server_cpu()
         cpu0 = time.process_time()
         t0 = time.perf_counter()
@@ -162,7 +167,7 @@ async def measure(
         cpu = time.process_time() - cpu0
         server1 = await server_cpu()
         stats = await consumer.stats(QUEUE)
-    if (stats.ready, stats.in_flight, stats.done) != (0, 0, jobs):
+    if (stats.ready, stats.in_flight, stats.done) != (0, held, jobs):
         raise RuntimeError(f"the queue does not add up after the run: {stats}")
     enqueue_s = t_enqueued - t0
     drain_s = t_end - t_enqueued if shape == "phases" else t_end - t0
@@ -239,6 +244,7 @@ async def bench(
     claim_batch: int,
     shape: str,
     prefetch: bool,
+    held: int,
     runs: int,
     redis_url: str | None,
     fsync: str,
@@ -253,7 +259,11 @@ async def bench(
                         for _ in range(runs):
                             n += 1
                             opener = _opener(engine, directory, url, n)
-                            report(await measure(opener, server_cpu, engine, shape, jobs, batch, claim_batch, prefetch))
+                            report(
+                                await measure(
+                                    opener, server_cpu, engine, shape, jobs, batch, claim_batch, prefetch, held
+                                )
+                            )
 
 
 def run(
@@ -264,6 +274,7 @@ def run(
     claim_batch: int = 16,
     shape: str = "phases",
     prefetch: bool = False,
+    held: int = 0,
     runs: int = 1,
     redis_url: str | None = None,
     redis_fsync: str = "always",
@@ -272,6 +283,7 @@ def run(
     if not as_json:
         where = redis_url or f"a private redis-server, appendfsync {redis_fsync}"
         ahead = ", the next claim sent with the acks" if prefetch else ""
+        ahead += f", {held:,} jobs held in flight by another consumer" if held else ""
         print(f"queue throughput, jobs/s ({shape}; claims of {claim_batch}{ahead}; redis: {where})")
         print(
             f"{'engine':<8}{'jobs':>8}{'batch':>7}{'enqueue/s':>11}{'drain/s':>10}{'cycle/s':>10}{'s':>7}"
@@ -290,4 +302,4 @@ def run(
                 flush=True,
             )
 
-    trio.run(bench, engines, counts, batches, claim_batch, shape, prefetch, runs, redis_url, redis_fsync, report)
+    trio.run(bench, engines, counts, batches, claim_batch, shape, prefetch, held, runs, redis_url, redis_fsync, report)

@@ -19,14 +19,15 @@ Rules:
   it or none (its checks come before its first write), and one AOF write to fsync.
 - Ownership and delivery counts live in the group's pending entries list (PEL). A claim's token is
   the entry id plus the delivery count; it is current while the PEL shows the entry owned by the
-  claim's consumer with that count. Every new delivery (XREADGROUP, XAUTOCLAIM) bumps the count;
-  heartbeats and releases use XCLAIM ... JUSTID, which does not.
+  claim's consumer with that count. Every new delivery (XREADGROUP, XCLAIM without JUSTID) bumps
+  the count; heartbeats and releases use XCLAIM ... JUSTID, which does not.
 - Deadlines are idle times. With `H = MAX_VISIBILITY_TIMEOUT`, a claim with timeout `vt` has its
   idle time set to `H - vt` (XCLAIM ... IDLE), so it reaches `H` exactly at its deadline, and
-  `XAUTOCLAIM min-idle = H` takes over precisely the claims whose own timeout ran out, whatever
-  timeout each claimer chose. A heartbeat sets it to `H - vt` again. A released job (nack, dead
-  rig) is handed to the reserved consumer `~released` with idle `H`: claimable at once, and no
-  longer current for the rig that had it. The server's clock is the only clock.
+  `XPENDING ... IDLE H` finds precisely the claims whose own timeout ran out, whatever timeout
+  each claimer chose (a claim takes them over with `XCLAIM ... min-idle H`). A heartbeat sets it
+  to `H - vt` again. A released job (nack, dead rig) is handed to the reserved consumer
+  `~released` with idle `H`: claimable at once, and no longer current for the rig that had it.
+  The server's clock is the only clock.
 - A result is written only when its hash has no token yet (the only-once guard), in the same
   script as the XACK and XDEL of the entry.
 - A job that would be delivered again after `max_deliveries` deliveries is moved to the dead
@@ -73,7 +74,7 @@ from .engine import (
 )
 
 GROUP = "workers"
-#: Oldest Redis with XAUTOCLAIM and XPENDING ... IDLE.
+#: Oldest Redis with XPENDING ... IDLE and exclusive ranges.
 MIN_REDIS_VERSION = (6, 2)
 _HORIZON_MS = int(MAX_VISIBILITY_TIMEOUT * 1000)
 
@@ -176,26 +177,29 @@ local function take(id, f, deliveries)
   taken[#taken + 1] = id
   out[#out + 1] = {id, f.j, f.p, f.m, deliveries}
 end
-local cursor = '0-0'
+-- expired claims, oldest entry first: one XPENDING IDLE scan of the PEL (in C) per round, not a
+-- walk through the whole PEL a few entries per call, which cost every claim O(jobs in flight)
+local start = '-'
 repeat
-  local r = redis.call('XAUTOCLAIM', stream, GROUP, consumer, horizon, cursor,
-                       'COUNT', want - #out)
-  cursor = r[1]
-  for _, e in ipairs(r[2]) do
-    local id = e[1]
-    if e[2] then
+  local asked = want - #out
+  local expired = redis.call('XPENDING', stream, GROUP, 'IDLE', horizon, start, '+', asked)
+  for _, p in ipairs(expired) do
+    local id = p[1]
+    start = '(' .. id
+    local e = redis.call('XCLAIM', stream, GROUP, consumer, horizon, id)[1]
+    if e then  -- a new delivery: XCLAIM counted it
       local f = tomap(e[2])
-      local n = redis.call('XPENDING', stream, GROUP, id, id, 1)[1][4]
+      local n = p[4] + 1
       if n > tonumber(f.m) then
         dead_letter(stream, dead, counts, id, n - 1, ARGV[5])
       else
         take(id, f, n)
       end
-    else
+    else  -- its entry is gone from the stream
       redis.call('XACK', stream, GROUP, id)
     end
   end
-until cursor == '0-0' or #out >= want
+until #expired < asked or #out >= want
 if #out < want then
   local r = redis.call('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', want - #out,
                        'STREAMS', stream, '>')
@@ -381,7 +385,7 @@ class RedisQueueEngine:
             raise QueueError(f"redis command failed: {exc}") from exc
 
     async def check_server(self) -> None:
-        """Refuse a server too old for XAUTOCLAIM."""
+        """Refuse a server too old for XPENDING ... IDLE."""
         info = await self._command(self._client.info("server"))
         version = str(info.get("redis_version", "0"))
         parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
