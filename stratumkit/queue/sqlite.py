@@ -240,6 +240,9 @@ class SqliteQueueEngine:
         try:
             async with self._lock:
                 if not call.done:
+                    # One more turn of the scheduler first: writers made runnable together with
+                    # this one (trio runs a batch of tasks in random order) join its group.
+                    await trio.lowlevel.cancel_shielded_checkpoint()
                     group, self._pending = self._pending, []
                     await self._run_locked(group)
         except BaseException:
