@@ -97,6 +97,12 @@ local function chunked(head, ids, tail)
   end
   return replies
 end
+-- the queue of each row's job (its first field) from the jobs hash, false where there is none
+local function queues_of(jobs_key, rows)
+  local ids = {{}}
+  for i, row in ipairs(rows) do ids[i] = row[1] end
+  return chunked({{'HMGET', jobs_key}}, ids)
+end
 local function tomap(flat)
   local m = {{}}
   for i = 1, #flat, 2 do m[flat[i]] = flat[i + 1] end
@@ -138,10 +144,8 @@ end
 # -> {0}, or {position (1-based) of a job whose id is used on another queue, that queue}
 _ENQUEUE_MANY = """
 local queue, jobs = ARGV[1], cmsgpack.unpack(ARGV[2])
-local ids = {}
-for i, job in ipairs(jobs) do ids[i] = job[1] end
-local owners = chunked({'HMGET', KEYS[1]}, ids)
-for i = 1, #ids do
+local owners = queues_of(KEYS[1], jobs)
+for i = 1, #jobs do
   if owners[i] and owners[i] ~= queue then return {i, owners[i]} end
 end
 if redis.call('EXISTS', KEYS[3]) == 0 then
@@ -226,10 +230,8 @@ return redis.call('TIME')
 # The streams, counts and result hashes it touches are named from the prefix (see the layout).
 _ACK_MANY = """
 local prefix, acks = ARGV[1], cmsgpack.unpack(ARGV[2])
-local ids = {}
-for i, a in ipairs(acks) do ids[i] = a[1] end
-local known = chunked({'HMGET', KEYS[1]}, ids)
-for i = 1, #ids do
+local known = queues_of(KEYS[1], acks)
+for i = 1, #acks do
   if not known[i] then return {-1, i} end
 end
 local t = redis.call('TIME')
