@@ -11,7 +11,7 @@ directory, or a key prefix on Redis), as the pool's lease service and a second p
 flight, as a rig that asks for work before it hands in results): on Redis both share a round
 trip, on SQLite a group commit. `--held N` has another consumer hold N claimed jobs through the
 run, as leased rigs do (a claim then looks through N jobs in flight for expired ones).
-`--shape concurrent` runs producer and consumer at once instead (cycle: jobs / time to the last ack).
+`--queue-shape concurrent` runs producer and consumer at once instead (cycle: jobs / time to the last ack).
 
 Each run also gives CPU per job: the bench process's own (all its threads: SQLite works in worker
 threads) and, on Redis, the server's (INFO cpu). They hold steadier than the rates on a shared
