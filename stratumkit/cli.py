@@ -26,7 +26,7 @@ def _bench(args: argparse.Namespace) -> int:
         bench_pool.run(
             args.connections,
             args.rate,
-            10.0 if args.duration is None else args.duration,
+            args.duration,
             args.transactions,
             shape=args.shape,
             in_flight=args.in_flight,
@@ -41,13 +41,27 @@ def _bench(args: argparse.Namespace) -> int:
     elif args.what == "mining":
         from stratumkit.bench import mining as bench_mining
 
-        duration = 60.0 if args.duration is None else args.duration
-        bench_mining.run(args.figure, duration, args.restarts, args.reconnect_wait, args.json)
+        bench_mining.run(args.figure, args.duration, args.restarts, args.reconnect_wait, args.json)
     elif args.what == "wire":
         from stratumkit.bench import wire as bench_wire
 
-        duration = 180.0 if args.duration is None else args.duration
-        bench_wire.run(args.pool, args.listen, duration, args.data_dir, args.save, args.json)
+        bench_wire.run(args.pool, args.listen, args.duration, args.data_dir, args.save, args.json)
+    elif args.what == "queue":
+        from stratumkit.bench import queue as bench_queue
+
+        bench_queue.run(
+            args.engine,
+            args.jobs,
+            args.batch,
+            claim_batch=args.claim_batch,
+            shape=args.queue_shape,
+            prefetch=args.prefetch,
+            held=args.held,
+            runs=args.runs,
+            redis_url=args.redis_url,
+            redis_fsync=args.redis_fsync,
+            as_json=args.json,
+        )
     return 0
 
 
@@ -241,60 +255,89 @@ def build_parser() -> argparse.ArgumentParser:
     infer_serve.set_defaults(func=_infer_serve, prog=infer_serve.prog)
 
     bench = sub.add_parser("bench", help="measure performance")
-    bench.add_argument("what", choices=["hash", "pool", "lease", "mining", "wire"], help="what to measure")
-    bench.add_argument(
-        "--figure",
-        choices=["all", "hashrate", "credit", "reconnect"],
-        default="all",
-        help="mining: hashrate estimate, credit through a vardiff ramp, or reconnect after a restart (default all)",
+    benches = bench.add_subparsers(dest="what", required=True, metavar="WHAT")
+
+    b_hash = benches.add_parser("hash", help="header, scan and share-check rates vs the SHA-NI limit")
+    b_hash.add_argument("--seconds", type=float, default=1.0, help="time per figure (default 1)")
+
+    b_pool = benches.add_parser("pool", help="N miners over TCP (and TLS) against a serve process")
+    b_pool.add_argument(
+        "--connections", type=int, nargs="+", default=[1000], help="miners to connect; one run per value (default 1000)"
     )
-    bench.add_argument("--restarts", type=int, default=5, help="mining: graceful restarts to time (default 5)")
-    bench.add_argument(
-        "--reconnect-wait",
-        type=float,
-        default=2.0,
-        help="mining: the pool's reconnect_wait in those restarts (default 2)",
-    )
-    bench.add_argument("--rounds", type=int, default=30, help="lease: switch rounds (default 30)")
-    bench.add_argument("--rigs", type=int, default=2, help="lease: agent processes (default 2)")
-    bench.add_argument("--inference", default=None, help="lease: agents' inference backend (e.g. minilm)")
-    bench.add_argument("--seconds", type=float, default=1.0, help="hash: time per figure (default 1)")
-    bench.add_argument(
-        "--connections",
-        type=int,
-        nargs="+",
-        default=[1000],
-        help="pool: miners to connect; one run per value (default 1000)",
-    )
-    bench.add_argument(
+    b_pool.add_argument(
         "--shape",
         choices=["open", "closed"],
         default="open",
-        help="pool: open = shares on a timer at --rate; closed = each miner waits for replies (default open)",
+        help="open = shares on a timer at --rate; closed = each miner waits for replies (default open)",
     )
-    bench.add_argument("--in-flight", type=int, default=1, help="pool, closed shape: shares outstanding per miner")
-    bench.add_argument("--tls", action="store_true", help="pool: each run again over the server's TLS port")
-    bench.add_argument("--no-fanout", action="store_true", help="pool: skip the block fan-out and send floor")
-    bench.add_argument(
-        "--json", action="store_true", help="pool, mining, wire: one JSON object per run or figure instead of text"
-    )
-    bench.add_argument("--rate", type=float, default=20000, help="pool: shares/s offered in total (default 20000)")
-    bench.add_argument(
-        "--duration",
-        type=float,
-        default=None,
-        help="pool: seconds of load (default 10); mining: per figure (default 60); wire: to record (default 180)",
-    )
-    bench.add_argument("--pool", default="127.0.0.1:3333", help="wire: the pool to forward to (default 127.0.0.1:3333)")
-    bench.add_argument("--listen", type=int, default=3334, help="wire: the port the miner connects to (default 3334)")
-    bench.add_argument("--data-dir", default=None, help="wire: the pool's data_dir, to check its share log's credit")
-    bench.add_argument("--save", default=None, help="wire: write the recorded lines to this file (JSON lines)")
-    bench.add_argument(
+    b_pool.add_argument("--in-flight", type=int, default=1, help="closed shape: shares outstanding per miner")
+    b_pool.add_argument("--tls", action="store_true", help="each run again over the server's TLS port")
+    b_pool.add_argument("--no-fanout", action="store_true", help="skip the block fan-out and send floor")
+    b_pool.add_argument("--rate", type=float, default=20000, help="shares/s offered in total (default 20000)")
+    b_pool.add_argument("--duration", type=float, default=10.0, help="seconds of load (default 10)")
+    b_pool.add_argument(
         "--transactions",
         type=int,
         default=2500,
-        help="pool: template transactions, for a realistic merkle branch (default 2500)",
+        help="template transactions, for a realistic merkle branch (default 2500)",
     )
+
+    b_lease = benches.add_parser("lease", help="lease switch latencies over the HTTP API")
+    b_lease.add_argument("--rounds", type=int, default=30, help="switch rounds (default 30)")
+    b_lease.add_argument("--rigs", type=int, default=2, help="agent processes (default 2)")
+    b_lease.add_argument("--inference", default=None, help="agents' inference backend (e.g. minilm)")
+
+    b_mining = benches.add_parser("mining", help="hashrate estimate, credit per job, reconnect after a restart")
+    b_mining.add_argument(
+        "--figure",
+        choices=["all", "hashrate", "credit", "reconnect"],
+        default="all",
+        help="hashrate estimate, credit through a vardiff ramp, or reconnect after a restart (default all)",
+    )
+    b_mining.add_argument("--duration", type=float, default=60.0, help="seconds per figure (default 60)")
+    b_mining.add_argument("--restarts", type=int, default=5, help="graceful restarts to time (default 5)")
+    b_mining.add_argument(
+        "--reconnect-wait", type=float, default=2.0, help="the pool's reconnect_wait in those restarts (default 2)"
+    )
+
+    b_wire = benches.add_parser("wire", help="a real miner through a recording proxy: its targets vs the credit")
+    b_wire.add_argument("--pool", default="127.0.0.1:3333", help="the pool to forward to (default 127.0.0.1:3333)")
+    b_wire.add_argument("--listen", type=int, default=3334, help="the port the miner connects to (default 3334)")
+    b_wire.add_argument("--duration", type=float, default=180.0, help="seconds to record (default 180)")
+    b_wire.add_argument("--data-dir", default=None, help="the pool's data_dir, to check its share log's credit")
+    b_wire.add_argument("--save", default=None, help="write the recorded lines to this file (JSON lines)")
+
+    b_queue = benches.add_parser("queue", help="job queue throughput: enqueue, claim, ack")
+    b_queue.add_argument(
+        "--engine", nargs="+", choices=["sqlite", "redis"], default=["sqlite", "redis"], help="engines (default both)"
+    )
+    b_queue.add_argument("--jobs", type=int, nargs="+", default=[20000], help="jobs per run (default 20000)")
+    b_queue.add_argument(
+        "--batch",
+        type=int,
+        nargs="+",
+        default=[1, 256],
+        help="jobs per enqueue call; 1 = enqueue and ack one at a time (default 1 256)",
+    )
+    b_queue.add_argument("--claim-batch", type=int, default=16, help="jobs per claim (default 16)")
+    b_queue.add_argument(
+        "--queue-shape",
+        choices=["phases", "concurrent"],
+        default="phases",
+        help="enqueue all then drain, or producer and consumer at once (default phases)",
+    )
+    b_queue.add_argument("--prefetch", action="store_true", help="send the next claim with each batch's acks")
+    b_queue.add_argument("--held", type=int, default=0, help="jobs another consumer holds in flight (default 0)")
+    b_queue.add_argument("--runs", type=int, default=1, help="runs of each engine and batch size (default 1)")
+    b_queue.add_argument("--redis-url", default=None, help="an existing Redis (default: start a private one)")
+    b_queue.add_argument(
+        "--redis-fsync",
+        choices=["always", "everysec", "no"],
+        default="always",
+        help="appendfsync of the private redis-server (default always)",
+    )
+    for with_json in (b_pool, b_mining, b_wire, b_queue):
+        with_json.add_argument("--json", action="store_true", help="one JSON object per run instead of text")
     bench.set_defaults(func=_bench)
     return parser
 

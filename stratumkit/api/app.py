@@ -16,6 +16,7 @@ Routes (who needs the token on the /v1 routes: `stratumkit.api.access`)::
     POST /v1/leases/{id}/cancel       (no body, or {}) -> the lease
     POST /v1/queues/{queue}/jobs      {payload, job_id?} -> 201 {job_id};
                                       {jobs: [{payload, job_id?}, ...]} -> 201 {job_ids}
+                                      (one queue call: the whole batch or none of it)
     GET  /v1/jobs/{id}                {job_id, status: pending|done, result, ...}
     GET  /v1/events                   newline-delimited JSON events, one chunk per event
 
@@ -255,16 +256,12 @@ class ApiApp(AsgiApp):
             if len(items) > MAX_BATCH_JOBS:
                 raise HTTPError(400, f"at most {MAX_BATCH_JOBS} jobs per request, got {len(items)}")
             jobs = [_job_item(item, f"jobs[{i}]") for i, item in enumerate(items)]
-            done: list[str] = []
-            for i, (payload, job_id) in enumerate(jobs):
-                try:
-                    done.append(await self.leases.enqueue(queue, payload, job_id))
-                except (RequestError, QueueError) as exc:
-                    # Earlier jobs are in the queue: say which, so a retry can reuse their ids.
-                    raise HTTPError(
-                        400,
-                        f"jobs[{i}]: {exc} (jobs before it were enqueued: {', '.join(done) or 'none'})",
-                    ) from None
+            try:
+                done = await self.leases.enqueue_many(queue, jobs)
+            except QueueClosed:
+                raise
+            except (RequestError, QueueError) as exc:
+                raise HTTPError(400, f"jobs: {exc} (none of the batch was enqueued)") from None
             return Reply(201, {"job_ids": done})
         payload, job_id = _job_item(body, "body")
         return Reply(201, {"job_id": await self.leases.enqueue(queue, payload, job_id)})

@@ -10,7 +10,7 @@ Errors the API maps (see `stratumkit.api.app`): `RequestError` (lease layer) and
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
@@ -57,6 +57,10 @@ class LeaseAPI(Protocol):
 
     async def enqueue(self, queue: str, payload: Any, job_id: str | None = None) -> str:
         """Put a job on `queue`; its id (`job_id` when given: enqueueing it again changes nothing)."""
+        ...
+
+    async def enqueue_many(self, queue: str, jobs: Sequence[tuple[Any, str | None]]) -> list[str]:
+        """Put a batch of (payload, job_id) on `queue` in one step, all or none; their ids in order."""
         ...
 
     async def job(self, job_id: str) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from stratumkit.percentile import percentile
 from stratumkit.protocol import rig as wire
 from stratumkit.protocol.events import ExtensionRequest
 from stratumkit.protocol.jsonrpc import RequestId
-from stratumkit.queue.engine import ClaimedJob, QueueEngine, QueueError, check_name
+from stratumkit.queue.engine import ClaimedJob, NewJob, QueueEngine, QueueError, check_name
 from stratumkit.session.ports import RigConnection, RigMode
 
 from .accounting import rig_usage
@@ -260,6 +260,20 @@ class LeaseService:
         self._enqueued = trio.Event()
         self.publish({"type": "job.enqueued", "job_id": job, "queue": queue})
         return job
+
+    async def enqueue_many(self, queue: str, jobs: Sequence[tuple[Any, str | None]]) -> list[str]:
+        """`enqueue` for a batch of (payload, job_id), in one queue call: all of it or none."""
+        if not all(isinstance(payload, dict) for payload, _ in jobs):
+            raise RequestError("a job payload must be a JSON object")
+        try:
+            ids = await self.queue.enqueue_many(queue, [NewJob(payload, job_id) for payload, job_id in jobs])
+        except QueueError as exc:
+            raise RequestError(str(exc)) from None
+        self._enqueued.set()
+        self._enqueued = trio.Event()
+        for job in ids:
+            self.publish({"type": "job.enqueued", "job_id": job, "queue": queue})
+        return ids
 
     async def job(self, job_id: str) -> dict[str, Any]:
         result = await self.queue.result(job_id)

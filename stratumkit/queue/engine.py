@@ -17,6 +17,10 @@ mid-job and pool processes restart, so every engine keeps the same contract:
 - A job delivered `max_deliveries` times that is released again (nack, expiry, dead rig) goes to the
   queue's dead letters instead of back to ready.
 - Payloads and results are msgpack-able dicts; engines store the msgpack bytes.
+- Batches (`enqueue_many`, `ack_many`; `claim` takes `max_jobs`) are one round trip and one
+  atomic step: the same answers as the single calls made one after another, all applied or none,
+  and durable exactly as a single call is once they return. They exist for throughput: a round
+  trip (and, on a durable store, an fsync) per batch instead of per job.
 - Time: deadlines are wall-clock seconds (they are stored, and must mean the same thing after a
   restart). The embedded engine takes its clock as a parameter so tests can drive it; the Redis
   engine uses the server's clock.
@@ -28,7 +32,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -84,6 +88,15 @@ class Job:
     payload: dict[str, Any]
     deliveries: int
     max_deliveries: int
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """One job of an `enqueue_many` batch: the arguments `enqueue` takes."""
+
+    payload: dict[str, Any]
+    job_id: str | None = None
+    max_deliveries: int = DEFAULT_MAX_DELIVERIES
 
 
 @dataclass(frozen=True)
@@ -160,6 +173,12 @@ class QueueEngine(Protocol):
         `InvalidArgument`."""
         ...
 
+    async def enqueue_many(self, queue: str, jobs: Sequence[NewJob]) -> list[str]:
+        """Add a batch of jobs at once and return their ids in order; each job as `enqueue` would
+        treat it (a repeated id, in the store or earlier in the batch, is a no-op). An id used on
+        another queue, or any bad argument, is an `InvalidArgument` and nothing is enqueued."""
+        ...
+
     async def claim(
         self, queue: str, consumer: str, visibility_timeout: float, *, max_jobs: int = 1
     ) -> list[ClaimedJob]:
@@ -175,6 +194,12 @@ class QueueEngine(Protocol):
     async def ack(self, claim: ClaimedJob, result: dict[str, Any]) -> bool:
         """Record `result`. True if the job's recorded result is this delivery's; False if this
         ack was refused (superseded delivery, or another delivery's result is recorded)."""
+        ...
+
+    async def ack_many(self, acks: Sequence[tuple[ClaimedJob, dict[str, Any]]]) -> list[bool]:
+        """Record a batch of results at once: for each (claim, result), what `ack` would answer,
+        in order. A claim on a job never enqueued is an `UnknownJob`, a bad result an
+        `InvalidArgument`, and then nothing is recorded."""
         ...
 
     async def nack(self, claim: ClaimedJob) -> None:
@@ -221,6 +246,20 @@ async def wait_result(engine: QueueEngine, job_id: str, *, poll_interval: float 
 
 
 # --- shared argument checks and codecs ------------------------------------------------------
+
+
+def check_new_job(job: NewJob) -> tuple[str, bytes, int]:
+    """(job id, payload bytes, max deliveries) of a job to enqueue; a fresh id when it has none."""
+    if not isinstance(job, NewJob):
+        raise InvalidArgument(f"a batch holds NewJob values, not {type(job).__name__}")
+    job_id = new_job_id() if job.job_id is None else check_name("job_id", job.job_id)
+    check_count("max_deliveries", job.max_deliveries)
+    return job_id, pack_payload("payload", job.payload), job.max_deliveries
+
+
+def check_batch(kind: str, items: object) -> None:
+    if isinstance(items, str | bytes | Mapping) or not isinstance(items, Sequence):
+        raise InvalidArgument(f"{kind} must be a list, not {type(items).__name__}")
 
 
 def check_name(kind: str, value: object) -> str:

@@ -11,19 +11,25 @@ Layout (every key under `prefix`):
 - `{prefix}:result:{job_id}`  hash: the one recorded result and the token of the delivery.
 
 Rules:
-- Every operation is one Lua script, so each check-and-change is atomic on the server.
+- Batch arguments travel as one msgpack argument (cmsgpack in the script): one argument to
+  encode and parse instead of several per job. The scripts build the queue and result key names
+  they touch from the prefix, so the engine needs one Redis server (not a Cluster).
+- Every operation is one Lua script, so each check-and-change is atomic on the server; a batch
+  (`enqueue_many`, `ack_many`, a claim of `max_jobs`) is one script too: one round trip, all of
+  it or none (its checks come before its first write), and one AOF write to fsync.
 - Ownership and delivery counts live in the group's pending entries list (PEL). A claim's token is
   the entry id plus the delivery count; it is current while the PEL shows the entry owned by the
-  claim's consumer with that count. Every new delivery (XREADGROUP, XAUTOCLAIM) bumps the count;
-  heartbeats and releases use XCLAIM ... JUSTID, which does not.
+  claim's consumer with that count. Every new delivery (XREADGROUP, XCLAIM without JUSTID) bumps
+  the count; heartbeats and releases use XCLAIM ... JUSTID, which does not.
 - Deadlines are idle times. With `H = MAX_VISIBILITY_TIMEOUT`, a claim with timeout `vt` has its
   idle time set to `H - vt` (XCLAIM ... IDLE), so it reaches `H` exactly at its deadline, and
-  `XAUTOCLAIM min-idle = H` takes over precisely the claims whose own timeout ran out, whatever
-  timeout each claimer chose. A heartbeat sets it to `H - vt` again. A released job (nack, dead
-  rig) is handed to the reserved consumer `~released` with idle `H`: claimable at once, and no
-  longer current for the rig that had it. The server's clock is the only clock.
-- A result is written with HSETNX on the token field (the only-once guard), in the same script as
-  the XACK and XDEL of the entry.
+  `XPENDING ... IDLE H` finds precisely the claims whose own timeout ran out, whatever timeout
+  each claimer chose (a claim takes them over with `XCLAIM ... min-idle H`). A heartbeat sets it
+  to `H - vt` again. A released job (nack, dead rig) is handed to the reserved consumer
+  `~released` with idle `H`: claimable at once, and no longer current for the rig that had it.
+  The server's clock is the only clock.
+- A result is written only when its hash has no token yet (the only-once guard), in the same
+  script as the XACK and XDEL of the entry.
 - A job that would be delivered again after `max_deliveries` deliveries is moved to the dead
   stream instead (at claim time, on release, or when `stats` looks).
 
@@ -41,6 +47,7 @@ from typing import Any
 
 import coredis
 import coredis.exceptions
+import msgpack
 
 from .engine import (
     DEFAULT_MAX_DELIVERIES,
@@ -51,27 +58,51 @@ from .engine import (
     InvalidArgument,
     Job,
     JobResult,
+    NewJob,
     QueueClosed,
     QueueError,
     QueueStats,
     StaleClaim,
     UnknownJob,
+    check_batch,
     check_count,
     check_name,
+    check_new_job,
     check_visibility_timeout,
-    new_job_id,
     pack_payload,
     unpack_payload,
 )
 
 GROUP = "workers"
-#: Oldest Redis with XAUTOCLAIM and XPENDING ... IDLE.
+#: Oldest Redis with XPENDING ... IDLE and exclusive ranges.
 MIN_REDIS_VERSION = (6, 2)
 _HORIZON_MS = int(MAX_VISIBILITY_TIMEOUT * 1000)
 
 _PRELUDE = f"""
 local GROUP = '{GROUP}'
 local RELEASED = '~released'
+-- ids per call of a many-id command (Lua's unpack stops at a few thousand values)
+local CHUNK = 1000
+-- redis.call(head..., ids..., tail...) in calls of at most CHUNK ids; array replies concatenated
+local function chunked(head, ids, tail)
+  local replies = {{}}
+  for i = 1, #ids, CHUNK do
+    local args = {{unpack(head)}}
+    for j = i, math.min(i + CHUNK - 1, #ids) do args[#args + 1] = ids[j] end
+    for _, v in ipairs(tail or {{}}) do args[#args + 1] = v end
+    local r = redis.call(unpack(args))
+    if type(r) == 'table' then
+      for _, v in ipairs(r) do replies[#replies + 1] = v end
+    end
+  end
+  return replies
+end
+-- the queue of each row's job (its first field) from the jobs hash, false where there is none
+local function queues_of(jobs_key, rows)
+  local ids = {{}}
+  for i, row in ipairs(rows) do ids[i] = row[1] end
+  return chunked({{'HMGET', jobs_key}}, ids)
+end
 local function tomap(flat)
   local m = {{}}
   for i = 1, #flat, 2 do m[flat[i]] = flat[i + 1] end
@@ -109,18 +140,31 @@ local function release(stream, dead, counts, id, deliveries, horizon, reason)
 end
 """
 
-# KEYS: jobs, queues, stream, counts   ARGV: job_id, queue, payload, max_deliveries
-_ENQUEUE = """
-local existing = redis.call('HGET', KEYS[1], ARGV[1])
-if existing then return existing end
+# KEYS: jobs, queues, stream, counts   ARGV: queue, msgpack [[job_id, payload, max_deliveries], ...]
+# -> {0}, or {position (1-based) of a job whose id is used on another queue, that queue}
+_ENQUEUE_MANY = """
+local queue, jobs = ARGV[1], cmsgpack.unpack(ARGV[2])
+local owners = queues_of(KEYS[1], jobs)
+for i = 1, #jobs do
+  if owners[i] and owners[i] ~= queue then return {i, owners[i]} end
+end
 if redis.call('EXISTS', KEYS[3]) == 0 then
   redis.call('XGROUP', 'CREATE', KEYS[3], GROUP, '0', 'MKSTREAM')
 end
-redis.call('XADD', KEYS[3], '*', 'j', ARGV[1], 'p', ARGV[3], 'm', ARGV[4])
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('SADD', KEYS[2], ARGV[2])
-redis.call('HINCRBY', KEYS[4], 'waiting', 1)
-return ARGV[2]
+local added, seen = 0, {}
+for i, job in ipairs(jobs) do
+  if not owners[i] and not seen[job[1]] then  -- new, and not earlier in this batch
+    seen[job[1]] = true
+    -- the entry before the id, as one job alone always did: a write refused half way leaves a
+    -- job that may run twice, never an id that never runs
+    redis.call('XADD', KEYS[3], '*', 'j', job[1], 'p', job[2], 'm', job[3])
+    redis.call('HSET', KEYS[1], job[1], queue)
+    added = added + 1
+  end
+end
+redis.call('SADD', KEYS[2], queue)
+if added > 0 then redis.call('HINCRBY', KEYS[4], 'waiting', added) end
+return {0}
 """
 
 # KEYS: stream, dead, counts   ARGV: consumer, horizon_ms, timeout_ms, max_jobs, reason
@@ -132,40 +176,44 @@ local timeout, want = tonumber(ARGV[3]), tonumber(ARGV[4])
 local out = {}
 local now = redis.call('TIME')
 if redis.call('EXISTS', stream) == 0 then return {now, out} end
+local taken = {}
 local function take(id, f, deliveries)
-  redis.call('XCLAIM', stream, GROUP, consumer, 0, id, 'IDLE', horizon - timeout, 'JUSTID')
+  taken[#taken + 1] = id
   out[#out + 1] = {id, f.j, f.p, f.m, deliveries}
 end
-local cursor = '0-0'
+-- expired claims, oldest entry first: one XPENDING IDLE scan of the PEL (in C) per round, not a
+-- walk through the whole PEL a few entries per call, which cost every claim O(jobs in flight)
+local start = '-'
 repeat
-  local r = redis.call('XAUTOCLAIM', stream, GROUP, consumer, horizon, cursor,
-                       'COUNT', want - #out)
-  cursor = r[1]
-  for _, e in ipairs(r[2]) do
-    local id = e[1]
-    if e[2] then
+  local asked = want - #out
+  local expired = redis.call('XPENDING', stream, GROUP, 'IDLE', horizon, start, '+', asked)
+  for _, p in ipairs(expired) do
+    local id = p[1]
+    start = '(' .. id
+    local e = redis.call('XCLAIM', stream, GROUP, consumer, horizon, id)[1]
+    if e then  -- a new delivery: XCLAIM counted it
       local f = tomap(e[2])
-      local n = redis.call('XPENDING', stream, GROUP, id, id, 1)[1][4]
+      local n = p[4] + 1
       if n > tonumber(f.m) then
         dead_letter(stream, dead, counts, id, n - 1, ARGV[5])
       else
         take(id, f, n)
       end
-    else
+    else  -- its entry is gone from the stream
       redis.call('XACK', stream, GROUP, id)
     end
   end
-until cursor == '0-0' or #out >= want
+until #expired < asked or #out >= want
 if #out < want then
   local r = redis.call('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', want - #out,
                        'STREAMS', stream, '>')
   if r then
-    for _, e in ipairs(r[1][2]) do
-      take(e[1], tomap(e[2]), 1)
-      redis.call('HINCRBY', counts, 'waiting', -1)
-    end
+    for _, e in ipairs(r[1][2]) do take(e[1], tomap(e[2]), 1) end
+    if #r[1][2] > 0 then redis.call('HINCRBY', counts, 'waiting', -#r[1][2]) end
   end
 end
+-- every taken entry gets this claim's deadline (as an idle time)
+chunked({'XCLAIM', stream, GROUP, consumer, 0}, taken, {'IDLE', horizon - timeout, 'JUSTID'})
 return {now, out}
 """
 
@@ -177,23 +225,46 @@ redis.call('XCLAIM', KEYS[1], GROUP, ARGV[3], 0, ARGV[2], 'IDLE', ARGV[5], 'JUST
 return redis.call('TIME')
 """
 
-# KEYS: stream, jobs, result, counts   ARGV: job_id, entry id, consumer, deliveries, token,
-#                                             result payload, queue
-_ACK = """
-if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return -1 end
-local recorded = redis.call('HGET', KEYS[3], 'token')
-if recorded then
-  if recorded == ARGV[5] then return 1 else return 0 end
+# KEYS: jobs   ARGV: prefix, msgpack [[job_id, entry id, consumer, deliveries, token, result, queue], ...]
+# -> {0, 1|0 per ack}, or {-1, position (1-based) of an ack whose job was never enqueued}
+# The streams, counts and result hashes it touches are named from the prefix (see the layout).
+_ACK_MANY = """
+local prefix, acks = ARGV[1], cmsgpack.unpack(ARGV[2])
+local known = queues_of(KEYS[1], acks)
+for i = 1, #acks do
+  if not known[i] then return {-1, i} end
 end
-if not current(KEYS[1], ARGV[2], ARGV[3], ARGV[4]) then return 0 end
-if redis.call('HSETNX', KEYS[3], 'token', ARGV[5]) == 0 then return 0 end
 local t = redis.call('TIME')
-redis.call('HSET', KEYS[3], 'queue', ARGV[7], 'payload', ARGV[6], 'consumer', ARGV[3],
-           'deliveries', ARGV[4], 'at', t[1] .. '.' .. string.format('%06d', tonumber(t[2])))
-redis.call('XACK', KEYS[1], GROUP, ARGV[2])
-redis.call('XDEL', KEYS[1], ARGV[2])
-redis.call('HINCRBY', KEYS[4], 'done', 1)
-return 1
+local at = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+local out = {0}
+local acked, order = {}, {}  -- queue -> entry ids recorded; queues in first-seen order
+for _, a in ipairs(acks) do
+  local job_id, entry_id, consumer, deliveries, token, queue = a[1], a[2], a[3], a[4], a[5], a[7]
+  local stream, result = prefix .. ':q:' .. queue .. ':stream', prefix .. ':result:' .. job_id
+  local recorded = redis.call('HGET', result, 'token')
+  local answer = 0
+  if recorded then
+    if recorded == token then answer = 1 end
+  elseif current(stream, entry_id, consumer, deliveries) then
+    redis.call('HSET', result, 'token', token, 'queue', queue, 'payload', a[6],
+               'consumer', consumer, 'deliveries', deliveries, 'at', at)
+    if not acked[queue] then
+      acked[queue] = {}
+      order[#order + 1] = queue
+    end
+    acked[queue][#acked[queue] + 1] = entry_id
+    answer = 1
+  end
+  out[#out + 1] = answer
+end
+-- the recorded entries leave the PEL and the stream, a few calls per queue
+for _, queue in ipairs(order) do
+  local stream, entries = prefix .. ':q:' .. queue .. ':stream', acked[queue]
+  chunked({'XACK', stream, GROUP}, entries)
+  chunked({'XDEL', stream}, entries)
+  redis.call('HINCRBY', prefix .. ':q:' .. queue .. ':counts', 'done', #entries)
+end
+return out
 """
 
 # KEYS: stream, jobs, dead, counts   ARGV: job_id, entry id, consumer, deliveries, horizon, reason
@@ -241,6 +312,12 @@ return {waiting + expired, pending - expired, tonumber(c[2]) or 0, tonumber(c[3]
 """
 
 
+def _lua_pack(rows: list[Any]) -> bytes:
+    """msgpack for a script's cmsgpack.unpack: the old raw type for bytes, which it reads (it
+    refuses the bin types)."""
+    return msgpack.packb(rows, use_bin_type=False)
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -271,10 +348,10 @@ class RedisQueueEngine:
         self._scripts = {
             name: client.register_script(_PRELUDE + source)
             for name, source in {
-                "enqueue": _ENQUEUE,
+                "enqueue_many": _ENQUEUE_MANY,
                 "claim": _CLAIM,
                 "heartbeat": _HEARTBEAT,
-                "ack": _ACK,
+                "ack_many": _ACK_MANY,
                 "nack": _NACK,
                 "requeue_consumer": _REQUEUE_CONSUMER,
                 "stats": _STATS,
@@ -310,7 +387,7 @@ class RedisQueueEngine:
             raise QueueError(f"redis command failed: {exc}") from exc
 
     async def check_server(self) -> None:
-        """Refuse a server too old for XAUTOCLAIM."""
+        """Refuse a server too old for XPENDING ... IDLE."""
         info = await self._command(self._client.info("server"))
         version = str(info.get("redis_version", "0"))
         parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
@@ -327,21 +404,25 @@ class RedisQueueEngine:
         job_id: str | None = None,
         max_deliveries: int = DEFAULT_MAX_DELIVERIES,
     ) -> str:
-        check_name("queue", queue)
-        job_id = new_job_id() if job_id is None else check_name("job_id", job_id)
-        check_count("max_deliveries", max_deliveries)
-        data = pack_payload("payload", payload)
-        stream, _, counts = self._queue_keys(queue)
-        owner = _text(
-            await self._script(
-                "enqueue",
-                [self._key("jobs"), self._key("queues"), stream, counts],
-                [job_id, queue, data, max_deliveries],
-            )
-        )
-        if owner != queue:
-            raise InvalidArgument(f"job id {job_id!r} is already used on queue {owner!r}")
+        [job_id] = await self.enqueue_many(queue, [NewJob(payload, job_id, max_deliveries)])
         return job_id
+
+    async def enqueue_many(self, queue: str, jobs: Sequence[NewJob]) -> list[str]:
+        check_name("queue", queue)
+        check_batch("jobs", jobs)
+        rows = [check_new_job(job) for job in jobs]
+        if not rows:
+            return []
+        stream, _, counts = self._queue_keys(queue)
+        reply = await self._script(
+            "enqueue_many",
+            [self._key("jobs"), self._key("queues"), stream, counts],
+            [queue, _lua_pack(rows)],
+        )
+        if int(reply[0]) != 0:
+            job_id = rows[int(reply[0]) - 1][0]
+            raise InvalidArgument(f"job id {job_id!r} is already used on queue {_text(reply[1])!r}")
+        return [job_id for job_id, _, _ in rows]
 
     async def claim(
         self, queue: str, consumer: str, visibility_timeout: float, *, max_jobs: int = 1
@@ -393,16 +474,21 @@ class RedisQueueEngine:
         return dataclasses.replace(claim, visibility_timeout=timeout, deadline=_seconds(reply) + timeout)
 
     async def ack(self, claim: ClaimedJob, result: dict[str, Any]) -> bool:
-        data = pack_payload("result", result)
-        stream, _, counts = self._queue_keys(claim.queue)
-        reply = await self._script(
-            "ack",
-            [stream, self._key("jobs"), self._key("result", claim.job_id), counts],
-            [*self._claim_args(claim), claim.token, data, claim.queue],
-        )
-        if reply == -1:
-            raise UnknownJob(claim.job_id)
-        return bool(reply == 1)
+        [acked] = await self.ack_many([(claim, result)])
+        return acked
+
+    async def ack_many(self, acks: Sequence[tuple[ClaimedJob, dict[str, Any]]]) -> list[bool]:
+        check_batch("acks", acks)
+        rows = [
+            [*self._claim_args(claim), claim.token, pack_payload("result", result), claim.queue]
+            for claim, result in acks
+        ]
+        if not rows:
+            return []
+        reply = await self._script("ack_many", [self._key("jobs")], [self._prefix, _lua_pack(rows)])
+        if int(reply[0]) == -1:
+            raise UnknownJob(acks[int(reply[1]) - 1][0].job_id)
+        return [answer == 1 for answer in reply[1:]]
 
     async def nack(self, claim: ClaimedJob) -> None:
         stream, dead, counts = self._queue_keys(claim.queue)

@@ -1,10 +1,11 @@
 """The embedded queue engine: one SQLite file, no server.
 
-Crash contract (WAL mode, synchronous=FULL, one transaction per call):
+Crash contract (WAL mode, synchronous=FULL, every call whole inside one committed transaction):
 - A call that returned has committed and fsynced its transaction. An `enqueue` or `ack` that
   returned survives a kill -9 of the process, and a power cut on a disk that honours fsync.
-- A call cut short by a crash happened whole or not at all. Retrying it is safe: `enqueue` with
-  the same job_id is a no-op, and repeating the ack of the recorded delivery answers True.
+- A call cut short by a crash, or cancelled once it was queued, happened whole or not at all.
+  Retrying it is safe: `enqueue` with the same job_id is a no-op, and repeating the ack of the
+  recorded delivery answers True.
 - A claim whose reply was lost in a crash holds its job until its visibility timeout runs out;
   then the job is delivered again (at-least-once, never lost).
 
@@ -12,6 +13,9 @@ Concurrency rules:
 - One connection per engine, used by one worker thread at a time: every call takes a trio.Lock
   and runs its transaction in `trio.to_thread.run_sync` (never abandoned on cancel, so the lock
   is held until SQLite is done).
+- Group commit: writes that queue up behind a running transaction run together in the next one,
+  each in its own savepoint (a call that fails is rolled back alone and raises to its caller), so
+  concurrent callers share one commit and one fsync. Reads run on their own.
 - `offload=False` runs each transaction on the trio thread instead. It blocks the event loop for
   the length of a transaction (an fsync), but trio's autojump clock counts time spent waiting on
   a worker thread as idle and jumps ahead during it; tests that use that clock need this mode.
@@ -31,7 +35,7 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
@@ -45,15 +49,17 @@ from .engine import (
     InvalidArgument,
     Job,
     JobResult,
+    NewJob,
     QueueClosed,
     QueueError,
     QueueStats,
     StaleClaim,
     UnknownJob,
+    check_batch,
     check_count,
     check_name,
+    check_new_job,
     check_visibility_timeout,
-    new_job_id,
     pack_payload,
     unpack_payload,
 )
@@ -105,7 +111,18 @@ _RELEASE_SET = """
 
 @contextmanager
 def _write(conn: sqlite3.Connection) -> Iterator[None]:
-    """One write transaction, taken up front so concurrent writers queue instead of deadlocking."""
+    """One write transaction, taken up front so concurrent writers queue instead of deadlocking;
+    inside a group's transaction (`_run_group`), a savepoint: the call is whole or not at all."""
+    if conn.in_transaction:
+        conn.execute("SAVEPOINT call")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK TO call")
+            conn.execute("RELEASE call")
+            raise
+        conn.execute("RELEASE call")
+        return
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield
@@ -145,6 +162,35 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+@dataclasses.dataclass(eq=False)
+class _Call:
+    """A write waiting for its group: the transaction function, its arguments, what it gave."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    result: Any = None
+    error: BaseException | None = None
+    done: bool = False
+
+
+def _run_group(conn: sqlite3.Connection, calls: list[_Call]) -> None:
+    """The calls in one transaction (one commit, one fsync); each `_write` is a savepoint in it."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for call in calls:
+            try:
+                call.result = call.fn(conn, *call.args)
+            except Exception as exc:  # rolled back to its savepoint: the others go on
+                if not conn.in_transaction:  # unless SQLite gave up the whole transaction
+                    raise
+                call.error = exc
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 class SqliteQueueEngine:
     """`QueueEngine` on one SQLite file. Open it with `open_sqlite_queue` or `await open()`."""
 
@@ -153,6 +199,7 @@ class SqliteQueueEngine:
         self._clock = clock
         self._offload = offload
         self._lock = trio.Lock()
+        self._pending: list[_Call] = []  # writes waiting for the lock, run as the next group
 
     @classmethod
     async def open(
@@ -175,6 +222,7 @@ class SqliteQueueEngine:
         await self.close()
 
     async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """A read, alone under the lock."""
         async with self._lock:
             conn = self._conn
             if conn is None:
@@ -183,6 +231,45 @@ class SqliteQueueEngine:
                 return await trio.to_thread.run_sync(fn, conn, *args)
             await trio.lowlevel.checkpoint()
             return fn(conn, *args)
+
+    async def _run_write(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """A write: queued, then run in the group of every write queued by the time its turn
+        comes (the lock holder runs them all; the rest find theirs done)."""
+        call = _Call(fn, args)
+        self._pending.append(call)
+        try:
+            async with self._lock:
+                if not call.done:
+                    # One more turn of the scheduler first: writers made runnable together with
+                    # this one (trio runs a batch of tasks in random order) join its group.
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                    group, self._pending = self._pending, []
+                    await self._run_locked(group)
+        except BaseException:
+            if call in self._pending:  # cancelled before any group took it: it never runs
+                self._pending.remove(call)
+            raise
+        if call.error is not None:
+            raise call.error
+        result: _T = call.result
+        return result
+
+    async def _run_locked(self, group: list[_Call]) -> None:
+        try:
+            conn = self._conn
+            if conn is None:
+                raise QueueClosed("the queue engine is closed")
+            if self._offload:
+                await trio.to_thread.run_sync(_run_group, conn, group)
+            else:
+                _run_group(conn, group)
+        except BaseException as exc:  # nothing of the group committed
+            for call in group:
+                call.result, call.error = None, exc
+            raise
+        finally:
+            for call in group:
+                call.done = True
 
     # --- QueueEngine ---------------------------------------------------------------------------
 
@@ -194,11 +281,16 @@ class SqliteQueueEngine:
         job_id: str | None = None,
         max_deliveries: int = DEFAULT_MAX_DELIVERIES,
     ) -> str:
+        [job_id] = await self.enqueue_many(queue, [NewJob(payload, job_id, max_deliveries)])
+        return job_id
+
+    async def enqueue_many(self, queue: str, jobs: Sequence[NewJob]) -> list[str]:
         check_name("queue", queue)
-        job_id = new_job_id() if job_id is None else check_name("job_id", job_id)
-        check_count("max_deliveries", max_deliveries)
-        data = pack_payload("payload", payload)
-        return await self._run(_enqueue, queue, job_id, data, max_deliveries, self._clock())
+        check_batch("jobs", jobs)
+        rows = [check_new_job(job) for job in jobs]
+        if not rows:
+            return []
+        return await self._run_write(_enqueue_many, queue, rows, self._clock())
 
     async def claim(
         self, queue: str, consumer: str, visibility_timeout: float, *, max_jobs: int = 1
@@ -207,26 +299,33 @@ class SqliteQueueEngine:
         check_name("consumer", consumer)
         timeout = check_visibility_timeout(visibility_timeout)
         check_count("max_jobs", max_jobs)
-        return await self._run(_claim, queue, consumer, timeout, max_jobs, self._clock())
+        return await self._run_write(_claim, queue, consumer, timeout, max_jobs, self._clock())
 
     async def heartbeat(self, claim: ClaimedJob, visibility_timeout: float | None = None) -> ClaimedJob:
         timeout = check_visibility_timeout(
             claim.visibility_timeout if visibility_timeout is None else visibility_timeout
         )
         now = self._clock()
-        await self._run(_heartbeat, claim, timeout, now)
+        await self._run_write(_heartbeat, claim, timeout, now)
         return dataclasses.replace(claim, visibility_timeout=timeout, deadline=now + timeout)
 
     async def ack(self, claim: ClaimedJob, result: dict[str, Any]) -> bool:
-        data = pack_payload("result", result)
-        return await self._run(_ack, claim, data, self._clock())
+        [acked] = await self.ack_many([(claim, result)])
+        return acked
+
+    async def ack_many(self, acks: Sequence[tuple[ClaimedJob, dict[str, Any]]]) -> list[bool]:
+        check_batch("acks", acks)
+        packed = [(claim, pack_payload("result", result)) for claim, result in acks]
+        if not packed:
+            return []
+        return await self._run_write(_ack_many, packed, self._clock())
 
     async def nack(self, claim: ClaimedJob) -> None:
-        await self._run(_nack, claim, self._clock())
+        await self._run_write(_nack, claim, self._clock())
 
     async def requeue_consumer(self, consumer: str) -> int:
         check_name("consumer", consumer)
-        return await self._run(_requeue_consumer, consumer, self._clock())
+        return await self._run_write(_requeue_consumer, consumer, self._clock())
 
     async def result(self, job_id: str) -> JobResult | None:
         check_name("job_id", job_id)
@@ -234,7 +333,7 @@ class SqliteQueueEngine:
 
     async def stats(self, queue: str) -> QueueStats:
         check_name("queue", queue)
-        return await self._run(_stats, queue, self._clock())
+        return await self._run_write(_stats, queue, self._clock())
 
     async def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
         check_name("queue", queue)
@@ -273,19 +372,27 @@ async def open_sqlite_queue(
 # --- transactions, run in a worker thread -------------------------------------------------------
 
 
-def _enqueue(conn: sqlite3.Connection, queue: str, job_id: str, data: bytes, max_deliveries: int, now: float) -> str:
+#: Job ids one `IN (...)` lookup names (well below SQLite's limit on bound parameters).
+_LOOKUP_CHUNK = 500
+
+
+def _enqueue_many(conn: sqlite3.Connection, queue: str, rows: list[tuple[str, bytes, int]], now: float) -> list[str]:
+    ids = [job_id for job_id, _, _ in rows]
     with _write(conn):
-        row = conn.execute("SELECT queue FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
-        if row is not None:
-            if row[0] != queue:
-                raise InvalidArgument(f"job id {job_id!r} is already used on queue {row[0]!r}")
-            return job_id
-        conn.execute(
+        for start in range(0, len(ids), _LOOKUP_CHUNK):
+            chunk = ids[start : start + _LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for job_id, owner in conn.execute(
+                f"SELECT job_id, queue FROM jobs WHERE job_id IN ({marks}) AND queue != ?", (*chunk, queue)
+            ):
+                raise InvalidArgument(f"job id {job_id!r} is already used on queue {owner!r}")
+        # A known id (stored, or earlier in this batch) keeps its first payload.
+        conn.executemany(
             "INSERT INTO jobs (job_id, queue, payload, max_deliveries, state, enqueued_at)"
-            " VALUES (?, ?, ?, ?, 'ready', ?)",
-            (job_id, queue, data, max_deliveries, now),
+            " VALUES (?, ?, ?, ?, 'ready', ?) ON CONFLICT (job_id) DO NOTHING",
+            [(job_id, queue, data, max_deliveries, now) for job_id, data, max_deliveries in rows],
         )
-    return job_id
+    return ids
 
 
 def _sweep(conn: sqlite3.Connection, queue: str, now: float) -> None:
@@ -361,24 +468,28 @@ def _heartbeat(conn: sqlite3.Connection, claim: ClaimedJob, timeout: float, now:
         )
 
 
+def _ack_many(conn: sqlite3.Connection, acks: list[tuple[ClaimedJob, bytes]], now: float) -> list[bool]:
+    with _write(conn):  # an UnknownJob rolls back the whole batch
+        return [_ack(conn, claim, data, now) for claim, data in acks]
+
+
 def _ack(conn: sqlite3.Connection, claim: ClaimedJob, data: bytes, now: float) -> bool:
-    with _write(conn):
-        row = conn.execute("SELECT token FROM results WHERE job_id = ?", (claim.job_id,)).fetchone()
-        if row is not None:
-            return bool(row[0] == claim.token)
-        try:
-            _check_current(conn, claim)
-        except StaleClaim:
-            return False
-        conn.execute(
-            "INSERT INTO results (job_id, token, consumer, deliveries, payload, completed_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (claim.job_id, claim.token, claim.consumer, claim.deliveries, data, now),
-        )
-        conn.execute(
-            "UPDATE jobs SET state = 'done', token = NULL, deadline = NULL WHERE job_id = ?",
-            (claim.job_id,),
-        )
+    """One ack inside the caller's transaction."""
+    row = conn.execute("SELECT token FROM results WHERE job_id = ?", (claim.job_id,)).fetchone()
+    if row is not None:
+        return bool(row[0] == claim.token)
+    try:
+        _check_current(conn, claim)
+    except StaleClaim:
+        return False
+    conn.execute(
+        "INSERT INTO results (job_id, token, consumer, deliveries, payload, completed_at) VALUES (?, ?, ?, ?, ?, ?)",
+        (claim.job_id, claim.token, claim.consumer, claim.deliveries, data, now),
+    )
+    conn.execute(
+        "UPDATE jobs SET state = 'done', token = NULL, deadline = NULL WHERE job_id = ?",
+        (claim.job_id,),
+    )
     return True
 
 

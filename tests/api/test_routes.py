@@ -262,6 +262,19 @@ async def test_batch_is_checked_before_anything_is_enqueued(stack: Stack) -> Non
     assert (await stack.leases.queue.stats("q")).ready == 0
 
 
+async def test_a_batch_the_queue_refuses_enqueues_none_of_it(stack: Stack) -> None:
+    """The batch is one `enqueue_many`: a job id taken on another queue refuses all of it."""
+    async with await http_client(stack) as http:
+        taken = await http.post("/v1/queues/other/jobs", json={"payload": {}, "job_id": "taken"})
+        assert taken.status_code == 201
+        jobs = [{"payload": {"n": 1}, "job_id": "fresh"}, {"payload": {"n": 2}, "job_id": "taken"}]
+        response = await http.post("/v1/queues/q/jobs", json={"jobs": jobs})
+        assert response.status_code == 400
+        assert response.json()["error"].endswith("already used on queue 'other' (none of the batch was enqueued)")
+        assert (await http.get("/v1/jobs/fresh")).status_code == 404
+    assert (await stack.leases.queue.stats("q")).ready == 0
+
+
 async def test_body_over_the_limit_is_413(make_stack: MakeStack) -> None:
     stack = await make_stack(max_body_bytes=1024)
     big = {"payload": {"text": "x" * 2000}}

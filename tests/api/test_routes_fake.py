@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -113,6 +113,13 @@ class FakeLeases:
         self.jobs.setdefault(job, {"job_id": job, "status": "pending"})
         self.enqueued.append((queue, payload, job_id))
         return job
+
+    async def enqueue_many(self, queue: str, jobs: Sequence[tuple[Any, str | None]]) -> list[str]:
+        if self.queue_closed:
+            raise QueueClosed("the queue engine is closed")
+        if any(payload.get("refuse") for payload, _ in jobs):
+            raise RequestError("payload refused")
+        return [await self.enqueue(queue, payload, job_id) for payload, job_id in jobs]
 
     async def job(self, job_id: str) -> dict[str, Any]:
         if job_id not in self.jobs:
@@ -280,12 +287,15 @@ async def test_job_routes(api: Api, http: httpx.AsyncClient) -> None:
     assert (job.status_code, job.json()) == (200, {"job_id": "tenant/j-1", "status": "pending"})
 
 
-async def test_a_batch_refused_half_way_says_what_was_enqueued(api: Api, http: httpx.AsyncClient) -> None:
+async def test_a_refused_batch_enqueues_none_of_it(api: Api, http: httpx.AsyncClient) -> None:
     jobs = [{"payload": {}, "job_id": "a"}, {"payload": {}, "job_id": "b"}, {"payload": {"refuse": True}}]
     response = await http.post("/v1/queues/q/jobs", json={"jobs": jobs})
     assert response.status_code == 400
-    assert response.json() == {"error": "jobs[2]: payload refused (jobs before it were enqueued: a, b)"}
-    assert [job_id for _, _, job_id in api.leases.enqueued] == ["a", "b"]
+    assert response.json() == {"error": "jobs: payload refused (none of the batch was enqueued)"}
+    assert api.leases.enqueued == []
+    api.leases.queue_closed = True
+    closed = await http.post("/v1/queues/q/jobs", json={"jobs": jobs[:2]})
+    assert (closed.status_code, closed.json()) == (503, {"error": "the queue engine is closed"})
 
 
 async def test_a_closed_queue_is_503(api: Api, http: httpx.AsyncClient) -> None:

@@ -1,35 +1,57 @@
 """Child process for the SQLite kill -9 test: works the queue until it is killed.
 
-Prints one line per call that returned, flushed at once, so the parent knows exactly which
+Prints one line per job whose call returned, flushed at once, so the parent knows exactly which
 enqueues and acks were promised before the SIGKILL:
     enqueued <job_id>
     acked <job_id> <True|False>
-Every third job is left unacknowledged, and every fifth claim is left in flight.
+Jobs are enqueued three per round and claimed two at a time; every fifth claim is left in flight,
+so a third of the jobs stay unacknowledged. Mode `single`: one worker, a call per job (`enqueue`,
+`ack`). Mode `batch`: WORKERS workers at once on one engine (their calls share group commits), a
+call per round (`enqueue_many` of the three) and per claim (`ack_many`).
 """
 
 from __future__ import annotations
 
+import itertools
 import sys
 
 import trio
 
+from stratumkit.queue.engine import NewJob, QueueEngine
 from stratumkit.queue.sqlite import open_sqlite_queue
 
+#: Jobs enqueued per round (and per `enqueue_many` in batch mode).
+ROUND = 3
+#: Workers of batch mode.
+WORKERS = 2
 
-async def main(path: str) -> None:
-    async with open_sqlite_queue(path) as queue:
-        n = 0
-        while True:
-            for _ in range(3):
-                job_id = await queue.enqueue("jobs", {"n": n, "blob": bytes(64)}, job_id=f"job-{n}")
+
+async def work(queue: QueueEngine, rounds: itertools.count[int], batch: bool) -> None:
+    while True:
+        n = next(rounds) * ROUND
+        jobs = [NewJob({"n": i, "blob": bytes(64)}, job_id=f"job-{i}") for i in range(n, n + ROUND)]
+        if batch:
+            for job_id in await queue.enqueue_many("jobs", jobs):
                 print(f"enqueued {job_id}", flush=True)
-                n += 1
-            for claim in await queue.claim("jobs", f"rig-{n % 4}", 3600, max_jobs=2):
-                if claim.payload["n"] % 5 == 0:
-                    continue
-                acked = await queue.ack(claim, {"square": claim.payload["n"] ** 2})
+        else:
+            for job in jobs:
+                print(f"enqueued {await queue.enqueue('jobs', job.payload, job_id=job.job_id)}", flush=True)
+        claims = await queue.claim("jobs", f"rig-{n % 4}", 3600, max_jobs=2)
+        acks = [(claim, {"square": claim.payload["n"] ** 2}) for claim in claims if claim.payload["n"] % 5]
+        if batch:
+            for (claim, _), acked in zip(acks, await queue.ack_many(acks), strict=True):
                 print(f"acked {claim.job_id} {acked}", flush=True)
+        else:
+            for claim, result in acks:
+                print(f"acked {claim.job_id} {await queue.ack(claim, result)}", flush=True)
+
+
+async def main(path: str, mode: str) -> None:
+    rounds = itertools.count()
+    async with open_sqlite_queue(path) as queue, trio.open_nursery() as nursery:
+        for _ in range(WORKERS if mode == "batch" else 1):
+            nursery.start_soon(work, queue, rounds, mode == "batch")
 
 
 if __name__ == "__main__":
-    trio.run(main, sys.argv[1])
+    trio.run(main, sys.argv[1], sys.argv[2])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from typing import Any
 
@@ -12,6 +13,7 @@ from stratumkit.queue.engine import (
     REASON_MAX_DELIVERIES,
     ClaimedJob,
     InvalidArgument,
+    NewJob,
     QueueClosed,
     QueueEngine,
     StaleClaim,
@@ -329,12 +331,21 @@ async def test_reopened_store_keeps_everything(harness: Harness) -> None:
         assert [d.job.job_id for d in await engine.dead_letters("q")] == ["doomed"]
 
 
-async def test_racing_consumers_complete_each_job_exactly_once(harness: Harness) -> None:
+@pytest.mark.parametrize("batched", [False, True], ids=["single", "batched"])
+async def test_racing_consumers_complete_each_job_exactly_once(harness: Harness, batched: bool) -> None:
+    """Batched: enqueued 7 at a time, each claimed batch acked in one `ack_many`."""
     jobs, consumers = 60, 6
     recorded: list[str] = []
     refused: list[str] = []
     async with harness.open() as engine:
-        ids = {await engine.enqueue("race", {"i": i}) for i in range(jobs)}
+        if batched:
+            ids = set()
+            for start in range(0, jobs, 7):
+                ids |= set(
+                    await engine.enqueue_many("race", [NewJob({"i": i}) for i in range(start, min(start + 7, jobs))])
+                )
+        else:
+            ids = {await engine.enqueue("race", {"i": i}) for i in range(jobs)}
 
     async def consumer(name: str) -> None:
         rng = random.Random(name)
@@ -345,12 +356,16 @@ async def test_racing_consumers_complete_each_job_exactly_once(harness: Harness)
                     if (await engine.stats("race")).ready == 0:
                         return
                     continue
-                for claim in claims:
+                if batched:
                     await trio.sleep(rng.random() * 0.002)
-                    if await engine.ack(claim, {"by": name}):
-                        recorded.append(claim.job_id)
-                    else:
-                        refused.append(claim.job_id)
+                    answers = await engine.ack_many([(claim, {"by": name}) for claim in claims])
+                else:
+                    answers = []
+                    for claim in claims:
+                        await trio.sleep(rng.random() * 0.002)
+                        answers.append(await engine.ack(claim, {"by": name}))
+                for claim, answer in zip(claims, answers, strict=True):
+                    (recorded if answer else refused).append(claim.job_id)
 
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
@@ -388,3 +403,102 @@ async def test_racing_acks_for_one_job_record_one_result(harness: Harness) -> No
         result = await engine.result(job_id)
         assert result is not None and result.consumer == "rig-2"
         assert (await engine.stats("q")).done == 1
+
+
+# --- batches: the same contract, one round trip ---------------------------------------------------
+
+
+async def test_enqueue_many_keeps_order_and_is_idempotent(engine: QueueEngine, harness: Harness) -> None:
+    assert await engine.enqueue_many("q", []) == []
+    await engine.enqueue("q", {"v": "stored"}, job_id="known")
+    jobs = [NewJob({"i": 0}), NewJob({"i": 1}, job_id="mine"), NewJob({"v": "again"}, job_id="known"),
+            NewJob({"i": 2}, max_deliveries=2), NewJob({"i": "repeat"}, job_id="mine")]  # fmt: skip
+    ids = await engine.enqueue_many("q", jobs)
+    assert len(ids) == 5 and ids[1] == ids[4] == "mine" and ids[2] == "known"
+    assert len(set(ids)) == 4
+    # the repeat of a known id (stored, or earlier in the batch) added nothing
+    assert (await engine.stats("q")).ready == 4
+    claims = await engine.claim("q", "rig-1", harness.timeout, max_jobs=10)
+    assert [c.job_id for c in claims] == ["known", ids[0], "mine", ids[3]]
+    assert [c.payload for c in claims] == [{"v": "stored"}, {"i": 0}, {"i": 1}, {"i": 2}]
+    assert [c.max_deliveries for c in claims] == [5, 5, 5, 2]
+    assert await engine.enqueue_many("q", [NewJob({}, job_id="mine")]) == ["mine"]
+    assert (await engine.stats("q")).in_flight == 4
+
+
+async def test_a_refused_enqueue_many_enqueues_nothing(engine: QueueEngine, harness: Harness) -> None:
+    await engine.enqueue("elsewhere", {}, job_id="taken")
+    batch = [NewJob({"i": 0}, job_id="a"), NewJob({"i": 1}, job_id="taken"), NewJob({"i": 2}, job_id="b")]
+    with pytest.raises(InvalidArgument, match="'taken' is already used on queue 'elsewhere'"):
+        await engine.enqueue_many("q", batch)
+    for bad in (NewJob({"x": object()}), NewJob({}, job_id="has space"), NewJob({}, max_deliveries=0)):
+        with pytest.raises(InvalidArgument):
+            await engine.enqueue_many("q", [NewJob({}, job_id="c"), bad])
+    with pytest.raises(InvalidArgument):
+        await engine.enqueue_many("q", {"payload": {}})  # type: ignore[arg-type]
+    for job_id in ("a", "b", "c"):
+        with pytest.raises(UnknownJob):
+            await engine.result(job_id)
+    assert (await engine.stats("q")).ready == 0
+    assert await engine.claim("q", "rig-1", harness.timeout) == []
+
+
+async def test_ack_many_answers_as_single_acks_would(engine: QueueEngine, harness: Harness) -> None:
+    ids = await engine.enqueue_many("q", [NewJob({"i": i}) for i in range(4)])
+    other = await engine.enqueue("other", {"i": 9})
+    stale, late_0, late_1 = await engine.claim("q", "rig-1", harness.timeout, max_jobs=3)
+    [fresh] = await engine.claim("q", "rig-2", harness.timeout * 10)
+    [elsewhere] = await engine.claim("other", "rig-1", harness.timeout * 10)
+    await harness.advance(harness.timeout * 1.25)
+    # ids[0]'s first delivery ran out and was taken over; the two after it ran out, nobody took them
+    [taken_over] = await engine.claim("q", "rig-3", harness.timeout * 10)
+    assert (taken_over.job_id, taken_over.deliveries, stale.job_id) == (ids[0], 2, ids[0])
+    assert (late_0.job_id, late_1.job_id, fresh.job_id) == tuple(ids[1:])
+
+    answers = await engine.ack_many(
+        [
+            (stale, {"by": "stale"}),
+            (late_0, {"by": 0}),
+            (late_1, {"by": 1}),
+            (late_0, {"by": "again"}),
+            (elsewhere, {"by": "other"}),
+            (taken_over, {"by": "rig-3"}),
+            (stale, {"by": "stale"}),
+        ]
+    )
+    assert answers == [False, True, True, True, True, True, False]
+    assert await engine.ack_many([]) == []
+    results = {job_id: await engine.result(job_id) for job_id in (*ids[:3], other)}
+    assert {job_id: r.payload for job_id, r in results.items() if r is not None} == {
+        ids[0]: {"by": "rig-3"}, ids[1]: {"by": 0}, ids[2]: {"by": 1}, other: {"by": "other"}}  # fmt: skip
+    assert [r.deliveries for r in results.values() if r is not None] == [2, 1, 1, 1]
+    # the batch again: the recorded deliveries answer True, the superseded one False
+    assert await engine.ack_many([(late_1, {}), (stale, {}), (taken_over, {})]) == [True, False, True]
+    stats = await engine.stats("q")
+    assert (stats.ready, stats.in_flight, stats.done) == (0, 1, 3)
+    assert (await engine.stats("other")).done == 1
+    assert await engine.ack(fresh, {}) is True
+
+
+async def test_a_refused_ack_many_records_nothing(engine: QueueEngine, harness: Harness) -> None:
+    await engine.enqueue_many("q", [NewJob({"i": i}) for i in range(2)])
+    first, second = await engine.claim("q", "rig-1", harness.timeout * 10, max_jobs=2)
+    never = dataclasses.replace(second, job_id="never-enqueued")
+    with pytest.raises(UnknownJob) as refused:
+        await engine.ack_many([(first, {}), (never, {}), (second, {})])
+    assert refused.value.job_id == "never-enqueued"
+    with pytest.raises(InvalidArgument):
+        await engine.ack_many([(first, {}), (second, {"x": {1, 2}})])
+    assert await engine.result(first.job_id) is None
+    assert await engine.result(second.job_id) is None
+    assert (await engine.stats("q")).in_flight == 2
+    assert await engine.ack_many([(first, {"ok": 1}), (second, {"ok": 2})]) == [True, True]
+
+
+async def test_ack_many_of_a_dead_lettered_job_is_refused(engine: QueueEngine, harness: Harness) -> None:
+    [doomed_id, kept_id] = await engine.enqueue_many("q", [NewJob({}, max_deliveries=1), NewJob({})])
+    doomed, kept = await engine.claim("q", "rig-1", harness.timeout, max_jobs=2)
+    await engine.nack(doomed)
+    assert await engine.ack_many([(doomed, {}), (kept, {})]) == [False, True]
+    assert [d.job.job_id for d in await engine.dead_letters("q")] == [doomed_id]
+    assert (await engine.result(kept_id)) is not None

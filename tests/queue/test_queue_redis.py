@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import gc
+import random
 
 import pytest
 import trio
 
-from stratumkit.queue.engine import QueueEngine, QueueError
+from stratumkit.queue.engine import NewJob, QueueEngine, QueueError
 from stratumkit.queue.redis import open_redis_queue
 
 from . import queue_harness
@@ -58,6 +59,49 @@ async def test_kill_9_of_redis_server_loses_nothing(private_redis_server: RedisS
         assert await engine.ack(expiring, {}) is False
         stats = await engine.stats("q")
         assert (stats.ready, stats.in_flight, stats.done, stats.dead) == (0, 7, 3, 1)
+
+
+async def test_kill_9_of_redis_server_keeps_every_batch_that_returned(private_redis_server: RedisServer) -> None:
+    """A producer enqueues 16 jobs per `enqueue_many` and acks half of each claimed 16 with
+    `ack_many` until redis-server is killed mid-stream: every batch that returned is there after the
+    restart, and the batch the kill cut short is there whole or not at all."""
+    server, batch = private_redis_server, 16
+    enqueued: list[str] = []
+    acked: list[str] = []
+
+    async def work(engine: QueueEngine) -> None:
+        n = 0
+        while True:
+            jobs = [NewJob({"n": i}, job_id=f"job-{i}") for i in range(n, n + batch)]
+            n += batch
+            enqueued.extend(await engine.enqueue_many("q", jobs))
+            claims = (await engine.claim("q", "rig-1", 600, max_jobs=batch))[::2]
+            answers = await engine.ack_many([(claim, {"n": claim.payload["n"]}) for claim in claims])
+            assert all(answers)
+            acked.extend(claim.job_id for claim in claims)
+
+    with trio.fail_after(30):
+        async with open_redis_queue(server.url) as engine, trio.open_nursery() as nursery:
+            nursery.start_soon(work, engine)
+            while len(acked) < 20 * batch // 2:
+                await trio.sleep(0.005)
+            await trio.sleep(random.uniform(0, 0.01))
+            server.kill()
+            nursery.cancel_scope.cancel()
+        promised_enqueued, promised_acked = set(enqueued), set(acked)
+        server.start()
+        async with open_redis_queue(server.url) as engine:
+            for job_id in promised_enqueued:
+                await engine.result(job_id)  # raises UnknownJob if the enqueue was lost
+            for job_id in promised_acked:
+                result = await engine.result(job_id)
+                assert result is not None, f"the ack of {job_id} was promised and lost"
+                assert result.payload == {"n": int(job_id.removeprefix("job-"))}
+            stats = await engine.stats("q")
+    stored = stats.ready + stats.in_flight + stats.done
+    assert len(promised_enqueued) <= stored <= len(promised_enqueued) + batch
+    assert stored % batch == 0, f"{stored} jobs: a batch enqueue was cut in part"
+    assert len(promised_acked) <= stats.done
 
 
 async def test_a_lone_exception_crosses_the_client_task_group_as_itself(

@@ -14,15 +14,19 @@ from pathlib import Path
 import pytest
 import trio
 
-from stratumkit.queue.engine import QueueEngine, QueueError
+from stratumkit.queue.engine import InvalidArgument, QueueEngine, QueueError
 from stratumkit.queue.sqlite import APPLICATION_ID, SCHEMA_VERSION, open_sqlite_queue
 
 from .queue_harness import REPO_ROOT
+from .sqlite_kill_child import ROUND, WORKERS
 
 CHILD = Path(__file__).with_name("sqlite_kill_child.py")
 
 
-async def test_kill_9_loses_nothing_that_was_promised(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["single", "batch"])
+async def test_kill_9_loses_nothing_that_was_promised(tmp_path: Path, mode: str) -> None:
+    """Batch: every `enqueue_many` and `ack_many` that returned survives (two workers at once, so
+    their calls share commits), and a batch the kill cut short is there whole or not at all."""
     path = tmp_path / "queue.sqlite3"
     pythonpath = [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(pythonpath)}
@@ -45,7 +49,7 @@ async def test_kill_9_loses_nothing_that_was_promised(tmp_path: Path) -> None:
 
     with trio.fail_after(20):
         process = await trio.lowlevel.open_process(
-            [sys.executable, str(CHILD), str(path)], stdout=subprocess.PIPE, env=env
+            [sys.executable, str(CHILD), str(path), mode], stdout=subprocess.PIPE, env=env
         )
         assert process.stdout is not None
         try:
@@ -76,8 +80,12 @@ async def test_kill_9_loses_nothing_that_was_promised(tmp_path: Path) -> None:
             assert result.payload == {"square": n * n}
         stats = await queue.stats("jobs")
         assert stats.done >= len(acked)
-        # The kill may land between an enqueue's commit and its line: at most one such job.
-        assert len(enqueued) <= stats.ready + stats.in_flight + stats.done <= len(enqueued) + 1
+        # The kill may land between a call's commit and its lines: at most one such call's jobs
+        # per worker.
+        stored = stats.ready + stats.in_flight + stats.done
+        assert len(enqueued) <= stored <= len(enqueued) + (ROUND * WORKERS if mode == "batch" else 1)
+        if mode == "batch":
+            assert stored % ROUND == 0, f"{stored} jobs: a batch enqueue was cut in part"
 
 
 async def test_file_format_is_marked_and_versioned(tmp_path: Path) -> None:
@@ -144,3 +152,33 @@ async def test_heartbeating_rig_on_trio_clock(tmp_path: Path, autojump_clock: tr
         async with trio.open_nursery() as nursery:
             nursery.start_soon(rival, queue)
         assert beats[-1] + timeout <= rival_got[0] <= beats[-1] + timeout + 1
+
+
+async def test_concurrent_writes_share_a_commit_and_fail_alone(tmp_path: Path) -> None:
+    """Group commit: writes queued behind a running transaction run in the next one together; one
+    that fails is rolled back to its savepoint and raises to its own caller only."""
+    async with open_sqlite_queue(tmp_path / "q.sqlite3") as queue:
+        await queue.enqueue("elsewhere", {}, job_id="taken")
+        statements: list[str] = []
+        queue._conn.set_trace_callback(statements.append)  # type: ignore[union-attr]
+        ids: list[str] = []
+        refused: list[InvalidArgument] = []
+
+        async def enqueue(job_id: str) -> None:
+            try:
+                ids.append(await queue.enqueue("q", {"id": job_id}, job_id=job_id))
+            except InvalidArgument as exc:
+                refused.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            for n in range(10):
+                nursery.start_soon(enqueue, f"job-{n}")
+            nursery.start_soon(enqueue, "taken")
+            for n in range(10, 20):
+                nursery.start_soon(enqueue, f"job-{n}")
+        assert sorted(ids) == sorted(f"job-{n}" for n in range(20))
+        assert len(refused) == 1 and "already used on queue 'elsewhere'" in str(refused[0])
+        commits = statements.count("COMMIT")
+        assert 1 <= commits <= 3, f"{commits} commits for 21 concurrent writes"
+        stats = await queue.stats("q")
+        assert (stats.ready, stats.in_flight) == (20, 0)
