@@ -104,6 +104,7 @@ class App:
             await nursery.start(self.leases.run)
             if config.api_port is not None:
                 from stratumkit.api.app import serve_api
+                from stratumkit.server.operator import PoolOperator
 
                 self.api_port = await nursery.start(
                     functools.partial(
@@ -113,6 +114,7 @@ class App:
                         config.api_host,
                         config.api_port,
                         api_token=config.api_token,
+                        operator=PoolOperator(self.pool, self.leases, self.queue),
                         shutdown_trigger=shutdown_trigger,
                     )
                 )

@@ -5,6 +5,8 @@ Routes (every /v1 route needs ``Authorization: Bearer <api_token>`` when a token
     GET  /health                      200 {"status": "ok"} while the pool listens, else 503
     GET  /metrics                     Prometheus text: shares, rejects, blocks, connections, ...
     GET  /v1/stats                    {"pool": PoolView.snapshot(), "leases": LeaseAPI.stats()}
+    GET  /v1/blocks[?limit=N&before=C] found blocks newest first, with effort; 7d/30d summaries
+    GET  /v1/history[?bucket=minute|hour&since=UNIX&worker=W&top=N]  hashrate and share counts
     GET  /v1/rigs                     registered rigs
     GET  /v1/leases[?state=S[,S]]     leases, optionally only those in the given states
     POST /v1/leases                   {count, queue, duration_s, gpu_model?, min_vram_mb?, model?,
@@ -47,7 +49,8 @@ from stratumkit.lease.errors import RequestError
 from stratumkit.queue.engine import QueueClosed, QueueError, UnknownJob, check_name
 
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from .metrics import render_metrics
+from .metrics import render_metrics, render_operator_metrics
+from .operator import OperatorPort, blocks_query, history_query
 from .ports import LeaseAPI, PoolView
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "EVENT_BUFFER", "MAX_BATCH_JOBS", "ApiApp", "serve_api"]
@@ -72,6 +75,8 @@ _ROUTER = Router(
         route(r"/health", {"GET": "health"}),
         route(r"/metrics", {"GET": "metrics"}),
         route(r"/v1/stats", {"GET": "stats"}),
+        route(r"/v1/blocks", {"GET": "blocks"}, ("limit", "before")),
+        route(r"/v1/history", {"GET": "history"}, ("bucket", "since", "worker", "top")),
         route(r"/v1/rigs", {"GET": "rigs"}),
         route(r"/v1/messages", {"POST": "message"}),
         route(r"/v1/leases", {"GET": "list_leases", "POST": "create_lease"}, ("state",)),
@@ -99,9 +104,11 @@ class ApiApp(AsgiApp):
         *,
         api_token: str | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        operator: OperatorPort | None = None,
     ) -> None:
         self.pool = pool
         self.leases = leases
+        self.operator = operator
         self._auth = BearerAuth(api_token, noun="token")
         self.max_body_bytes = max_body_bytes
         self._closing = trio.Event()
@@ -159,10 +166,23 @@ class ApiApp(AsgiApp):
 
     async def _metrics(self, request: Request) -> Reply:
         text = render_metrics(self.pool.snapshot(), self.leases.stats())
+        if self.operator is not None:
+            text += render_operator_metrics(await self.operator.figures())
         return Reply(200, text=text, content_type=METRICS_CONTENT_TYPE.encode())
 
     async def _stats(self, request: Request) -> Reply:
         return Reply(200, {"pool": self.pool.snapshot(), "leases": self.leases.stats()})
+
+    def _operator(self) -> OperatorPort:
+        if self.operator is None:
+            raise HTTPError(404, "this API serves no pool history")
+        return self.operator
+
+    async def _blocks(self, request: Request) -> Reply:
+        return Reply(200, await self._operator().blocks(*blocks_query(request)))
+
+    async def _history(self, request: Request) -> Reply:
+        return Reply(200, await self._operator().history(*history_query(request)))
 
     async def _message(self, request: Request) -> Reply:
         """An operator's message shown by the miners (`client.show_message`): {text, worker?}."""
@@ -312,6 +332,7 @@ async def serve_api(
     *,
     api_token: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    operator: OperatorPort | None = None,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -320,7 +341,7 @@ async def serve_api(
 
     For ``nursery.start``: reports the TCP port actually bound (useful with ``port=0``).
     """
-    app = ApiApp(pool, leases, api_token=api_token, max_body_bytes=max_body_bytes)
+    app = ApiApp(pool, leases, api_token=api_token, max_body_bytes=max_body_bytes, operator=operator)
 
     async def trigger() -> None:
         assert shutdown_trigger is not None

@@ -35,6 +35,8 @@ from pathlib import Path
 import msgpack
 import trio
 
+from stratumkit.histogram import Histogram
+
 SHARE_V1 = 1
 _FRAME = struct.Struct("<II")
 _MAX_RECORD = 1 << 20
@@ -123,17 +125,25 @@ def _scan(path: Path) -> tuple[int, int]:
     return count, good
 
 
-def read_records(directory: str | os.PathLike[str]) -> Iterator[ShareRecord]:
-    """Every intact record in order (a torn tail is skipped, not an error)."""
-    for path in _segments(Path(directory)):
+def read_records(directory: str | os.PathLike[str], start: int = 0) -> Iterator[ShareRecord]:
+    """Every intact record in order from sequence number `start` (a torn tail is skipped, not an
+    error); segments wholly before `start` are not read (their names give their first number)."""
+    segments = _segments(Path(directory))
+    firsts = [int(p.stem.split("-")[1]) for p in segments]
+    for i, path in enumerate(segments):
+        if i + 1 < len(segments) and firsts[i + 1] <= start:
+            continue
         data = path.read_bytes()
         pos = 0
+        seq = firsts[i]
         while pos + _FRAME.size <= len(data):
             length, crc = _FRAME.unpack_from(data, pos)
             end = pos + _FRAME.size + length
             if length > _MAX_RECORD or end > len(data) or zlib.crc32(data[pos + _FRAME.size : end]) != crc:
                 break
-            yield ShareRecord.unpack(data[pos + _FRAME.size : end])
+            if seq >= start:
+                yield ShareRecord.unpack(data[pos + _FRAME.size : end])
+            seq += 1
             pos = end
 
 
@@ -159,6 +169,7 @@ class ShareLog:
         self.batches = 0
         self.sync_seconds = 0.0  # time spent in write + fdatasync since open
         self.largest_batch = 0
+        self.sync_latency = Histogram()  # seconds per batch write + fdatasync
         self._batch = LogBatch()
         self._wake = trio.Event()
         self._fd = -1
@@ -226,6 +237,13 @@ class ShareLog:
         if batch.error is not None:
             raise ShareLogError(f"share log write failed: {batch.error}") from batch.error
 
+    async def synced(self) -> None:
+        """Return once every record appended so far has been written (or its write failed)."""
+        batch = self._batch
+        if batch.frames:
+            self._wake.set()
+            await batch.done.wait()
+
     def _write(self, frames: list[bytes]) -> None:
         data = b"".join(frames)
         view = memoryview(data)
@@ -263,7 +281,9 @@ class ShareLog:
             try:
                 started = time.perf_counter()
                 self._write(batch.frames)
-                self.sync_seconds += time.perf_counter() - started
+                elapsed = time.perf_counter() - started
+                self.sync_seconds += elapsed
+                self.sync_latency.observe(elapsed)
                 self.batches += 1
                 self.largest_batch = max(self.largest_batch, len(batch.frames))
             except OSError as exc:
