@@ -32,7 +32,7 @@ def render_metrics(pool: Mapping[str, Any], leases: Mapping[str, Any]) -> str:
         out,
         "stratumkit_shares_rejected_total",
         "counter",
-        "Shares rejected since the pool started, by reason.",
+        "Shares rejected, by reason (kept across restarts up to the last share-history flush).",
         [({"reason": str(reason)}, count) for reason, count in sorted(rejected.items())],
     )
     _family(

@@ -104,11 +104,11 @@ class BlockLedger:
         return [FoundBlock(*row) for row in rows]
 
     def found_after(self, found_at: float) -> list[FoundBlock]:
-        """Every block found after `found_at`, oldest first."""
+        """Every block found after `found_at`, in the order they were found."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT hash, height, worker, found_at, status, detail, attempts FROM blocks "
-                "WHERE found_at > ? ORDER BY found_at",
+                "WHERE found_at > ? ORDER BY found_at, rowid",
                 (found_at,),
             ).fetchall()
         return [FoundBlock(*row) for row in rows]

@@ -73,13 +73,15 @@ class ShareHistory:
     __slots__ = ("_close_after", "_current", "_done", "_minute", "_pending", "_reasons", "_rounds", "round")
 
     def __init__(self, round_state: RoundState | None = None, pending: Iterable[tuple[float, str]] = ()) -> None:
+        """`pending`: blocks found whose round is not yet closed, as (found_at, hash) in the
+        order they were found."""
         self._minute = -1
         self._current: dict[str, Row] = {}
         self._done: dict[int, dict[str, Row]] = {}
         self._reasons: Counter[tuple[str, str]] = Counter()
         self.round = round_state if round_state is not None else RoundState()
         #: Blocks found whose round is still open: (found_at, hash), oldest first.
-        self._pending: deque[tuple[float, str]] = deque(sorted(pending))
+        self._pending: deque[tuple[float, str]] = deque(sorted(pending, key=_found_at))  # stable: ties keep order
         self._rounds: list[Round] = []
         self._close_after = self._pending[0][0] if self._pending else math.inf
 
@@ -117,7 +119,7 @@ class ShareHistory:
         """A block was found (any share, accepted or not, any fate at the node): a round ends."""
         self._pending.append((found_at, block_hash))
         if len(self._pending) > 1 and found_at < self._pending[-2][0]:  # a clock step back
-            self._pending = deque(sorted(self._pending))
+            self._pending = deque(sorted(self._pending, key=_found_at))
         self._close_after = self._pending[0][0]
 
     def fold(self, records: Iterable[ShareRecord]) -> int:
@@ -135,7 +137,14 @@ class ShareHistory:
         of blocks found before `now` closed; `share_seq` is the share log's count of records
         appended so far, which these counts include."""
         self._close_rounds(now)
-        minutes = self.unflushed()
+        minutes = self._done  # handed over, not copied: take runs on the loop thread
+        if self._current:
+            rows = minutes.get(self._minute)
+            if rows is None:
+                minutes[self._minute] = self._current
+            else:
+                for worker, row in self._current.items():
+                    _add(rows, worker, row)
         self._current, self._done, self._minute = {}, {}, -1
         reasons, self._reasons = self._reasons, Counter()
         rounds, self._rounds = self._rounds, []
@@ -197,6 +206,10 @@ class ShareHistory:
             self._rounds.append(Round(block_hash, found_at, state.difficulty, state.shares))
             state.difficulty, state.shares, state.since = 0.0, 0, found_at
         self._close_after = self._pending[0][0] if self._pending else math.inf
+
+
+def _found_at(pending: tuple[float, str]) -> float:
+    return pending[0]
 
 
 def _add(rows: dict[str, Row], worker: str, row: Row) -> None:

@@ -37,6 +37,7 @@ log = structlog.get_logger("stratumkit.history")
 
 #: Seconds between flushes to SQLite.
 FLUSH_INTERVAL = 60.0
+SHUTDOWN_FLUSH_TIMEOUT = 5.0
 #: The default span of `/v1/history` by bucket size, and the most buckets one answer holds.
 DEFAULT_SPAN = {MINUTE: 3600, 3600: 7 * 86400}
 MAX_POINTS = 5000
@@ -150,19 +151,21 @@ class HistoryService:
                 except Exception:
                     log.exception("share history flush failed; its counts are kept for the next one")
         finally:
-            with trio.CancelScope(shield=True):
+            # bounded: a share log that can no longer sync must not hold up the shutdown (what is
+            # not written here is folded in again from the share log at the next start)
+            with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_FLUSH_TIMEOUT):
                 try:
                     await self.flush()
                 except Exception:
                     log.exception("share history flush at shutdown failed (the share log has the shares)")
-                self.store.close()
+            self.store.close()
 
     async def flush(self) -> None:
         async with self._lock:
             now = self.clock()
             taken = self.history.take(now, self.share_log.records + self.share_log.pending)
-            await self.share_log.synced()
             try:
+                await self.share_log.synced()
                 await trio.to_thread.run_sync(self.store.write, taken, now)
             except BaseException:
                 self.history.give_back(taken)

@@ -114,14 +114,13 @@ class HistoryStore:
                 start = minute * MINUTE
                 for size in BUCKETS.values():
                     self._add_buckets(start - start % size, size, rows)
-                for worker, row in rows.items():
-                    db.execute(
-                        "INSERT INTO worker_totals VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (worker) DO UPDATE SET "
-                        "accepted = accepted + excluded.accepted, rejected = rejected + excluded.rejected, "
-                        "difficulty = difficulty + excluded.difficulty, blocks = blocks + excluded.blocks, "
-                        "last_share = max(last_share, excluded.last_share)",
-                        (worker, int(row[0]), int(row[1]), row[2], int(row[3]), row[4]),
-                    )
+                db.executemany(
+                    "INSERT INTO worker_totals VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (worker) DO UPDATE SET "
+                    "accepted = accepted + excluded.accepted, rejected = rejected + excluded.rejected, "
+                    "difficulty = difficulty + excluded.difficulty, blocks = blocks + excluded.blocks, "
+                    "last_share = max(last_share, excluded.last_share)",
+                    [(worker, int(row[0]), int(row[1]), row[2], int(row[3]), row[4]) for worker, row in rows.items()],
+                )
             db.executemany(
                 "INSERT INTO worker_rejects VALUES (?, ?, ?) ON CONFLICT (worker, reason) DO UPDATE SET "
                 "count = count + excluded.count",

@@ -3,6 +3,7 @@ real CPU miners; the exposition is read with prometheus_client's own text parser
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import httpx
@@ -86,9 +87,11 @@ async def test_history_series_for_the_pool_and_its_workers(make_stack: MakeStack
         for worker in WORKERS:
             assert sum(p["accepted"] for p in answer["series"][worker]) == by_worker[worker]
     assert live["bucket"] == "minute" and hours["bucket"] == "hour"
-    point = stored["series"]["pool"][-1]
-    assert set(point) == {"t", "hashrate", "accepted", "rejected"}
-    assert isinstance(point["t"], int) and point["t"] % 60 == 0 and point["hashrate"] > 0
+    points = stored["series"]["pool"]
+    assert all(set(p) == {"t", "hashrate", "accepted", "rejected"} for p in points)
+    assert all(isinstance(p["t"], int) and p["t"] % 60 == 0 for p in points)
+    assert [b["t"] - a["t"] for a, b in itertools.pairwise(points)] == [60] * (len(points) - 1)
+    assert all((p["hashrate"] > 0) == (p["accepted"] > 0) for p in points)  # a new minute may be empty
     assert set(one["series"]) == {"pool", WORKERS[1]}
     assert len(top["series"]) == 2
 
