@@ -212,14 +212,15 @@ class HistoryService:
         async with self._lock:
 
             def read() -> tuple[list[FoundBlock], list[FoundBlock], dict[str, Round]]:
+                window = now - max(block_history.WINDOWS.values())
                 page = self.ledger.page(before=edge, limit=limit + 1)
-                recent = self.ledger.found_after(now - max(block_history.WINDOWS.values()))
+                recent = self.ledger.found_after(window)
                 for b in (*page, *recent):
                     if b.hash not in self._facts:
                         self._facts[b.hash] = block_history.block_facts(
                             self.ledger.block_head(b.hash, block_history.HEAD_BYTES)
                         )
-                return page, recent, self.store.rounds({b.hash for b in (*page, *recent)})
+                return page, recent, self.store.rounds({b.hash for b in page}, since=window)
 
             page, recent, rounds = await trio.to_thread.run_sync(read)
             for b in (*page, *recent):

@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS worker_rejects (
 CREATE TABLE IF NOT EXISTS rounds (
     hash TEXT PRIMARY KEY, found_at REAL NOT NULL, difficulty REAL NOT NULL, shares INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rounds_found_at ON rounds (found_at);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 """
 
@@ -199,7 +200,8 @@ class HistoryStore:
         )
         return [(str(w), float(d)) for w, d in rows]
 
-    def rounds(self, hashes: Iterable[str]) -> dict[str, Round]:
+    def rounds(self, hashes: Iterable[str], *, since: float | None = None) -> dict[str, Round]:
+        """The stored rounds of these blocks, and of every block found from `since` on."""
         out = {}
         for block_hash in hashes:
             row = self._db.execute(
@@ -207,6 +209,11 @@ class HistoryStore:
             ).fetchone()
             if row is not None:
                 out[block_hash] = Round(block_hash, row[0], row[1], row[2])
+        if since is not None:
+            rows = self._db.execute(
+                "SELECT hash, found_at, difficulty, shares FROM rounds WHERE found_at >= ?", (since,)
+            )
+            out.update((row[0], Round(*row)) for row in rows)
         return out
 
     def totals(self) -> list[WorkerTotals]:
