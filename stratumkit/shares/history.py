@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections import Counter, deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .log import ShareRecord
 
@@ -64,7 +64,6 @@ class Taken:
     rounds: list[Round]
     open_round: RoundState
     share_seq: int
-    pending: list[tuple[float, str]] = field(default_factory=list)
 
 
 class ShareHistory:
@@ -150,7 +149,7 @@ class ShareHistory:
         rounds, self._rounds = self._rounds, []
         state = self.round
         open_round = RoundState(state.difficulty, state.shares, state.since)
-        return Taken(minutes, reasons, rounds, open_round, share_seq, list(self._pending))
+        return Taken(minutes, reasons, rounds, open_round, share_seq)
 
     def give_back(self, taken: Taken) -> None:
         """Count again what a failed write took (its rounds go before those closed since)."""
