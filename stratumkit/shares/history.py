@@ -22,8 +22,6 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .log import ShareRecord
-
 MINUTE = 60
 HOUR = 3600
 #: Bucket sizes kept, by name (the API's `bucket=`).
@@ -121,11 +119,13 @@ class ShareHistory:
             self._pending = deque(sorted(self._pending, key=_found_at))
         self._close_after = self._pending[0][0]
 
-    def fold(self, records: Iterable[ShareRecord]) -> int:
-        """Count durable share records not yet counted (after a restart); how many."""
+    def fold(self, records: Iterable[tuple[float, str, float, bool]]) -> int:
+        """Count durable share records not yet counted (after a restart), given as (time, worker,
+        difficulty, block) (`stratumkit.shares.log.read_accepted`); how many."""
         n = 0
-        for record in records:
-            self.on_accepted(record.worker, record.difficulty, record.time, record.block)
+        on_accepted = self.on_accepted
+        for t, worker, difficulty, block in records:
+            on_accepted(worker, difficulty, t, block)
             n += 1
         return n
 

@@ -30,7 +30,7 @@ from stratumkit.jobs.blocks import BlockLedger, FoundBlock
 
 from .history import BUCKETS, MINUTE, Round, ShareHistory, hashrate
 from .history_store import HistoryStore, Point
-from .log import ShareLog, read_records
+from .log import ShareLog, read_accepted
 from .stats import WINDOW, PoolStats
 
 log = structlog.get_logger("stratumkit.history")
@@ -83,7 +83,7 @@ class HistoryService:
         boundaries = [(b.found_at, b.hash) for b in self.ledger.found_after(state.since) if b.hash not in closed]
         history = ShareHistory(state, boundaries)
         started = time.perf_counter()
-        folded = history.fold(read_records(self.share_log.directory, seq))
+        folded = history.fold(read_accepted(self.share_log.directory, seq))
         if folded:
             log.info(
                 "share history rebuilt from the share log",

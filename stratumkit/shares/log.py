@@ -39,6 +39,7 @@ from stratumkit.histogram import Histogram
 
 SHARE_V1 = 1
 _FRAME = struct.Struct("<II")
+_LENGTH = struct.Struct("<I")
 _MAX_RECORD = 1 << 20
 _packb = msgpack.Packer(autoreset=True).pack
 
@@ -145,6 +146,35 @@ def read_records(directory: str | os.PathLike[str], start: int = 0) -> Iterator[
                 yield ShareRecord.unpack(data[pos + _FRAME.size : end])
             seq += 1
             pos = end
+
+
+def read_accepted(directory: str | os.PathLike[str], start: int = 0) -> Iterator[tuple[float, str, float, bool]]:
+    """(time, worker, difficulty, block) of every record from sequence number `start`, read as
+    one msgpack stream per segment, about twice as fast as `read_records`: for a log `ShareLog`
+    has opened (which checked every frame and cut a torn tail), so frames are not checked again."""
+    segments = _segments(Path(directory))
+    firsts = [int(p.stem.split("-")[1]) for p in segments]
+    for i, path in enumerate(segments):
+        if i + 1 < len(segments) and firsts[i + 1] <= start:
+            continue
+        data = path.read_bytes()
+        unpacker = msgpack.Unpacker()
+        unpacker.feed(data)
+        pos, seq, size = 0, firsts[i], len(data)
+        while pos + _FRAME.size <= size:
+            (length,) = _LENGTH.unpack_from(data, pos)
+            if pos + _FRAME.size + length > size:
+                break
+            if seq < start:
+                unpacker.read_bytes(_FRAME.size + length)
+            else:
+                unpacker.read_bytes(_FRAME.size)
+                fields = unpacker.unpack()
+                if fields[0] != SHARE_V1:
+                    raise ShareLogError(f"unknown share record version: {fields[:1]!r}")
+                yield fields[1], fields[2], fields[9], fields[11]
+            pos += _FRAME.size + length
+            seq += 1
 
 
 class LogBatch:

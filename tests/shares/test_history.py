@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from stratumkit.shares.history import MINUTE, Round, RoundState, ShareHistory
 from stratumkit.shares.history_store import HistoryStore
-from stratumkit.shares.log import ShareRecord
+from stratumkit.shares.log import ShareLog, ShareRecord, read_accepted, read_records
 
 
 def record(t: float, worker: str = "a.1", difficulty: float = 1.0, block: bool = False) -> ShareRecord:
@@ -102,7 +102,7 @@ def test_a_restart_rebuilds_the_rounds_and_counts_kept_in_memory(
         RoundState(stored.open_round.difficulty, stored.open_round.shares, since),
         [(f, n) for f, n in blocks if f > since and n not in closed],
     )
-    rebuilt.fold(records[cut:])
+    rebuilt.fold((r.time, r.worker, r.difficulty, r.block) for r in records[cut:])
     rest = rebuilt.take(end, len(records))
 
     assert stored.rounds + rest.rounds == expected.rounds
@@ -144,3 +144,17 @@ def test_the_store_keeps_buckets_totals_rounds_and_the_sequence(tmp_path: Path) 
     assert totals == {"a.1": (2, 1, 2.0, 0), "a.2": (1, 0, 3.0, 1)}
     assert store.rejects() == [("a.1", "low_difficulty", 1)]
     store.close()
+
+
+async def test_read_accepted_gives_what_read_records_gives_from_any_sequence_number(tmp_path: Path) -> None:
+    log = ShareLog(tmp_path / "shares", segment_bytes=1000, fsync=False)  # rotates every ~14 records
+    for i in range(100):
+        log.append(record(1000.0 + i, f"a.{i % 3}", 0.5 * (i % 4 + 1), i % 7 == 0).pack())
+        if i % 9 == 0:
+            log.sync_now()
+    log.sync_now()
+    assert len(list((tmp_path / "shares").glob("shares-*.log"))) > 3
+    for start in (0, 1, 19, 20, 21, 57, 99, 100, 150):
+        expected = [(r.time, r.worker, r.difficulty, r.block) for r in read_records(tmp_path / "shares", start)]
+        assert list(read_accepted(tmp_path / "shares", start)) == expected
+        assert len(expected) == max(0, 100 - start)
