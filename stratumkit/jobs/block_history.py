@@ -11,7 +11,8 @@ Rules:
 * The ledger's `pending` (written, not yet answered by the node) is shown as `submitted`.
 * Pages run newest first; `next` is the cursor of the last block shown (or None at the end).
 * Summaries (7 and 30 days) count every block found in the window, whatever its status, and
-  average the efforts known.
+  average the efforts known of those the node did not reject (a rejected block, most often a
+  sibling that lost a race for its height, still ends its round).
 """
 
 from __future__ import annotations
@@ -89,7 +90,9 @@ def summaries(
     out: dict[str, dict[str, object]] = {}
     for name, seconds in WINDOWS.items():
         inside = [b for b in blocks if b.found_at >= now - seconds]
-        efforts = [e for b in inside if (e := effort(rounds.get(b.hash), facts[b.hash])) is not None]
+        efforts = [
+            e for b in inside if b.status != "rejected" and (e := effort(rounds.get(b.hash), facts[b.hash])) is not None
+        ]
         out[name] = {
             "blocks": len(inside),
             "confirmed": sum(1 for b in inside if b.status == "confirmed"),

@@ -53,12 +53,19 @@ def test_effort_and_the_view() -> None:
 
 def test_summaries_count_each_window_and_average_known_efforts() -> None:
     now = 100 * DAY
-    blocks = [found("a", now - 1 * DAY), found("b", now - 8 * DAY, "orphaned"), found("c", now - 20 * DAY)]
+    blocks = [
+        found("a", now - 1 * DAY),
+        found("b", now - 8 * DAY, "orphaned"),
+        found("c", now - 20 * DAY),
+        found("d", now - 21 * DAY, "rejected"),
+    ]
     facts = {b.hash: BlockFacts(2.0, None) for b in blocks}
-    rounds = {blocks[0].hash: Round(blocks[0].hash, 0, 1.0, 1), blocks[1].hash: Round(blocks[1].hash, 0, 5.0, 1)}
+    rounds = {b.hash: Round(b.hash, 0, d, 1) for b, d in zip(blocks, (1.0, 5.0, 0.0, 0.0), strict=True) if d}
+    rounds[blocks[3].hash] = Round(blocks[3].hash, 0, 0.0, 0)
     out = summaries(blocks, facts, rounds, now)
     assert out["7d"] == {"blocks": 1, "confirmed": 1, "average_effort": 0.5}
-    assert out["30d"] == {"blocks": 3, "confirmed": 2, "average_effort": 1.5}  # c's round is unknown
+    # c's round is unknown; d was rejected: counted, not averaged
+    assert out["30d"] == {"blocks": 4, "confirmed": 2, "average_effort": 1.5}
     assert summaries([], {}, {}, now)["7d"] == {"blocks": 0, "confirmed": 0, "average_effort": None}
 
 
