@@ -26,7 +26,10 @@ async def mined_stack(make_stack: MakeStack, nursery: trio.Nursery, blocks: int)
         start_difficulty=2e-5, min_difficulty=1e-6, max_difficulty=2e-5, embedded_difficulty=0.0004
     )
     miners = [await ScanningMiner.connect(nursery, stack.stratum_port, w, one_share_per_job=False) for w in WORKERS]
-    await wait_until(lambda: stack.pool.ledger.count() >= blocks, what=f"{blocks} blocks")
+    await wait_until(
+        lambda: stack.pool.ledger.count() >= blocks and all(m.has_accepted() for m in miners),
+        what=f"{blocks} blocks and a share accepted from each miner",
+    )
     for miner in miners:
         await miner.quiesce()
     return stack

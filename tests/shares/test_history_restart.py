@@ -43,13 +43,15 @@ async def get(api: int, path: str, **params: Any) -> Any:
 
 
 async def mine_blocks(nursery: trio.Nursery, server: ServeProcess, api: int, blocks: int) -> list[ScanningMiner]:
-    """Both workers mine until the ledger holds `blocks` blocks, then stop and get every answer."""
+    """Both workers mine until the ledger holds `blocks` blocks and each has a share accepted,
+    then stop and get every answer."""
     miners = [await ScanningMiner.connect(nursery, server.port, w, one_share_per_job=False) for w in WORKERS]
 
     async def enough() -> bool:
-        return len((await get(api, "/v1/blocks"))["blocks"]) >= blocks
+        found = len((await get(api, "/v1/blocks"))["blocks"]) >= blocks
+        return found and all(m.has_accepted() for m in miners)
 
-    await wait_until_async(enough, what=f"{blocks} blocks found")
+    await wait_until_async(enough, what=f"{blocks} blocks found and a share accepted from each worker")
     for miner in miners:
         await miner.quiesce()
     return miners
