@@ -189,7 +189,7 @@ class HistoryService:
                     names = [worker]
                 else:
                     in_memory = {name for rows in memory.values() for name in rows}
-                    ranked: dict[str, float] = dict(self.store.top_workers(size, start, top + len(in_memory)))
+                    ranked: dict[str, float] = dict(self.store.top_workers(start, top + len(in_memory)))
                     for rows in memory.values():
                         for name, row in rows.items():
                             ranked[name] = ranked.get(name, 0.0) + row[2]

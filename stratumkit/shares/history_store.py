@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS worker_buckets (
     accepted INTEGER NOT NULL, rejected INTEGER NOT NULL, difficulty REAL NOT NULL,
     PRIMARY KEY (size, t, worker)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS worker_buckets_by_worker ON worker_buckets (worker, size, t);
 CREATE TABLE IF NOT EXISTS worker_totals (
     worker TEXT PRIMARY KEY,
     accepted INTEGER NOT NULL, rejected INTEGER NOT NULL, difficulty REAL NOT NULL,
@@ -184,19 +185,21 @@ class HistoryStore:
         out: dict[str, list[Point]] = {}
         for worker in workers:
             rows = self._db.execute(
-                "SELECT t, accepted, rejected, difficulty FROM worker_buckets "
-                "WHERE size = ? AND t >= ? AND worker = ? ORDER BY t",
-                (size, _bucket_start(since, size), worker),
+                "SELECT t, accepted, rejected, difficulty FROM worker_buckets INDEXED BY worker_buckets_by_worker "
+                "WHERE worker = ? AND size = ? AND t >= ? ORDER BY t",
+                (worker, size, _bucket_start(since, size)),
             )
             out[worker] = [Point(*row) for row in rows]
         return out
 
-    def top_workers(self, size: int, since: float, limit: int) -> list[tuple[str, float]]:
-        """Workers by accepted difficulty since `since`, most first: (worker, difficulty)."""
+    def top_workers(self, since: float, limit: int) -> list[tuple[str, float]]:
+        """Workers by accepted difficulty in the hours from the one holding `since`, most first:
+        (worker, difficulty). Hour buckets, whatever the series' size: 60 times fewer rows to sum
+        than minutes (with 10,000 workers an hour of minutes is 600,000)."""
         rows = self._db.execute(
             "SELECT worker, SUM(difficulty) AS d FROM worker_buckets WHERE size = ? AND t >= ? "
             "GROUP BY worker ORDER BY d DESC, worker LIMIT ?",
-            (size, _bucket_start(since, size), limit),
+            (HOUR, _bucket_start(since, HOUR), limit),
         )
         return [(str(w), float(d)) for w, d in rows]
 

@@ -138,7 +138,8 @@ def test_the_store_keeps_buckets_totals_rounds_and_the_sequence(tmp_path: Path) 
     assert minutes == [(3600, 1, 0, 1.0), (3660, 2, 1, 4.0)]
     hours = [(p.t, p.accepted, p.rejected, p.difficulty) for p in store.pool_series(3600, 0)]
     assert hours == [(3600, 3, 1, 5.0)]
-    assert store.top_workers(MINUTE, 0, 1) == [("a.2", 3.0)]
+    assert store.top_workers(0, 1) == [("a.2", 3.0)]
+    assert store.top_workers(3600.0 + 3600, 5) == []  # the hour after
     assert [(p.t, p.accepted) for p in store.worker_series(MINUTE, 0, ["a.1"])["a.1"]] == [(3600, 1), (3660, 1)]
     totals = {t.worker: (t.accepted, t.rejected, t.difficulty, t.blocks) for t in store.totals()}
     assert totals == {"a.1": (2, 1, 2.0, 0), "a.2": (1, 0, 3.0, 1)}
