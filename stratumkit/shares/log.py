@@ -111,6 +111,16 @@ def _segments(directory: Path) -> list[Path]:
     return sorted(directory.glob("shares-*.log"), key=lambda p: int(p.stem.split("-")[1]))
 
 
+def _segments_from(directory: Path, start: int) -> Iterator[tuple[Path, int]]:
+    """(segment, its first sequence number) of the segments that hold records from `start` on."""
+    segments = _segments(directory)
+    firsts = [int(p.stem.split("-")[1]) for p in segments]
+    for i, path in enumerate(segments):
+        if i + 1 < len(segments) and firsts[i + 1] <= start:
+            continue
+        yield path, firsts[i]
+
+
 def _scan(path: Path) -> tuple[int, int]:
     """(records, bytes) of the valid prefix of one segment."""
     count = good = 0
@@ -129,14 +139,10 @@ def _scan(path: Path) -> tuple[int, int]:
 def read_records(directory: str | os.PathLike[str], start: int = 0) -> Iterator[ShareRecord]:
     """Every intact record in order from sequence number `start` (a torn tail is skipped, not an
     error); segments wholly before `start` are not read (their names give their first number)."""
-    segments = _segments(Path(directory))
-    firsts = [int(p.stem.split("-")[1]) for p in segments]
-    for i, path in enumerate(segments):
-        if i + 1 < len(segments) and firsts[i + 1] <= start:
-            continue
+    for path, first in _segments_from(Path(directory), start):
         data = path.read_bytes()
         pos = 0
-        seq = firsts[i]
+        seq = first
         while pos + _FRAME.size <= len(data):
             length, crc = _FRAME.unpack_from(data, pos)
             end = pos + _FRAME.size + length
@@ -152,15 +158,11 @@ def read_accepted(directory: str | os.PathLike[str], start: int = 0) -> Iterator
     """(time, worker, difficulty, block) of every record from sequence number `start`, read as
     one msgpack stream per segment, about twice as fast as `read_records`: for a log `ShareLog`
     has opened (which checked every frame and cut a torn tail), so frames are not checked again."""
-    segments = _segments(Path(directory))
-    firsts = [int(p.stem.split("-")[1]) for p in segments]
-    for i, path in enumerate(segments):
-        if i + 1 < len(segments) and firsts[i + 1] <= start:
-            continue
+    for path, first in _segments_from(Path(directory), start):
         data = path.read_bytes()
         unpacker = msgpack.Unpacker()
         unpacker.feed(data)
-        pos, seq, size = 0, firsts[i], len(data)
+        pos, seq, size = 0, first, len(data)
         while pos + _FRAME.size <= size:
             (length,) = _LENGTH.unpack_from(data, pos)
             if pos + _FRAME.size + length > size:
