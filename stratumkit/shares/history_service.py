@@ -65,7 +65,7 @@ class HistoryService:
         self.store = HistoryStore(path)
         self.flushes = 0
         self._lock = trio.Lock()
-        self._facts: dict[str, BlockFacts] = {}
+        self._facts: dict[str, BlockFacts] = {}  # read from the ledger's blocks by the last /v1/blocks
         self.history = self._restore()
         self.on_worker_started = stats.on_worker_started
 
@@ -211,18 +211,20 @@ class HistoryService:
         now = self.clock()
         async with self._lock:
 
-            def read() -> tuple[list[FoundBlock], list[FoundBlock], dict[str, Round]]:
+            def read() -> tuple[list[FoundBlock], list[FoundBlock], dict[str, BlockFacts], dict[str, Round]]:
                 window = now - max(block_history.WINDOWS.values())
                 page = self.ledger.page(before=edge, limit=limit + 1)
                 recent = self.ledger.found_after(window)
+                facts = {}
                 for b in (*page, *recent):
-                    if b.hash not in self._facts:
-                        self._facts[b.hash] = block_history.block_facts(
-                            self.ledger.block_head(b.hash, block_history.HEAD_BYTES)
-                        )
-                return page, recent, self.store.rounds({b.hash for b in page}, since=window)
+                    known = self._facts.get(b.hash)
+                    if known is None:
+                        known = block_history.block_facts(self.ledger.block_head(b.hash, block_history.HEAD_BYTES))
+                    facts[b.hash] = known
+                self._facts = facts  # kept: the summary window and the last page, nothing older
+                return page, recent, facts, self.store.rounds({b.hash for b in page}, since=window)
 
-            page, recent, rounds = await trio.to_thread.run_sync(read)
+            page, recent, facts, rounds = await trio.to_thread.run_sync(read)
             for b in (*page, *recent):
                 open_round = self.history.open_round(b.hash)
                 if open_round is not None:
@@ -230,9 +232,9 @@ class HistoryService:
         more = len(page) > limit
         page = page[:limit]
         return {
-            "blocks": [block_history.block_view(b, self._facts[b.hash], rounds.get(b.hash)) for b in page],
+            "blocks": [block_history.block_view(b, facts[b.hash], rounds.get(b.hash)) for b in page],
             "next": block_history.cursor(page[-1]) if more else None,
-            "summary": block_history.summaries(recent, self._facts, rounds, now),
+            "summary": block_history.summaries(recent, facts, rounds, now),
         }
 
 
