@@ -182,6 +182,7 @@ class App:
                 await nursery.start(self.leases.run)
                 if api_port is not None:
                     from stratumkit.api.app import serve_api
+                    from stratumkit.server.operator import PoolOperator
 
                     self.api_port = await nursery.start(
                         functools.partial(
@@ -194,6 +195,7 @@ class App:
                             shutdown_trigger=shutdown_trigger,
                             sock=api_socket,
                             tls=self.api_tls,
+                            operator=PoolOperator(self.pool, self.leases, self.queue),
                         )
                     )
             task_status.started(self)

@@ -104,6 +104,24 @@ class PoolClient:
         result: dict[str, Any] = await self._call("GET", "/v1/stats")
         return result
 
+    async def blocks(self, limit: int | None = None, before: str | None = None) -> dict[str, Any]:
+        """{"blocks": newest first, "next": the cursor for `before` or None, "summary": 7d/30d}."""
+        params = {k: v for k, v in (("limit", limit), ("before", before)) if v is not None}
+        result: dict[str, Any] = await self._call("GET", "/v1/blocks", params=params or None)
+        return result
+
+    async def history(
+        self, bucket: str = "minute", since: float | None = None, worker: str | None = None
+    ) -> dict[str, Any]:
+        """{"bucket", "series": {"pool": [{t, hashrate, accepted, rejected}], worker: [...]}}."""
+        params: dict[str, Any] = {"bucket": bucket}
+        if since is not None:
+            params["since"] = since
+        if worker is not None:
+            params["worker"] = worker
+        result: dict[str, Any] = await self._call("GET", "/v1/history", params=params)
+        return result
+
     async def rigs(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = (await self._call("GET", "/v1/rigs"))["rigs"]
         return result

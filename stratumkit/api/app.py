@@ -7,6 +7,8 @@ Routes (who needs the token on the /v1 routes: `stratumkit.api.access`)::
     GET  /health                      200 {"status": "ok"} while the pool listens, else 503
     GET  /metrics                     Prometheus text: shares, rejects, blocks, connections, ...
     GET  /v1/stats                    {"pool": PoolView.snapshot(), "leases": LeaseAPI.stats()}
+    GET  /v1/blocks[?limit=N&before=C] found blocks newest first, with effort; 7d/30d summaries
+    GET  /v1/history[?bucket=minute|hour&since=UNIX&worker=W&top=N]  hashrate and share counts
     GET  /v1/rigs                     registered rigs
     GET  /v1/leases[?state=S[,S]]     leases, optionally only those in the given states
     POST /v1/leases                   {count, queue, duration_s, gpu_model?, min_vram_mb?, model?,
@@ -54,7 +56,8 @@ from stratumkit.queue.engine import QueueClosed, QueueError, UnknownJob, check_n
 
 from .access import REFUSAL, ApiAccess
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from .metrics import render_metrics
+from .metrics import render_metrics, render_operator_metrics
+from .operator import OperatorPort, blocks_query, history_query
 from .ports import LeaseAPI, PoolView
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "EVENT_BUFFER", "MAX_BATCH_JOBS", "ApiApp", "serve_api"]
@@ -65,6 +68,8 @@ DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_BATCH_JOBS = 10_000
 #: Events an event-stream client may fall behind before it is dropped.
 EVENT_BUFFER = 1000
+#: Routes answered only when the API has the pool's operator port (history, blocks).
+_OPERATOR_PATHS = frozenset({"/v1/blocks", "/v1/history"})
 #: The longest operator message sent to miners (what their screens can show).
 MAX_MESSAGE_CHARS = 512
 
@@ -82,6 +87,8 @@ _ROUTER = Router(
         route(r"/health", {"GET": "health"}),
         route(r"/metrics", {"GET": "metrics"}),
         route(r"/v1/stats", {"GET": "stats"}),
+        route(r"/v1/blocks", {"GET": "blocks"}, ("limit", "before")),
+        route(r"/v1/history", {"GET": "history"}, ("bucket", "since", "worker", "top")),
         route(r"/v1/rigs", {"GET": "rigs"}),
         route(r"/v1/messages", {"POST": "message"}),
         route(r"/v1/leases", {"GET": "list_leases", "POST": "create_lease"}, ("state",)),
@@ -117,9 +124,11 @@ class ApiApp(AsgiApp):
         *,
         api_token: str | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        operator: OperatorPort | None = None,
     ) -> None:
         self.pool = pool
         self.leases = leases
+        self.operator = operator
         self._access = ApiAccess(api_token)
         self.max_body_bytes = max_body_bytes
         self._closing = trio.Event()
@@ -182,7 +191,7 @@ class ApiApp(AsgiApp):
         """What the page may do from where it is: the optional routes this API has, and whether
         its calls need the token (or are refused), so that it never asks for what fails."""
         body = {
-            "routes": [panel for panel, path in PANEL_ROUTES.items() if _serves_get(path)],
+            "routes": [panel for panel, path in PANEL_ROUTES.items() if self._serves_get(path)],
             "token_needed": self._access.token_needed(request),
             "refused": REFUSAL if self._access.refused(request) else None,
         }
@@ -196,10 +205,29 @@ class ApiApp(AsgiApp):
 
     async def _metrics(self, request: Request) -> Reply:
         text = render_metrics(self.pool.snapshot(), self.leases.stats())
+        if self.operator is not None:
+            text += render_operator_metrics(await self.operator.figures())
         return Reply(200, text=text, content_type=METRICS_CONTENT_TYPE.encode())
 
     async def _stats(self, request: Request) -> Reply:
         return Reply(200, {"pool": self.pool.snapshot(), "leases": self.leases.stats()})
+
+    def _serves_get(self, path: str) -> bool:
+        """A GET of `path` is routed here and has what it needs (blocks, history: the operator port)."""
+        if path in _OPERATOR_PATHS and self.operator is None:
+            return False
+        return any(r.pattern.fullmatch(path) and "GET" in r.methods for r in _ROUTER.routes)
+
+    def _operator(self) -> OperatorPort:
+        if self.operator is None:
+            raise HTTPError(404, "this API serves no pool history")
+        return self.operator
+
+    async def _blocks(self, request: Request) -> Reply:
+        return Reply(200, await self._operator().blocks(*blocks_query(request)))
+
+    async def _history(self, request: Request) -> Reply:
+        return Reply(200, await self._operator().history(*history_query(request)))
 
     async def _message(self, request: Request) -> Reply:
         """An operator's message shown by the miners (`client.show_message`): {text, worker?}."""
@@ -311,10 +339,6 @@ class ApiApp(AsgiApp):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-def _serves_get(path: str) -> bool:
-    return any(r.pattern.fullmatch(path) and "GET" in r.methods for r in _ROUTER.routes)
-
-
 def _only(body: Mapping[str, Any], known: set[str]) -> None:
     unknown = sorted(set(body) - known)
     if unknown:
@@ -349,6 +373,7 @@ async def serve_api(
     *,
     api_token: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    operator: OperatorPort | None = None,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
     sock: socket.socket | None = None,
     tls: ssl.SSLContext | None = None,
@@ -361,7 +386,7 @@ async def serve_api(
 
     For ``nursery.start``: reports the TCP port actually bound (useful with ``port=0``).
     """
-    app = ApiApp(pool, leases, api_token=api_token, max_body_bytes=max_body_bytes)
+    app = ApiApp(pool, leases, api_token=api_token, max_body_bytes=max_body_bytes, operator=operator)
 
     async def trigger() -> None:
         assert shutdown_trigger is not None

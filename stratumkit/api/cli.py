@@ -1,4 +1,4 @@
-"""`stratumkit lease|rig|job|stats`: the integrator's commands, each one call to the HTTP API.
+"""`stratumkit lease|rig|job|stats|blocks`: the integrator's commands, each one call to the HTTP API.
 
     stratumkit lease create --count 2 --queue embed --duration 1h --gpu-model "RTX 4090"
     stratumkit lease ls --state serving
@@ -9,6 +9,7 @@
     stratumkit job submit embed --file jobs.jsonl        (one JSON payload per line; - is stdin)
     stratumkit job get JOB_ID [--wait 60]
     stratumkit stats
+    stratumkit blocks [--limit 20] [--before CURSOR]
 
 Rules: the API is ``--api URL`` (else $STRATUMKIT_API, else http://127.0.0.1:8080) and the token
 ``--token`` (else $STRATUMKIT_API_TOKEN). Output is a table for people, or the API's JSON with
@@ -24,6 +25,7 @@ import math
 import os
 import re
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -130,6 +132,11 @@ async def _stats(client: PoolClient, args: argparse.Namespace) -> tuple[Any, str
     return stats, stats_text(stats)
 
 
+async def _blocks(client: PoolClient, args: argparse.Namespace) -> tuple[Any, str]:
+    page = await client.blocks(args.limit, args.before)
+    return page, blocks_text(page)
+
+
 # ------------------------------------------------------------------------------ text
 
 
@@ -220,6 +227,37 @@ def stats_text(stats: dict[str, Any]) -> str:
     return "\n".join(f"{label.ljust(width)}  {value}" for label, value in lines)
 
 
+def blocks_text(page: dict[str, Any]) -> str:
+    """The found blocks as a table, the 7- and 30-day summaries, and the next page's cursor."""
+    rows = [
+        (
+            b["height"],
+            b["hash"][:16],
+            b["worker"],
+            time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(b["time"])),
+            b["status"],
+            None if b["reward_sats"] is None else f"{b['reward_sats'] / 1e8:.8f}",
+            f"{b['network_difficulty']:.6g}",
+            None if b["effort"] is None else f"{b['effort'] * 100:.1f}%",
+        )
+        for b in page["blocks"]
+    ]
+    lines = [
+        table(("HEIGHT", "HASH", "WORKER", "FOUND (UTC)", "STATUS", "REWARD", "NET DIFF", "EFFORT"), rows)
+        if rows
+        else "(no blocks)"
+    ]
+    for window, summary in page["summary"].items():
+        average = summary["average_effort"]
+        lines.append(
+            f"{window}: {summary['blocks']} blocks"
+            + (f", average effort {average * 100:.1f}%" if average is not None else "")
+        )
+    if page["next"]:
+        lines.append(f"older: --before {page['next']}")
+    return "\n".join(lines)
+
+
 def hashrate_text(hashes_per_s: float) -> str:
     value = float(hashes_per_s)
     for unit in ("H/s", "kH/s", "MH/s", "GH/s", "TH/s", "PH/s"):
@@ -296,7 +334,7 @@ def _runner(name: str, command: Command) -> Callable[[argparse.Namespace], int]:
 
 
 def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `lease`, `rig`, `job` and `stats` to the `stratumkit` parser's subcommands. Each leaf
+    """Add `lease`, `rig`, `job`, `stats` and `blocks` to the `stratumkit` parser's subcommands. Each leaf
     sets ``func(args) -> int`` (the exit status)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--api", metavar="URL", help=f"the pool's HTTP API (default ${ENV_API} or {DEFAULT_API})")
@@ -357,6 +395,9 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     get.add_argument("--wait", type=duration, metavar="SECONDS", help="wait up to this long for the result")
 
     leaf(subparsers, "stats", "stats", _stats, "pool and lease statistics")
+    blocks = leaf(subparsers, "blocks", "blocks", _blocks, "blocks the pool found, newest first, with effort")
+    blocks.add_argument("--limit", type=int, help="blocks per page (default 50)")
+    blocks.add_argument("--before", metavar="CURSOR", help="the page older than this (from a previous page)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -97,6 +97,38 @@ class BlockLedger:
             raise KeyError(block_hash)
         return bytes(row[0])
 
+    def page(self, *, before: tuple[float, str] | None = None, limit: int = 50) -> list[FoundBlock]:
+        """Newest first, those strictly older than `before` = (found_at, hash) when given."""
+        query = "SELECT hash, height, worker, found_at, status, detail, attempts FROM blocks"
+        args: tuple[object, ...] = ()
+        if before is not None:
+            query += " WHERE found_at < ? OR (found_at = ? AND hash < ?)"
+            args = (before[0], before[0], before[1])
+        query += " ORDER BY found_at DESC, hash DESC LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(query, (*args, limit)).fetchall()
+        return [FoundBlock(*row) for row in rows]
+
+    def found_after(self, found_at: float) -> list[FoundBlock]:
+        """Every block found after `found_at`, in the order they were found."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT hash, height, worker, found_at, status, detail, attempts FROM blocks "
+                "WHERE found_at > ? ORDER BY found_at, rowid",
+                (found_at,),
+            ).fetchall()
+        return [FoundBlock(*row) for row in rows]
+
+    def block_head(self, block_hash: str, size: int) -> bytes:
+        """The first `size` bytes of a block (its header and coinbase, without reading the rest)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT substr(block, 1, ?) FROM blocks WHERE hash = ?", (size, block_hash)
+            ).fetchone()
+        if row is None:
+            raise KeyError(block_hash)
+        return bytes(row[0])
+
     def list(self, *, statuses: tuple[str, ...] | None = None, limit: int = 1000) -> list[FoundBlock]:
         query = "SELECT hash, height, worker, found_at, status, detail, attempts FROM blocks"
         args: tuple[object, ...] = ()

@@ -6,6 +6,7 @@ are bound (a port in use ends `run` before anything has started):
     Pool.run
     ├── ShareLog.run            the group-commit writer; outlives every connection
     ├── SocketReactor.run       every plain-TCP connection, served in batches
+    ├── HistoryService.run      per-minute share counts and block rounds to history.sqlite
     ├── template source         pushes TemplateUpdates
     ├── _consume_templates      template -> job -> every working session
     ├── BlockSubmitter          resubmits blocks left pending by a previous run
@@ -46,6 +47,7 @@ from stratumkit.jobs.sources import TemplateSource, TemplateUpdate
 from stratumkit.jobs.work import PoolWork
 from stratumkit.session.mining import MiningSession, SessionConfig, SessionPorts
 from stratumkit.session.ports import ExtensionPort, NoExtensions
+from stratumkit.shares.history_service import HistoryService
 from stratumkit.shares.log import ShareLog
 from stratumkit.shares.stats import PoolStats
 from stratumkit.shares.vardiff import VardiffConfig
@@ -122,12 +124,14 @@ class Pool:
         # totals from the durable record, so a restart does not zero them: every share-log record
         # is an accepted share (counted by the segment scan at open), every ledger row a found block
         self.stats = PoolStats(accepted=self.share_log.records, blocks=self.ledger.count())
+        # per-minute counts and block rounds, kept in history.sqlite (the rest of the stats port)
+        self.history = HistoryService(data / "history.sqlite", self.share_log, self.ledger, self.stats)
         self.work = PoolWork(self.registry, self.extranonces, self.network, solo=config.solo)
         self.ports = SessionPorts(
             work=self.work,
             shares=self.share_log,
             blocks=self,
-            stats=self.stats,
+            stats=self.history,
             extension_methods=self.extensions.methods,
         )
         self.reactor = SocketReactor(self.share_log)
@@ -157,7 +161,9 @@ class Pool:
         """Write the block down durably (before the share's reply is queued), then submit it in
         the background, with retries. Blocks are rare: the ledger write runs on the loop thread."""
         hash_hex = block_hash[::-1].hex()
-        self.ledger.add(hash_hex, job.template.height, worker, block, time.time())
+        found_at = time.time()
+        self.ledger.add(hash_hex, job.template.height, worker, block, found_at)
+        self.history.on_block(hash_hex, found_at)
         log.info("block found", block=hash_hex, height=job.template.height, worker=worker)
         assert self._nursery is not None
         self._nursery.start_soon(self.submitter.submit, hash_hex, block)
@@ -176,6 +182,7 @@ class Pool:
                     self._nursery = nursery
                     await nursery.start(self.share_log.run)
                     await nursery.start(self.reactor.run)
+                    await nursery.start(self.history.run)
                     send, receive = trio.open_memory_channel[TemplateUpdate](16)
                     nursery.start_soon(self._consume_templates, receive)
                     nursery.start_soon(self.source.run, send)

@@ -35,8 +35,11 @@ from pathlib import Path
 import msgpack
 import trio
 
+from stratumkit.histogram import Histogram
+
 SHARE_V1 = 1
 _FRAME = struct.Struct("<II")
+_LENGTH = struct.Struct("<I")
 _MAX_RECORD = 1 << 20
 _packb = msgpack.Packer(autoreset=True).pack
 
@@ -108,6 +111,16 @@ def _segments(directory: Path) -> list[Path]:
     return sorted(directory.glob("shares-*.log"), key=lambda p: int(p.stem.split("-")[1]))
 
 
+def _segments_from(directory: Path, start: int) -> Iterator[tuple[Path, int]]:
+    """(segment, its first sequence number) of the segments that hold records from `start` on."""
+    segments = _segments(directory)
+    firsts = [int(p.stem.split("-")[1]) for p in segments]
+    for i, path in enumerate(segments):
+        if i + 1 < len(segments) and firsts[i + 1] <= start:
+            continue
+        yield path, firsts[i]
+
+
 def _scan(path: Path) -> tuple[int, int]:
     """(records, bytes) of the valid prefix of one segment."""
     count = good = 0
@@ -123,18 +136,47 @@ def _scan(path: Path) -> tuple[int, int]:
     return count, good
 
 
-def read_records(directory: str | os.PathLike[str]) -> Iterator[ShareRecord]:
-    """Every intact record in order (a torn tail is skipped, not an error)."""
-    for path in _segments(Path(directory)):
+def read_records(directory: str | os.PathLike[str], start: int = 0) -> Iterator[ShareRecord]:
+    """Every intact record in order from sequence number `start` (a torn tail is skipped, not an
+    error); segments wholly before `start` are not read (their names give their first number)."""
+    for path, first in _segments_from(Path(directory), start):
         data = path.read_bytes()
         pos = 0
+        seq = first
         while pos + _FRAME.size <= len(data):
             length, crc = _FRAME.unpack_from(data, pos)
             end = pos + _FRAME.size + length
             if length > _MAX_RECORD or end > len(data) or zlib.crc32(data[pos + _FRAME.size : end]) != crc:
                 break
-            yield ShareRecord.unpack(data[pos + _FRAME.size : end])
+            if seq >= start:
+                yield ShareRecord.unpack(data[pos + _FRAME.size : end])
+            seq += 1
             pos = end
+
+
+def read_accepted(directory: str | os.PathLike[str], start: int = 0) -> Iterator[tuple[float, str, float, bool]]:
+    """(time, worker, difficulty, block) of every record from sequence number `start`, read as
+    one msgpack stream per segment, about twice as fast as `read_records`: for a log `ShareLog`
+    has opened (which checked every frame and cut a torn tail), so frames are not checked again."""
+    for path, first in _segments_from(Path(directory), start):
+        data = path.read_bytes()
+        unpacker = msgpack.Unpacker()
+        unpacker.feed(data)
+        pos, seq, size = 0, first, len(data)
+        while pos + _FRAME.size <= size:
+            (length,) = _LENGTH.unpack_from(data, pos)
+            if pos + _FRAME.size + length > size:
+                break
+            if seq < start:
+                unpacker.read_bytes(_FRAME.size + length)
+            else:
+                unpacker.read_bytes(_FRAME.size)
+                fields = unpacker.unpack()
+                if fields[0] != SHARE_V1:
+                    raise ShareLogError(f"unknown share record version: {fields[:1]!r}")
+                yield fields[1], fields[2], fields[9], fields[11]
+            pos += _FRAME.size + length
+            seq += 1
 
 
 class LogBatch:
@@ -159,6 +201,7 @@ class ShareLog:
         self.batches = 0
         self.sync_seconds = 0.0  # time spent in write + fdatasync since open
         self.largest_batch = 0
+        self.sync_latency = Histogram()  # seconds per batch write + fdatasync
         self._batch = LogBatch()
         self._wake = trio.Event()
         self._fd = -1
@@ -226,6 +269,13 @@ class ShareLog:
         if batch.error is not None:
             raise ShareLogError(f"share log write failed: {batch.error}") from batch.error
 
+    async def synced(self) -> None:
+        """Return once every record appended so far has been written (or its write failed)."""
+        batch = self._batch
+        if batch.frames:
+            self._wake.set()
+            await batch.done.wait()
+
     def _write(self, frames: list[bytes]) -> None:
         data = b"".join(frames)
         view = memoryview(data)
@@ -263,7 +313,9 @@ class ShareLog:
             try:
                 started = time.perf_counter()
                 self._write(batch.frames)
-                self.sync_seconds += time.perf_counter() - started
+                elapsed = time.perf_counter() - started
+                self.sync_seconds += elapsed
+                self.sync_latency.observe(elapsed)
                 self.batches += 1
                 self.largest_batch = max(self.largest_batch, len(batch.frames))
             except OSError as exc:

@@ -6,7 +6,8 @@ are kept in one-minute buckets over a ten-minute window, so the cost per share i
 and two additions. Elapsed time runs from when the worker began mining (`on_worker_started`, its
 authorize), not from its first share: a share ends a stretch of hashing, so timing from the first
 one drops a whole share interval and overstates a slow miner's rate. The durable record is the
-share log and the block ledger; a restarted pool seeds its totals from them (`PoolStats(...)`).
+share log and the block ledger; a restarted pool seeds its totals from them (`PoolStats(...)`),
+and its per-worker numbers and rejects from the share history.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class WorkerStats:
 class PoolStats:
     """Totals and per-worker numbers. `accepted` and `blocks` start from the durable record (the
     share log's record count, the block ledger's rows) so they survive a restart; rejects and
-    per-worker numbers are since this start only."""
+    per-worker numbers are seeded from the share history (`stratumkit.shares.history_service`)."""
 
     def __init__(self, *, accepted: int = 0, blocks: int = 0) -> None:
         self.workers: dict[str, WorkerStats] = {}

@@ -23,6 +23,7 @@ from stratumkit.app import open_app
 from stratumkit.lease.service import LeaseService
 from stratumkit.protocol.events import ErrorReply, Event, ExtensionNotification, Response
 from stratumkit.server.config import PoolConfig
+from stratumkit.server.operator import PoolOperator
 from stratumkit.server.pool import Pool
 
 #: Upper bound on any single wait (everything here takes milliseconds when it works).
@@ -80,6 +81,7 @@ async def make_stack(tmp_path: Path) -> AsyncIterator[MakeStack]:
                 0,
                 api_token=api_token,
                 max_body_bytes=max_body_bytes,
+                operator=PoolOperator(app.pool, app.leases, app.queue),
             )
             port = await nursery.start(serve)
             return Stack(app.pool, app.leases, port, api_token)
