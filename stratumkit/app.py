@@ -30,6 +30,7 @@ from stratumkit.server.pool import Pool
 
 if TYPE_CHECKING:
     from stratumkit.lease.service import LeaseService
+    from stratumkit.lease.store import LeaseStore
 
 log = structlog.get_logger("stratumkit.serve")
 
@@ -66,6 +67,13 @@ def open_queue(config: PoolConfig) -> AbstractAsyncContextManager[QueueEngine]:
     from stratumkit.queue.redis import open_redis_queue
 
     return open_redis_queue(config.queue_url)
+
+
+def open_lease_store(config: PoolConfig) -> AbstractAsyncContextManager[LeaseStore]:
+    """Where leases, stints and rigs are kept across restarts: SQLite in the data directory."""
+    from stratumkit.lease.sqlite_store import open_sqlite_lease_store
+
+    return open_sqlite_lease_store(config.data_path / "leases.sqlite")
 
 
 def tune_gc() -> None:
@@ -127,9 +135,13 @@ async def open_app(config: PoolConfig) -> AsyncIterator[App]:
     config.validate()
     config.data_path.mkdir(parents=True, exist_ok=True)
     source = make_source(config)
-    async with open_queue(config) as queue:
+    async with open_queue(config) as queue, open_lease_store(config) as store:
         leases = LeaseService(
-            queue, drain_timeout_s=config.lease_drain_timeout, return_timeout_s=config.lease_return_timeout
+            queue,
+            drain_timeout_s=config.lease_drain_timeout,
+            return_timeout_s=config.lease_return_timeout,
+            resume_grace_s=config.lease_resume_grace,
+            store=store,
         )
         pool = Pool(config, source, extensions=leases)
         yield App(config, pool, leases, queue)
@@ -148,6 +160,7 @@ async def serve(config: PoolConfig, *, task_status: trio.TaskStatus[App] = trio.
                 async for signum in signals:
                     log.info("shutting down", signal=signal.Signals(signum).name)
                     stopping.set()  # event streams end cleanly first
+                    await app.leases.freeze()  # leases are kept as they are, not ended by the shutdown
                     await trio.sleep(0.2)
                     app.pool.shutdown()
                     nursery.cancel_scope.cancel()
@@ -156,4 +169,4 @@ async def serve(config: PoolConfig, *, task_status: trio.TaskStatus[App] = trio.
             nursery.start_soon(wait_for_signal)
 
 
-__all__ = ["App", "make_source", "open_app", "open_queue", "serve", "tune_gc"]
+__all__ = ["App", "make_source", "open_app", "open_lease_store", "open_queue", "serve", "tune_gc"]

@@ -43,7 +43,7 @@ import structlog
 import trio
 
 from stratumkit.asgi import AsgiApp, BearerAuth, HTTPError, Reply, Request, Router, Send, encode_json, listen, route
-from stratumkit.lease.errors import RequestError
+from stratumkit.lease.errors import RequestError, Unavailable
 from stratumkit.queue.engine import QueueClosed, QueueError, UnknownJob, check_name
 
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -135,7 +135,7 @@ class ApiApp(AsgiApp):
     def refusal(self, exc: Exception) -> Reply | None:
         if isinstance(exc, RequestError):
             return Reply(400, {"error": str(exc)})
-        if isinstance(exc, QueueClosed):
+        if isinstance(exc, QueueClosed | Unavailable):
             return Reply(503, {"error": str(exc)})
         if isinstance(exc, QueueError):
             return Reply(400, {"error": str(exc)})

@@ -45,8 +45,11 @@ from stratumkit.session.ports import RigConnection, RigMode
 from .accounting import rig_usage
 from .actions import Action, DivertRig, LeaseExtended, LeaseStateChanged, RequeueInFlight, ReturnRig, RigReleased
 from .controller import LeaseController
-from .errors import LeaseError, RequestError
+from .errors import LeaseError, RequestError, Unavailable
+from .ids import LEASE_ID_PREFIX, new_lease_id
 from .model import GPU, Assignment, Lease, LeaseSpec, LeaseState, RigCapabilities, Selector
+from .persister import Persister
+from .store import LeaseStore, LeaseStoreError
 
 __all__ = ["LeaseService", "RequestError", "RigLink", "lease_to_dict", "parse_lease_spec"]
 
@@ -79,10 +82,20 @@ class LeaseService:
         *,
         drain_timeout_s: float = 10.0,
         return_timeout_s: float = 10.0,
+        resume_grace_s: float = 60.0,
         stats_window: int = STATS_WINDOW,
+        store: LeaseStore | None = None,
     ) -> None:
         self.queue = queue
-        self.controller = LeaseController(drain_timeout_s=drain_timeout_s, return_timeout_s=return_timeout_s)
+        self._timeouts: dict[str, Any] = {
+            "drain_timeout_s": drain_timeout_s,
+            "return_timeout_s": return_timeout_s,
+            "reconnect_grace_s": resume_grace_s,
+        }
+        self.controller = LeaseController(**self._timeouts, lease_id_prefix=LEASE_ID_PREFIX)
+        self.persister = (
+            None if store is None else Persister(store, lambda: self.controller.snapshot(trio.current_time()))
+        )
         self.links: dict[str, RigLink] = {}
         self.divert_latencies: deque[float] = deque(maxlen=stats_window)
         self.return_latencies: deque[float] = deque(maxlen=stats_window)
@@ -90,13 +103,17 @@ class LeaseService:
         self._wake = trio.Event()
         self._enqueued = trio.Event()  # set, then replaced, by each enqueue: wakes waiting claims
         self._nursery: trio.Nursery | None = None
+        self._frozen = False
 
     # ------------------------------------------------------------------ running
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Wake at the controller's deadlines (lease ends, drain and return timeouts); own the
-        tasks of waiting claims."""
+        """Restore the stored leases, then wake at the controller's deadlines (lease ends, drain,
+        return and resume timeouts); own the tasks of waiting claims and the store's writer."""
         async with trio.open_nursery() as nursery:
+            if self.persister is not None:
+                await self._restore(self.persister)
+                await nursery.start(self.persister.run)
             self._nursery = nursery
             task_status.started()
             try:
@@ -105,9 +122,59 @@ class LeaseService:
                     with trio.move_on_at(deadline if deadline is not None else trio.current_time() + 3600):
                         await self._wake.wait()
                     self._wake = trio.Event()
-                    await self._apply(self.controller.tick(trio.current_time()))
+                    actions = self.controller.tick(trio.current_time())
+                    await self._apply(actions)
+                    if actions:
+                        self._changed()
             finally:
                 self._nursery = None
+
+    async def _restore(self, persister: Persister) -> None:
+        """Rebuild the controller from the store. Lease clocks run on for the time the old process
+        lived after its last save, and stand still for the outage: nothing is billed for it. Every
+        restored rig is disconnected; jobs its old connection held go back to the queue now."""
+        stored = await persister.store.load()
+        if stored is None:
+            return
+        self.controller = LeaseController.restore(
+            stored.snapshot,
+            trio.current_time(),
+            downtime_s=stored.ran_after_save_s,
+            lease_id_prefix=LEASE_ID_PREFIX,
+            **self._timeouts,
+        )
+        requeued = 0
+        for rig in self.controller.rigs():
+            try:
+                requeued += await self.queue.requeue_consumer(rig.rig_id)
+            except QueueError as exc:
+                log.error("requeue failed", rig=rig.rig_id, error=str(exc))
+        live = [lease.lease_id for lease in self.controller.leases() if not lease.state.is_terminal]
+        log.info("leases restored", live=live, rigs=len(self.controller.rigs()), requeued=requeued,
+                 outage_s=round(max(0.0, time.time() - stored.alive_at), 3))  # fmt: skip
+        persister.mark()  # rewrite on this process's clock
+        self._poke()
+
+    def _changed(self) -> None:
+        """The controller changed: save it soon."""
+        if self.persister is not None:
+            self.persister.mark()
+
+    async def _durable(self) -> None:
+        """The controller changed and the reply promises it: save it before answering."""
+        if self.persister is None:
+            return
+        try:
+            await self.persister.flush()
+        except LeaseStoreError as exc:
+            raise Unavailable(f"the lease was changed but not saved: {exc}") from None
+
+    async def freeze(self) -> None:
+        """The pool is stopping: save the leases as they are, and from now on treat closing rig
+        connections as the shutdown they are, not as rigs leaving their leases."""
+        self._frozen = True
+        if self.persister is not None:
+            await self.persister.freeze()
 
     def _poke(self) -> None:
         self._wake.set()
@@ -169,6 +236,8 @@ class LeaseService:
         if rig_id is None or link is None or link.conn is not conn:
             return  # never registered, or replaced by a newer connection of the same rig
         del self.links[rig_id]
+        if self._frozen:
+            return  # the pool is stopping: the stored stint waits for the rig to resume it
         await self._rig_gone(rig_id, link)
 
     # ------------------------------------------------------------------ integrator API
@@ -198,11 +267,12 @@ class LeaseService:
         except QueueError as exc:
             raise RequestError(str(exc)) from None
         try:
-            lease, actions = self.controller.create(spec, trio.current_time())
+            lease, actions = self.controller.create(spec, trio.current_time(), lease_id=new_lease_id())
         except LeaseError as exc:
             raise RequestError(str(exc)) from None
         await self._apply(actions)
         self._poke()
+        await self._durable()
         return self.lease_view(lease.lease_id)
 
     async def extend_lease(self, lease_id: str, extra_s: Any) -> dict[str, Any]:
@@ -214,6 +284,7 @@ class LeaseService:
             raise RequestError(str(exc)) from None
         await self._apply(actions)
         self._poke()
+        await self._durable()
         return self.lease_view(lease_id)
 
     async def cancel_lease(self, lease_id: str) -> dict[str, Any]:
@@ -223,6 +294,7 @@ class LeaseService:
             raise RequestError(str(exc)) from None
         await self._apply(actions)
         self._poke()
+        await self._durable()
         return self.lease_view(lease_id)
 
     def list_leases(self, states: list[str] | None = None) -> list[dict[str, Any]]:
@@ -381,6 +453,7 @@ class LeaseService:
             return
         self.publish({"type": "rig.disconnected", "rig_id": rig_id})
         await self._apply(actions)
+        self._changed()
         requeued = any(isinstance(a, RequeueInFlight) and a.rig_id == rig_id for a in actions)
         if link.claims and not requeued:  # jobs it held go back at once, lease or not
             try:
@@ -427,6 +500,7 @@ class LeaseService:
         log.info("rig registered", rig=rig_id, gpus=[g.model for g in caps.gpus], models=list(caps.models))
         self.publish({"type": "rig.registered", "rig_id": rig_id})
         await self._apply(actions)
+        self._changed()
         self._poke()
 
     def _bound_stint(self, rig_id: str) -> Assignment | None:
@@ -451,6 +525,7 @@ class LeaseService:
                 self.divert_latencies.append(drain)
         self.publish({"type": "rig.serving", "rig_id": rig_id, "lease_id": self.controller.rig(rig_id).lease_id})
         await self._apply(actions)
+        self._changed()
         self._poke()
 
     async def _on_returned(
@@ -464,6 +539,7 @@ class LeaseService:
             return
         conn.respond(request_id, True)
         await self._apply(actions)
+        self._changed()
         if link.claims:  # the agent says it gave its jobs back: whatever it still holds goes back now
             link.claims.clear()
             try:
@@ -582,6 +658,7 @@ class LeaseService:
         lease_id = self.controller.rig(rig_id).lease_id
         if recorded and lease_id is not None:
             self.controller.record_job(lease_id, rig_id)
+            self._changed()
         conn.respond(request_id, recorded)
         if recorded:
             self.publish({"type": "job.done", "job_id": claim.job_id, "rig_id": rig_id, "lease_id": lease_id})

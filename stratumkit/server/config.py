@@ -76,6 +76,7 @@ class PoolConfig:
     # lease extension (rigs)
     lease_drain_timeout: float = 10.0  # a diverted rig must say it serves within this
     lease_return_timeout: float = 10.0  # a returning rig must say it mines again within this
+    lease_resume_grace: float = 60.0  # after a restart, a leased rig has this long to resume its stint
     queue_url: str | None = None  # None: SQLite in data_dir ; redis://host:port/db for Redis
     extra: dict[str, Any] = field(default_factory=dict)
 

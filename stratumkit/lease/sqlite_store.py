@@ -1,0 +1,145 @@
+"""The embedded lease store: ``leases.sqlite`` in the pool's data directory.
+
+Crash contract: WAL mode, synchronous=FULL, one transaction per ``save`` or ``touch``; a call that
+returned has been fsynced, and a call cut short by kill -9 happened whole or not at all.
+
+Schema: ``head`` (one row: the snapshot head and its wall time), ``alive`` (one row: the last
+``touch``), ``leases`` and ``rigs`` (one msgpack row each, with its position in the snapshot, so
+``load`` returns them in the controller's order). Marked with PRAGMA application_id "SKL1" and
+versioned with PRAGMA user_version; a foreign file or a newer schema is refused.
+
+Every statement runs on a worker thread (``offload=False``: on the trio thread, for tests on trio's
+autojump clock); the persister is the only caller, one call at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import trio
+
+from .store import LeaseStoreError, RowDiff, Rows, StoredLeases, pack_rows, unpack_snapshot
+
+__all__ = ["SqliteLeaseStore", "open_sqlite_lease_store"]
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x534B4C31  # "SKL1"
+_TABLES = ("leases", "rigs")
+_SCHEMA = (
+    "CREATE TABLE head (one INTEGER PRIMARY KEY CHECK (one = 1), data BLOB NOT NULL, saved_at REAL NOT NULL)",
+    "CREATE TABLE alive (one INTEGER PRIMARY KEY CHECK (one = 1), at REAL NOT NULL)",
+    "CREATE TABLE leases (key TEXT PRIMARY KEY, pos INTEGER NOT NULL, data BLOB NOT NULL)",
+    "CREATE TABLE rigs (key TEXT PRIMARY KEY, pos INTEGER NOT NULL, data BLOB NOT NULL)",
+)
+
+_T = TypeVar("_T")
+
+
+class SqliteLeaseStore:
+    def __init__(self, conn: sqlite3.Connection, *, offload: bool = True) -> None:
+        self._conn = conn
+        self._offload = offload
+        self._diffs = {table: RowDiff() for table in _TABLES}
+
+    async def _run(self, fn: Callable[[], _T]) -> _T:
+        def guarded() -> _T:
+            try:
+                return fn()
+            except sqlite3.Error as exc:
+                raise LeaseStoreError(f"lease store: {exc}") from exc
+
+        if not self._offload:
+            return guarded()
+        return await trio.to_thread.run_sync(guarded)
+
+    async def load(self) -> StoredLeases | None:
+        def read() -> StoredLeases | None:
+            head = self._conn.execute("SELECT data, saved_at FROM head").fetchone()
+            if head is None:
+                return None
+            alive = self._conn.execute("SELECT at FROM alive").fetchone()
+            rows = {t: [r[0] for r in self._conn.execute(f"SELECT data FROM {t} ORDER BY pos")] for t in _TABLES}
+            snapshot = unpack_snapshot(head[0], rows["leases"], rows["rigs"])
+            saved_at = float(head[1])
+            return StoredLeases(snapshot, saved_at, max(saved_at, float(alive[0]) if alive else saved_at))
+
+        return await self._run(read)
+
+    async def save(self, snapshot: Mapping[str, Any], wall: float) -> None:
+        head, leases, rigs = pack_rows(snapshot)
+        tables: dict[str, Rows] = {"leases": leases, "rigs": rigs}
+
+        def write() -> None:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("INSERT OR REPLACE INTO head (one, data, saved_at) VALUES (1, ?, ?)", (head, wall))
+                conn.execute("INSERT OR REPLACE INTO alive (one, at) VALUES (1, ?)", (wall,))
+                for table, rows in tables.items():
+                    full, upsert, gone = self._diffs[table].changes(rows)
+                    if full:
+                        conn.execute(f"DELETE FROM {table}")
+                    conn.executemany(f"DELETE FROM {table} WHERE key = ?", [(k,) for k in gone])
+                    conn.executemany(
+                        f"INSERT OR REPLACE INTO {table} (key, pos, data) VALUES (?, ?, ?)",
+                        [(k, pos, data) for k, (pos, data) in upsert.items()],
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            for table, rows in tables.items():
+                self._diffs[table].committed(rows)
+
+        await self._run(write)
+
+    async def touch(self, wall: float) -> None:
+        await self._run(lambda: self._conn.execute("INSERT OR REPLACE INTO alive (one, at) VALUES (1, ?)", (wall,)))
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _open(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    try:
+        if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
+            raise LeaseStoreError(f"{path!r}: the lease store needs WAL mode (a file on a local disk)")
+        conn.execute("PRAGMA synchronous = FULL")
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if app_id == 0 and version == 0:
+            if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                raise LeaseStoreError(f"{path!r} is an SQLite database of something else")
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        elif app_id != APPLICATION_ID:
+            raise LeaseStoreError(f"{path!r} is not a lease store (application_id {app_id:#x})")
+        elif version != SCHEMA_VERSION:
+            raise LeaseStoreError(f"{path!r} has lease store schema {version}; this code reads {SCHEMA_VERSION}")
+    except sqlite3.Error as exc:
+        conn.close()
+        raise LeaseStoreError(f"{path!r}: {exc}") from exc
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+@asynccontextmanager
+async def open_sqlite_lease_store(
+    path: str | os.PathLike[str], *, offload: bool = True
+) -> AsyncIterator[SqliteLeaseStore]:
+    store = SqliteLeaseStore(_open(os.fspath(path)), offload=offload)
+    try:
+        yield store
+    finally:
+        store.close()
