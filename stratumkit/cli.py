@@ -35,7 +35,7 @@ def _bench(args: argparse.Namespace) -> int:
     elif args.what == "lease":
         from stratumkit.bench import lease as bench_lease
 
-        bench_lease.run(args.rounds, args.rigs, args.inference)
+        bench_lease.run(args.rounds, args.rigs, args.inference, args.restarts)
     return 0
 
 
@@ -225,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--rounds", type=int, default=30, help="lease: switch rounds (default 30)")
     bench.add_argument("--rigs", type=int, default=2, help="lease: agent processes (default 2)")
     bench.add_argument("--inference", default=None, help="lease: agents' inference backend (e.g. minilm)")
+    bench.add_argument("--restarts", type=int, default=0, help="lease: pool restarts under a lease (default 0)")
     bench.add_argument("--seconds", type=float, default=1.0, help="hash: time per figure (default 1)")
     bench.add_argument(
         "--connections",
