@@ -2,7 +2,8 @@
 
 Routes (every /v1 route needs ``Authorization: Bearer <api_token>`` when a token is set)::
 
-    GET  /health                      200 {"status": "ok"} while the pool listens, else 503
+    GET  /health                      200 {"status": "ok", "queue": ..., "lease_store": ...} while the
+                                      pool listens and its queue and lease store answer, else 503
     GET  /metrics                     Prometheus text: shares, rejects, blocks, connections, ...
     GET  /v1/stats                    {"pool": PoolView.snapshot(), "leases": LeaseAPI.stats()}
     GET  /v1/rigs                     registered rigs
@@ -14,15 +15,15 @@ Routes (every /v1 route needs ``Authorization: Bearer <api_token>`` when a token
     POST /v1/leases/{id}/cancel       (no body, or {}) -> the lease
     POST /v1/queues/{queue}/jobs      {payload, job_id?} -> 201 {job_id};
                                       {jobs: [{payload, job_id?}, ...]} -> 201 {job_ids}
-    GET  /v1/jobs/{id}                {job_id, status: pending|done, result, ...}
+    GET  /v1/jobs/{id}                {job_id, status: pending|done|failed|dead, result, cause?, ...}
     GET  /v1/events                   newline-delimited JSON events, one chunk per event
 
 Rules:
 * Every error answer is ``{"error": "<message>"}``: 400 bad JSON or bad fields (the lease
   layer's RequestError, the queue's InvalidArgument, unknown query parameters), 401 missing or
   wrong token, 404 unknown path / lease / job, 405 wrong method (with ``Allow``), 413 body over
-  ``max_body_bytes``, 503 queue closed. Anything else is a bug: logged, answered 500, and it ends
-  that request only, never the server.
+  ``max_body_bytes``, 503 queue or lease store unavailable (an outage, not the request's fault).
+  Anything else is a bug: logged, answered 500, and it ends that request only, never the server.
 * Request bodies are JSON objects; unknown fields are refused, so a typo is never ignored.
 * The event stream subscribes before it sends its headers: an event published after a client
   has the response headers reaches that client. It ends when the client disconnects, when the
@@ -44,6 +45,7 @@ import trio
 
 from stratumkit.asgi import AsgiApp, BearerAuth, HTTPError, Reply, Request, Router, Send, encode_json, listen, route
 from stratumkit.lease.errors import RequestError, Unavailable
+from stratumkit.lease.queue_health import is_outage
 from stratumkit.queue.engine import QueueClosed, QueueError, UnknownJob, check_name
 
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -135,7 +137,7 @@ class ApiApp(AsgiApp):
     def refusal(self, exc: Exception) -> Reply | None:
         if isinstance(exc, RequestError):
             return Reply(400, {"error": str(exc)})
-        if isinstance(exc, QueueClosed | Unavailable):
+        if isinstance(exc, QueueClosed | Unavailable) or (isinstance(exc, QueueError) and is_outage(exc)):
             return Reply(503, {"error": str(exc)})
         if isinstance(exc, QueueError):
             return Reply(400, {"error": str(exc)})
@@ -155,7 +157,10 @@ class ApiApp(AsgiApp):
         port = self.pool.port
         if port is None:
             return Reply(503, {"status": "starting"})
-        return Reply(200, {"status": "ok", "stratum_port": port})
+        parts = await self.leases.health()
+        if any(part["status"] != "ok" for part in parts.values()):  # miners are served; integrators are not
+            return Reply(503, {"status": "degraded", "stratum_port": port, **parts})
+        return Reply(200, {"status": "ok", "stratum_port": port, **parts})
 
     async def _metrics(self, request: Request) -> Reply:
         text = render_metrics(self.pool.snapshot(), self.leases.stats())
@@ -223,10 +228,10 @@ class ApiApp(AsgiApp):
             for i, (payload, job_id) in enumerate(jobs):
                 try:
                     done.append(await self.leases.enqueue(queue, payload, job_id))
-                except (RequestError, QueueError) as exc:
+                except (RequestError, QueueError, Unavailable) as exc:
                     # Earlier jobs are in the queue: say which, so a retry can reuse their ids.
                     raise HTTPError(
-                        400,
+                        503 if isinstance(exc, Unavailable) else 400,
                         f"jobs[{i}]: {exc} (jobs before it were enqueued: {', '.join(done) or 'none'})",
                     ) from None
             return Reply(201, {"job_ids": done})

@@ -5,7 +5,8 @@ load the pool or the lease service when it is imported. `stratumkit.server.pool.
 `PoolView` and `stratumkit.lease.service.LeaseService` a `LeaseAPI`.
 
 Errors the API maps (see `stratumkit.api.app`): `RequestError` (lease layer) and `QueueError`
-(queue engine) are the client's fault, 400; `QueueClosed` is 503; `UnknownJob` from `job` is 404.
+(queue engine) are the client's fault, 400; `QueueClosed`, `Unavailable` and queue outages are
+503; `UnknownJob` from `job` is 404.
 """
 
 from __future__ import annotations
@@ -69,3 +70,7 @@ class LeaseAPI(Protocol):
         ...
 
     def stats(self) -> dict[str, Any]: ...
+
+    async def health(self) -> dict[str, dict[str, Any]]:
+        """Each part the integrator's calls need ("queue", ...) -> {"status": "ok" | ..., "error"?}."""
+        ...

@@ -58,6 +58,11 @@ class Persister:
     def frozen(self) -> bool:
         return self._frozen
 
+    @property
+    def failing(self) -> str | None:
+        """The error of the latest save while saves fail, else None."""
+        return None if self._failed is None else str(self._failed[1])
+
     def mark(self) -> int:
         """Note a change; returns its number (a save covering it has ``_saved >= number``)."""
         if not self._frozen:

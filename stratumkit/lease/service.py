@@ -39,7 +39,7 @@ from stratumkit.percentile import percentile
 from stratumkit.protocol import rig as wire
 from stratumkit.protocol.events import ExtensionRequest
 from stratumkit.protocol.jsonrpc import RequestId
-from stratumkit.queue.engine import ClaimedJob, QueueEngine, QueueError, check_name
+from stratumkit.queue.engine import ClaimedJob, QueueEngine, QueueError, UnknownJob, check_name
 from stratumkit.session.ports import RigConnection, RigMode
 
 from .accounting import rig_usage
@@ -49,6 +49,7 @@ from .errors import LeaseError, RequestError, Unavailable
 from .ids import LEASE_ID_PREFIX, new_lease_id
 from .model import GPU, Assignment, Lease, LeaseSpec, LeaseState, RigCapabilities, Selector
 from .persister import Persister
+from .queue_health import QueueHealth
 from .store import LeaseStore, LeaseStoreError
 
 __all__ = ["LeaseService", "RequestError", "RigLink", "lease_to_dict", "parse_lease_spec"]
@@ -63,6 +64,8 @@ STATS_WINDOW = 1024
 #: A waiting claim looks at the queue at least this often: the engines offer no wake-up for jobs
 #: enqueued behind the service's back (another pool process, a direct Redis client).
 CLAIM_POLL_S = 0.05
+#: /health asks the queue for its stats, and calls it down if no answer comes within this.
+HEALTH_PROBE_S = 2.0
 
 
 @dataclass
@@ -104,6 +107,7 @@ class LeaseService:
         self._enqueued = trio.Event()  # set, then replaced, by each enqueue: wakes waiting claims
         self._nursery: trio.Nursery | None = None
         self._frozen = False
+        self.queue_health = QueueHealth()
 
     # ------------------------------------------------------------------ running
 
@@ -321,27 +325,56 @@ class LeaseService:
             raise RequestError(str(exc)) from None
         return lease_to_dict(lease, self.controller.usage(lease_id, trio.current_time()))
 
+    def _refusal(self, exc: QueueError) -> Exception:
+        """What an integrator is told of a failed queue call: 503 for an outage, else 400."""
+        if self.queue_health.failed(exc):
+            return Unavailable(f"the job queue is unavailable: {exc}")
+        return RequestError(str(exc))
+
+    async def health(self) -> dict[str, Any]:
+        """Probe the queue (and report the lease store): {"queue": {...}, "lease_store": {...}}."""
+        with trio.move_on_after(HEALTH_PROBE_S) as probe:
+            try:
+                await self.queue.stats("health")
+                self.queue_health.succeeded()
+            except QueueError as exc:
+                self.queue_health.failed(exc)
+        if probe.cancelled_caught:
+            self.queue_health.failed(QueueError(f"no answer within {HEALTH_PROBE_S:g} s"))
+        view: dict[str, Any] = {"queue": self.queue_health.view()}
+        if self.persister is not None:
+            failed = self.persister.failing
+            view["lease_store"] = {"status": "ok"} if failed is None else {"status": "unavailable", "error": failed}
+        return view
+
     async def enqueue(self, queue: str, payload: Any, job_id: str | None = None) -> str:
         if not isinstance(payload, dict):
             raise RequestError("a job payload must be a JSON object")
         try:
             job = await self.queue.enqueue(queue, payload, job_id=job_id)
         except QueueError as exc:
-            raise RequestError(str(exc)) from None
+            raise self._refusal(exc) from None
+        self.queue_health.succeeded()
         self._enqueued.set()
         self._enqueued = trio.Event()
         self.publish({"type": "job.enqueued", "job_id": job, "queue": queue})
         return job
 
     async def job(self, job_id: str) -> dict[str, Any]:
-        result = await self.queue.result(job_id)
+        try:
+            result = await self.queue.result(job_id)
+            letter = None if result is not None else await self.queue.dead_letter(job_id)
+        except UnknownJob:
+            raise
+        except QueueError as exc:
+            raise self._refusal(exc) from None
+        self.queue_health.succeeded()
         if result is None:
-            letter = await self.queue.dead_letter(job_id)
             if letter is not None:  # it will never have a result: say so instead of "pending"
                 return {"job_id": job_id, "status": "dead", "queue": letter.job.queue, "reason": letter.reason,
                         "deliveries": letter.job.deliveries, "dead_at": letter.dead_at}  # fmt: skip
             return {"job_id": job_id, "status": "pending"}
-        return {
+        view = {
             "job_id": job_id,
             "status": "done",
             "queue": result.queue,
@@ -350,6 +383,10 @@ class LeaseService:
             "deliveries": result.deliveries,
             "completed_at": result.completed_at,
         }
+        cause = failure_cause(result.payload)
+        if cause is not None:  # the backend refused or failed the job: its answer is an error
+            view.update(status="failed", cause=cause)
+        return view
 
     @asynccontextmanager
     async def events(self, buffer: int = 1000) -> AsyncIterator[trio.MemoryReceiveChannel[dict[str, Any]]]:
@@ -375,6 +412,8 @@ class LeaseService:
         return {
             "rigs": len(self.controller.rigs()),
             "leases_live": sum(1 for lease in self.controller.leases() if lease.state.is_live),
+            "queue_up": self.queue_health.up,
+            "queue_outages": self.queue_health.outages,
             "divert_latency_s": _percentiles(self.divert_latencies),
             "return_latency_s": _percentiles(self.return_latencies),
         }
@@ -566,8 +605,10 @@ class LeaseService:
         try:
             claims = await self.queue.claim(queue, rig_id, msg.visibility_timeout, max_jobs=msg.max_jobs)
         except QueueError as exc:
+            self.queue_health.failed(exc)
             conn.respond_error(request_id, f"queue: {exc}")
             return None
+        self.queue_health.succeeded()
         if claims and self._serves(rig_id, conn, msg.token) is None:
             # the rig was sent back or went away while the engine worked: the jobs are not its
             for claim in claims:
@@ -739,6 +780,17 @@ def lease_to_dict(lease: Lease, usage: Any) -> dict[str, Any]:
             "rigs_left_early": usage.rigs_left_early,
         },
     }
+
+
+def failure_cause(result: Any) -> str | None:
+    """The cause of a failed job from its recorded result (an OpenAI-shaped ``{"error": ...}``,
+    which a successful embeddings or chat answer never has), or None for a job that succeeded."""
+    if not isinstance(result, dict) or "error" not in result:
+        return None
+    error = result["error"]
+    if isinstance(error, dict):
+        return str(error.get("message") or error.get("type") or error)
+    return str(error)
 
 
 def _percentiles(values: Sequence[float]) -> dict[str, float] | None:

@@ -143,6 +143,11 @@ class FakeLeases:
             raise RuntimeError("stats are broken")
         return {"rigs": 1, "leases_live": len(self.leases), "divert_latency_s": None, "return_latency_s": None}
 
+    async def health(self) -> dict[str, dict[str, Any]]:
+        if self.queue_closed:
+            return {"queue": {"status": "unavailable", "error": "queue closed"}}
+        return {"queue": {"status": "ok"}}
+
 
 @dataclass
 class Api:
@@ -189,7 +194,13 @@ async def http(api: Api) -> AsyncIterator[httpx.AsyncClient]:
 
 async def test_health(api: Api, http: httpx.AsyncClient) -> None:
     ok = await http.get("/health")
-    assert (ok.status_code, ok.json()) == (200, {"status": "ok", "stratum_port": 3333})
+    assert (ok.status_code, ok.json()) == (200, {"status": "ok", "stratum_port": 3333, "queue": {"status": "ok"}})
+    api.leases.queue_closed = True  # integrators cannot be served: degraded, although miners are
+    down = await http.get("/health")
+    assert (down.status_code, down.json()) == (
+        503,
+        {"status": "degraded", "stratum_port": 3333, "queue": {"status": "unavailable", "error": "queue closed"}},
+    )
     api.pool.port = None
     starting = await http.get("/health")
     assert (starting.status_code, starting.json()) == (503, {"status": "starting"})

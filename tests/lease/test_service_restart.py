@@ -19,15 +19,9 @@ from stratumkit.lease.errors import Unavailable
 from stratumkit.lease.service import LeaseService
 from stratumkit.lease.sqlite_store import SqliteLeaseStore, open_sqlite_lease_store
 from stratumkit.protocol import rig as wire
-from stratumkit.queue.sqlite import SqliteQueueEngine, open_sqlite_queue
+from stratumkit.queue.sqlite import SqliteQueueEngine
 from tests.lease.test_ids import ULID
 from tests.lease.test_service import LEASE, FakeRig, call, registration, serving_rig
-
-
-@pytest.fixture
-async def queue(tmp_path: Path) -> AsyncIterator[SqliteQueueEngine]:
-    async with open_sqlite_queue(tmp_path / "queue.db", offload=False) as engine:
-        yield engine
 
 
 @asynccontextmanager
