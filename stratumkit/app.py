@@ -142,6 +142,7 @@ async def open_app(config: PoolConfig) -> AsyncIterator[App]:
             return_timeout_s=config.lease_return_timeout,
             resume_grace_s=config.lease_resume_grace,
             store=store,
+            check_jobs=config.check_jobs,
         )
         pool = Pool(config, source, extensions=leases)
         yield App(config, pool, leases, queue)

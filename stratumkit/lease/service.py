@@ -47,6 +47,7 @@ from .actions import Action, DivertRig, LeaseExtended, LeaseStateChanged, Requeu
 from .controller import LeaseController
 from .errors import LeaseError, RequestError, Unavailable
 from .ids import LEASE_ID_PREFIX, new_lease_id
+from .job_check import check_job
 from .model import GPU, Assignment, Lease, LeaseSpec, LeaseState, RigCapabilities, Selector
 from .persister import Persister
 from .queue_health import QueueHealth
@@ -88,8 +89,10 @@ class LeaseService:
         resume_grace_s: float = 60.0,
         stats_window: int = STATS_WINDOW,
         store: LeaseStore | None = None,
+        check_jobs: bool = False,
     ) -> None:
         self.queue = queue
+        self.check_jobs = check_jobs  # refuse at submit what no rig would run (see job_check)
         self._timeouts: dict[str, Any] = {
             "drain_timeout_s": drain_timeout_s,
             "return_timeout_s": return_timeout_s,
@@ -347,9 +350,24 @@ class LeaseService:
             view["lease_store"] = {"status": "ok"} if failed is None else {"status": "unavailable", "error": failed}
         return view
 
+    def served_models(self, queue: str) -> set[str] | None:
+        """The models the live leases on ``queue`` can serve (None: no live lease consumes it)."""
+        leases = [lease for lease in self.controller.leases() if lease.state.is_live and lease.spec.queue == queue]
+        if not leases:
+            return None
+        models: set[str] = set()
+        for lease in leases:
+            if lease.spec.selector.model is not None:
+                models.add(lease.spec.selector.model)
+            for stint in lease.active:
+                models.update(self.controller.rig(stint.rig_id).caps.models)
+        return models
+
     async def enqueue(self, queue: str, payload: Any, job_id: str | None = None) -> str:
         if not isinstance(payload, dict):
             raise RequestError("a job payload must be a JSON object")
+        if self.check_jobs:
+            check_job(payload, queue, self.served_models(queue))
         try:
             job = await self.queue.enqueue(queue, payload, job_id=job_id)
         except QueueError as exc:

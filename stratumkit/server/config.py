@@ -77,6 +77,7 @@ class PoolConfig:
     lease_drain_timeout: float = 10.0  # a diverted rig must say it serves within this
     lease_return_timeout: float = 10.0  # a returning rig must say it mines again within this
     lease_resume_grace: float = 60.0  # after a restart, a leased rig has this long to resume its stint
+    check_jobs: bool = True  # refuse (400) a job no rig would run: kind, OpenAI shape, the leases' models
     queue_url: str | None = None  # None: SQLite in data_dir ; redis://host:port/db for Redis
     extra: dict[str, Any] = field(default_factory=dict)
 
