@@ -130,6 +130,8 @@ class App:
 @asynccontextmanager
 async def open_app(config: PoolConfig) -> AsyncIterator[App]:
     """Build the parts (the queue is opened here and closed on exit); `App.run` starts them."""
+    from stratumkit.lease.integrators import Integrators
+    from stratumkit.lease.rig_auth import RigAuth
     from stratumkit.lease.service import LeaseService
 
     config.validate()
@@ -143,6 +145,8 @@ async def open_app(config: PoolConfig) -> AsyncIterator[App]:
             resume_grace_s=config.lease_resume_grace,
             store=store,
             check_jobs=config.check_jobs,
+            rig_auth=RigAuth(config.rig_secret, config.rig_secrets),
+            integrators=Integrators(config.integrator_tokens),
         )
         pool = Pool(config, source, extensions=leases)
         yield App(config, pool, leases, queue)

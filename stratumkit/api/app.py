@@ -1,6 +1,7 @@
 """The pool's HTTP JSON API for operators and integrators: plain ASGI on hypercorn's trio worker.
 
-Routes (every /v1 route needs ``Authorization: Bearer <api_token>`` when a token is set)::
+Routes (every /v1 route needs ``Authorization: Bearer <token>`` once any token exists: the admin
+``api_token`` or an integrator's; who may see what is in `stratumkit.api.tenants`)::
 
     GET  /health                      200 {"status": "ok", "queue": ..., "lease_store": ...} while the
                                       pool listens and its queue and lease store answer, else 503
@@ -13,6 +14,7 @@ Routes (every /v1 route needs ``Authorization: Bearer <api_token>`` when a token
     GET  /v1/leases/{id}              one lease
     POST /v1/leases/{id}/extend       {seconds} -> the lease
     POST /v1/leases/{id}/cancel       (no body, or {}) -> the lease
+    POST /v1/integrators              {name} -> 201 {name, token} (the operator only)
     POST /v1/queues/{queue}/jobs      {payload, job_id?} -> 201 {job_id};
                                       {jobs: [{payload, job_id?}, ...]} -> 201 {job_ids}
     GET  /v1/jobs/{id}                {job_id, status: pending|done|failed|dead, result, cause?, ...}
@@ -43,7 +45,7 @@ from typing import Any
 import structlog
 import trio
 
-from stratumkit.asgi import AsgiApp, BearerAuth, HTTPError, Reply, Request, Router, Send, encode_json, listen, route
+from stratumkit.asgi import AsgiApp, HTTPError, Reply, Request, Router, Send, encode_json, listen, route
 from stratumkit.lease.errors import RequestError, Unavailable
 from stratumkit.lease.queue_health import is_outage
 from stratumkit.queue.engine import QueueClosed, QueueError, UnknownJob, check_name
@@ -51,6 +53,7 @@ from stratumkit.queue.engine import QueueClosed, QueueError, UnknownJob, check_n
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import render_metrics
 from .ports import LeaseAPI, PoolView
+from .tenants import Principal, Tenants, principal, require_operator
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "EVENT_BUFFER", "MAX_BATCH_JOBS", "ApiApp", "serve_api"]
 
@@ -76,6 +79,7 @@ _ROUTER = Router(
         route(r"/v1/stats", {"GET": "stats"}),
         route(r"/v1/rigs", {"GET": "rigs"}),
         route(r"/v1/messages", {"POST": "message"}),
+        route(r"/v1/integrators", {"POST": "issue_token"}),
         route(r"/v1/leases", {"GET": "list_leases", "POST": "create_lease"}, ("state",)),
         route(r"/v1/leases/(?P<lease_id>[^/]+)", {"GET": "get_lease"}),
         route(r"/v1/leases/(?P<lease_id>[^/]+)/extend", {"POST": "extend_lease"}),
@@ -104,7 +108,7 @@ class ApiApp(AsgiApp):
     ) -> None:
         self.pool = pool
         self.leases = leases
-        self._auth = BearerAuth(api_token, noun="token")
+        self._tenants = Tenants(api_token, leases)
         self.max_body_bytes = max_body_bytes
         self._closing = trio.Event()
 
@@ -120,7 +124,7 @@ class ApiApp(AsgiApp):
     async def respond(self, request: Request, send: Send) -> Reply | None:
         if _is_protected(request.path):
             # Before routing, so that an unauthenticated client learns nothing about the paths.
-            self._auth.check(request)
+            self._tenants.identify(request)
         name = _ROUTER.resolve(request)
         if name == "events":
             try:
@@ -146,10 +150,13 @@ class ApiApp(AsgiApp):
     def report_failure(self, request: Request, exc: BaseException) -> None:
         log.error("API request failed", method=request.method, path=request.path, exc_info=exc)
 
-    def _require_lease(self, lease_id: str) -> None:
-        # The lease layer reports an unknown lease as a RequestError (400); the API says 404.
-        if not self.leases.has_lease(lease_id):
+    def _require_lease(self, request: Request) -> str:
+        # The lease layer reports an unknown lease as a RequestError (400); the API says 404,
+        # also for another integrator's lease.
+        lease_id = request.params["lease_id"]
+        if not self.leases.has_lease(lease_id) or not principal(request).owns(self.leases.lease_owner(lease_id)):
             raise HTTPError(404, f"no lease {lease_id!r}")
+        return lease_id
 
     # ------------------------------------------------------------------ routes
 
@@ -171,6 +178,7 @@ class ApiApp(AsgiApp):
 
     async def _message(self, request: Request) -> Reply:
         """An operator's message shown by the miners (`client.show_message`): {text, worker?}."""
+        require_operator(request)
         body = await request.json_object()
         _only(body, {"text", "worker"})
         text, worker = body.get("text"), body.get("worker")
@@ -180,27 +188,47 @@ class ApiApp(AsgiApp):
             raise HTTPError(400, "worker must be a worker name (leave it out for every miner)")
         return Reply(200, {"sent": self.pool.send_message(text, worker)})
 
+    async def _issue_token(self, request: Request) -> Reply:
+        """The operator issues an integrator a token: {name} -> 201 {name, token}."""
+        require_operator(request)
+        body = await request.json_object()
+        _only(body, {"name"})
+        token = await self.leases.issue_token(body.get("name"))
+        return Reply(201, {"name": body["name"], "token": token})
+
+    def _visible(self, caller: Principal, event: Mapping[str, Any]) -> bool:
+        """An integrator's event stream leaves out the events of others' leases."""
+        lease_id = event.get("lease_id")
+        if not isinstance(lease_id, str) or not self.leases.has_lease(lease_id):
+            return lease_id is None
+        return caller.owns(self.leases.lease_owner(lease_id))
+
     async def _rigs(self, request: Request) -> Reply:
         return Reply(200, {"rigs": self.leases.rigs()})
 
     async def _list_leases(self, request: Request) -> Reply:
         states = [s for value in request.query.get("state", []) for s in value.split(",") if s]
-        return Reply(200, {"leases": self.leases.list_leases(states or None)})
+        caller = principal(request)
+        leases = [view for view in self.leases.list_leases(states or None) if caller.owns(view.get("owner"))]
+        return Reply(200, {"leases": leases})
 
     async def _create_lease(self, request: Request) -> Reply:
         body = await request.json_object()
+        caller = principal(request)
+        if not caller.operator:  # a lease belongs to the integrator who made it
+            if body.get("owner", caller.name) != caller.name:
+                raise HTTPError(400, "owner is the integrator whose token made the lease; leave it out")
+            body["owner"] = caller.name
         lease = await self.leases.create_lease(body)
         location = f"/v1/leases/{lease['lease_id']}".encode()
         return Reply(201, lease, [(b"location", location)])
 
     async def _get_lease(self, request: Request) -> Reply:
-        lease_id = request.params["lease_id"]
-        self._require_lease(lease_id)
+        lease_id = self._require_lease(request)
         return Reply(200, self.leases.lease_view(lease_id))
 
     async def _extend_lease(self, request: Request) -> Reply:
-        lease_id = request.params["lease_id"]
-        self._require_lease(lease_id)
+        lease_id = self._require_lease(request)
         body = await request.json_object()
         _only(body, {"seconds"})
         if "seconds" not in body:
@@ -208,8 +236,7 @@ class ApiApp(AsgiApp):
         return Reply(200, await self.leases.extend_lease(lease_id, body["seconds"]))
 
     async def _cancel_lease(self, request: Request) -> Reply:
-        lease_id = request.params["lease_id"]
-        self._require_lease(lease_id)
+        lease_id = self._require_lease(request)
         _only(await request.json_object(optional=True), set())
         return Reply(200, await self.leases.cancel_lease(lease_id))
 
@@ -273,7 +300,10 @@ class ApiApp(AsgiApp):
 
                 nursery.start_soon(until_disconnect)
                 nursery.start_soon(until_closing)
+                caller = principal(request)
                 async for event in events:
+                    if not caller.operator and not self._visible(caller, event):
+                        continue
                     await send({"type": "http.response.body", "body": encode_json(event) + b"\n", "more_body": True})
                 # The iteration ended: this subscriber fell too far behind and was dropped.
                 dropped = {"type": "stream.dropped", "reason": f"fell more than {EVENT_BUFFER} events behind"}

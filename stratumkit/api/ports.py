@@ -71,6 +71,23 @@ class LeaseAPI(Protocol):
 
     def stats(self) -> dict[str, Any]: ...
 
+    def integrator(self, token: str) -> str | None:
+        """The integrator an API token belongs to, or None."""
+        ...
+
+    @property
+    def has_integrators(self) -> bool:
+        """Whether any integrator token exists (then every /v1 call needs a token)."""
+        ...
+
+    async def issue_token(self, name: Any) -> str:
+        """A new token for integrator `name` (RequestError for a bad name)."""
+        ...
+
+    def lease_owner(self, lease_id: str) -> str | None:
+        """The integrator the lease belongs to (None: made by the operator or an open API)."""
+        ...
+
     async def health(self) -> dict[str, dict[str, Any]]:
         """Each part the integrator's calls need ("queue", ...) -> {"status": "ok" | ..., "error"?}."""
         ...

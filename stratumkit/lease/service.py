@@ -47,10 +47,12 @@ from .actions import Action, DivertRig, LeaseExtended, LeaseStateChanged, Requeu
 from .controller import LeaseController
 from .errors import LeaseError, RequestError, Unavailable
 from .ids import LEASE_ID_PREFIX, new_lease_id
+from .integrators import Integrators
 from .job_check import check_job
 from .model import GPU, Assignment, Lease, LeaseSpec, LeaseState, RigCapabilities, Selector
 from .persister import Persister
 from .queue_health import QueueHealth
+from .rig_auth import RigAuth
 from .store import LeaseStore, LeaseStoreError
 
 __all__ = ["LeaseService", "RequestError", "RigLink", "lease_to_dict", "parse_lease_spec"]
@@ -90,8 +92,12 @@ class LeaseService:
         stats_window: int = STATS_WINDOW,
         store: LeaseStore | None = None,
         check_jobs: bool = False,
+        rig_auth: RigAuth | None = None,
+        integrators: Integrators | None = None,
     ) -> None:
         self.queue = queue
+        self.rig_auth = rig_auth or RigAuth()
+        self.integrators = integrators or Integrators()
         self.check_jobs = check_jobs  # refuse at submit what no rig would run (see job_check)
         self._timeouts: dict[str, Any] = {
             "drain_timeout_s": drain_timeout_s,
@@ -140,6 +146,7 @@ class LeaseService:
         """Rebuild the controller from the store. Lease clocks run on for the time the old process
         lived after its last save, and stand still for the outage: nothing is billed for it. Every
         restored rig is disconnected; jobs its old connection held go back to the queue now."""
+        self.integrators.add_issued(await persister.store.integrators())
         stored = await persister.store.load()
         if stored is None:
             return
@@ -312,6 +319,32 @@ class LeaseService:
             except ValueError:
                 raise RequestError(f"unknown state in {states}; known: {[s.value for s in LeaseState]}") from None
         return [self.lease_view(lease.lease_id) for lease in self.controller.leases(wanted)]
+
+    def integrator(self, token: str) -> str | None:
+        """The integrator this API token belongs to, or None."""
+        return self.integrators.name_of(token)
+
+    @property
+    def has_integrators(self) -> bool:
+        return self.integrators.enabled
+
+    async def issue_token(self, name: Any) -> str:
+        """A new API token for integrator ``name``, kept (as a digest) in the lease store."""
+        token, token_digest = self.integrators.issue(name)
+        if self.persister is not None:
+            try:
+                await self.persister.store.add_integrator(token_digest, name)
+            except LeaseStoreError as exc:
+                raise Unavailable(f"the token was not saved: {exc}") from None
+        self.integrators.admit(name, token_digest)
+        return token
+
+    def lease_owner(self, lease_id: str) -> str | None:
+        """The integrator a lease belongs to (its spec's owner)."""
+        try:
+            return self.controller.get(lease_id).spec.owner
+        except LeaseError as exc:
+            raise RequestError(str(exc)) from None
 
     def has_lease(self, lease_id: str) -> bool:
         """Whether a lease has this id (the API answers 404 for one that has not)."""
@@ -530,6 +563,11 @@ class LeaseService:
             conn.respond_error(request_id, f"rig registration refused: this connection is already rig {conn.rig_id!r}")
             return
         rig_id = msg.rig_id or worker
+        refusal = self.rig_auth.refusal(rig_id, msg.secret)
+        if refusal is not None:  # not a rig: the connection goes on as a plain miner
+            log.warning("rig registration refused", rig=rig_id, worker=worker, peer=conn.peer, reason=refusal)
+            conn.respond_error(request_id, f"rig registration refused: {refusal}")
+            return
         try:
             caps = RigCapabilities(
                 gpus=tuple(GPU(g.model, g.vram_mb) for g in msg.gpus),

@@ -5,11 +5,12 @@ returned has been fsynced, and a call cut short by kill -9 happened whole or not
 
 Schema: ``head`` (one row: the snapshot head and its wall time), ``alive`` (one row: the last
 ``touch``), ``leases`` and ``rigs`` (one msgpack row each, with its position in the snapshot, so
-``load`` returns them in the controller's order). Marked with PRAGMA application_id "SKL1" and
-versioned with PRAGMA user_version; a foreign file or a newer schema is refused.
+``load`` returns them in the controller's order), ``integrators`` (issued token digests).
+Marked with PRAGMA application_id "SKL1" and versioned with PRAGMA user_version; a foreign file or
+a newer schema is refused.
 
 Every statement runs on a worker thread (``offload=False``: on the trio thread, for tests on trio's
-autojump clock); the persister is the only caller, one call at a time.
+autojump clock), one call at a time (a lock).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ _SCHEMA = (
     "CREATE TABLE alive (one INTEGER PRIMARY KEY CHECK (one = 1), at REAL NOT NULL)",
     "CREATE TABLE leases (key TEXT PRIMARY KEY, pos INTEGER NOT NULL, data BLOB NOT NULL)",
     "CREATE TABLE rigs (key TEXT PRIMARY KEY, pos INTEGER NOT NULL, data BLOB NOT NULL)",
+    "CREATE TABLE integrators (digest TEXT PRIMARY KEY, name TEXT NOT NULL)",
 )
 
 _T = TypeVar("_T")
@@ -44,6 +46,7 @@ class SqliteLeaseStore:
         self._conn = conn
         self._offload = offload
         self._diffs = {table: RowDiff() for table in _TABLES}
+        self._lock = trio.Lock()  # one statement sequence at a time on the one connection
 
     async def _run(self, fn: Callable[[], _T]) -> _T:
         def guarded() -> _T:
@@ -52,9 +55,17 @@ class SqliteLeaseStore:
             except sqlite3.Error as exc:
                 raise LeaseStoreError(f"lease store: {exc}") from exc
 
-        if not self._offload:
-            return guarded()
-        return await trio.to_thread.run_sync(guarded)
+        async with self._lock:
+            if not self._offload:
+                return guarded()
+            return await trio.to_thread.run_sync(guarded)
+
+    async def add_integrator(self, token_digest: str, name: str) -> None:
+        sql = "INSERT OR REPLACE INTO integrators (digest, name) VALUES (?, ?)"
+        await self._run(lambda: self._conn.execute(sql, (token_digest, name)))
+
+    async def integrators(self) -> dict[str, str]:
+        return await self._run(lambda: dict(self._conn.execute("SELECT digest, name FROM integrators").fetchall()))
 
     async def load(self) -> StoredLeases | None:
         def read() -> StoredLeases | None:

@@ -16,6 +16,8 @@ Rules for engines:
 - ``touch`` records that the writing process was alive at a wall-clock time: on restart the time
   between the last save and that moment counts as lease time, the rest of the outage does not.
 - Failures raise :class:`LeaseStoreError`, never a driver's own exception.
+- Beside the lease state, a store keeps the digests of integrator tokens issued through the API
+  (:mod:`.integrators`); they are written at once, not through a snapshot.
 """
 
 from __future__ import annotations
@@ -61,6 +63,14 @@ class LeaseStore(Protocol):
 
     async def touch(self, wall: float) -> None:
         """Record that the writer is alive at wall-clock time ``wall``."""
+        ...
+
+    async def add_integrator(self, token_digest: str, name: str) -> None:
+        """Keep an issued integrator token (its digest only)."""
+        ...
+
+    async def integrators(self) -> dict[str, str]:
+        """Every issued token's digest -> its integrator's name."""
         ...
 
 

@@ -9,7 +9,7 @@ method                      type              params -> result
 ==========================  ================  ==================================================
 Rig -> pool (requests)
 stratumkit.rig.register     RigRegister       [{rig_id?, gpus: [{model, vram_mb}], models?,
-                                              hashrate, power_w?, resume_token?}]
+                                              hashrate, power_w?, resume_token?, secret?}]
                                               -> RegisterReply {"rig_id"}
 stratumkit.lease.serving    LeaseServing      [token]: stopped mining, backend ready -> true
 stratumkit.lease.returned   LeaseReturned     [token]: jobs released, ready to mine -> true
@@ -27,7 +27,8 @@ stratumkit.lease.return     LeaseReturn       [{lease_id, token}]
 ``token`` fences every acknowledgement: it is the token of the latest divert or return the pool
 sent the rig, and a stale one is refused. ``resume_token`` is that token quoted again when the
 agent registers on a new connection, so that a pool restored from a snapshot lets the rig resume
-its stint instead of ending it.
+its stint instead of ending it. ``secret`` is the rig's own or its fleet's secret, when the pool
+wants one before it lets a connection register (it is never echoed in an error).
 
 Rules:
 
@@ -53,6 +54,7 @@ from typing import Any, ClassVar, NoReturn, Self
 __all__ = [
     "MAX_CLAIM_JOBS",
     "MAX_CLAIM_WAIT_S",
+    "MAX_SECRET",
     "MAX_TOKEN",
     "MAX_VISIBILITY_S",
     "NOTIFICATIONS",
@@ -84,6 +86,7 @@ MAX_CLAIM_WAIT_S = 30.0
 #: The longest visibility timeout a claim may ask for (the queue engines' own bound: a week).
 MAX_VISIBILITY_S = 7 * 24 * 3600.0
 MAX_RIG_ID = 128
+MAX_SECRET = 256
 MAX_NAME = 200  # job ids, lease ids, queue names, model names
 MAX_GPUS = 64
 MAX_MODELS = 256
@@ -197,7 +200,7 @@ class GpuInfo:
 
 
 _REGISTER_REQUIRED = frozenset({"gpus", "hashrate"})
-_REGISTER_OPTIONAL = frozenset({"rig_id", "models", "power_w", "resume_token"})
+_REGISTER_OPTIONAL = frozenset({"rig_id", "models", "power_w", "resume_token", "secret"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +209,8 @@ class RigRegister:
 
     ``rig_id`` defaults (on the pool) to the authorized worker name. ``hashrate`` (H/s) and
     ``power_w`` describe the rig while mining. ``resume_token`` is the token of the last divert or
-    return the agent saw on an earlier connection, if it still holds that stint.
+    return the agent saw on an earlier connection, if it still holds that stint. ``secret`` is
+    the rig's or its fleet's secret, for a pool that authenticates rigs (kept out of ``repr``).
     """
 
     METHOD: ClassVar[str] = "stratumkit.rig.register"
@@ -217,9 +221,12 @@ class RigRegister:
     models: tuple[str, ...] = ()
     power_w: float = 0.0
     resume_token: int | None = None
+    secret: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         m = self.METHOD
+        if self.secret is not None and (not isinstance(self.secret, str) or not 1 <= len(self.secret) <= MAX_SECRET):
+            raise RigMessageError(f"{m}: secret must be a string of 1..{MAX_SECRET} characters")  # value not shown
         if not isinstance(self.gpus, tuple) or len(self.gpus) > MAX_GPUS:
             _fail(m, "gpus", f"must be a tuple of at most {MAX_GPUS} GPUs", self.gpus)
         if not all(isinstance(gpu, GpuInfo) for gpu in self.gpus):
@@ -246,6 +253,8 @@ class RigRegister:
             info["rig_id"] = self.rig_id
         if self.resume_token is not None:
             info["resume_token"] = self.resume_token
+        if self.secret is not None:
+            info["secret"] = self.secret
         return [info]
 
     @classmethod
@@ -261,6 +270,7 @@ class RigRegister:
             models=_sequence(m, "models", info.get("models", []), MAX_MODELS),
             power_w=info.get("power_w", 0.0),
             resume_token=info.get("resume_token"),
+            secret=info.get("secret"),
         )
 
 

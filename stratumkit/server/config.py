@@ -78,6 +78,9 @@ class PoolConfig:
     lease_return_timeout: float = 10.0  # a returning rig must say it mines again within this
     lease_resume_grace: float = 60.0  # after a restart, a leased rig has this long to resume its stint
     check_jobs: bool = True  # refuse (400) a job no rig would run: kind, OpenAI shape, the leases' models
+    rig_secret: str | None = None  # when set (or rig_secrets), a rig must present its secret to register
+    rig_secrets: dict[str, str] | None = None  # rig id -> that rig's own secret
+    integrator_tokens: dict[str, str] | None = None  # integrator name -> API token; leases belong to their maker
     queue_url: str | None = None  # None: SQLite in data_dir ; redis://host:port/db for Redis
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -115,6 +118,13 @@ class PoolConfig:
             raise ConfigError("need ban_after >= 1, ban_window > 0 and ban_time >= 0 (0: never ban)")
         if self.max_connections_per_ip < 1 or self.send_queue < 1:
             raise ConfigError("max_connections_per_ip and send_queue must be positive")
+        for key in ("rig_secrets", "integrator_tokens"):  # name -> secret tables
+            table = getattr(self, key) or {}
+            if not all(isinstance(k, str) and k and isinstance(v, str) and v for k, v in table.items()):
+                raise ConfigError(f"{key} maps names to non-empty strings")
+        tokens = list((self.integrator_tokens or {}).values()) + ([self.api_token] if self.api_token else [])
+        if len(set(tokens)) != len(tokens):
+            raise ConfigError("every integrator token (and api_token) must be different")
         return self
 
     @property

@@ -99,6 +99,19 @@ class FakeLeases:
     def has_lease(self, lease_id: str) -> bool:
         return lease_id in self.leases
 
+    def lease_owner(self, lease_id: str) -> str | None:
+        return None  # integrators and ownership: tests/api/test_tenants.py, on the real service
+
+    def integrator(self, token: str) -> str | None:
+        return None
+
+    @property
+    def has_integrators(self) -> bool:
+        return False
+
+    async def issue_token(self, name: Any) -> str:
+        raise RequestError("this fake issues no tokens")
+
     def lease_view(self, lease_id: str) -> dict[str, Any]:
         if lease_id not in self.leases:
             raise RequestError(f"no lease {lease_id!r}")

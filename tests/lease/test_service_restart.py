@@ -131,3 +131,13 @@ async def test_a_store_that_fails_answers_unavailable(queue: SqliteQueueEngine, 
         store.close()  # the database goes away under the service
         with pytest.raises(Unavailable, match="not saved"):
             await service.create_lease(dict(LEASE))
+
+
+async def test_issued_integrator_tokens_survive_a_restart(queue: SqliteQueueEngine, tmp_path: Path) -> None:
+    path = tmp_path / "leases.sqlite"
+    async with running(queue, path) as (service, _):
+        token = await service.issue_token("acme")
+        assert service.integrator(token) == "acme" and service.integrator("guess") is None
+    async with running(queue, path) as (service, store):
+        assert service.integrator(token) == "acme"
+        assert token not in str(await store.integrators())  # only its digest is kept
