@@ -13,7 +13,7 @@ The happy path is REQUESTED -> DRAINING -> SERVING -> RETURNING -> DONE::
     state       event                                           next state
     ----------  ----------------------------------------------  -------------------------
     REQUESTED   rigs drafted (by create, or later backfill)     DRAINING
-    REQUESTED   tick at ends_at                                 EXPIRED
+    REQUESTED   tick at ends_at (a pending lease: its fill_by)  EXPIRED
     REQUESTED   cancel                                          CANCELLED
     DRAINING    rig_serving from its first rig                  SERVING
     DRAINING    tick at ends_at                                 RETURNING -> EXPIRED
@@ -54,12 +54,15 @@ Rules
    lose the least hashing per GPU handed over (hashrate / GPU count, ascending), then the least
    efficient miners (hashes per joule, ascending), then by rig id so the choice is
    deterministic. ``create`` raises NoEligibleRigs, changing nothing, when fewer than
-   ``selector.required`` rigs are idle; it takes up to ``selector.count``.
+   ``selector.required`` rigs are idle; it takes up to ``selector.count``. Given ``wait_s``, it
+   grants a pending lease instead: REQUESTED until ``fill_by`` (now + wait_s), drafted as a
+   whole (at least ``required`` rigs at once) when enough rigs are idle, its time starting then.
 4. Replacement and top-up. When a rig leaves a live lease early (disconnect, drain timeout,
    agent gave up, not resumed), RigReleased is emitted and an idle rig is drafted in its
    place if one matches. If none does, the lease goes on with fewer rigs; it fails (see the
    table) only when no rig is left serving or draining. Whenever a rig becomes idle, live
-   leases that are short of rigs draft it, higher priority first, then older first. A rig is
+   leases that are short of rigs draft it, higher priority first, then older first (pending
+   leases among them, each only once enough rigs for it are idle). A rig is
    never re-drafted into a lease it timed out of or walked away from. RequeueInFlight goes
    out whenever a stint ends without a clean return acknowledgement.
 5. Drain timeout. A rig that does not acknowledge serving within ``drain_timeout_s`` of its
@@ -297,15 +300,22 @@ class LeaseController:
 
     # ------------------------------------------------------------------ leases
 
-    def create(self, spec: LeaseSpec, now: float, *, lease_id: str | None = None) -> tuple[Lease, list[Action]]:
+    def create(
+        self, spec: LeaseSpec, now: float, *, lease_id: str | None = None, wait_s: float | None = None
+    ) -> tuple[Lease, list[Action]]:
         """Grant a lease and divert its rigs; see rule 3 for which rigs.
 
         ``lease_id`` defaults to ``lease_id_prefix`` plus a counter. Raises NoEligibleRigs
-        (and changes nothing) if fewer than ``spec.selector.required`` rigs are available.
+        (and changes nothing) if fewer than ``spec.selector.required`` rigs are available,
+        unless ``wait_s`` is given: then the lease waits for them (rule 3).
         """
         now = self._clock(now)
         if not isinstance(spec, LeaseSpec):
             raise BadValue("spec must be a LeaseSpec")
+        if wait_s is not None:
+            wait_s = _positive("wait_s", wait_s)
+            if wait_s > MAX_LEASE_S:
+                raise BadValue(f"wait_s may be at most {MAX_LEASE_S:g} s")
         generated = lease_id is None
         if lease_id is None:
             while f"{self.lease_id_prefix}{self._next_lease_no}" in self._leases:
@@ -317,7 +327,8 @@ class LeaseController:
             raise DuplicateLease(f"lease {lease_id!r} exists already")
         selector = spec.selector
         candidates = self._eligible(selector, frozenset())
-        if len(candidates) < selector.required:
+        pending = wait_s is not None and len(candidates) < max(1, selector.required)
+        if len(candidates) < selector.required and not pending:
             raise NoEligibleRigs(
                 f"lease needs {selector.required} idle rig(s) matching {_describe(selector)}, "
                 f"{len(candidates)} available",
@@ -326,16 +337,19 @@ class LeaseController:
             )
         if generated:
             self._next_lease_no += 1
+        fill_by = now + wait_s if pending and wait_s is not None else None
         lease = Lease(
             lease_id=lease_id,
             spec=spec,
             state=LeaseState.REQUESTED,
             created_at=now,
-            ends_at=now + spec.duration_s,
+            ends_at=now + spec.duration_s if fill_by is None else fill_by,
+            fill_by=fill_by,
         )
         self._leases[lease_id] = lease
         actions: list[Action] = [LeaseStateChanged(lease_id, None, LeaseState.REQUESTED)]
-        self._draft(lease_id, candidates[: selector.count], now, actions)
+        if fill_by is None:
+            self._draft(lease_id, candidates[: selector.count], now, actions)
         return self._leases[lease_id], actions
 
     def extend(self, lease_id: str, extra_s: float, now: float) -> list[Action]:
@@ -639,6 +653,9 @@ class LeaseController:
         if not rigs:
             return
         if self._leases[lease_id].state is LeaseState.REQUESTED:
+            waited = self._leases[lease_id]
+            if waited.fill_by is not None:  # a pending lease's time starts when it gets its rigs
+                self._leases[lease_id] = replace(waited, ends_at=now + waited.spec.duration_s)
             self._set_state(lease_id, LeaseState.DRAINING, now, actions)
         lease = self._leases[lease_id]
         stints = list(lease.rigs)
@@ -667,6 +684,9 @@ class LeaseController:
             return
         barred = frozenset(a.rig_id for a in lease.rigs if a.reason in _NO_REDRAFT)
         picks = self._eligible(lease.spec.selector, barred)[: lease.short_by]
+        if lease.state is LeaseState.REQUESTED and lease.fill_by is not None:
+            if len(picks) < max(1, lease.spec.selector.required):
+                return  # a pending lease is drafted whole, or waits on
         self._draft(lease_id, picks, now, actions)
 
     def _backfill(self, now: float, actions: list[Action]) -> None:

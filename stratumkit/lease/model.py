@@ -371,6 +371,10 @@ class Lease:
     per rig by the accounting). ``rigs`` lists every stint in draft order, including rigs that
     have left. While RETURNING, ``outcome`` is the terminal state the lease will reach once its
     rigs are back; ``note`` explains a failure.
+
+    ``fill_by`` is set on a pending lease (created with a wait because too few rigs were idle):
+    while it is REQUESTED, ``ends_at`` is that deadline; once its rigs are drafted, its time
+    starts then and ``ends_at`` becomes that moment plus ``duration_s``.
     """
 
     lease_id: str
@@ -383,6 +387,7 @@ class Lease:
     ended_at: float | None = None
     outcome: LeaseState | None = None
     note: str | None = None
+    fill_by: float | None = None
 
     @property
     def active(self) -> tuple[Assignment, ...]:

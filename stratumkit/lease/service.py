@@ -275,13 +275,19 @@ class LeaseService:
         return out
 
     async def create_lease(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A lease as the body asks; with ``wait_s`` a lease that cannot be filled now waits that
+        long for rigs in ``requested`` (pending) instead of being refused."""
+        body = dict(body)
+        wait_s = body.pop("wait_s", None)
+        if wait_s is not None and (isinstance(wait_s, bool) or not isinstance(wait_s, int | float)):
+            raise RequestError(f"wait_s must be a number of seconds, got {wait_s!r}")
         spec = parse_lease_spec(body)
         try:
             check_name("queue", spec.queue)  # the engine's own rule: its rigs must be able to claim
         except QueueError as exc:
             raise RequestError(str(exc)) from None
         try:
-            lease, actions = self.controller.create(spec, trio.current_time(), lease_id=new_lease_id())
+            lease, actions = self.controller.create(spec, trio.current_time(), lease_id=new_lease_id(), wait_s=wait_s)
         except LeaseError as exc:
             raise RequestError(str(exc)) from None
         await self._apply(actions)
@@ -825,6 +831,7 @@ def lease_to_dict(lease: Lease, usage: Any) -> dict[str, Any]:
         "priority": lease.spec.priority,
         "owner": lease.spec.owner,
         "remaining_s": max(0.0, lease.ends_at - trio.current_time()) if lease.state.is_live else 0.0,
+        "pending": lease.state is LeaseState.REQUESTED and lease.fill_by is not None,  # remaining_s: the wait
         "rigs": [{"rig_id": a.rig_id, "phase": a.phase.value, "jobs": a.jobs} for a in lease.rigs],
         "note": lease.note,
         "usage": {

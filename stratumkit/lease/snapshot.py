@@ -98,6 +98,7 @@ def lease_to_dict(lease: Lease) -> dict[str, Any]:
         "ended_at": lease.ended_at,
         "outcome": None if lease.outcome is None else lease.outcome.value,
         "note": lease.note,
+        "fill_by": lease.fill_by,
     }
 
 
@@ -259,5 +260,6 @@ def lease_from_dict(data: object, shift: float) -> Lease:
             ended_at=r.opt_time("ended_at", shift),
             outcome=r.enum("outcome", LeaseState, optional=True),
             note=r.opt_text("note"),
+            fill_by=r.opt_time("fill_by", shift),
         ),
     )
