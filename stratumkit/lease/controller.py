@@ -81,6 +81,10 @@ Rules
 9. Back to mining. After a clean return the I/O layer reports the rig's first accepted share
    with ``rig_mining``; it is written on the stint (``mining_at``) and closes the stint's
    mining latency. A rig drafted or disconnected before that share records none.
+10. Unhealthy rigs. ``rig_failed`` (the I/O layer saw the rig's backend fail job after job)
+    marks the rig unhealthy; a rig serving or draining a lease is sent back (ReturnRig) and
+    replaced as in rule 4, and its jobs are requeued when its stint ends. An unhealthy rig is
+    never drafted; registering again (a restarted agent) makes it healthy.
 """
 
 from __future__ import annotations
@@ -142,7 +146,7 @@ TRANSITIONS: Mapping[LeaseState, frozenset[LeaseState]] = {
 }
 
 # Leaving for one of these reasons bars the rig from being drafted into that lease again.
-_NO_REDRAFT = frozenset({ReleaseReason.DRAIN_TIMEOUT, ReleaseReason.AGENT_RETURNED})
+_NO_REDRAFT = frozenset({ReleaseReason.DRAIN_TIMEOUT, ReleaseReason.AGENT_RETURNED, ReleaseReason.BACKEND_FAILED})
 
 
 def _selection_key(rig: Rig) -> tuple[float, float, str]:
@@ -275,6 +279,22 @@ class LeaseController:
         else:
             self._rigs[rig_id] = fresh
         self._backfill(now, actions)
+        return actions
+
+    def rig_failed(self, rig_id: str, now: float) -> list[Action]:
+        """The rig's inference backend is failing: mark it unhealthy and take it off its lease
+        (rule 10). A no-op for a rig already unhealthy and not serving."""
+        now = self._clock(now)
+        rig = self.rig(rig_id)
+        self._rigs[rig_id] = replace(rig, healthy=False)
+        actions: list[Action] = []
+        if rig.lease_id is None:
+            return actions
+        i, stint = self._stint(rig.lease_id, rig_id)
+        if stint.active:
+            actions.append(RigReleased(rig_id, rig.lease_id, ReleaseReason.BACKEND_FAILED))
+            self._send_back(rig.lease_id, i, stint, ReleaseReason.BACKEND_FAILED, now, actions)
+            self._after_departure(rig.lease_id, now, actions)
         return actions
 
     def rig_disconnected(self, rig_id: str, now: float) -> list[Action]:

@@ -94,6 +94,7 @@ class ReleaseReason(enum.Enum):
     AGENT_RETURNED = "agent_returned"  # the agent went back to mining on its own
     NOT_RESUMED = "not_resumed"  # after a restore, the rig did not come back with its token
     RETURN_TIMEOUT = "return_timeout"  # the rig never acknowledged its return
+    BACKEND_FAILED = "backend_failed"  # the rig's inference backend kept failing its jobs
 
 
 def _check_int(cls: type[BadValue], name: str, value: object, minimum: int) -> int:
@@ -229,7 +230,8 @@ class Rig:
     ``lease_id`` and ``token`` are set together while the rig is bound to a lease (draining,
     serving or returning); ``token`` is the token of the latest command sent to the rig, which
     its acknowledgements must quote. ``resume_by`` is set only on rigs restored from a snapshot
-    that still hold a lease: they have until then to reconnect with their token.
+    that still hold a lease: they have until then to reconnect with their token. ``healthy`` is
+    False once its backend was found failing; it is drafted again only after it registers anew.
     """
 
     rig_id: str
@@ -239,6 +241,7 @@ class Rig:
     lease_id: str | None = None
     token: int | None = None
     resume_by: float | None = None
+    healthy: bool = True
 
     def __post_init__(self) -> None:
         _check_name(BadValue, "rig_id", self.rig_id)
@@ -251,8 +254,8 @@ class Rig:
 
     @property
     def idle(self) -> bool:
-        """Connected and bound to no lease: the only rigs a lease may draft."""
-        return self.connected and self.lease_id is None
+        """Connected, healthy and bound to no lease: the only rigs a lease may draft."""
+        return self.connected and self.healthy and self.lease_id is None
 
 
 @dataclass(frozen=True, slots=True)

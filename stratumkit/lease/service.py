@@ -26,7 +26,7 @@ return = ReturnRig -> the first share accepted after it; ``stats`` summarises th
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -49,7 +49,7 @@ from .errors import LeaseError, RequestError, Unavailable
 from .ids import LEASE_ID_PREFIX, new_lease_id
 from .integrators import Integrators
 from .job_check import check_job
-from .model import GPU, Assignment, Lease, LeaseSpec, LeaseState, RigCapabilities, Selector
+from .model import GPU, Assignment, Lease, LeaseSpec, LeaseState, RigCapabilities, RigPhase, Selector
 from .persister import Persister
 from .queue_health import QueueHealth
 from .rig_auth import RigAuth
@@ -67,6 +67,11 @@ STATS_WINDOW = 1024
 #: A waiting claim looks at the queue at least this often: the engines offer no wake-up for jobs
 #: enqueued behind the service's back (another pool process, a direct Redis client).
 CLAIM_POLL_S = 0.05
+#: A serving rig that gives back this many jobs in a row (its backend failing them) is marked
+#: unhealthy and replaced; a recorded result resets the count.
+RIG_FAILURE_LIMIT = 3
+#: How many jobs' latest failure causes are remembered (in memory) for the job view.
+CAUSES_KEPT = 10_000
 #: /health asks the queue for its stats, and calls it down if no answer comes within this.
 HEALTH_PROBE_S = 2.0
 
@@ -77,6 +82,7 @@ class RigLink:
 
     conn: RigConnection
     claims: dict[str, ClaimedJob] = field(default_factory=dict)
+    failures: int = 0  # jobs its backend gave back in a row while serving
 
 
 class LeaseService:
@@ -117,6 +123,7 @@ class LeaseService:
         self._nursery: trio.Nursery | None = None
         self._frozen = False
         self.queue_health = QueueHealth()
+        self.job_causes: OrderedDict[str, str] = OrderedDict()  # job id -> why a rig last gave it back
 
     # ------------------------------------------------------------------ running
 
@@ -230,7 +237,7 @@ class LeaseService:
             case wire.JobResult():
                 await self._on_result(conn, event.id, rig_id, link, msg)
             case wire.JobRelease():
-                await self._on_release(conn, event.id, link, msg)
+                await self._on_release(conn, event.id, rig_id, link, msg)
 
     def on_accepted(self, conn: RigConnection, now: float) -> None:
         """A registered rig's accepted share (``now`` on trio's clock): the first one after a
@@ -268,6 +275,7 @@ class LeaseService:
                     "lease_id": rig.lease_id,
                     "mode": "leased" if rig.lease_id else "mining",
                     "capabilities": rig.caps.to_dict(),
+                    "healthy": rig.healthy,
                     "accepted_shares": link.conn.accepted if link else 0,
                     "jobs_in_flight": len(link.claims) if link else 0,
                 }
@@ -427,10 +435,12 @@ class LeaseService:
             raise self._refusal(exc) from None
         self.queue_health.succeeded()
         if result is None:
+            cause = self.job_causes.get(job_id)
+            extra = {} if cause is None else {"last_cause": cause}
             if letter is not None:  # it will never have a result: say so instead of "pending"
                 return {"job_id": job_id, "status": "dead", "queue": letter.job.queue, "reason": letter.reason,
-                        "deliveries": letter.job.deliveries, "dead_at": letter.dead_at}  # fmt: skip
-            return {"job_id": job_id, "status": "pending"}
+                        "deliveries": letter.job.deliveries, "dead_at": letter.dead_at, **extra}  # fmt: skip
+            return {"job_id": job_id, "status": "pending", **extra}
         view = {
             "job_id": job_id,
             "status": "done",
@@ -757,6 +767,8 @@ class LeaseService:
             conn.respond_error(request_id, f"result refused: {exc}")
             return
         link.claims.pop(claim.job_id, None)
+        if recorded and failure_cause(msg.result) is None:
+            link.failures = 0  # its backend works
         # a rig holds claims only while bound to the lease it claimed them for
         lease_id = self.controller.rig(rig_id).lease_id
         if recorded and lease_id is not None:
@@ -767,18 +779,40 @@ class LeaseService:
             self.publish({"type": "job.done", "job_id": claim.job_id, "rig_id": rig_id, "lease_id": lease_id})
 
     async def _on_release(
-        self, conn: RigConnection, request_id: RequestId, link: RigLink, msg: wire.JobRelease
+        self, conn: RigConnection, request_id: RequestId, rig_id: str, link: RigLink, msg: wire.JobRelease
     ) -> None:
         claim = self._held(conn, request_id, link, msg.job_id)
         if claim is None:
             return
         link.claims.pop(claim.job_id, None)
+        stint = self._bound_stint(rig_id)
+        failed = stint is not None and stint.phase is RigPhase.SERVING  # not a release at the lease's end
+        if failed or msg.cause is not None:
+            self._note_cause(claim.job_id, msg.cause or "given back by the rig while serving (its backend failed)")
         try:
             await self.queue.nack(claim)
         except QueueError as exc:
             conn.respond_error(request_id, f"release refused: {exc}")
             return
         conn.respond(request_id, True)
+        if failed:
+            link.failures += 1
+            if link.failures >= RIG_FAILURE_LIMIT:
+                await self._unhealthy(rig_id, link, msg.cause)
+
+    def _note_cause(self, job_id: str, cause: str) -> None:
+        self.job_causes[job_id] = cause
+        self.job_causes.move_to_end(job_id)
+        while len(self.job_causes) > CAUSES_KEPT:
+            self.job_causes.popitem(last=False)
+
+    async def _unhealthy(self, rig_id: str, link: RigLink, cause: str | None) -> None:
+        """The rig's backend failed RIG_FAILURE_LIMIT jobs in a row: off its lease, replaced."""
+        log.warning("rig unhealthy", rig=rig_id, failures=link.failures, cause=cause)
+        self.publish({"type": "rig.unhealthy", "rig_id": rig_id, "cause": cause})
+        await self._apply(self.controller.rig_failed(rig_id, trio.current_time()))
+        self._changed()
+        self._poke()
 
 
 _SPEC_FIELDS = frozenset({"count", "gpu_model", "min_vram_mb", "model", "min_count", "queue", "duration_s", "priority",

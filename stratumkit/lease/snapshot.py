@@ -51,6 +51,7 @@ def rig_to_dict(rig: Rig) -> dict[str, Any]:
         "lease_id": rig.lease_id,
         "token": rig.token,
         "resume_by": rig.resume_by,
+        "healthy": rig.healthy,
     }
 
 
@@ -195,6 +196,7 @@ def rig_from_dict(data: object, shift: float) -> Rig:
             lease_id=r.opt_text("lease_id"),
             token=r.opt_integer("token"),
             resume_by=r.opt_time("resume_by", shift),
+            healthy=r.flag("healthy"),
         ),
     )
 

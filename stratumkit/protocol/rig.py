@@ -18,7 +18,8 @@ stratumkit.job.claim        JobClaim          [token, max_jobs?=1, visibility_ti
                                               deliveries}]
 stratumkit.job.heartbeat    JobHeartbeat      [job_id]: keep a claimed job invisible -> true
 stratumkit.job.result       JobResult         [job_id, result object] -> true if recorded
-stratumkit.job.release      JobRelease        [job_id]: give a claimed job back -> true
+stratumkit.job.release      JobRelease        [job_id, cause?]: give a claimed job back (cause:
+                                              why the backend could not run it) -> true
 Pool -> rig (notifications)
 stratumkit.lease.divert     LeaseDivert       [{lease_id, token, queue, ends_at (unix time)}]
 stratumkit.lease.return     LeaseReturn       [{lease_id, token}]
@@ -52,6 +53,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, NoReturn, Self
 
 __all__ = [
+    "MAX_CAUSE",
     "MAX_CLAIM_JOBS",
     "MAX_CLAIM_WAIT_S",
     "MAX_SECRET",
@@ -87,6 +89,7 @@ MAX_CLAIM_WAIT_S = 30.0
 MAX_VISIBILITY_S = 7 * 24 * 3600.0
 MAX_RIG_ID = 128
 MAX_SECRET = 256
+MAX_CAUSE = 1000  # a backend's error message, as a rig reports it
 MAX_NAME = 200  # job ids, lease ids, queue names, model names
 MAX_GPUS = 64
 MAX_MODELS = 256
@@ -433,10 +436,27 @@ class JobHeartbeat(_JobRef):
 
 
 @dataclass(frozen=True, slots=True)
-class JobRelease(_JobRef):
-    """Give a claimed job back unfinished (another rig may take it)."""
+class JobRelease:
+    """Give a claimed job back unfinished (another rig may take it). ``cause`` says why the
+    backend could not run it; a release while serving counts against the rig's health."""
 
     METHOD: ClassVar[str] = "stratumkit.job.release"
+
+    job_id: str
+    cause: str | None = None
+
+    def __post_init__(self) -> None:
+        _text(self.METHOD, "job_id", self.job_id)
+        if self.cause is not None:
+            _text(self.METHOD, "cause", self.cause, MAX_CAUSE)
+
+    def to_params(self) -> list[Any]:
+        return [self.job_id, self.cause]
+
+    @classmethod
+    def from_params(cls, params: object) -> Self:
+        job_id, *rest = _params(cls.METHOD, params, 1, 2)
+        return cls(job_id, rest[0] if rest else None)
 
 
 @dataclass(frozen=True, slots=True)
