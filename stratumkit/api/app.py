@@ -14,6 +14,7 @@ Routes (every /v1 route needs ``Authorization: Bearer <token>`` once any token e
     GET  /v1/leases/{id}              one lease
     POST /v1/leases/{id}/extend       {seconds} -> the lease
     POST /v1/leases/{id}/cancel       (no body, or {}) -> the lease
+    GET  /v1/leases/{id}/jobs         the jobs its rigs ran: status, rig, claimed_at, finished_at
     POST /v1/integrators              {name} -> 201 {name, token} (the operator only)
     POST /v1/queues/{queue}/jobs      {payload, job_id?} -> 201 {job_id};
                                       {jobs: [{payload, job_id?}, ...]} -> 201 {job_ids}
@@ -84,6 +85,7 @@ _ROUTER = Router(
         route(r"/v1/leases/(?P<lease_id>[^/]+)", {"GET": "get_lease"}),
         route(r"/v1/leases/(?P<lease_id>[^/]+)/extend", {"POST": "extend_lease"}),
         route(r"/v1/leases/(?P<lease_id>[^/]+)/cancel", {"POST": "cancel_lease"}),
+        route(r"/v1/leases/(?P<lease_id>[^/]+)/jobs", {"GET": "lease_jobs"}),
         route(r"/v1/queues/(?P<queue>.+)/jobs", {"POST": "enqueue"}),
         route(r"/v1/jobs/(?P<job_id>.+)", {"GET": "get_job"}),
         route(r"/v1/events", {"GET": "events"}),
@@ -234,6 +236,10 @@ class ApiApp(AsgiApp):
         if "seconds" not in body:
             raise HTTPError(400, "missing field: seconds")
         return Reply(200, await self.leases.extend_lease(lease_id, body["seconds"]))
+
+    async def _lease_jobs(self, request: Request) -> Reply:
+        lease_id = self._require_lease(request)
+        return Reply(200, {"jobs": await self.leases.lease_jobs(lease_id)})
 
     async def _cancel_lease(self, request: Request) -> Reply:
         lease_id = self._require_lease(request)

@@ -56,6 +56,10 @@ class LeaseAPI(Protocol):
 
     def lease_view(self, lease_id: str) -> dict[str, Any]: ...
 
+    async def lease_jobs(self, lease_id: str, limit: int = 1000) -> list[dict[str, Any]]:
+        """The jobs the lease's rigs ran, each as `job` shows it plus rig, claimed_at, finished_at."""
+        ...
+
     async def enqueue(self, queue: str, payload: Any, job_id: str | None = None) -> str:
         """Put a job on `queue`; its id (`job_id` when given: enqueueing it again changes nothing)."""
         ...

@@ -24,7 +24,7 @@ from typing import Any
 import structlog
 import trio
 
-from .store import LeaseStore, LeaseStoreError
+from .store import JobRecord, LeaseStore, LeaseStoreError
 
 __all__ = ["Persister"]
 
@@ -52,6 +52,7 @@ class Persister:
         self._changed = trio.Event()
         self._progress = trio.Event()
         self._frozen = False
+        self._jobs: dict[str, JobRecord] = {}  # job records not yet written
         self.saves = 0
 
     @property
@@ -69,6 +70,12 @@ class Persister:
             self._marked += 1
             self._changed.set()
         return self._marked
+
+    def note_job(self, record: JobRecord) -> None:
+        """A job record to write with the next save."""
+        if not self._frozen:
+            self._jobs[record.job_id] = record
+            self.mark()
 
     async def flush(self) -> None:
         """Mark, then wait until a save covers the mark; raises LeaseStoreError if it failed."""
@@ -103,9 +110,13 @@ class Persister:
                 continue
             self._changed = trio.Event()
             covering = self._marked
+            jobs, self._jobs = self._jobs, {}
             try:
                 await self.store.save(self._snapshot(), self._wall())
+                if jobs:
+                    await self.store.save_jobs(list(jobs.values()))
             except LeaseStoreError as exc:
+                self._jobs = jobs | self._jobs  # written next time, newer records first
                 log.error("lease state not saved", error=str(exc))
                 self._failed = (covering, exc)
                 self._changed.set()  # try again

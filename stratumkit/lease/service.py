@@ -53,7 +53,7 @@ from .model import GPU, Assignment, Lease, LeaseSpec, LeaseState, RigCapabilitie
 from .persister import Persister
 from .queue_health import QueueHealth
 from .rig_auth import RigAuth
-from .store import LeaseStore, LeaseStoreError
+from .store import JobRecord, LeaseStore, LeaseStoreError
 
 __all__ = ["LeaseService", "RequestError", "RigLink", "lease_to_dict", "parse_lease_spec"]
 
@@ -124,6 +124,7 @@ class LeaseService:
         self._frozen = False
         self.queue_health = QueueHealth()
         self.job_causes: OrderedDict[str, str] = OrderedDict()  # job id -> why a rig last gave it back
+        self.job_records: OrderedDict[str, JobRecord] = OrderedDict()  # the latest, by job id
 
     # ------------------------------------------------------------------ running
 
@@ -689,8 +690,11 @@ class LeaseService:
                 except QueueError:
                     pass  # superseded already: nothing to give back
             return []
+        lease_id = self.controller.rig(rig_id).lease_id
         for claim in claims:
             link.claims[claim.job_id] = claim
+            if lease_id is not None:
+                self._record(JobRecord(claim.job_id, lease_id, rig_id, time.time()))
         return claims
 
     def _answer_claim(self, conn: RigConnection, request_id: RequestId, claims: Sequence[ClaimedJob]) -> None:
@@ -773,6 +777,9 @@ class LeaseService:
         lease_id = self.controller.rig(rig_id).lease_id
         if recorded and lease_id is not None:
             self.controller.record_job(lease_id, rig_id)
+            held = self.job_records.get(claim.job_id)
+            claimed_at = held.claimed_at if held is not None else time.time()
+            self._record(JobRecord(claim.job_id, lease_id, rig_id, claimed_at, time.time()))
             self._changed()
         conn.respond(request_id, recorded)
         if recorded:
@@ -799,6 +806,34 @@ class LeaseService:
             link.failures += 1
             if link.failures >= RIG_FAILURE_LIMIT:
                 await self._unhealthy(rig_id, link, msg.cause)
+
+    def _record(self, record: JobRecord) -> None:
+        """Which lease ran a job when: kept in memory (bounded) and in the lease store."""
+        self.job_records[record.job_id] = record  # an update keeps the job's place (claim order)
+        while len(self.job_records) > CAUSES_KEPT:
+            self.job_records.popitem(last=False)
+        if self.persister is not None:
+            self.persister.note_job(record)
+
+    async def lease_jobs(self, lease_id: str, limit: int = 1000) -> list[dict[str, Any]]:
+        """The jobs the lease's rigs claimed, each with its status and times (wall clock):
+        claimed_at (the latest claim by one of the lease's rigs), finished_at (its result)."""
+        if self.persister is not None:
+            try:
+                records = await self.persister.store.lease_jobs(lease_id, limit)
+            except LeaseStoreError as exc:
+                raise Unavailable(f"the lease store is unavailable: {exc}") from None
+            unsaved = [r for r in self.job_records.values() if r.lease_id == lease_id]
+            merged = {r.job_id: r for r in records} | {r.job_id: r for r in unsaved}
+            records = list(merged.values())[:limit]
+        else:
+            records = [r for r in self.job_records.values() if r.lease_id == lease_id][:limit]
+        out = []
+        for record in records:
+            view = await self.job(record.job_id)
+            view.update(rig=record.rig_id, claimed_at=record.claimed_at, finished_at=record.finished_at)
+            out.append(view)
+        return out
 
     def _note_cause(self, job_id: str, cause: str) -> None:
         self.job_causes[job_id] = cause

@@ -5,7 +5,8 @@ returned has been fsynced, and a call cut short by kill -9 happened whole or not
 
 Schema: ``head`` (one row: the snapshot head and its wall time), ``alive`` (one row: the last
 ``touch``), ``leases`` and ``rigs`` (one msgpack row each, with its position in the snapshot, so
-``load`` returns them in the controller's order), ``integrators`` (issued token digests).
+``load`` returns them in the controller's order), ``integrators`` (issued token digests),
+``jobs`` (which lease ran which job, when).
 Marked with PRAGMA application_id "SKL1" and versioned with PRAGMA user_version; a foreign file or
 a newer schema is refused.
 
@@ -17,13 +18,13 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import trio
 
-from .store import LeaseStoreError, RowDiff, Rows, StoredLeases, pack_rows, unpack_snapshot
+from .store import JobRecord, LeaseStoreError, RowDiff, Rows, StoredLeases, pack_rows, unpack_snapshot
 
 __all__ = ["SqliteLeaseStore", "open_sqlite_lease_store"]
 
@@ -36,6 +37,9 @@ _SCHEMA = (
     "CREATE TABLE leases (key TEXT PRIMARY KEY, pos INTEGER NOT NULL, data BLOB NOT NULL)",
     "CREATE TABLE rigs (key TEXT PRIMARY KEY, pos INTEGER NOT NULL, data BLOB NOT NULL)",
     "CREATE TABLE integrators (digest TEXT PRIMARY KEY, name TEXT NOT NULL)",
+    "CREATE TABLE jobs (job_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, lease_id TEXT NOT NULL, rig_id TEXT NOT NULL,"
+    " claimed_at REAL NOT NULL, finished_at REAL)",
+    "CREATE INDEX jobs_by_lease ON jobs (lease_id, seq)",
 )
 
 _T = TypeVar("_T")
@@ -66,6 +70,32 @@ class SqliteLeaseStore:
 
     async def integrators(self) -> dict[str, str]:
         return await self._run(lambda: dict(self._conn.execute("SELECT digest, name FROM integrators").fetchall()))
+
+    async def save_jobs(self, records: Sequence[JobRecord]) -> None:
+        rows = [(r.job_id, r.lease_id, r.rig_id, r.claimed_at, r.finished_at) for r in records]
+
+        def write() -> None:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany(
+                    "INSERT INTO jobs (job_id, seq, lease_id, rig_id, claimed_at, finished_at)"
+                    " VALUES (?1, (SELECT coalesce(max(seq), 0) + 1 FROM jobs), ?2, ?3, ?4, ?5)"
+                    " ON CONFLICT (job_id) DO UPDATE SET lease_id = ?2, rig_id = ?3, claimed_at = ?4, finished_at = ?5",
+                    rows,
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+        await self._run(write)
+
+    async def lease_jobs(self, lease_id: str, limit: int) -> list[JobRecord]:
+        sql = (
+            "SELECT job_id, lease_id, rig_id, claimed_at, finished_at FROM jobs WHERE lease_id = ? ORDER BY seq LIMIT ?"
+        )
+        rows = await self._run(lambda: self._conn.execute(sql, (lease_id, limit)).fetchall())
+        return [JobRecord(*row) for row in rows]
 
     async def load(self) -> StoredLeases | None:
         def read() -> StoredLeases | None:

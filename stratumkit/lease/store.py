@@ -17,18 +17,19 @@ Rules for engines:
   between the last save and that moment counts as lease time, the rest of the outage does not.
 - Failures raise :class:`LeaseStoreError`, never a driver's own exception.
 - Beside the lease state, a store keeps the digests of integrator tokens issued through the API
-  (:mod:`.integrators`); they are written at once, not through a snapshot.
+  (:mod:`.integrators`), written at once, and which lease ran which job when (:class:`JobRecord`),
+  written by the persister after each save.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgpack
 
-__all__ = ["LeaseStore", "LeaseStoreError", "RowDiff", "StoredLeases", "pack_rows", "unpack_snapshot"]
+__all__ = ["JobRecord", "LeaseStore", "LeaseStoreError", "RowDiff", "StoredLeases", "pack_rows", "unpack_snapshot"]
 
 #: Snapshot fields kept in the head row; ``rigs`` and ``leases`` are kept one row each.
 HEAD_FIELDS = ("version", "taken_at", "next_token", "next_lease_no")
@@ -52,6 +53,18 @@ class StoredLeases:
         return max(0.0, self.alive_at - self.saved_at)
 
 
+@dataclass(frozen=True)
+class JobRecord:
+    """Which lease ran a job, on which rig, when (wall-clock seconds): the latest claim by one of
+    the lease's rigs, and when its result was recorded."""
+
+    job_id: str
+    lease_id: str
+    rig_id: str
+    claimed_at: float
+    finished_at: float | None = None
+
+
 class LeaseStore(Protocol):
     async def load(self) -> StoredLeases | None:
         """The last saved state, or None if nothing was ever saved."""
@@ -71,6 +84,14 @@ class LeaseStore(Protocol):
 
     async def integrators(self) -> dict[str, str]:
         """Every issued token's digest -> its integrator's name."""
+        ...
+
+    async def save_jobs(self, records: Sequence[JobRecord]) -> None:
+        """Keep these job records (a later record of a job replaces the earlier one)."""
+        ...
+
+    async def lease_jobs(self, lease_id: str, limit: int) -> list[JobRecord]:
+        """The lease's job records, in the order their jobs were first claimed."""
         ...
 
 

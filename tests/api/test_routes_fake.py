@@ -99,6 +99,9 @@ class FakeLeases:
     def has_lease(self, lease_id: str) -> bool:
         return lease_id in self.leases
 
+    async def lease_jobs(self, lease_id: str, limit: int = 1000) -> list[dict[str, Any]]:
+        return [dict(job, job_id=job_id) for job_id, job in self.jobs.items() if job.get("lease_id") == lease_id]
+
     def lease_owner(self, lease_id: str) -> str | None:
         return None  # integrators and ownership: tests/api/test_tenants.py, on the real service
 

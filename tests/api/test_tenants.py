@@ -44,6 +44,7 @@ async def test_a_lease_belongs_to_its_integrator(make_stack: MakeStack, nursery:
                 ("GET", f"/v1/leases/{lease_id}"),
                 ("POST", f"/v1/leases/{lease_id}/extend"),
                 ("POST", f"/v1/leases/{lease_id}/cancel"),
+                ("GET", f"/v1/leases/{lease_id}/jobs"),
             ]:
                 body = {"seconds": 5} if path.endswith("extend") else None
                 other = await globex.request(method, path, json=body)
@@ -51,6 +52,7 @@ async def test_a_lease_belongs_to_its_integrator(make_stack: MakeStack, nursery:
             assert [v["lease_id"] for v in (await globex.get("/v1/leases")).json()["leases"]] == [theirs]
 
         assert [v["lease_id"] for v in (await acme.get("/v1/leases")).json()["leases"]] == [lease_id]
+        assert (await acme.get(f"/v1/leases/{lease_id}/jobs")).json() == {"jobs": []}
         assert {v["lease_id"] for v in (await admin.get("/v1/leases")).json()["leases"]} == {lease_id, theirs}
         assert (await admin.post(f"/v1/leases/{theirs}/cancel")).status_code == 200  # the operator may
         assert (await acme.post(f"/v1/leases/{lease_id}/cancel")).status_code == 200

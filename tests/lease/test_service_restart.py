@@ -24,6 +24,12 @@ from tests.lease.test_ids import ULID
 from tests.lease.test_service import LEASE, FakeRig, call, registration, serving_rig
 
 
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    """The lease store's file, shared by the processes of one test."""
+    return tmp_path / "leases.sqlite"
+
+
 @asynccontextmanager
 async def running(
     queue: SqliteQueueEngine, path: Path, resume_grace_s: float = 60.0
@@ -37,9 +43,8 @@ async def running(
 
 
 async def test_a_serving_lease_survives_a_crash_and_its_rig_resumes_it(
-    queue: SqliteQueueEngine, tmp_path: Path, autojump_clock: trio.testing.MockClock
+    queue: SqliteQueueEngine, path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    path = tmp_path / "leases.sqlite"
     async with running(queue, path) as (service, _):
         rig, divert = await serving_rig(service)
         lease_id = divert.lease_id
@@ -83,9 +88,8 @@ async def test_a_serving_lease_survives_a_crash_and_its_rig_resumes_it(
 
 
 async def test_a_rig_that_does_not_resume_is_released_after_the_grace(
-    queue: SqliteQueueEngine, tmp_path: Path, autojump_clock: trio.testing.MockClock
+    queue: SqliteQueueEngine, path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    path = tmp_path / "leases.sqlite"
     async with running(queue, path) as (service, _):
         lease_id = (await serving_rig(service))[1].lease_id
         assert service.persister is not None
@@ -101,8 +105,7 @@ async def test_a_rig_that_does_not_resume_is_released_after_the_grace(
         assert service.rigs()[0]["connected"] is True and service.rigs()[0]["lease_id"] is None
 
 
-async def test_a_granted_lease_is_saved_before_the_reply(queue: SqliteQueueEngine, tmp_path: Path) -> None:
-    path = tmp_path / "leases.sqlite"
+async def test_a_granted_lease_is_saved_before_the_reply(queue: SqliteQueueEngine, path: Path) -> None:
     async with running(queue, path) as (service, _):
         await call(service, FakeRig(), registration())
         lease_id = (await service.create_lease(dict(LEASE)))["lease_id"]
@@ -111,10 +114,7 @@ async def test_a_granted_lease_is_saved_before_the_reply(queue: SqliteQueueEngin
         assert stored is not None and [lease["lease_id"] for lease in stored.snapshot["leases"]] == [lease_id]
 
 
-async def test_shutdown_keeps_stints_that_connections_closing_would_end(
-    queue: SqliteQueueEngine, tmp_path: Path
-) -> None:
-    path = tmp_path / "leases.sqlite"
+async def test_shutdown_keeps_stints_that_connections_closing_would_end(queue: SqliteQueueEngine, path: Path) -> None:
     async with running(queue, path) as (service, _):
         rig, divert = await serving_rig(service)
         lease_id = divert.lease_id
@@ -125,19 +125,42 @@ async def test_shutdown_keeps_stints_that_connections_closing_would_end(
         assert service.lease_view(lease_id)["rigs"][0]["phase"] == "serving"
 
 
-async def test_a_store_that_fails_answers_unavailable(queue: SqliteQueueEngine, tmp_path: Path) -> None:
-    async with running(queue, tmp_path / "leases.sqlite") as (service, store):
+async def test_a_store_that_fails_answers_unavailable(queue: SqliteQueueEngine, path: Path) -> None:
+    async with running(queue, path) as (service, store):
         await call(service, FakeRig(), registration())
         store.close()  # the database goes away under the service
         with pytest.raises(Unavailable, match="not saved"):
             await service.create_lease(dict(LEASE))
 
 
-async def test_issued_integrator_tokens_survive_a_restart(queue: SqliteQueueEngine, tmp_path: Path) -> None:
-    path = tmp_path / "leases.sqlite"
+async def test_issued_integrator_tokens_survive_a_restart(queue: SqliteQueueEngine, path: Path) -> None:
     async with running(queue, path) as (service, _):
         token = await service.issue_token("acme")
         assert service.integrator(token) == "acme" and service.integrator("guess") is None
     async with running(queue, path) as (service, store):
         assert service.integrator(token) == "acme"
         assert token not in str(await store.integrators())  # only its digest is kept
+
+
+async def test_a_lease_lists_its_jobs_with_their_times_across_a_restart(queue: SqliteQueueEngine, path: Path) -> None:
+    async with running(queue, path) as (service, _):
+        rig, divert = await serving_rig(service)
+        done, pending = await service.enqueue("q", {"n": 1}), await service.enqueue("q", {"n": 2})
+        await service.enqueue("other", {"n": 3})  # another queue: not this lease's
+        claimed = wire.ClaimReply.from_result(await call(service, rig, wire.JobClaim(divert.token, 2))).jobs
+        assert [job.job_id for job in claimed] == [done, pending]
+        await call(service, rig, wire.JobResult(done, {"data": []}))
+        listed = await service.lease_jobs(divert.lease_id)
+        assert service.persister is not None
+        await service.persister.flush()
+    assert [(j["job_id"], j["status"], j["rig"]) for j in listed] == [
+        (done, "done", "rig-a"),
+        (pending, "pending", "rig-a"),
+    ]
+    assert listed[0]["claimed_at"] <= listed[0]["finished_at"] and listed[1]["finished_at"] is None
+    async with running(queue, path) as (service, _):
+        again = await service.lease_jobs(divert.lease_id)
+        assert [(j["job_id"], j["claimed_at"], j["finished_at"]) for j in again] == [
+            (j["job_id"], j["claimed_at"], j["finished_at"]) for j in listed
+        ]
+        assert await service.lease_jobs("lease-unknown") == []
