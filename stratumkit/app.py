@@ -16,7 +16,7 @@ import functools
 import gc
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -69,8 +69,15 @@ def open_queue(config: PoolConfig) -> AbstractAsyncContextManager[QueueEngine]:
     return open_redis_queue(config.queue_url)
 
 
-def open_lease_store(config: PoolConfig) -> AbstractAsyncContextManager[LeaseStore]:
-    """Where leases, stints and rigs are kept across restarts: SQLite in the data directory."""
+def open_lease_store(config: PoolConfig, queue: QueueEngine) -> AbstractAsyncContextManager[LeaseStore]:
+    """Where leases, stints and rigs are kept across restarts: SQLite in the data directory, or
+    Redis beside a Redis queue (on its connections)."""
+    if config.queue_url is not None:
+        from stratumkit.lease.redis_store import RedisLeaseStore
+        from stratumkit.queue.redis import RedisQueueEngine
+
+        if isinstance(queue, RedisQueueEngine):
+            return nullcontext(RedisLeaseStore(queue.client))
     from stratumkit.lease.sqlite_store import open_sqlite_lease_store
 
     return open_sqlite_lease_store(config.data_path / "leases.sqlite")
@@ -137,7 +144,7 @@ async def open_app(config: PoolConfig) -> AsyncIterator[App]:
     config.validate()
     config.data_path.mkdir(parents=True, exist_ok=True)
     source = make_source(config)
-    async with open_queue(config) as queue, open_lease_store(config) as store:
+    async with open_queue(config) as queue, open_lease_store(config, queue) as store:
         leases = LeaseService(
             queue,
             drain_timeout_s=config.lease_drain_timeout,

@@ -5,7 +5,8 @@ is killed with SIGKILL while the rigs hold jobs, and started again on the same p
 directory: the lease is there under its id, still serving, its remaining time and GPU-seconds not
 charged for the outage; the agents reconnect with their resume token and serve it again; every job
 ends with exactly one recorded result. Then a SIGTERM restart: the lease is kept again (a shutdown
-is not the end of a lease), and when it is cancelled the rigs go back to mining.
+is not the end of a lease), and when it is cancelled the rigs go back to mining. Run with the
+queue and the lease store in SQLite (the default) and on a private redis-server (``queue_url``).
 
 The agents run in this test's trio loop over real loopback TCP, each in a loop that connects
 again whenever its connection ends however it ends: the pool side is what is under test here.
@@ -14,6 +15,7 @@ again whenever its connection ends however it ends: the pool side is what is und
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ import trio
 from stratumkit.agent.rig import AgentConfig, RigAgent
 from stratumkit.client import PoolClient
 from stratumkit.inference.minilm import MiniLMBackend
+from tests.queue.queue_harness import RedisServer, find_redis_server
 from tests.support.processes import ServeProcess
 from tests.support.waiting import wait_until, wait_until_async
 
@@ -32,10 +35,13 @@ EMBED = {"kind": "embeddings", "model": "all-MiniLM-L6-v2"}
 RIGS = ("rig-1", "rig-2")
 
 
-async def start_pool(nursery: trio.Nursery, data: Path, logs: Path, stratum: int = 0, api: int = 0) -> ServeProcess:
+async def start_pool(
+    nursery: trio.Nursery, data: Path, logs: Path, queue: list[str], stratum: int = 0, api: int = 0
+) -> ServeProcess:
     return await ServeProcess.start(
         nursery,
         *("--host", "127.0.0.1", "--port", str(stratum), "--api-port", str(api), "--data-dir", str(data)),
+        *queue,
         *("--start-difficulty", "0.0005", "--embedded-difficulty", "1", "--share-interval", "2"),
         *("--log-format", "json"),
         log_copy=logs / "pool.log",
@@ -61,13 +67,30 @@ class Reconnecting:
             await trio.sleep(0.1)
 
 
-async def test_a_lease_survives_kill_9_and_sigterm_of_its_pool(tmp_path: Path, nursery: trio.Nursery) -> None:
+@pytest.fixture(params=["sqlite", "redis"])
+def queue_flags(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[str]]:
+    """SQLite queue and lease store in the data directory, or both on a private redis-server."""
+    if request.param == "sqlite":
+        yield []
+        return
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    server = RedisServer(find_redis_server(), directory)
+    server.start()
+    yield ["--queue-url", server.url]
+    server.stop()
+
+
+async def test_a_lease_survives_kill_9_and_sigterm_of_its_pool(
+    tmp_path: Path, nursery: trio.Nursery, queue_flags: list[str]
+) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
     data = tmp_path / "pool"
-    pool = await start_pool(nursery, data, logs)
+    pool = await start_pool(nursery, data, logs, queue_flags)
     stratum, api = pool.port, await pool.api_port()
     url = f"http://127.0.0.1:{api}"
+    assert (data / "leases.sqlite").exists() == (not queue_flags)  # on Redis, leases are kept there
     backend = MiniLMBackend(threads=1)
     await backend.start()
     agents = []
@@ -104,7 +127,7 @@ async def test_a_lease_survives_kill_9_and_sigterm_of_its_pool(tmp_path: Path, n
         # the outage lasts at least until each agent has found the pool gone and failed to reconnect
         await wait_until(lambda: all(a.failed_connects > 0 for a in agents), 30, what="a failed reconnect")
 
-        pool = await start_pool(nursery, data, logs, stratum, api)
+        pool = await start_pool(nursery, data, logs, queue_flags, stratum, api)
         restored = await pool.wait_event("leases restored")
         assert restored["live"] == [lease_id]
         up_at = time.monotonic()
@@ -140,7 +163,7 @@ async def test_a_lease_survives_kill_9_and_sigterm_of_its_pool(tmp_path: Path, n
             assert 40 - 4 <= jobs_done <= 40
 
         assert await pool.stop() == 0  # SIGTERM: a clean shutdown keeps the lease as it is
-        pool = await start_pool(nursery, data, logs, stratum, api)
+        pool = await start_pool(nursery, data, logs, queue_flags, stratum, api)
         assert (await pool.wait_event("leases restored"))["live"] == [lease_id]
         assert await pool.api_port() == api
         async with PoolClient(url) as client:

@@ -12,6 +12,9 @@ import trio
 from stratumkit.lease import GPU, LeaseSpec, RigCapabilities, Selector
 from stratumkit.lease.service import LeaseService
 from stratumkit.queue.sqlite import SqliteQueueEngine, open_sqlite_queue
+from tests.queue.conftest import private_redis_server
+
+__all__ = ["private_redis_server"]  # a redis-server of the test's own, shared with the queue tests
 
 
 def make_caps(

@@ -5,8 +5,6 @@ lease service."""
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import trio
@@ -14,22 +12,16 @@ import trio
 from stratumkit.lease.errors import RequestError, Unavailable
 from stratumkit.lease.service import LeaseService
 from stratumkit.queue.redis import open_redis_queue
-from tests.queue.queue_harness import RedisServer, find_redis_server
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(find_redis_server(), tmp_path)
-    server.start()
-    yield server
-    server.stop()
+from tests.queue.queue_harness import RedisServer
 
 
 # coredis leaves anyio memory streams unclosed when a connection attempt fails (see
 # tests/queue/test_queue_redis.py); collected here so the warning stays with this test.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-async def test_a_redis_outage_is_unavailable_then_over(redis: RedisServer, nursery: trio.Nursery) -> None:
-    async with open_redis_queue(redis.url, prefix="outage") as queue:
+async def test_a_redis_outage_is_unavailable_then_over(
+    private_redis_server: RedisServer, nursery: trio.Nursery
+) -> None:
+    async with open_redis_queue(private_redis_server.url, prefix="outage") as queue:
         service = LeaseService(queue)
         await nursery.start(service.run)
         job_id = await service.enqueue("q", {"n": 1})
@@ -38,7 +30,7 @@ async def test_a_redis_outage_is_unavailable_then_over(redis: RedisServer, nurse
             await service.enqueue("q", {"n": 2}, job_id="bad id with spaces")
         assert service.stats()["queue_up"] is True and service.stats()["queue_outages"] == 0
 
-        redis.stop()
+        private_redis_server.stop()
         with pytest.raises(Unavailable, match="queue is unavailable"):
             await service.enqueue("q", {"n": 3})
         with pytest.raises(Unavailable):
@@ -47,7 +39,7 @@ async def test_a_redis_outage_is_unavailable_then_over(redis: RedisServer, nurse
         assert health["queue"]["status"] == "unavailable" and health["queue"]["error"]
         assert service.stats()["queue_up"] is False and service.stats()["queue_outages"] == 1
 
-        redis.start()  # appendonly with an fsync per write: the job enqueued before is still there
+        private_redis_server.start()  # appendonly with an fsync per write: the job enqueued before is still there
         assert await service.health() == {"queue": {"status": "ok"}}
         assert (await service.job(job_id))["status"] == "pending"
         assert service.stats()["queue_up"] is True and service.stats()["queue_outages"] == 1
