@@ -92,6 +92,7 @@ def _agent(args: argparse.Namespace) -> int:
         power_w=args.power_w,
         duty=args.duty,
         claim_batch=args.claim_batch,
+        rig_secret=args.rig_secret,
     )
 
     async def main() -> None:
@@ -194,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--worker", required=True, help="worker name (address.worker)")
     agent.add_argument("--password", default="x")
     agent.add_argument("--rig-id", help="stable rig id (default: hostname-worker)")
+    agent.add_argument("--rig-secret", help="this rig's (or its fleet's) secret, for a pool that wants one")
     agent.add_argument("--gpu", action="append", default=[], help="MODEL:VRAM_MB, once per GPU")
     agent.add_argument("--power-w", type=float, default=0.0, help="power draw while mining, watts")
     agent.add_argument("--duty", type=float, default=1.0, help="fraction of time the CPU miner hashes")
