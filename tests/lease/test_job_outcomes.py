@@ -4,11 +4,13 @@ cause), dead (too many deliveries, with the reason)."""
 from __future__ import annotations
 
 import pytest
+import trio
+import trio.testing
 
 from stratumkit.lease.service import LeaseService, failure_cause
 from stratumkit.protocol import rig as wire
 from stratumkit.queue.sqlite import SqliteQueueEngine
-from tests.lease.test_service import call, serving_rig
+from tests.lease.test_service import FakeRig, call, registration, serving_rig
 
 
 async def test_a_backend_error_is_a_failed_job_with_its_cause(service: LeaseService) -> None:
@@ -49,3 +51,37 @@ async def test_too_many_deliveries_is_a_dead_job_with_the_reason(
 )
 def test_failure_cause(result: object, cause: str | None) -> None:
     assert failure_cause(result) == cause
+
+
+async def test_a_job_held_when_the_lease_ends_is_back_at_once(
+    service: LeaseService, queue: SqliteQueueEngine, autojump_clock: trio.testing.MockClock
+) -> None:
+    rig = FakeRig()
+    await call(service, rig, registration())
+    await service.create_lease({"count": 1, "queue": "q", "duration_s": 5})
+    divert = rig.last(wire.LeaseDivert)
+    await call(service, rig, wire.LeaseServing(divert.token))
+    job_id = await service.enqueue("q", {"n": 1})
+    await trio.sleep(4.9)
+    (held,) = wire.ClaimReply.from_result(await call(service, rig, wire.JobClaim(divert.token, 1, 30.0))).jobs
+    await trio.sleep(0.2)  # the lease ends; the rig is sent back holding the job
+    back = rig.last(wire.LeaseReturn)
+    assert await queue.claim("q", "other", 30.0) == []  # still the rig's until it says it is back
+    await call(service, rig, wire.LeaseReturned(back.token))  # without releasing the job itself
+    (again,) = await queue.claim("q", "other", 30.0)  # at once, not after the 30 s visibility timeout
+    assert (again.job_id, again.deliveries) == (held.job_id, 2) == (job_id, 2)
+
+
+async def test_a_job_held_by_a_rig_that_never_comes_back_returns_at_the_return_timeout(
+    service: LeaseService, queue: SqliteQueueEngine, autojump_clock: trio.testing.MockClock
+) -> None:
+    rig = FakeRig()
+    await call(service, rig, registration())
+    await service.create_lease({"count": 1, "queue": "q", "duration_s": 5})
+    divert = rig.last(wire.LeaseDivert)
+    await call(service, rig, wire.LeaseServing(divert.token))
+    job_id = await service.enqueue("q", {"n": 1})
+    await call(service, rig, wire.JobClaim(divert.token, 1, 300.0))
+    await trio.sleep(5.0 + 5.0 + 0.1)  # the lease's end, then the fixture's 5 s return timeout
+    (again,) = await queue.claim("q", "other", 30.0)  # long before its 300 s visibility timeout
+    assert again.job_id == job_id
