@@ -77,7 +77,8 @@ def open_lease_store(config: PoolConfig, queue: QueueEngine) -> AbstractAsyncCon
         from stratumkit.queue.redis import RedisQueueEngine
 
         if isinstance(queue, RedisQueueEngine):
-            return nullcontext(RedisLeaseStore(queue.client))
+            # each pool process (instance_id) keeps its own leases until they share one plane
+            return nullcontext(RedisLeaseStore(queue.client, prefix=f"stratumkit:leases:{config.instance_id}"))
     from stratumkit.lease.sqlite_store import open_sqlite_lease_store
 
     return open_sqlite_lease_store(config.data_path / "leases.sqlite")

@@ -1,6 +1,7 @@
 """The lease store on Redis, for a pool whose queue is on Redis (``queue_url``).
 
-Keys (under ``prefix``, default ``stratumkit:leases``): ``head`` (the snapshot head), ``saved``
+Keys (under ``prefix``, default ``stratumkit:leases``; the pool adds its ``instance_id``, so pool
+processes on one Redis keep separate lease state): ``head`` (the snapshot head), ``saved``
 (the save's wall time), ``alive`` (the last ``touch``), hashes ``leases`` and ``rigs`` (key ->
 msgpack ``[position, row]``), ``integrators`` (token digest -> name), ``jobs`` (job id -> msgpack
 record) and one sorted set per lease, ``lease-jobs:<lease id>``, of its job ids by first claim.
