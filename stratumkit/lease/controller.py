@@ -76,7 +76,8 @@ Rules
 8. Restore. ``restore`` rebuilds leases and rigs from a snapshot with every rig disconnected
    (the pool restarted, so every connection is gone). A rig bound to a lease keeps its stint
    for ``reconnect_grace_s``: if it registers again quoting its token (``resume_token``) it
-   resumes and its current command is sent again; otherwise it is released (NOT_RESUMED).
+   resumes and its current command is sent again; otherwise it is released (NOT_RESUMED), its
+   stint ending, in the record and the accounting, at the restore.
    A live disconnect ends the stint at once (rule 4), so only a restored rig can resume.
 9. Back to mining. After a clean return the I/O layer reports the rig's first accepted share
    with ``rig_mining``; it is written on the stint (``mining_at``) and closes the stint's
@@ -275,7 +276,8 @@ class LeaseController:
             # Connect the rig before ending its old stint, so the lease may draft it straight
             # back under a fresh token instead of failing for want of a rig.
             self._rigs[rig_id] = replace(fresh, lease_id=old.lease_id, token=old.token)
-            self._leave(old.lease_id, rig_id, RigPhase.LOST, ReleaseReason.NOT_RESUMED, now, actions)
+            lost_at = self._restored_at(old, now)
+            self._leave(old.lease_id, rig_id, RigPhase.LOST, ReleaseReason.NOT_RESUMED, now, actions, lost_at)
         else:
             self._rigs[rig_id] = fresh
         self._backfill(now, actions)
@@ -524,7 +526,8 @@ class LeaseController:
                 self._rigs[rig_id] = replace(rig, resume_by=None)
                 if rig.lease_id is not None:
                     reason = ReleaseReason.NOT_RESUMED
-                    self._leave(rig.lease_id, rig_id, RigPhase.LOST, reason, now, actions)
+                    lost_at = self._restored_at(rig, now)
+                    self._leave(rig.lease_id, rig_id, RigPhase.LOST, reason, now, actions, lost_at)
         self._backfill(now, actions)
         return actions
 
@@ -783,15 +786,17 @@ class LeaseController:
         reason: ReleaseReason,
         now: float,
         actions: list[Action],
+        ended_at: float | None = None,
     ) -> None:
-        """End the rig's stint (RETURNED or LOST) and unbind the rig."""
+        """End the rig's stint (RETURNED or LOST) and unbind the rig; the stint's record ends at
+        ``ended_at`` (default ``now``)."""
         lease = self._leases[lease_id]
         i, stint = self._stint(lease_id, rig_id)
         early = stint.active
         self._put_stint(
             lease_id,
             i,
-            replace(stint, phase=phase, ended_at=now, reason=stint.reason or reason),
+            replace(stint, phase=phase, ended_at=now if ended_at is None else ended_at, reason=stint.reason or reason),
         )
         rig = self._rigs[rig_id]
         self._rigs[rig_id] = replace(rig, lease_id=None, token=None, resume_by=None)
@@ -816,6 +821,13 @@ class LeaseController:
         elif lease.state is LeaseState.RETURNING and not lease.holding:
             assert lease.outcome is not None
             self._set_state(lease_id, lease.outcome, now, actions)
+
+    def _restored_at(self, rig: Rig, now: float) -> float:
+        """When a restored rig was last known to hold its stint: the restore (its resume window's
+        start). A rig that never resumed is not billed for the window it did not come back in."""
+        if rig.resume_by is None:
+            return now
+        return min(now, rig.resume_by - self.reconnect_grace_s)
 
     def _resend(self, rig: Rig) -> list[Action]:
         """Send a resumed rig its current command again (same token: agents treat it as a no-op

@@ -92,14 +92,17 @@ async def test_a_rig_that_does_not_resume_is_released_after_the_grace(
 ) -> None:
     async with running(queue, path) as (service, _):
         lease_id = (await serving_rig(service))[1].lease_id
+        await trio.sleep(10.0)
         assert service.persister is not None
         await service.persister.flush()
+        billed = service.lease_view(lease_id)["usage"]["gpu_seconds"]
     async with running(queue, path, resume_grace_s=5.0) as (service, _):
         await trio.sleep(4.0)
         assert service.lease_view(lease_id)["state"] == "serving"
         await trio.sleep(2.0)
         view = service.lease_view(lease_id)
         assert view["state"] == "failed" and view["rigs"][0]["phase"] == "lost"
+        assert view["usage"]["gpu_seconds"] == pytest.approx(billed, abs=0.1)  # not the 5 s it did not come back in
         # a rig coming back with no token now is a fresh, idle rig
         await call(service, FakeRig(), registration())
         assert service.rigs()[0]["connected"] is True and service.rigs()[0]["lease_id"] is None
