@@ -86,12 +86,14 @@ class Persister:
             progress = self._progress
             await progress.wait()
 
-    async def freeze(self) -> None:
-        """Save what is marked, then stop taking changes."""
-        try:
-            await self.flush()
-        except LeaseStoreError:
-            pass  # logged by the writer; nothing more to do at shutdown
+    async def freeze(self, timeout_s: float = 5.0) -> None:
+        """Save what is marked (waiting at most ``timeout_s``: a shutdown must not hang on a
+        store that is down, or on a writer that never started), then stop taking changes."""
+        with trio.move_on_after(timeout_s):
+            try:
+                await self.flush()
+            except LeaseStoreError:
+                pass  # logged by the writer; nothing more to do at shutdown
         self._frozen = True
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

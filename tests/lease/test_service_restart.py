@@ -167,3 +167,15 @@ async def test_a_lease_lists_its_jobs_with_their_times_across_a_restart(queue: S
             (j["job_id"], j["claimed_at"], j["finished_at"]) for j in listed
         ]
         assert await service.lease_jobs("lease-unknown") == []
+
+
+async def test_a_shutdown_does_not_hang_on_a_writer_that_never_started(
+    queue: SqliteQueueEngine, path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with open_sqlite_lease_store(path, offload=False) as store:
+        service = LeaseService(queue, store=store)  # never run: its writer is not there
+        assert service.persister is not None
+        service.persister.mark()
+        with trio.fail_after(10):
+            await service.freeze()
+        assert service.persister.frozen
