@@ -15,6 +15,8 @@ alternately with SIGKILL and SIGTERM, on the same ports and data directory, and 
   leased rig is connected again and bound to the lease in the serving phase (the agent reconnected,
   registered with its resume token, and the pool sent it its divert again). How soon an agent tries
   again after losing its pool is the agent's own backoff, and is part of this figure;
+- of that, the pool's own part: from the moment every rig is registered again (seen in /v1/rigs)
+  until all serve the lease (the rest is the agents' reconnect backoff and start-up);
 - the outage itself (signal -> /health answers), for context.
 """
 
@@ -134,6 +136,7 @@ async def bench(rounds: int, rigs: int, inference: str | None, restarts: int = 0
                 server_side = (await client.stats()).get("leases", {})
             resumed: list[float] = []
             outages: list[float] = []
+            pool_side: list[float] = []
             url = f"http://127.0.0.1:{api}"
             for n in range(restarts):
                 lease_id = await _lease_everything(url, rigs)
@@ -141,9 +144,10 @@ async def bench(rounds: int, rigs: int, inference: str | None, restarts: int = 0
                 server.send_signal(signal.SIGKILL if n % 2 == 0 else signal.SIGTERM)
                 await trio.to_thread.run_sync(server.wait)
                 server = launch([stratum, api])
-                resume_s, outage_s = await _time_resume(url, lease_id, rigs, stopped_at)
+                resume_s, outage_s, pool_side_s = await _time_resume(url, lease_id, rigs, stopped_at)
                 resumed.append(resume_s)
                 outages.append(outage_s)
+                pool_side.append(pool_side_s)
         finally:
             for proc in agents:
                 proc.send_signal(signal.SIGINT)
@@ -153,7 +157,14 @@ async def bench(rounds: int, rigs: int, inference: str | None, restarts: int = 0
                     proc.wait(10)
                 except subprocess.TimeoutExpired:
                     proc.kill()
-    return {"divert": divert, "back": back, "resumed": resumed, "outage": outages, "server": [server_side]}
+    return {
+        "divert": divert,
+        "back": back,
+        "resumed": resumed,
+        "outage": outages,
+        "pool_side": pool_side,
+        "server": [server_side],
+    }
 
 
 async def _lease_everything(url: str, rigs: int) -> str:
@@ -168,21 +179,28 @@ async def _lease_everything(url: str, rigs: int) -> str:
     return lease_id
 
 
-async def _time_resume(url: str, lease_id: str, rigs: int, stopped_at: float) -> tuple[float, float]:
-    """(pool back -> every rig serving the lease again, signal -> pool back), then the lease ends."""
+async def _time_resume(url: str, lease_id: str, rigs: int, stopped_at: float) -> tuple[float, float, float]:
+    """(pool back -> every rig serving the lease again, signal -> pool back, last rig registered
+    again -> all serving), then the lease ends."""
     async with PoolClient(url) as client:
         await _until(lambda: _healthy(client), timeout=60, interval=0.002)
         back_at = time.perf_counter()
+        registered_at: float | None = None
 
         async def resumed() -> bool:
+            nonlocal registered_at
+            listed = await client.rigs()
+            if registered_at is None and sum(1 for r in listed if r["connected"]) == rigs:
+                registered_at = time.perf_counter()
             lease = await client.lease(lease_id)
-            bound = [r for r in await client.rigs() if r["connected"] and r["lease_id"] == lease_id]
+            bound = [r for r in listed if r["connected"] and r["lease_id"] == lease_id]
             return len(bound) == rigs and sum(1 for a in lease["rigs"] if a["phase"] == "serving") == rigs
 
         await _until(resumed, timeout=120)
         serving_at = time.perf_counter()
         await client.cancel_lease(lease_id)
-    return serving_at - back_at, back_at - stopped_at
+    assert registered_at is not None
+    return serving_at - back_at, back_at - stopped_at, serving_at - registered_at
 
 
 async def _healthy(client: PoolClient) -> bool:
@@ -208,6 +226,7 @@ def run(rounds: int = 30, rigs: int = 2, inference: str | None = None, restarts:
     if restarts:
         for name, label, target in (
             ("resumed", "pool back -> rigs serving again", "target <= 2000 ms"),
+            ("pool_side", "rigs registered -> serving", "the pool's part of it"),
             ("outage", "signal -> pool back (outage)", "context"),
         ):
             v = r[name]
