@@ -9,8 +9,16 @@ never see the extension: lease messages go only to connections that registered a
 The service touches a connection only through that port: ``register_rig`` marks it a rig,
 ``set_mode(DIVERTED)`` stops its work when it is diverted, ``set_mode(MINING, difficulty=quick)``
 sends it fresh work once it is back, ``notify`` carries divert and return. Lease state (tokens,
-phases, times) is the controller's alone; per rig the service keeps only the connection and the
-jobs it has claimed.
+phases, times, rig health) is the controller's alone; per rig the service keeps only the
+connection, the jobs it has claimed and its run of failed jobs.
+
+Durability: with a lease store, the controller is restored from it at start and saved after every
+change by the :mod:`.persister` (a reply that grants, extends or cancels a lease waits for the
+save); see ``_restore`` for how lease clocks treat the outage, and ``freeze`` for a shutdown.
+Failures: a queue outage is ``Unavailable`` (HTTP 503) and is tracked in ``queue_health``; a bad
+request stays ``RequestError`` (400). Jobs are checked at submit when ``check_jobs`` is set
+(:mod:`.job_check`); rigs authenticate with :mod:`.rig_auth` before they register; integrators'
+tokens are :mod:`.integrators`.
 
 Rigs claim jobs through the pool (the pool is the queue's consumer on the rig's behalf, with the
 rig id as consumer name), so a rig needs nothing but its pool connection, and a rig that
