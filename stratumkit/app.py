@@ -21,7 +21,7 @@ import signal
 import sqlite3
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -41,6 +41,7 @@ from stratumkit.server.tls import api_context, reload_certificate, stratum_conte
 
 if TYPE_CHECKING:
     from stratumkit.lease.service import LeaseService
+    from stratumkit.lease.store import LeaseStore
 
 log = structlog.get_logger("stratumkit.serve")
 
@@ -118,6 +119,21 @@ def check_config(config: PoolConfig) -> None:
     make_api_tls(config)
     payout_script(config.payout_address, Network.from_chain_name(config.network))
     make_source(config)
+
+
+def open_lease_store(config: PoolConfig, queue: QueueEngine) -> AbstractAsyncContextManager[LeaseStore]:
+    """Where leases, stints and rigs are kept across restarts: SQLite in the data directory, or
+    Redis beside a Redis queue (on its connections)."""
+    if config.queue_url is not None:
+        from stratumkit.lease.redis_store import RedisLeaseStore
+        from stratumkit.queue.redis import RedisQueueEngine
+
+        if isinstance(queue, RedisQueueEngine):
+            # each pool process (instance_id) keeps its own leases until they share one plane
+            return nullcontext(RedisLeaseStore(queue.client, prefix=f"stratumkit:leases:{config.instance_id}"))
+    from stratumkit.lease.sqlite_store import open_sqlite_lease_store
+
+    return open_sqlite_lease_store(config.data_path / "leases.sqlite")
 
 
 def tune_gc() -> None:
@@ -204,15 +220,24 @@ class App:
 @asynccontextmanager
 async def open_app(config: PoolConfig) -> AsyncIterator[App]:
     """Build the parts (the queue is opened here and closed on exit); `App.run` starts them."""
+    from stratumkit.lease.integrators import Integrators
+    from stratumkit.lease.rig_auth import RigAuth
     from stratumkit.lease.service import LeaseService
 
     config.validate()
     with hold_data_dir(config):
         source = make_source(config)
         await check_node(config)
-        async with open_queue(config) as queue:
+        async with open_queue(config) as queue, open_lease_store(config, queue) as store:
             leases = LeaseService(
-                queue, drain_timeout_s=config.lease_drain_timeout, return_timeout_s=config.lease_return_timeout
+                queue,
+                drain_timeout_s=config.lease_drain_timeout,
+                return_timeout_s=config.lease_return_timeout,
+                resume_grace_s=config.lease_resume_grace,
+                store=store,
+                check_jobs=config.check_jobs,
+                rig_auth=RigAuth(config.rig_secret, config.rig_secrets),
+                integrators=Integrators(config.integrator_tokens),
             )
             pool = Pool(config, source, extensions=leases)
             yield App(config, pool, leases, queue, api_tls=make_api_tls(config))
@@ -235,6 +260,7 @@ async def serve(config: PoolConfig, *, task_status: trio.TaskStatus[App] = trio.
                         continue
                     log.info("shutting down", signal=signal.Signals(signum).name)
                     stopping.set()  # event streams end cleanly first
+                    await app.leases.freeze()  # leases are kept as they are, not ended by the shutdown
                     await trio.sleep(0.2)
                     app.pool.shutdown()
                     nursery.cancel_scope.cancel()
@@ -243,4 +269,4 @@ async def serve(config: PoolConfig, *, task_status: trio.TaskStatus[App] = trio.
             nursery.start_soon(wait_for_signal)
 
 
-__all__ = ["App", "check_config", "make_source", "open_app", "open_queue", "serve", "tune_gc"]
+__all__ = ["App", "check_config", "make_source", "open_app", "open_lease_store", "open_queue", "serve", "tune_gc"]

@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn, cast
+from typing import TYPE_CHECKING, Any, NoReturn, cast, get_origin
 
 from stratumkit.server.logs import LOG_LEVELS
 
@@ -37,7 +37,7 @@ def _bench(args: argparse.Namespace) -> int:
     elif args.what == "lease":
         from stratumkit.bench import lease as bench_lease
 
-        bench_lease.run(args.rounds, args.rigs, args.inference)
+        bench_lease.run(args.rounds, args.rigs, args.inference, args.restarts)
     elif args.what == "mining":
         from stratumkit.bench import mining as bench_mining
 
@@ -114,6 +114,7 @@ def _agent(args: argparse.Namespace) -> int:
         power_w=args.power_w,
         duty=args.duty,
         claim_batch=args.claim_batch,
+        rig_secret=args.rig_secret,
     )
 
     async def main() -> None:
@@ -191,6 +192,21 @@ _integer.__name__ = "int"  # argparse names the type in its error: "invalid int 
 
 _METAVARS: dict[type, str] = {int: "N", float: "NUM", str: "TEXT"}
 
+
+class _NamedValues(argparse.Action):
+    """A table key's flag (rig_secrets, integrator_tokens): NAME=VALUE, once per entry."""
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: str | None = None
+    ) -> None:
+        name, sep, value = str(values).partition("=")
+        if not sep or not name or not value:
+            parser.error(f"{option} takes NAME=VALUE, got {values!r}")
+        table = dict(getattr(namespace, self.dest) or {})
+        table[name] = value
+        setattr(namespace, self.dest, table)
+
+
 #: Flags beside a key's own --key-name.
 _FLAG_ALIASES = {"node_url": ["--node"]}
 
@@ -205,6 +221,10 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         text = f"{key.help} (default {default})" if key.help else f"config key {key.name} (default {default})"
         if key.kind is bool:
             parser.add_argument(*names, dest=key.name, action=argparse.BooleanOptionalAction, default=None, help=text)
+        elif get_origin(key.kind) is dict:
+            parser.add_argument(
+                *names, dest=key.name, action=_NamedValues, default=None, metavar="NAME=VALUE", help=text
+            )
         else:
             kind: Callable[[str], Any] = _integer if key.kind is int else key.kind
             parser.add_argument(*names, dest=key.name, type=kind, default=None, metavar=_METAVARS[key.kind], help=text)
@@ -228,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--worker", required=True, help="worker name (address.worker)")
     agent.add_argument("--password", default="x")
     agent.add_argument("--rig-id", help="stable rig id (default: hostname-worker)")
+    agent.add_argument("--rig-secret", help="this rig's (or its fleet's) secret, for a pool that wants one")
     agent.add_argument("--gpu", action="append", default=[], help="MODEL:VRAM_MB, once per GPU")
     agent.add_argument("--power-w", type=float, default=0.0, help="power draw while mining, watts")
     agent.add_argument("--duty", type=float, default=1.0, help="fraction of time the CPU miner hashes")
@@ -286,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     b_lease.add_argument("--rounds", type=int, default=30, help="switch rounds (default 30)")
     b_lease.add_argument("--rigs", type=int, default=2, help="agent processes (default 2)")
     b_lease.add_argument("--inference", default=None, help="agents' inference backend (e.g. minilm)")
+    b_lease.add_argument("--restarts", type=int, default=0, help="pool restarts under a lease (default 0)")
 
     b_mining = benches.add_parser("mining", help="hashrate estimate, credit per job, reconnect after a restart")
     b_mining.add_argument(

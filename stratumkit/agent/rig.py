@@ -54,6 +54,7 @@ class AgentConfig:
     duty: float = 1.0  # fraction of time the CPU miner hashes
     claim_batch: int = 1
     visibility_timeout: float = 30.0
+    rig_secret: str | None = None  # presented at registration to a pool that authenticates rigs
 
 
 class RigAgent:
@@ -125,6 +126,7 @@ class RigAgent:
                         models=tuple(models),
                         power_w=cfg.power_w,
                         resume_token=resume,
+                        secret=cfg.rig_secret,
                     )
                     reply = wire.RegisterReply.from_result(await self._call(register.METHOD, register.to_params()))
                     log.info("rig registered", rig=reply.rig_id, hashrate=round(hashrate), models=models, resume=resume)

@@ -1,11 +1,13 @@
-"""Who may call the API's /v1 routes: the token, or a read from the pool's own host.
+"""Who may call the API's /v1 routes: a token, or a read from the pool's own host.
 
 The rule, decided by the peer address of the TCP connection (never by what a request claims):
 
+* "A token is set" means the admin ``api_token`` or any integrator's token exists; who a token
+  names, and what it may see, is `stratumkit.api.tenants`'.
 * A request that carries an ``Authorization`` header has it checked, wherever it comes from: a
   wrong token is a 401, not silently ignored.
-* Without one, a *read* (GET, HEAD) from the same host is let through: the operator's dashboard
-  and ``stratumkit stats`` work on the pool's machine without the token. "The same host" is a
+* Without one, a *read* (GET, HEAD) from the same host is let through as the operator's: the
+  operator's dashboard and ``stratumkit stats`` work on the pool's machine without the token. "The same host" is a
   loopback peer (127.0.0.0/8, ::1) whose request also
   - carries no proxy header (``Forwarded``, ``X-Forwarded-For``, ``X-Real-IP``): a reverse proxy
     on the same host would otherwise make every remote client local;
@@ -26,7 +28,9 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
-from stratumkit.asgi import BearerAuth, HTTPError, Request
+from stratumkit.asgi import HTTPError, Request
+
+from .tenants import OPERATOR, Tenants
 
 __all__ = ["REFUSAL", "ApiAccess", "is_same_host"]
 
@@ -79,26 +83,29 @@ def is_same_host(request: Request) -> bool:
 
 
 class ApiAccess:
-    """The rule of the module over one token (None: no token set)."""
+    """The rule of the module over the pool's tokens."""
 
-    def __init__(self, token: str | None) -> None:
-        self._bearer = BearerAuth(token, noun="token")
+    def __init__(self, tenants: Tenants) -> None:
+        self._tenants = tenants
 
     def token_needed(self, request: Request) -> bool:
-        """Whether a read from where `request` comes from must carry the token."""
-        return self._bearer.enabled and not is_same_host(request)
+        """Whether a read from where `request` comes from must carry a token."""
+        return self._tenants.enabled and not is_same_host(request)
 
     def refused(self, request: Request) -> bool:
         """Whether requests from where `request` comes from are refused whatever they carry."""
-        return not self._bearer.enabled and not is_same_host(request)
+        return not self._tenants.enabled and not is_same_host(request)
 
     def check(self, request: Request) -> None:
-        """HTTPError 401 (token missing or wrong) or 403 (no token set, not from this host)."""
+        """Name the caller on `request` (`tenants.principal`), or HTTPError 401 (token missing or
+        wrong) or 403 (no token set, not from this host)."""
         same_host = is_same_host(request)
-        if not self._bearer.enabled:
-            if same_host:
-                return
-            raise HTTPError(403, REFUSAL, code="forbidden")
-        if same_host and request.method in _READS and request.header(b"authorization") is None:
+        if not self._tenants.enabled:
+            if not same_host:
+                raise HTTPError(403, REFUSAL, code="forbidden")
+            self._tenants.assign(request, OPERATOR)
             return
-        self._bearer.check(request)
+        if same_host and request.method in _READS and request.header(b"authorization") is None:
+            self._tenants.assign(request, OPERATOR)
+            return
+        self._tenants.identify(request)

@@ -1,10 +1,12 @@
 """The pool's HTTP JSON API for operators and integrators: plain ASGI on hypercorn's trio worker.
 
-Routes (who needs the token on the /v1 routes: `stratumkit.api.access`)::
+Routes (who needs a token on the /v1 routes, and whose leases a token sees:
+`stratumkit.api.access`; the admin ``api_token`` or an integrator's: `stratumkit.api.tenants`)::
 
     GET  /                            the operator's dashboard (`stratumkit.dashboard`), no token
     GET  /dashboard/{file}            its static files; /dashboard/session: what the page may call
-    GET  /health                      200 {"status": "ok"} while the pool listens, else 503
+    GET  /health                      200 {"status": "ok", "queue": ..., "lease_store": ...} while the
+                                      pool listens and its queue and lease store answer, else 503
     GET  /metrics                     Prometheus text: shares, rejects, blocks, connections, ...
     GET  /v1/stats                    {"pool": PoolView.snapshot(), "leases": LeaseAPI.stats()}
     GET  /v1/blocks[?limit=N&before=C] found blocks newest first, with effort; 7d/30d summaries
@@ -16,18 +18,23 @@ Routes (who needs the token on the /v1 routes: `stratumkit.api.access`)::
     GET  /v1/leases/{id}              one lease
     POST /v1/leases/{id}/extend       {seconds} -> the lease
     POST /v1/leases/{id}/cancel       (no body, or {}) -> the lease
+    GET  /v1/leases/{id}/jobs         the jobs its rigs ran: status, rig, claimed_at, finished_at
+    POST /v1/integrators              {name} -> 201 {name, token} (the operator only)
     POST /v1/queues/{queue}/jobs      {payload, job_id?} -> 201 {job_id};
                                       {jobs: [{payload, job_id?}, ...]} -> 201 {job_ids}
                                       (one queue call: the whole batch or none of it)
-    GET  /v1/jobs/{id}                {job_id, status: pending|done, result, ...}
+    GET  /v1/jobs/{id}                {job_id, status: pending|done|failed|dead, result, cause?, ...}
     GET  /v1/events                   newline-delimited JSON events, one chunk per event
 
 Rules:
 * Every error answer is ``{"error": "<message>"}``: 400 bad JSON or bad fields (the lease
   layer's RequestError, the queue's InvalidArgument, unknown query parameters), 401 missing or
-  wrong token, 403 not from this host with no token set, 404 unknown path / lease / job, 405
-  wrong method (with ``Allow``), 413 body over ``max_body_bytes``, 503 queue closed. Anything
-  else is a bug: logged, answered 500, and it ends that request only, never the server.
+  layer's RequestError, the queue's InvalidArgument, unknown query parameters), 401 missing or
+  wrong token, 403 not from this host with no token set (or an integrator asking for the
+  operator's routes), 404 unknown path / lease / job, 405 wrong method (with ``Allow``), 413 body
+  over ``max_body_bytes``, 503 queue or lease store unavailable (an outage, not the request's
+  fault). Anything else is a bug: logged, answered 500, and it ends that request only, never the
+  server.
 * Request bodies are JSON objects; unknown fields are refused, so a typo is never ignored.
 * The event stream subscribes before it sends its headers: an event published after a client
   has the response headers reaches that client. It ends when the client disconnects, when the
@@ -51,7 +58,8 @@ import trio
 
 from stratumkit.asgi import AsgiApp, HTTPError, Reply, Request, Router, Send, encode_json, listen, route
 from stratumkit.dashboard.files import INDEX, PANEL_ROUTES, dashboard_file
-from stratumkit.lease.errors import RequestError
+from stratumkit.lease.errors import RequestError, Unavailable
+from stratumkit.lease.queue_health import is_outage
 from stratumkit.queue.engine import QueueClosed, QueueError, UnknownJob, check_name
 
 from .access import REFUSAL, ApiAccess
@@ -59,6 +67,7 @@ from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import render_metrics, render_operator_metrics
 from .operator import OperatorPort, blocks_query, history_query
 from .ports import LeaseAPI, PoolView
+from .tenants import Principal, Tenants, principal, require_operator
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "EVENT_BUFFER", "MAX_BATCH_JOBS", "ApiApp", "serve_api"]
 
@@ -91,10 +100,12 @@ _ROUTER = Router(
         route(r"/v1/history", {"GET": "history"}, ("bucket", "since", "worker", "top")),
         route(r"/v1/rigs", {"GET": "rigs"}),
         route(r"/v1/messages", {"POST": "message"}),
+        route(r"/v1/integrators", {"POST": "issue_token"}),
         route(r"/v1/leases", {"GET": "list_leases", "POST": "create_lease"}, ("state",)),
         route(r"/v1/leases/(?P<lease_id>[^/]+)", {"GET": "get_lease"}),
         route(r"/v1/leases/(?P<lease_id>[^/]+)/extend", {"POST": "extend_lease"}),
         route(r"/v1/leases/(?P<lease_id>[^/]+)/cancel", {"POST": "cancel_lease"}),
+        route(r"/v1/leases/(?P<lease_id>[^/]+)/jobs", {"GET": "lease_jobs"}),
         route(r"/v1/queues/(?P<queue>.+)/jobs", {"POST": "enqueue"}),
         route(r"/v1/jobs/(?P<job_id>.+)", {"GET": "get_job"}),
         route(r"/v1/events", {"GET": "events"}),
@@ -129,7 +140,7 @@ class ApiApp(AsgiApp):
         self.pool = pool
         self.leases = leases
         self.operator = operator
-        self._access = ApiAccess(api_token)
+        self._access = ApiAccess(Tenants(api_token, leases))
         self.max_body_bytes = max_body_bytes
         self._closing = trio.Event()
 
@@ -162,7 +173,7 @@ class ApiApp(AsgiApp):
     def refusal(self, exc: Exception) -> Reply | None:
         if isinstance(exc, RequestError):
             return Reply(400, {"error": str(exc)})
-        if isinstance(exc, QueueClosed):
+        if isinstance(exc, QueueClosed | Unavailable) or (isinstance(exc, QueueError) and is_outage(exc)):
             return Reply(503, {"error": str(exc)})
         if isinstance(exc, QueueError):
             return Reply(400, {"error": str(exc)})
@@ -171,10 +182,13 @@ class ApiApp(AsgiApp):
     def report_failure(self, request: Request, exc: BaseException) -> None:
         log.error("API request failed", method=request.method, path=request.path, exc_info=exc)
 
-    def _require_lease(self, lease_id: str) -> None:
-        # The lease layer reports an unknown lease as a RequestError (400); the API says 404.
-        if not self.leases.has_lease(lease_id):
+    def _require_lease(self, request: Request) -> str:
+        # The lease layer reports an unknown lease as a RequestError (400); the API says 404,
+        # also for another integrator's lease.
+        lease_id = request.params["lease_id"]
+        if not self.leases.has_lease(lease_id) or not principal(request).owns(self.leases.lease_owner(lease_id)):
             raise HTTPError(404, f"no lease {lease_id!r}")
+        return lease_id
 
     # ------------------------------------------------------------------ routes
 
@@ -201,7 +215,10 @@ class ApiApp(AsgiApp):
         port = self.pool.port
         if port is None:
             return Reply(503, {"status": "starting"})
-        return Reply(200, {"status": "ok", "stratum_port": port})
+        parts = await self.leases.health()
+        if any(part["status"] != "ok" for part in parts.values()):  # miners are served; integrators are not
+            return Reply(503, {"status": "degraded", "stratum_port": port, **parts})
+        return Reply(200, {"status": "ok", "stratum_port": port, **parts})
 
     async def _metrics(self, request: Request) -> Reply:
         text = render_metrics(self.pool.snapshot(), self.leases.stats())
@@ -231,6 +248,7 @@ class ApiApp(AsgiApp):
 
     async def _message(self, request: Request) -> Reply:
         """An operator's message shown by the miners (`client.show_message`): {text, worker?}."""
+        require_operator(request)
         body = await request.json_object()
         _only(body, {"text", "worker"})
         text, worker = body.get("text"), body.get("worker")
@@ -240,36 +258,59 @@ class ApiApp(AsgiApp):
             raise HTTPError(400, "worker must be a worker name (leave it out for every miner)")
         return Reply(200, {"sent": self.pool.send_message(text, worker)})
 
+    async def _issue_token(self, request: Request) -> Reply:
+        """The operator issues an integrator a token: {name} -> 201 {name, token}."""
+        require_operator(request)
+        body = await request.json_object()
+        _only(body, {"name"})
+        token = await self.leases.issue_token(body.get("name"))
+        return Reply(201, {"name": body["name"], "token": token})
+
+    def _visible(self, caller: Principal, event: Mapping[str, Any]) -> bool:
+        """An integrator's event stream leaves out the events of others' leases."""
+        lease_id = event.get("lease_id")
+        if not isinstance(lease_id, str) or not self.leases.has_lease(lease_id):
+            return lease_id is None
+        return caller.owns(self.leases.lease_owner(lease_id))
+
     async def _rigs(self, request: Request) -> Reply:
         return Reply(200, {"rigs": self.leases.rigs()})
 
     async def _list_leases(self, request: Request) -> Reply:
         states = [s for value in request.query.get("state", []) for s in value.split(",") if s]
-        return Reply(200, {"leases": self.leases.list_leases(states or None)})
+        caller = principal(request)
+        leases = [view for view in self.leases.list_leases(states or None) if caller.owns(view.get("owner"))]
+        return Reply(200, {"leases": leases})
 
     async def _create_lease(self, request: Request) -> Reply:
         body = await request.json_object()
+        caller = principal(request)
+        if not caller.operator:  # a lease belongs to the integrator who made it
+            if body.get("owner", caller.name) != caller.name:
+                raise HTTPError(400, "owner is the integrator whose token made the lease; leave it out")
+            body["owner"] = caller.name
         lease = await self.leases.create_lease(body)
         location = f"/v1/leases/{lease['lease_id']}".encode()
         return Reply(201, lease, [(b"location", location)])
 
     async def _get_lease(self, request: Request) -> Reply:
-        lease_id = request.params["lease_id"]
-        self._require_lease(lease_id)
+        lease_id = self._require_lease(request)
         return Reply(200, self.leases.lease_view(lease_id))
 
     async def _extend_lease(self, request: Request) -> Reply:
-        lease_id = request.params["lease_id"]
-        self._require_lease(lease_id)
+        lease_id = self._require_lease(request)
         body = await request.json_object()
         _only(body, {"seconds"})
         if "seconds" not in body:
             raise HTTPError(400, "missing field: seconds")
         return Reply(200, await self.leases.extend_lease(lease_id, body["seconds"]))
 
+    async def _lease_jobs(self, request: Request) -> Reply:
+        lease_id = self._require_lease(request)
+        return Reply(200, {"jobs": await self.leases.lease_jobs(lease_id)})
+
     async def _cancel_lease(self, request: Request) -> Reply:
-        lease_id = request.params["lease_id"]
-        self._require_lease(lease_id)
+        lease_id = self._require_lease(request)
         _only(await request.json_object(optional=True), set())
         return Reply(200, await self.leases.cancel_lease(lease_id))
 
@@ -288,8 +329,10 @@ class ApiApp(AsgiApp):
                 done = await self.leases.enqueue_many(queue, jobs)
             except QueueClosed:
                 raise
+            except Unavailable as exc:
+                raise HTTPError(503, f"jobs: {exc} (none of the batch was enqueued)") from None
             except (RequestError, QueueError) as exc:
-                raise HTTPError(400, f"jobs: {exc} (none of the batch was enqueued)") from None
+                raise HTTPError(400, f"{exc} (none of the batch was enqueued)") from None
             return Reply(201, {"job_ids": done})
         payload, job_id = _job_item(body, "body")
         return Reply(201, {"job_id": await self.leases.enqueue(queue, payload, job_id)})
@@ -329,7 +372,10 @@ class ApiApp(AsgiApp):
 
                 nursery.start_soon(until_disconnect)
                 nursery.start_soon(until_closing)
+                caller = principal(request)
                 async for event in events:
+                    if not caller.operator and not self._visible(caller, event):
+                        continue
                     await send({"type": "http.response.body", "body": encode_json(event) + b"\n", "more_body": True})
                 # The iteration ended: this subscriber fell too far behind and was dropped.
                 dropped = {"type": "stream.dropped", "reason": f"fell more than {EVENT_BUFFER} events behind"}

@@ -69,7 +69,8 @@ Command = Callable[[PoolClient, argparse.Namespace], Awaitable[tuple[Any, str]]]
 
 async def _lease_create(client: PoolClient, args: argparse.Namespace) -> tuple[Any, str]:
     selector = {
-        key: getattr(args, key) for key in ("gpu_model", "min_vram_mb", "model", "min_count", "priority", "owner")
+        key: getattr(args, key)
+        for key in ("gpu_model", "min_vram_mb", "model", "min_count", "priority", "owner", "wait_s")
     }
     lease = await client.create_lease(
         count=args.count,
@@ -364,6 +365,9 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     create.add_argument("--min-count", type=int, help="grant the lease with this many rigs (default: --count)")
     create.add_argument("--priority", type=int, help="higher leases draft rigs first (default 0)")
     create.add_argument("--owner", help="who the lease is for (free text)")
+    create.add_argument(
+        "--wait", dest="wait_s", type=duration, help="too few idle rigs: wait this long for them (pending lease)"
+    )
     extend = leaf(leases, "extend", "lease extend", _lease_extend, "make a live lease last longer")
     extend.add_argument("lease_id")
     extend.add_argument("seconds", type=duration, help="extra time: 600, 10m, 1h")

@@ -86,6 +86,20 @@ def render_metrics(pool: Mapping[str, Any], leases: Mapping[str, Any]) -> str:
         "Leases requested, draining or serving.",
         [({}, leases.get("leases_live", 0))],
     )
+    _family(
+        out,
+        "stratumkit_queue_up",
+        "gauge",
+        "1 while the job queue answers, 0 during an outage.",
+        [({}, 1 if leases.get("queue_up", True) else 0)],
+    )
+    _family(
+        out,
+        "stratumkit_queue_outages_total",
+        "counter",
+        "Job queue outages seen (a run of failed calls counts once).",
+        [({}, leases.get("queue_outages", 0))],
+    )
     for key, name, text in (
         (
             "divert_latency_s",

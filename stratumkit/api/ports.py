@@ -5,7 +5,8 @@ load the pool or the lease service when it is imported. `stratumkit.server.pool.
 `PoolView` and `stratumkit.lease.service.LeaseService` a `LeaseAPI`.
 
 Errors the API maps (see `stratumkit.api.app`): `RequestError` (lease layer) and `QueueError`
-(queue engine) are the client's fault, 400; `QueueClosed` is 503; `UnknownJob` from `job` is 404.
+(queue engine) are the client's fault, 400; `QueueClosed`, `Unavailable` and queue outages are
+503; `UnknownJob` from `job` is 404.
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ class LeaseAPI(Protocol):
 
     def lease_view(self, lease_id: str) -> dict[str, Any]: ...
 
+    async def lease_jobs(self, lease_id: str, limit: int = 1000) -> list[dict[str, Any]]:
+        """The jobs the lease's rigs ran, each as `job` shows it plus rig, claimed_at, finished_at."""
+        ...
+
     async def enqueue(self, queue: str, payload: Any, job_id: str | None = None) -> str:
         """Put a job on `queue`; its id (`job_id` when given: enqueueing it again changes nothing)."""
         ...
@@ -73,3 +78,24 @@ class LeaseAPI(Protocol):
         ...
 
     def stats(self) -> dict[str, Any]: ...
+
+    def integrator(self, token: str) -> str | None:
+        """The integrator an API token belongs to, or None."""
+        ...
+
+    @property
+    def has_integrators(self) -> bool:
+        """Whether any integrator token exists (then every /v1 call needs a token)."""
+        ...
+
+    async def issue_token(self, name: Any) -> str:
+        """A new token for integrator `name` (RequestError for a bad name)."""
+        ...
+
+    def lease_owner(self, lease_id: str) -> str | None:
+        """The integrator the lease belongs to (None: made by the operator or an open API)."""
+        ...
+
+    async def health(self) -> dict[str, dict[str, Any]]:
+        """Each part the integrator's calls need ("queue", ...) -> {"status": "ok" | ..., "error"?}."""
+        ...

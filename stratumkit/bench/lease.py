@@ -8,6 +8,16 @@ Each round leases one rig and times:
   grows (the agent gave back its jobs, the pool sent fresh work, the rig found a share and the pool
   accepted it).
 Both are polled every 2 ms, so each figure carries up to that much of polling delay.
+
+With ``--restarts N`` it then leases every rig and restarts the pool N times under that lease,
+alternately with SIGKILL and SIGTERM, on the same ports and data directory, and times:
+- pool back -> rigs serving again: from the restarted pool's first answer on /health until every
+  leased rig is connected again and bound to the lease in the serving phase (the agent reconnected,
+  registered with its resume token, and the pool sent it its divert again). How soon an agent tries
+  again after losing its pool is the agent's own backoff, and is part of this figure;
+- of that, the pool's own part: from the moment every rig is registered again (seen in /v1/rigs)
+  until all serve the lease (the rest is the agents' reconnect backoff and start-up);
+- the outage itself (signal -> /health answers), for context.
 """
 
 from __future__ import annotations
@@ -34,7 +44,7 @@ async def _until(predicate_coro, timeout: float = 30.0, interval: float = 0.002)
             await trio.sleep(interval)
 
 
-async def bench(rounds: int, rigs: int, inference: str | None) -> dict[str, list[float]]:
+async def bench(rounds: int, rigs: int, inference: str | None, restarts: int = 0) -> dict[str, list[float]]:
     with tempfile.TemporaryDirectory(prefix="stratumkit-bench-lease-") as tmp:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
 
@@ -124,6 +134,20 @@ async def bench(rounds: int, rigs: int, inference: str | None) -> dict[str, list
                     await _until(mined)
                     back.append(time.perf_counter() - t1)
                 server_side = (await client.stats()).get("leases", {})
+            resumed: list[float] = []
+            outages: list[float] = []
+            pool_side: list[float] = []
+            url = f"http://127.0.0.1:{api}"
+            for n in range(restarts):
+                lease_id = await _lease_everything(url, rigs)
+                stopped_at = time.perf_counter()
+                server.send_signal(signal.SIGKILL if n % 2 == 0 else signal.SIGTERM)
+                await trio.to_thread.run_sync(server.wait)
+                server = launch([stratum, api])
+                resume_s, outage_s, pool_side_s = await _time_resume(url, lease_id, rigs, stopped_at)
+                resumed.append(resume_s)
+                outages.append(outage_s)
+                pool_side.append(pool_side_s)
         finally:
             for proc in agents:
                 proc.send_signal(signal.SIGINT)
@@ -133,7 +157,50 @@ async def bench(rounds: int, rigs: int, inference: str | None) -> dict[str, list
                     proc.wait(10)
                 except subprocess.TimeoutExpired:
                     proc.kill()
-    return {"divert": divert, "back": back, "server": [server_side]}
+    return {
+        "divert": divert,
+        "back": back,
+        "resumed": resumed,
+        "outage": outages,
+        "pool_side": pool_side,
+        "server": [server_side],
+    }
+
+
+async def _lease_everything(url: str, rigs: int) -> str:
+    """A lease of every rig, once it serves: its id."""
+    async with PoolClient(url) as client:
+        lease_id = str((await client.create_lease(count=rigs, queue="bench", duration_s=3600))["lease_id"])
+
+        async def serving() -> bool:
+            return bool((await client.lease(lease_id))["state"] == "serving")
+
+        await _until(serving)
+    return lease_id
+
+
+async def _time_resume(url: str, lease_id: str, rigs: int, stopped_at: float) -> tuple[float, float, float]:
+    """(pool back -> every rig serving the lease again, signal -> pool back, last rig registered
+    again -> all serving), then the lease ends."""
+    async with PoolClient(url) as client:
+        await _until(lambda: _healthy(client), timeout=60, interval=0.002)
+        back_at = time.perf_counter()
+        registered_at: float | None = None
+
+        async def resumed() -> bool:
+            nonlocal registered_at
+            listed = await client.rigs()
+            if registered_at is None and sum(1 for r in listed if r["connected"]) == rigs:
+                registered_at = time.perf_counter()
+            lease = await client.lease(lease_id)
+            bound = [r for r in listed if r["connected"] and r["lease_id"] == lease_id]
+            return len(bound) == rigs and sum(1 for a in lease["rigs"] if a["phase"] == "serving") == rigs
+
+        await _until(resumed, timeout=120)
+        serving_at = time.perf_counter()
+        await client.cancel_lease(lease_id)
+    assert registered_at is not None
+    return serving_at - back_at, back_at - stopped_at, serving_at - registered_at
 
 
 async def _healthy(client: PoolClient) -> bool:
@@ -144,12 +211,26 @@ async def _healthy(client: PoolClient) -> bool:
         return False
 
 
-def run(rounds: int = 30, rigs: int = 2, inference: str | None = None) -> None:
-    print(f"stratumkit bench lease — {rounds} rounds, {rigs} agent processes, inference backend: {inference or 'none'}")
-    r = trio.run(bench, rounds, rigs, inference)
+def run(rounds: int = 30, rigs: int = 2, inference: str | None = None, restarts: int = 0) -> None:
+    print(
+        f"stratumkit bench lease — {rounds} rounds, {rigs} agent processes, inference backend: {inference or 'none'}, "
+        f"{restarts} pool restarts"
+    )
+    r = trio.run(bench, rounds, rigs, inference, restarts)
     for name, label in (("divert", "API call -> rig serving"), ("back", "lease end -> first valid share")):
         v = r[name]
         print(
             f"{label:<32} p50 {1000 * percentile(v, 0.5):7.1f} ms   p99 {1000 * percentile(v, 0.99):7.1f} ms   "
             f"max {1000 * max(v):7.1f} ms   (n={len(v)}, target p99 <= 1000 ms)"
         )
+    if restarts:
+        for name, label, target in (
+            ("resumed", "pool back -> rigs serving again", "target <= 2000 ms"),
+            ("pool_side", "rigs registered -> serving", "the pool's part of it"),
+            ("outage", "signal -> pool back (outage)", "context"),
+        ):
+            v = r[name]
+            print(
+                f"{label:<32} p50 {1000 * percentile(v, 0.5):7.1f} ms   p99 {1000 * percentile(v, 0.99):7.1f} ms   "
+                f"max {1000 * max(v):7.1f} ms   (n={len(v)}, {target})"
+            )

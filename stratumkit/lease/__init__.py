@@ -7,8 +7,9 @@ those values, actions, errors and accounting.
 
 The I/O part is :mod:`stratumkit.lease.service`: the trio service that runs the controller on
 trio's clock, carries its actions out on rigs' stratum connections and the job queue, and answers
-the rigs' extension requests. Import it from its module; importing this package does not import
-trio.
+the rigs' extension requests; it keeps the controller in a lease store (:mod:`.store`, SQLite in
+:mod:`.sqlite_store`, Redis in :mod:`.redis_store`) through :mod:`.persister`. Import it from
+its module; importing this package does not import trio.
 """
 
 from .accounting import LeaseUsage, RigUsage, usage

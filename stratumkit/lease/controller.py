@@ -13,7 +13,7 @@ The happy path is REQUESTED -> DRAINING -> SERVING -> RETURNING -> DONE::
     state       event                                           next state
     ----------  ----------------------------------------------  -------------------------
     REQUESTED   rigs drafted (by create, or later backfill)     DRAINING
-    REQUESTED   tick at ends_at                                 EXPIRED
+    REQUESTED   tick at ends_at (a pending lease: its fill_by)  EXPIRED
     REQUESTED   cancel                                          CANCELLED
     DRAINING    rig_serving from its first rig                  SERVING
     DRAINING    tick at ends_at                                 RETURNING -> EXPIRED
@@ -54,12 +54,15 @@ Rules
    lose the least hashing per GPU handed over (hashrate / GPU count, ascending), then the least
    efficient miners (hashes per joule, ascending), then by rig id so the choice is
    deterministic. ``create`` raises NoEligibleRigs, changing nothing, when fewer than
-   ``selector.required`` rigs are idle; it takes up to ``selector.count``.
+   ``selector.required`` rigs are idle; it takes up to ``selector.count``. Given ``wait_s``, it
+   grants a pending lease instead: REQUESTED until ``fill_by`` (now + wait_s), drafted as a
+   whole (at least ``required`` rigs at once) when enough rigs are idle, its time starting then.
 4. Replacement and top-up. When a rig leaves a live lease early (disconnect, drain timeout,
    agent gave up, not resumed), RigReleased is emitted and an idle rig is drafted in its
    place if one matches. If none does, the lease goes on with fewer rigs; it fails (see the
    table) only when no rig is left serving or draining. Whenever a rig becomes idle, live
-   leases that are short of rigs draft it, higher priority first, then older first. A rig is
+   leases that are short of rigs draft it, higher priority first, then older first (pending
+   leases among them, each only once enough rigs for it are idle). A rig is
    never re-drafted into a lease it timed out of or walked away from. RequeueInFlight goes
    out whenever a stint ends without a clean return acknowledgement.
 5. Drain timeout. A rig that does not acknowledge serving within ``drain_timeout_s`` of its
@@ -73,11 +76,16 @@ Rules
 8. Restore. ``restore`` rebuilds leases and rigs from a snapshot with every rig disconnected
    (the pool restarted, so every connection is gone). A rig bound to a lease keeps its stint
    for ``reconnect_grace_s``: if it registers again quoting its token (``resume_token``) it
-   resumes and its current command is sent again; otherwise it is released (NOT_RESUMED).
+   resumes and its current command is sent again; otherwise it is released (NOT_RESUMED), its
+   stint ending, in the record and the accounting, at the restore.
    A live disconnect ends the stint at once (rule 4), so only a restored rig can resume.
 9. Back to mining. After a clean return the I/O layer reports the rig's first accepted share
    with ``rig_mining``; it is written on the stint (``mining_at``) and closes the stint's
    mining latency. A rig drafted or disconnected before that share records none.
+10. Unhealthy rigs. ``rig_failed`` (the I/O layer saw the rig's backend fail job after job)
+    marks the rig unhealthy; a rig serving or draining a lease is sent back (ReturnRig) and
+    replaced as in rule 4, and its jobs are requeued when its stint ends. An unhealthy rig is
+    never drafted; registering again (a restarted agent) makes it healthy.
 """
 
 from __future__ import annotations
@@ -139,7 +147,7 @@ TRANSITIONS: Mapping[LeaseState, frozenset[LeaseState]] = {
 }
 
 # Leaving for one of these reasons bars the rig from being drafted into that lease again.
-_NO_REDRAFT = frozenset({ReleaseReason.DRAIN_TIMEOUT, ReleaseReason.AGENT_RETURNED})
+_NO_REDRAFT = frozenset({ReleaseReason.DRAIN_TIMEOUT, ReleaseReason.AGENT_RETURNED, ReleaseReason.BACKEND_FAILED})
 
 
 def _selection_key(rig: Rig) -> tuple[float, float, str]:
@@ -268,10 +276,27 @@ class LeaseController:
             # Connect the rig before ending its old stint, so the lease may draft it straight
             # back under a fresh token instead of failing for want of a rig.
             self._rigs[rig_id] = replace(fresh, lease_id=old.lease_id, token=old.token)
-            self._leave(old.lease_id, rig_id, RigPhase.LOST, ReleaseReason.NOT_RESUMED, now, actions)
+            lost_at = self._restored_at(old, now)
+            self._leave(old.lease_id, rig_id, RigPhase.LOST, ReleaseReason.NOT_RESUMED, now, actions, lost_at)
         else:
             self._rigs[rig_id] = fresh
         self._backfill(now, actions)
+        return actions
+
+    def rig_failed(self, rig_id: str, now: float) -> list[Action]:
+        """The rig's inference backend is failing: mark it unhealthy and take it off its lease
+        (rule 10). A no-op for a rig already unhealthy and not serving."""
+        now = self._clock(now)
+        rig = self.rig(rig_id)
+        self._rigs[rig_id] = replace(rig, healthy=False)
+        actions: list[Action] = []
+        if rig.lease_id is None:
+            return actions
+        i, stint = self._stint(rig.lease_id, rig_id)
+        if stint.active:
+            actions.append(RigReleased(rig_id, rig.lease_id, ReleaseReason.BACKEND_FAILED))
+            self._send_back(rig.lease_id, i, stint, ReleaseReason.BACKEND_FAILED, now, actions)
+            self._after_departure(rig.lease_id, now, actions)
         return actions
 
     def rig_disconnected(self, rig_id: str, now: float) -> list[Action]:
@@ -297,15 +322,22 @@ class LeaseController:
 
     # ------------------------------------------------------------------ leases
 
-    def create(self, spec: LeaseSpec, now: float, *, lease_id: str | None = None) -> tuple[Lease, list[Action]]:
+    def create(
+        self, spec: LeaseSpec, now: float, *, lease_id: str | None = None, wait_s: float | None = None
+    ) -> tuple[Lease, list[Action]]:
         """Grant a lease and divert its rigs; see rule 3 for which rigs.
 
         ``lease_id`` defaults to ``lease_id_prefix`` plus a counter. Raises NoEligibleRigs
-        (and changes nothing) if fewer than ``spec.selector.required`` rigs are available.
+        (and changes nothing) if fewer than ``spec.selector.required`` rigs are available,
+        unless ``wait_s`` is given: then the lease waits for them (rule 3).
         """
         now = self._clock(now)
         if not isinstance(spec, LeaseSpec):
             raise BadValue("spec must be a LeaseSpec")
+        if wait_s is not None:
+            wait_s = _positive("wait_s", wait_s)
+            if wait_s > MAX_LEASE_S:
+                raise BadValue(f"wait_s may be at most {MAX_LEASE_S:g} s")
         generated = lease_id is None
         if lease_id is None:
             while f"{self.lease_id_prefix}{self._next_lease_no}" in self._leases:
@@ -317,7 +349,8 @@ class LeaseController:
             raise DuplicateLease(f"lease {lease_id!r} exists already")
         selector = spec.selector
         candidates = self._eligible(selector, frozenset())
-        if len(candidates) < selector.required:
+        pending = wait_s is not None and len(candidates) < max(1, selector.required)
+        if len(candidates) < selector.required and not pending:
             raise NoEligibleRigs(
                 f"lease needs {selector.required} idle rig(s) matching {_describe(selector)}, "
                 f"{len(candidates)} available",
@@ -326,16 +359,19 @@ class LeaseController:
             )
         if generated:
             self._next_lease_no += 1
+        fill_by = now + wait_s if pending and wait_s is not None else None
         lease = Lease(
             lease_id=lease_id,
             spec=spec,
             state=LeaseState.REQUESTED,
             created_at=now,
-            ends_at=now + spec.duration_s,
+            ends_at=now + spec.duration_s if fill_by is None else fill_by,
+            fill_by=fill_by,
         )
         self._leases[lease_id] = lease
         actions: list[Action] = [LeaseStateChanged(lease_id, None, LeaseState.REQUESTED)]
-        self._draft(lease_id, candidates[: selector.count], now, actions)
+        if fill_by is None:
+            self._draft(lease_id, candidates[: selector.count], now, actions)
         return self._leases[lease_id], actions
 
     def extend(self, lease_id: str, extra_s: float, now: float) -> list[Action]:
@@ -490,7 +526,8 @@ class LeaseController:
                 self._rigs[rig_id] = replace(rig, resume_by=None)
                 if rig.lease_id is not None:
                     reason = ReleaseReason.NOT_RESUMED
-                    self._leave(rig.lease_id, rig_id, RigPhase.LOST, reason, now, actions)
+                    lost_at = self._restored_at(rig, now)
+                    self._leave(rig.lease_id, rig_id, RigPhase.LOST, reason, now, actions, lost_at)
         self._backfill(now, actions)
         return actions
 
@@ -639,6 +676,9 @@ class LeaseController:
         if not rigs:
             return
         if self._leases[lease_id].state is LeaseState.REQUESTED:
+            waited = self._leases[lease_id]
+            if waited.fill_by is not None:  # a pending lease's time starts when it gets its rigs
+                self._leases[lease_id] = replace(waited, ends_at=now + waited.spec.duration_s)
             self._set_state(lease_id, LeaseState.DRAINING, now, actions)
         lease = self._leases[lease_id]
         stints = list(lease.rigs)
@@ -667,6 +707,9 @@ class LeaseController:
             return
         barred = frozenset(a.rig_id for a in lease.rigs if a.reason in _NO_REDRAFT)
         picks = self._eligible(lease.spec.selector, barred)[: lease.short_by]
+        if lease.state is LeaseState.REQUESTED and lease.fill_by is not None:
+            if len(picks) < max(1, lease.spec.selector.required):
+                return  # a pending lease is drafted whole, or waits on
         self._draft(lease_id, picks, now, actions)
 
     def _backfill(self, now: float, actions: list[Action]) -> None:
@@ -743,15 +786,17 @@ class LeaseController:
         reason: ReleaseReason,
         now: float,
         actions: list[Action],
+        ended_at: float | None = None,
     ) -> None:
-        """End the rig's stint (RETURNED or LOST) and unbind the rig."""
+        """End the rig's stint (RETURNED or LOST) and unbind the rig; the stint's record ends at
+        ``ended_at`` (default ``now``)."""
         lease = self._leases[lease_id]
         i, stint = self._stint(lease_id, rig_id)
         early = stint.active
         self._put_stint(
             lease_id,
             i,
-            replace(stint, phase=phase, ended_at=now, reason=stint.reason or reason),
+            replace(stint, phase=phase, ended_at=now if ended_at is None else ended_at, reason=stint.reason or reason),
         )
         rig = self._rigs[rig_id]
         self._rigs[rig_id] = replace(rig, lease_id=None, token=None, resume_by=None)
@@ -776,6 +821,13 @@ class LeaseController:
         elif lease.state is LeaseState.RETURNING and not lease.holding:
             assert lease.outcome is not None
             self._set_state(lease_id, lease.outcome, now, actions)
+
+    def _restored_at(self, rig: Rig, now: float) -> float:
+        """When a restored rig was last known to hold its stint: the restore (its resume window's
+        start). A rig that never resumed is not billed for the window it did not come back in."""
+        if rig.resume_by is None:
+            return now
+        return min(now, rig.resume_by - self.reconnect_grace_s)
 
     def _resend(self, rig: Rig) -> list[Action]:
         """Send a resumed rig its current command again (same token: agents treat it as a no-op

@@ -21,6 +21,7 @@ __all__ = [
     "NoEligibleRigs",
     "RequestError",
     "StaleToken",
+    "Unavailable",
     "UnknownLease",
     "UnknownRig",
 ]
@@ -96,3 +97,8 @@ class StaleToken(LeaseError):
 
 class RequestError(ValueError):
     """An integrator's request is invalid (the HTTP API answers 400 with the message)."""
+
+
+class Unavailable(Exception):
+    """Something the request needs (the lease store, the job queue) is down: the HTTP API answers
+    503 with the message, and the request may be retried."""

@@ -94,6 +94,7 @@ class ReleaseReason(enum.Enum):
     AGENT_RETURNED = "agent_returned"  # the agent went back to mining on its own
     NOT_RESUMED = "not_resumed"  # after a restore, the rig did not come back with its token
     RETURN_TIMEOUT = "return_timeout"  # the rig never acknowledged its return
+    BACKEND_FAILED = "backend_failed"  # the rig's inference backend kept failing its jobs
 
 
 def _check_int(cls: type[BadValue], name: str, value: object, minimum: int) -> int:
@@ -229,7 +230,8 @@ class Rig:
     ``lease_id`` and ``token`` are set together while the rig is bound to a lease (draining,
     serving or returning); ``token`` is the token of the latest command sent to the rig, which
     its acknowledgements must quote. ``resume_by`` is set only on rigs restored from a snapshot
-    that still hold a lease: they have until then to reconnect with their token.
+    that still hold a lease: they have until then to reconnect with their token. ``healthy`` is
+    False once its backend was found failing; it is drafted again only after it registers anew.
     """
 
     rig_id: str
@@ -239,6 +241,7 @@ class Rig:
     lease_id: str | None = None
     token: int | None = None
     resume_by: float | None = None
+    healthy: bool = True
 
     def __post_init__(self) -> None:
         _check_name(BadValue, "rig_id", self.rig_id)
@@ -251,8 +254,8 @@ class Rig:
 
     @property
     def idle(self) -> bool:
-        """Connected and bound to no lease: the only rigs a lease may draft."""
-        return self.connected and self.lease_id is None
+        """Connected, healthy and bound to no lease: the only rigs a lease may draft."""
+        return self.connected and self.healthy and self.lease_id is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,6 +374,10 @@ class Lease:
     per rig by the accounting). ``rigs`` lists every stint in draft order, including rigs that
     have left. While RETURNING, ``outcome`` is the terminal state the lease will reach once its
     rigs are back; ``note`` explains a failure.
+
+    ``fill_by`` is set on a pending lease (created with a wait because too few rigs were idle):
+    while it is REQUESTED, ``ends_at`` is that deadline; once its rigs are drafted, its time
+    starts then and ``ends_at`` becomes that moment plus ``duration_s``.
     """
 
     lease_id: str
@@ -383,6 +390,7 @@ class Lease:
     ended_at: float | None = None
     outcome: LeaseState | None = None
     note: str | None = None
+    fill_by: float | None = None
 
     @property
     def active(self) -> tuple[Assignment, ...]:

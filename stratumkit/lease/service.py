@@ -9,8 +9,16 @@ never see the extension: lease messages go only to connections that registered a
 The service touches a connection only through that port: ``register_rig`` marks it a rig,
 ``set_mode(DIVERTED)`` stops its work when it is diverted, ``set_mode(MINING, difficulty=quick)``
 sends it fresh work once it is back, ``notify`` carries divert and return. Lease state (tokens,
-phases, times) is the controller's alone; per rig the service keeps only the connection and the
-jobs it has claimed.
+phases, times, rig health) is the controller's alone; per rig the service keeps only the
+connection, the jobs it has claimed and its run of failed jobs.
+
+Durability: with a lease store, the controller is restored from it at start and saved after every
+change by the :mod:`.persister` (a reply that grants, extends or cancels a lease waits for the
+save); see ``_restore`` for how lease clocks treat the outage, and ``freeze`` for a shutdown.
+Failures: a queue outage is ``Unavailable`` (HTTP 503) and is tracked in ``queue_health``; a bad
+request stays ``RequestError`` (400). Jobs are checked at submit when ``check_jobs`` is set
+(:mod:`.job_check`); rigs authenticate with :mod:`.rig_auth` before they register; integrators'
+tokens are :mod:`.integrators`.
 
 Rigs claim jobs through the pool (the pool is the queue's consumer on the rig's behalf, with the
 rig id as consumer name), so a rig needs nothing but its pool connection, and a rig that
@@ -26,7 +34,7 @@ return = ReturnRig -> the first share accepted after it; ``stats`` summarises th
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -39,14 +47,21 @@ from stratumkit.percentile import percentile
 from stratumkit.protocol import rig as wire
 from stratumkit.protocol.events import ExtensionRequest
 from stratumkit.protocol.jsonrpc import RequestId
-from stratumkit.queue.engine import ClaimedJob, NewJob, QueueEngine, QueueError, check_name
+from stratumkit.queue.engine import ClaimedJob, NewJob, QueueEngine, QueueError, UnknownJob, check_name
 from stratumkit.session.ports import RigConnection, RigMode
 
 from .accounting import rig_usage
 from .actions import Action, DivertRig, LeaseExtended, LeaseStateChanged, RequeueInFlight, ReturnRig, RigReleased
 from .controller import LeaseController
-from .errors import LeaseError, RequestError
-from .model import GPU, Assignment, Lease, LeaseSpec, LeaseState, RigCapabilities, Selector
+from .errors import LeaseError, RequestError, Unavailable
+from .ids import LEASE_ID_PREFIX, new_lease_id
+from .integrators import Integrators
+from .job_check import check_job
+from .model import GPU, Assignment, Lease, LeaseSpec, LeaseState, RigCapabilities, RigPhase, Selector
+from .persister import Persister
+from .queue_health import QueueHealth
+from .rig_auth import RigAuth
+from .store import JobRecord, LeaseStore, LeaseStoreError
 
 __all__ = ["LeaseService", "RequestError", "RigLink", "lease_to_dict", "parse_lease_spec"]
 
@@ -60,6 +75,13 @@ STATS_WINDOW = 1024
 #: A waiting claim looks at the queue at least this often: the engines offer no wake-up for jobs
 #: enqueued behind the service's back (another pool process, a direct Redis client).
 CLAIM_POLL_S = 0.05
+#: A serving rig that gives back this many jobs in a row (its backend failing them) is marked
+#: unhealthy and replaced; a recorded result resets the count.
+RIG_FAILURE_LIMIT = 3
+#: How many jobs' latest failure causes are remembered (in memory) for the job view.
+CAUSES_KEPT = 10_000
+#: /health asks the queue for its stats, and calls it down if no answer comes within this.
+HEALTH_PROBE_S = 2.0
 
 
 @dataclass
@@ -68,6 +90,7 @@ class RigLink:
 
     conn: RigConnection
     claims: dict[str, ClaimedJob] = field(default_factory=dict)
+    failures: int = 0  # jobs its backend gave back in a row while serving
 
 
 class LeaseService:
@@ -79,10 +102,26 @@ class LeaseService:
         *,
         drain_timeout_s: float = 10.0,
         return_timeout_s: float = 10.0,
+        resume_grace_s: float = 60.0,
         stats_window: int = STATS_WINDOW,
+        store: LeaseStore | None = None,
+        check_jobs: bool = False,
+        rig_auth: RigAuth | None = None,
+        integrators: Integrators | None = None,
     ) -> None:
         self.queue = queue
-        self.controller = LeaseController(drain_timeout_s=drain_timeout_s, return_timeout_s=return_timeout_s)
+        self.rig_auth = rig_auth or RigAuth()
+        self.integrators = integrators or Integrators()
+        self.check_jobs = check_jobs  # refuse at submit what no rig would run (see job_check)
+        self._timeouts: dict[str, Any] = {
+            "drain_timeout_s": drain_timeout_s,
+            "return_timeout_s": return_timeout_s,
+            "reconnect_grace_s": resume_grace_s,
+        }
+        self.controller = LeaseController(**self._timeouts, lease_id_prefix=LEASE_ID_PREFIX)
+        self.persister = (
+            None if store is None else Persister(store, lambda: self.controller.snapshot(trio.current_time()))
+        )
         self.links: dict[str, RigLink] = {}
         self.divert_latencies: deque[float] = deque(maxlen=stats_window)
         self.return_latencies: deque[float] = deque(maxlen=stats_window)
@@ -90,13 +129,20 @@ class LeaseService:
         self._wake = trio.Event()
         self._enqueued = trio.Event()  # set, then replaced, by each enqueue: wakes waiting claims
         self._nursery: trio.Nursery | None = None
+        self._frozen = False
+        self.queue_health = QueueHealth()
+        self.job_causes: OrderedDict[str, str] = OrderedDict()  # job id -> why a rig last gave it back
+        self.job_records: OrderedDict[str, JobRecord] = OrderedDict()  # the latest, by job id
 
     # ------------------------------------------------------------------ running
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Wake at the controller's deadlines (lease ends, drain and return timeouts); own the
-        tasks of waiting claims."""
+        """Restore the stored leases, then wake at the controller's deadlines (lease ends, drain,
+        return and resume timeouts); own the tasks of waiting claims and the store's writer."""
         async with trio.open_nursery() as nursery:
+            if self.persister is not None:
+                await self._restore(self.persister)
+                await nursery.start(self.persister.run)
             self._nursery = nursery
             task_status.started()
             try:
@@ -105,9 +151,60 @@ class LeaseService:
                     with trio.move_on_at(deadline if deadline is not None else trio.current_time() + 3600):
                         await self._wake.wait()
                     self._wake = trio.Event()
-                    await self._apply(self.controller.tick(trio.current_time()))
+                    actions = self.controller.tick(trio.current_time())
+                    await self._apply(actions)
+                    if actions:
+                        self._changed()
             finally:
                 self._nursery = None
+
+    async def _restore(self, persister: Persister) -> None:
+        """Rebuild the controller from the store. Lease clocks run on for the time the old process
+        lived after its last save, and stand still for the outage: nothing is billed for it. Every
+        restored rig is disconnected; jobs its old connection held go back to the queue now."""
+        self.integrators.add_issued(await persister.store.integrators())
+        stored = await persister.store.load()
+        if stored is None:
+            return
+        self.controller = LeaseController.restore(
+            stored.snapshot,
+            trio.current_time(),
+            downtime_s=stored.ran_after_save_s,
+            lease_id_prefix=LEASE_ID_PREFIX,
+            **self._timeouts,
+        )
+        requeued = 0
+        for rig in self.controller.rigs():
+            try:
+                requeued += await self.queue.requeue_consumer(rig.rig_id)
+            except QueueError as exc:
+                log.error("requeue failed", rig=rig.rig_id, error=str(exc))
+        live = [lease.lease_id for lease in self.controller.leases() if not lease.state.is_terminal]
+        log.info("leases restored", live=live, rigs=len(self.controller.rigs()), requeued=requeued,
+                 outage_s=round(max(0.0, time.time() - stored.alive_at), 3))  # fmt: skip
+        persister.mark()  # rewrite on this process's clock
+        self._poke()
+
+    def _changed(self) -> None:
+        """The controller changed: save it soon."""
+        if self.persister is not None:
+            self.persister.mark()
+
+    async def _durable(self) -> None:
+        """The controller changed and the reply promises it: save it before answering."""
+        if self.persister is None:
+            return
+        try:
+            await self.persister.flush()
+        except LeaseStoreError as exc:
+            raise Unavailable(f"the lease was changed but not saved: {exc}") from None
+
+    async def freeze(self) -> None:
+        """The pool is stopping: save the leases as they are, and from now on treat closing rig
+        connections as the shutdown they are, not as rigs leaving their leases."""
+        self._frozen = True
+        if self.persister is not None:
+            await self.persister.freeze()
 
     def _poke(self) -> None:
         self._wake.set()
@@ -149,7 +246,7 @@ class LeaseService:
             case wire.JobResult():
                 await self._on_result(conn, event.id, rig_id, link, msg)
             case wire.JobRelease():
-                await self._on_release(conn, event.id, link, msg)
+                await self._on_release(conn, event.id, rig_id, link, msg)
 
     def on_accepted(self, conn: RigConnection, now: float) -> None:
         """A registered rig's accepted share (``now`` on trio's clock): the first one after a
@@ -169,6 +266,8 @@ class LeaseService:
         if rig_id is None or link is None or link.conn is not conn:
             return  # never registered, or replaced by a newer connection of the same rig
         del self.links[rig_id]
+        if self._frozen:
+            return  # the pool is stopping: the stored stint waits for the rig to resume it
         await self._rig_gone(rig_id, link)
 
     # ------------------------------------------------------------------ integrator API
@@ -185,6 +284,7 @@ class LeaseService:
                     "lease_id": rig.lease_id,
                     "mode": "leased" if rig.lease_id else "mining",
                     "capabilities": rig.caps.to_dict(),
+                    "healthy": rig.healthy,
                     "accepted_shares": link.conn.accepted if link else 0,
                     "jobs_in_flight": len(link.claims) if link else 0,
                 }
@@ -192,17 +292,24 @@ class LeaseService:
         return out
 
     async def create_lease(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A lease as the body asks; with ``wait_s`` a lease that cannot be filled now waits that
+        long for rigs in ``requested`` (pending) instead of being refused."""
+        body = dict(body)
+        wait_s = body.pop("wait_s", None)
+        if wait_s is not None and (isinstance(wait_s, bool) or not isinstance(wait_s, int | float)):
+            raise RequestError(f"wait_s must be a number of seconds, got {wait_s!r}")
         spec = parse_lease_spec(body)
         try:
             check_name("queue", spec.queue)  # the engine's own rule: its rigs must be able to claim
         except QueueError as exc:
             raise RequestError(str(exc)) from None
         try:
-            lease, actions = self.controller.create(spec, trio.current_time())
+            lease, actions = self.controller.create(spec, trio.current_time(), lease_id=new_lease_id(), wait_s=wait_s)
         except LeaseError as exc:
             raise RequestError(str(exc)) from None
         await self._apply(actions)
         self._poke()
+        await self._durable()
         return self.lease_view(lease.lease_id)
 
     async def extend_lease(self, lease_id: str, extra_s: Any) -> dict[str, Any]:
@@ -214,6 +321,7 @@ class LeaseService:
             raise RequestError(str(exc)) from None
         await self._apply(actions)
         self._poke()
+        await self._durable()
         return self.lease_view(lease_id)
 
     async def cancel_lease(self, lease_id: str) -> dict[str, Any]:
@@ -223,6 +331,7 @@ class LeaseService:
             raise RequestError(str(exc)) from None
         await self._apply(actions)
         self._poke()
+        await self._durable()
         return self.lease_view(lease_id)
 
     def list_leases(self, states: list[str] | None = None) -> list[dict[str, Any]]:
@@ -233,6 +342,32 @@ class LeaseService:
             except ValueError:
                 raise RequestError(f"unknown state in {states}; known: {[s.value for s in LeaseState]}") from None
         return [self.lease_view(lease.lease_id) for lease in self.controller.leases(wanted)]
+
+    def integrator(self, token: str) -> str | None:
+        """The integrator this API token belongs to, or None."""
+        return self.integrators.name_of(token)
+
+    @property
+    def has_integrators(self) -> bool:
+        return self.integrators.enabled
+
+    async def issue_token(self, name: Any) -> str:
+        """A new API token for integrator ``name``, kept (as a digest) in the lease store."""
+        token, token_digest = self.integrators.issue(name)
+        if self.persister is not None:
+            try:
+                await self.persister.store.add_integrator(token_digest, name)
+            except LeaseStoreError as exc:
+                raise Unavailable(f"the token was not saved: {exc}") from None
+        self.integrators.admit(name, token_digest)
+        return token
+
+    def lease_owner(self, lease_id: str) -> str | None:
+        """The integrator a lease belongs to (its spec's owner)."""
+        try:
+            return self.controller.get(lease_id).spec.owner
+        except LeaseError as exc:
+            raise RequestError(str(exc)) from None
 
     def has_lease(self, lease_id: str) -> bool:
         """Whether a lease has this id (the API answers 404 for one that has not)."""
@@ -249,26 +384,62 @@ class LeaseService:
             raise RequestError(str(exc)) from None
         return lease_to_dict(lease, self.controller.usage(lease_id, trio.current_time()))
 
+    def _refusal(self, exc: QueueError) -> Exception:
+        """What an integrator is told of a failed queue call: 503 for an outage, else 400."""
+        if self.queue_health.failed(exc):
+            return Unavailable(f"the job queue is unavailable: {exc}")
+        return RequestError(str(exc))
+
+    async def health(self) -> dict[str, Any]:
+        """Probe the queue (and report the lease store): {"queue": {...}, "lease_store": {...}}."""
+        with trio.move_on_after(HEALTH_PROBE_S) as probe:
+            try:
+                await self.queue.stats("health")
+                self.queue_health.succeeded()
+            except QueueError as exc:
+                self.queue_health.failed(exc)
+        if probe.cancelled_caught:
+            self.queue_health.failed(QueueError(f"no answer within {HEALTH_PROBE_S:g} s"))
+        view: dict[str, Any] = {"queue": self.queue_health.view()}
+        if self.persister is not None:
+            failed = self.persister.failing
+            view["lease_store"] = {"status": "ok"} if failed is None else {"status": "unavailable", "error": failed}
+        return view
+
+    def served_models(self, queue: str) -> set[str] | None:
+        """The models the live leases on ``queue`` can serve (None: no live lease consumes it)."""
+        leases = [lease for lease in self.controller.leases() if lease.state.is_live and lease.spec.queue == queue]
+        if not leases:
+            return None
+        models: set[str] = set()
+        for lease in leases:
+            if lease.spec.selector.model is not None:
+                models.add(lease.spec.selector.model)
+            for stint in lease.active:
+                models.update(self.controller.rig(stint.rig_id).caps.models)
+        return models
+
     async def enqueue(self, queue: str, payload: Any, job_id: str | None = None) -> str:
-        if not isinstance(payload, dict):
-            raise RequestError("a job payload must be a JSON object")
-        try:
-            job = await self.queue.enqueue(queue, payload, job_id=job_id)
-        except QueueError as exc:
-            raise RequestError(str(exc)) from None
-        self._enqueued.set()
-        self._enqueued = trio.Event()
-        self.publish({"type": "job.enqueued", "job_id": job, "queue": queue})
+        (job,) = await self.enqueue_many(queue, [(payload, job_id)])
         return job
 
     async def enqueue_many(self, queue: str, jobs: Sequence[tuple[Any, str | None]]) -> list[str]:
-        """`enqueue` for a batch of (payload, job_id), in one queue call: all of it or none."""
-        if not all(isinstance(payload, dict) for payload, _ in jobs):
-            raise RequestError("a job payload must be a JSON object")
+        """A batch of (payload, job_id), each checked first, then in one queue call: all or none."""
+        models = self.served_models(queue) if self.check_jobs else None
+        for i, (payload, _) in enumerate(jobs):
+            where = "" if len(jobs) == 1 else f"jobs[{i}]: "
+            if not isinstance(payload, dict):
+                raise RequestError(f"{where}a job payload must be a JSON object")
+            if self.check_jobs:
+                try:
+                    check_job(payload, queue, models)
+                except RequestError as exc:
+                    raise RequestError(f"{where}{exc}") from None
         try:
             ids = await self.queue.enqueue_many(queue, [NewJob(payload, job_id) for payload, job_id in jobs])
         except QueueError as exc:
-            raise RequestError(str(exc)) from None
+            raise self._refusal(exc) from None
+        self.queue_health.succeeded()
         self._enqueued.set()
         self._enqueued = trio.Event()
         for job in ids:
@@ -276,14 +447,22 @@ class LeaseService:
         return ids
 
     async def job(self, job_id: str) -> dict[str, Any]:
-        result = await self.queue.result(job_id)
+        try:
+            result = await self.queue.result(job_id)
+            letter = None if result is not None else await self.queue.dead_letter(job_id)
+        except UnknownJob:
+            raise
+        except QueueError as exc:
+            raise self._refusal(exc) from None
+        self.queue_health.succeeded()
         if result is None:
-            letter = await self.queue.dead_letter(job_id)
+            cause = self.job_causes.get(job_id)
+            extra = {} if cause is None else {"last_cause": cause}
             if letter is not None:  # it will never have a result: say so instead of "pending"
                 return {"job_id": job_id, "status": "dead", "queue": letter.job.queue, "reason": letter.reason,
-                        "deliveries": letter.job.deliveries, "dead_at": letter.dead_at}  # fmt: skip
-            return {"job_id": job_id, "status": "pending"}
-        return {
+                        "deliveries": letter.job.deliveries, "dead_at": letter.dead_at, **extra}  # fmt: skip
+            return {"job_id": job_id, "status": "pending", **extra}
+        view = {
             "job_id": job_id,
             "status": "done",
             "queue": result.queue,
@@ -292,6 +471,10 @@ class LeaseService:
             "deliveries": result.deliveries,
             "completed_at": result.completed_at,
         }
+        cause = failure_cause(result.payload)
+        if cause is not None:  # the backend refused or failed the job: its answer is an error
+            view.update(status="failed", cause=cause)
+        return view
 
     @asynccontextmanager
     async def events(self, buffer: int = 1000) -> AsyncIterator[trio.MemoryReceiveChannel[dict[str, Any]]]:
@@ -317,6 +500,8 @@ class LeaseService:
         return {
             "rigs": len(self.controller.rigs()),
             "leases_live": sum(1 for lease in self.controller.leases() if lease.state.is_live),
+            "queue_up": self.queue_health.up,
+            "queue_outages": self.queue_health.outages,
             "divert_latency_s": _percentiles(self.divert_latencies),
             "return_latency_s": _percentiles(self.return_latencies),
         }
@@ -395,6 +580,7 @@ class LeaseService:
             return
         self.publish({"type": "rig.disconnected", "rig_id": rig_id})
         await self._apply(actions)
+        self._changed()
         requeued = any(isinstance(a, RequeueInFlight) and a.rig_id == rig_id for a in actions)
         if link.claims and not requeued:  # jobs it held go back at once, lease or not
             try:
@@ -414,6 +600,11 @@ class LeaseService:
             conn.respond_error(request_id, f"rig registration refused: this connection is already rig {conn.rig_id!r}")
             return
         rig_id = msg.rig_id or worker
+        refusal = self.rig_auth.refusal(rig_id, msg.secret)
+        if refusal is not None:  # not a rig: the connection goes on as a plain miner
+            log.warning("rig registration refused", rig=rig_id, worker=worker, peer=conn.peer, reason=refusal)
+            conn.respond_error(request_id, f"rig registration refused: {refusal}")
+            return
         try:
             caps = RigCapabilities(
                 gpus=tuple(GPU(g.model, g.vram_mb) for g in msg.gpus),
@@ -441,6 +632,7 @@ class LeaseService:
         log.info("rig registered", rig=rig_id, gpus=[g.model for g in caps.gpus], models=list(caps.models))
         self.publish({"type": "rig.registered", "rig_id": rig_id})
         await self._apply(actions)
+        self._changed()
         self._poke()
 
     def _bound_stint(self, rig_id: str) -> Assignment | None:
@@ -465,6 +657,7 @@ class LeaseService:
                 self.divert_latencies.append(drain)
         self.publish({"type": "rig.serving", "rig_id": rig_id, "lease_id": self.controller.rig(rig_id).lease_id})
         await self._apply(actions)
+        self._changed()
         self._poke()
 
     async def _on_returned(
@@ -478,6 +671,7 @@ class LeaseService:
             return
         conn.respond(request_id, True)
         await self._apply(actions)
+        self._changed()
         if link.claims:  # the agent says it gave its jobs back: whatever it still holds goes back now
             link.claims.clear()
             try:
@@ -504,8 +698,10 @@ class LeaseService:
         try:
             claims = await self.queue.claim(queue, rig_id, msg.visibility_timeout, max_jobs=msg.max_jobs)
         except QueueError as exc:
+            self.queue_health.failed(exc)
             conn.respond_error(request_id, f"queue: {exc}")
             return None
+        self.queue_health.succeeded()
         if claims and self._serves(rig_id, conn, msg.token) is None:
             # the rig was sent back or went away while the engine worked: the jobs are not its
             for claim in claims:
@@ -514,8 +710,11 @@ class LeaseService:
                 except QueueError:
                     pass  # superseded already: nothing to give back
             return []
+        lease_id = self.controller.rig(rig_id).lease_id
         for claim in claims:
             link.claims[claim.job_id] = claim
+            if lease_id is not None:
+                self._record(JobRecord(claim.job_id, lease_id, rig_id, time.time()))
         return claims
 
     def _answer_claim(self, conn: RigConnection, request_id: RequestId, claims: Sequence[ClaimedJob]) -> None:
@@ -592,27 +791,83 @@ class LeaseService:
             conn.respond_error(request_id, f"result refused: {exc}")
             return
         link.claims.pop(claim.job_id, None)
+        if recorded and failure_cause(msg.result) is None:
+            link.failures = 0  # its backend works
         # a rig holds claims only while bound to the lease it claimed them for
         lease_id = self.controller.rig(rig_id).lease_id
         if recorded and lease_id is not None:
             self.controller.record_job(lease_id, rig_id)
+            held = self.job_records.get(claim.job_id)
+            claimed_at = held.claimed_at if held is not None else time.time()
+            self._record(JobRecord(claim.job_id, lease_id, rig_id, claimed_at, time.time()))
+            self._changed()
         conn.respond(request_id, recorded)
         if recorded:
             self.publish({"type": "job.done", "job_id": claim.job_id, "rig_id": rig_id, "lease_id": lease_id})
 
     async def _on_release(
-        self, conn: RigConnection, request_id: RequestId, link: RigLink, msg: wire.JobRelease
+        self, conn: RigConnection, request_id: RequestId, rig_id: str, link: RigLink, msg: wire.JobRelease
     ) -> None:
         claim = self._held(conn, request_id, link, msg.job_id)
         if claim is None:
             return
         link.claims.pop(claim.job_id, None)
+        stint = self._bound_stint(rig_id)
+        failed = stint is not None and stint.phase is RigPhase.SERVING  # not a release at the lease's end
+        if failed or msg.cause is not None:
+            self._note_cause(claim.job_id, msg.cause or "given back by the rig while serving (its backend failed)")
         try:
             await self.queue.nack(claim)
         except QueueError as exc:
             conn.respond_error(request_id, f"release refused: {exc}")
             return
         conn.respond(request_id, True)
+        if failed:
+            link.failures += 1
+            if link.failures >= RIG_FAILURE_LIMIT:
+                await self._unhealthy(rig_id, link, msg.cause)
+
+    def _record(self, record: JobRecord) -> None:
+        """Which lease ran a job when: kept in memory (bounded) and in the lease store."""
+        self.job_records[record.job_id] = record  # an update keeps the job's place (claim order)
+        while len(self.job_records) > CAUSES_KEPT:
+            self.job_records.popitem(last=False)
+        if self.persister is not None:
+            self.persister.note_job(record)
+
+    async def lease_jobs(self, lease_id: str, limit: int = 1000) -> list[dict[str, Any]]:
+        """The jobs the lease's rigs claimed, each with its status and times (wall clock):
+        claimed_at (the latest claim by one of the lease's rigs), finished_at (its result)."""
+        if self.persister is not None:
+            try:
+                records = await self.persister.store.lease_jobs(lease_id, limit)
+            except LeaseStoreError as exc:
+                raise Unavailable(f"the lease store is unavailable: {exc}") from None
+            unsaved = [r for r in self.job_records.values() if r.lease_id == lease_id]
+            merged = {r.job_id: r for r in records} | {r.job_id: r for r in unsaved}
+            records = list(merged.values())[:limit]
+        else:
+            records = [r for r in self.job_records.values() if r.lease_id == lease_id][:limit]
+        out = []
+        for record in records:
+            view = await self.job(record.job_id)
+            view.update(rig=record.rig_id, claimed_at=record.claimed_at, finished_at=record.finished_at)
+            out.append(view)
+        return out
+
+    def _note_cause(self, job_id: str, cause: str) -> None:
+        self.job_causes[job_id] = cause
+        self.job_causes.move_to_end(job_id)
+        while len(self.job_causes) > CAUSES_KEPT:
+            self.job_causes.popitem(last=False)
+
+    async def _unhealthy(self, rig_id: str, link: RigLink, cause: str | None) -> None:
+        """The rig's backend failed RIG_FAILURE_LIMIT jobs in a row: off its lease, replaced."""
+        log.warning("rig unhealthy", rig=rig_id, failures=link.failures, cause=cause)
+        self.publish({"type": "rig.unhealthy", "rig_id": rig_id, "cause": cause})
+        await self._apply(self.controller.rig_failed(rig_id, trio.current_time()))
+        self._changed()
+        self._poke()
 
 
 _SPEC_FIELDS = frozenset({"count", "gpu_model", "min_vram_mb", "model", "min_count", "queue", "duration_s", "priority",
@@ -666,6 +921,7 @@ def lease_to_dict(lease: Lease, usage: Any) -> dict[str, Any]:
         "owner": lease.spec.owner,
         "remaining_s": max(0.0, lease.ends_at - trio.current_time()) if lease.state.is_live else 0.0,
         "duration_s": lease.ends_at - lease.created_at,  # extensions included
+        "pending": lease.state is LeaseState.REQUESTED and lease.fill_by is not None,  # remaining_s: the wait
         "rigs": [{"rig_id": a.rig_id, "phase": a.phase.value, "jobs": a.jobs} for a in lease.rigs],
         "note": lease.note,
         "usage": {
@@ -677,6 +933,17 @@ def lease_to_dict(lease: Lease, usage: Any) -> dict[str, Any]:
             "rigs_left_early": usage.rigs_left_early,
         },
     }
+
+
+def failure_cause(result: Any) -> str | None:
+    """The cause of a failed job from its recorded result (an OpenAI-shaped ``{"error": ...}``,
+    which a successful embeddings or chat answer never has), or None for a job that succeeded."""
+    if not isinstance(result, dict) or "error" not in result:
+        return None
+    error = result["error"]
+    if isinstance(error, dict):
+        return str(error.get("message") or error.get("type") or error)
+    return str(error)
 
 
 def _percentiles(values: Sequence[float]) -> dict[str, float] | None:

@@ -51,6 +51,7 @@ def rig_to_dict(rig: Rig) -> dict[str, Any]:
         "lease_id": rig.lease_id,
         "token": rig.token,
         "resume_by": rig.resume_by,
+        "healthy": rig.healthy,
     }
 
 
@@ -98,6 +99,7 @@ def lease_to_dict(lease: Lease) -> dict[str, Any]:
         "ended_at": lease.ended_at,
         "outcome": None if lease.outcome is None else lease.outcome.value,
         "note": lease.note,
+        "fill_by": lease.fill_by,
     }
 
 
@@ -194,6 +196,7 @@ def rig_from_dict(data: object, shift: float) -> Rig:
             lease_id=r.opt_text("lease_id"),
             token=r.opt_integer("token"),
             resume_by=r.opt_time("resume_by", shift),
+            healthy=r.flag("healthy"),
         ),
     )
 
@@ -259,5 +262,6 @@ def lease_from_dict(data: object, shift: float) -> Lease:
             ended_at=r.opt_time("ended_at", shift),
             outcome=r.enum("outcome", LeaseState, optional=True),
             note=r.opt_text("note"),
+            fill_by=r.opt_time("fill_by", shift),
         ),
     )

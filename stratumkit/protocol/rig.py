@@ -9,7 +9,7 @@ method                      type              params -> result
 ==========================  ================  ==================================================
 Rig -> pool (requests)
 stratumkit.rig.register     RigRegister       [{rig_id?, gpus: [{model, vram_mb}], models?,
-                                              hashrate, power_w?, resume_token?}]
+                                              hashrate, power_w?, resume_token?, secret?}]
                                               -> RegisterReply {"rig_id"}
 stratumkit.lease.serving    LeaseServing      [token]: stopped mining, backend ready -> true
 stratumkit.lease.returned   LeaseReturned     [token]: jobs released, ready to mine -> true
@@ -18,7 +18,8 @@ stratumkit.job.claim        JobClaim          [token, max_jobs?=1, visibility_ti
                                               deliveries}]
 stratumkit.job.heartbeat    JobHeartbeat      [job_id]: keep a claimed job invisible -> true
 stratumkit.job.result       JobResult         [job_id, result object] -> true if recorded
-stratumkit.job.release      JobRelease        [job_id]: give a claimed job back -> true
+stratumkit.job.release      JobRelease        [job_id, cause?]: give a claimed job back (cause:
+                                              why the backend could not run it) -> true
 Pool -> rig (notifications)
 stratumkit.lease.divert     LeaseDivert       [{lease_id, token, queue, ends_at (unix time)}]
 stratumkit.lease.return     LeaseReturn       [{lease_id, token}]
@@ -27,7 +28,8 @@ stratumkit.lease.return     LeaseReturn       [{lease_id, token}]
 ``token`` fences every acknowledgement: it is the token of the latest divert or return the pool
 sent the rig, and a stale one is refused. ``resume_token`` is that token quoted again when the
 agent registers on a new connection, so that a pool restored from a snapshot lets the rig resume
-its stint instead of ending it.
+its stint instead of ending it. ``secret`` is the rig's own or its fleet's secret, when the pool
+wants one before it lets a connection register (it is never echoed in an error).
 
 Rules:
 
@@ -51,8 +53,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, NoReturn, Self
 
 __all__ = [
+    "MAX_CAUSE",
     "MAX_CLAIM_JOBS",
     "MAX_CLAIM_WAIT_S",
+    "MAX_SECRET",
     "MAX_TOKEN",
     "MAX_VISIBILITY_S",
     "NOTIFICATIONS",
@@ -84,6 +88,8 @@ MAX_CLAIM_WAIT_S = 30.0
 #: The longest visibility timeout a claim may ask for (the queue engines' own bound: a week).
 MAX_VISIBILITY_S = 7 * 24 * 3600.0
 MAX_RIG_ID = 128
+MAX_SECRET = 256
+MAX_CAUSE = 1000  # a backend's error message, as a rig reports it
 MAX_NAME = 200  # job ids, lease ids, queue names, model names
 MAX_GPUS = 64
 MAX_MODELS = 256
@@ -197,7 +203,7 @@ class GpuInfo:
 
 
 _REGISTER_REQUIRED = frozenset({"gpus", "hashrate"})
-_REGISTER_OPTIONAL = frozenset({"rig_id", "models", "power_w", "resume_token"})
+_REGISTER_OPTIONAL = frozenset({"rig_id", "models", "power_w", "resume_token", "secret"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +212,8 @@ class RigRegister:
 
     ``rig_id`` defaults (on the pool) to the authorized worker name. ``hashrate`` (H/s) and
     ``power_w`` describe the rig while mining. ``resume_token`` is the token of the last divert or
-    return the agent saw on an earlier connection, if it still holds that stint.
+    return the agent saw on an earlier connection, if it still holds that stint. ``secret`` is
+    the rig's or its fleet's secret, for a pool that authenticates rigs (kept out of ``repr``).
     """
 
     METHOD: ClassVar[str] = "stratumkit.rig.register"
@@ -217,9 +224,12 @@ class RigRegister:
     models: tuple[str, ...] = ()
     power_w: float = 0.0
     resume_token: int | None = None
+    secret: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         m = self.METHOD
+        if self.secret is not None and (not isinstance(self.secret, str) or not 1 <= len(self.secret) <= MAX_SECRET):
+            raise RigMessageError(f"{m}: secret must be a string of 1..{MAX_SECRET} characters")  # value not shown
         if not isinstance(self.gpus, tuple) or len(self.gpus) > MAX_GPUS:
             _fail(m, "gpus", f"must be a tuple of at most {MAX_GPUS} GPUs", self.gpus)
         if not all(isinstance(gpu, GpuInfo) for gpu in self.gpus):
@@ -246,6 +256,8 @@ class RigRegister:
             info["rig_id"] = self.rig_id
         if self.resume_token is not None:
             info["resume_token"] = self.resume_token
+        if self.secret is not None:
+            info["secret"] = self.secret
         return [info]
 
     @classmethod
@@ -261,6 +273,7 @@ class RigRegister:
             models=_sequence(m, "models", info.get("models", []), MAX_MODELS),
             power_w=info.get("power_w", 0.0),
             resume_token=info.get("resume_token"),
+            secret=info.get("secret"),
         )
 
 
@@ -423,10 +436,27 @@ class JobHeartbeat(_JobRef):
 
 
 @dataclass(frozen=True, slots=True)
-class JobRelease(_JobRef):
-    """Give a claimed job back unfinished (another rig may take it)."""
+class JobRelease:
+    """Give a claimed job back unfinished (another rig may take it). ``cause`` says why the
+    backend could not run it; a release while serving counts against the rig's health."""
 
     METHOD: ClassVar[str] = "stratumkit.job.release"
+
+    job_id: str
+    cause: str | None = None
+
+    def __post_init__(self) -> None:
+        _text(self.METHOD, "job_id", self.job_id)
+        if self.cause is not None:
+            _text(self.METHOD, "cause", self.cause, MAX_CAUSE)
+
+    def to_params(self) -> list[Any]:
+        return [self.job_id, self.cause]
+
+    @classmethod
+    def from_params(cls, params: object) -> Self:
+        job_id, *rest = _params(cls.METHOD, params, 1, 2)
+        return cls(job_id, rest[0] if rest else None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -358,6 +358,11 @@ class RedisQueueEngine:
             }.items()
         }
 
+    @property
+    def client(self) -> coredis.Redis[bytes]:
+        """The connection pool, for other stores of the same pool process (the lease store)."""
+        return self._client
+
     # --- keys and plumbing ---------------------------------------------------------------------
 
     def _key(self, *parts: str) -> str:

@@ -82,6 +82,11 @@ class PoolConfig:
     # lease extension (rigs)
     lease_drain_timeout: float = 10.0  # a diverted rig must say it serves within this
     lease_return_timeout: float = 10.0  # a returning rig must say it mines again within this
+    lease_resume_grace: float = 60.0  # after a restart, a leased rig has this long to resume its stint
+    check_jobs: bool = True  # refuse (400) a job no rig would run: kind, OpenAI shape, the leases' models
+    rig_secret: str | None = None  # when set (or rig_secrets), a rig must present its secret to register
+    rig_secrets: dict[str, str] | None = None  # rig id -> that rig's own secret
+    integrator_tokens: dict[str, str] | None = None  # integrator name -> API token; leases belong to their maker
     queue_url: str | None = None  # None: SQLite in data_dir ; redis://host:port/db for Redis
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -131,6 +136,13 @@ class PoolConfig:
                 raise ConfigError(f"{key} must be positive, got {getattr(self, key)}")
         if self.queue_url is not None and not self.queue_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"queue_url must be a redis://, rediss:// or unix:// URL, got {self.queue_url!r}")
+        for key in ("rig_secrets", "integrator_tokens"):  # name -> secret tables
+            table = getattr(self, key) or {}
+            if not all(isinstance(k, str) and k and isinstance(v, str) and v for k, v in table.items()):
+                raise ConfigError(f"{key} maps names to non-empty strings")
+        tokens = list((self.integrator_tokens or {}).values()) + ([self.api_token] if self.api_token else [])
+        if len(set(tokens)) != len(tokens):
+            raise ConfigError("every integrator token (and api_token) must be different")
         return self
 
     @property
@@ -192,6 +204,13 @@ KEY_HELP: dict[str, str] = {
     "log_format": "console | json",
     "log_level": " | ".join(LOG_LEVELS),
     "queue_url": "inference queue engine: redis://host:port/db (default: SQLite in data_dir)",
+    "lease_drain_timeout": "seconds a diverted rig has to say it serves",
+    "lease_return_timeout": "seconds a returning rig has to say it mines again",
+    "lease_resume_grace": "seconds a leased rig has after a pool restart to resume its stint",
+    "check_jobs": "refuse (400) a job no rig would run: its kind, OpenAI shape and the leases' models",
+    "rig_secret": "the secret every rig presents to register (a fleet secret)",
+    "rig_secrets": "a rig's own secret, RIG_ID=SECRET (once per rig)",
+    "integrator_tokens": "an integrator's API token, NAME=TOKEN (once per integrator); leases belong to their maker",
 }
 
 
@@ -200,7 +219,7 @@ class ConfigKey:
     """One key of the configuration, as a flag sees it."""
 
     name: str
-    kind: type  # int, float, str or bool: what the flag's text is read as
+    kind: type  # int, float, str, bool or dict[str, str]: what the flag's text is read as
     default: Any
     help: str
 

@@ -70,6 +70,7 @@ async def make_stack(tmp_path: Path) -> AsyncIterator[MakeStack]:
             values: dict[str, Any] = dict(
                 host="127.0.0.1", port=0, api_port=None, data_dir=str(data), start_difficulty=0.001,
                 embedded_difficulty=0.02, lease_drain_timeout=300.0,
+                check_jobs=False,  # these tests enqueue placeholder payloads; tests/lease/test_job_check.py checks jobs
             )  # fmt: skip
             app = await exits.enter_async_context(open_app(PoolConfig(**(values | config))))
             await nursery.start(app.run)

@@ -25,7 +25,12 @@ async def test_health_and_empty_pool(stack: Stack) -> None:
         health = await http.get("/health")
         assert (health.status_code, health.json()) == (
             200,
-            {"status": "ok", "stratum_port": stack.stratum_port},
+            {
+                "status": "ok",
+                "stratum_port": stack.stratum_port,
+                "queue": {"status": "ok"},
+                "lease_store": {"status": "ok"},
+            },
         )
         stats = await http.get("/v1/stats")
         assert stats.status_code == 200
@@ -40,6 +45,8 @@ async def test_health_and_empty_pool(stack: Stack) -> None:
             == {
                 "rigs": 0,
                 "leases_live": 0,
+                "queue_up": True,
+                "queue_outages": 0,
                 "divert_latency_s": None,
                 "return_latency_s": None,
             }

@@ -99,6 +99,22 @@ class FakeLeases:
     def has_lease(self, lease_id: str) -> bool:
         return lease_id in self.leases
 
+    async def lease_jobs(self, lease_id: str, limit: int = 1000) -> list[dict[str, Any]]:
+        return [dict(job, job_id=job_id) for job_id, job in self.jobs.items() if job.get("lease_id") == lease_id]
+
+    def lease_owner(self, lease_id: str) -> str | None:
+        return None  # integrators and ownership: tests/api/test_tenants.py, on the real service
+
+    def integrator(self, token: str) -> str | None:
+        return None
+
+    @property
+    def has_integrators(self) -> bool:
+        return False
+
+    async def issue_token(self, name: Any) -> str:
+        raise RequestError("this fake issues no tokens")
+
     def lease_view(self, lease_id: str) -> dict[str, Any]:
         if lease_id not in self.leases:
             raise RequestError(f"no lease {lease_id!r}")
@@ -150,6 +166,11 @@ class FakeLeases:
             raise RuntimeError("stats are broken")
         return {"rigs": 1, "leases_live": len(self.leases), "divert_latency_s": None, "return_latency_s": None}
 
+    async def health(self) -> dict[str, dict[str, Any]]:
+        if self.queue_closed:
+            return {"queue": {"status": "unavailable", "error": "queue closed"}}
+        return {"queue": {"status": "ok"}}
+
 
 @dataclass
 class Api:
@@ -196,7 +217,13 @@ async def http(api: Api) -> AsyncIterator[httpx.AsyncClient]:
 
 async def test_health(api: Api, http: httpx.AsyncClient) -> None:
     ok = await http.get("/health")
-    assert (ok.status_code, ok.json()) == (200, {"status": "ok", "stratum_port": 3333})
+    assert (ok.status_code, ok.json()) == (200, {"status": "ok", "stratum_port": 3333, "queue": {"status": "ok"}})
+    api.leases.queue_closed = True  # integrators cannot be served: degraded, although miners are
+    down = await http.get("/health")
+    assert (down.status_code, down.json()) == (
+        503,
+        {"status": "degraded", "stratum_port": 3333, "queue": {"status": "unavailable", "error": "queue closed"}},
+    )
     api.pool.port = None
     starting = await http.get("/health")
     assert (starting.status_code, starting.json()) == (503, {"status": "starting"})
@@ -291,7 +318,7 @@ async def test_a_refused_batch_enqueues_none_of_it(api: Api, http: httpx.AsyncCl
     jobs = [{"payload": {}, "job_id": "a"}, {"payload": {}, "job_id": "b"}, {"payload": {"refuse": True}}]
     response = await http.post("/v1/queues/q/jobs", json={"jobs": jobs})
     assert response.status_code == 400
-    assert response.json() == {"error": "jobs: payload refused (none of the batch was enqueued)"}
+    assert response.json() == {"error": "payload refused (none of the batch was enqueued)"}
     assert api.leases.enqueued == []
     api.leases.queue_closed = True
     closed = await http.post("/v1/queues/q/jobs", json={"jobs": jobs[:2]})

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 from stratumkit.lease import GPU, LeaseSpec, RigCapabilities, Selector
+from stratumkit.lease.service import LeaseService
+from stratumkit.queue.sqlite import SqliteQueueEngine, open_sqlite_queue
+from tests.queue.conftest import private_redis_server
+
+__all__ = ["private_redis_server"]  # a redis-server of the test's own, shared with the queue tests
 
 
 def make_caps(
@@ -46,3 +53,17 @@ def caps() -> Callable[..., RigCapabilities]:
 @pytest.fixture
 def spec() -> Callable[..., LeaseSpec]:
     return make_spec
+
+
+@pytest.fixture
+async def queue(tmp_path: Path) -> AsyncIterator[SqliteQueueEngine]:
+    # offload=False: no worker threads, so trio's autojump clock sees every wait the service does
+    async with open_sqlite_queue(tmp_path / "queue.db", offload=False) as engine:
+        yield engine
+
+
+@pytest.fixture
+async def service(queue: SqliteQueueEngine, nursery: trio.Nursery) -> LeaseService:
+    svc = LeaseService(queue, drain_timeout_s=5.0, return_timeout_s=5.0)
+    await nursery.start(svc.run)
+    return svc

@@ -4,9 +4,7 @@ does to it, the real controller and the real SQLite queue."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +14,7 @@ from stratumkit.lease.service import CLAIM_POLL_S, FIRST_SHARE_AFTER_RETURN_S, L
 from stratumkit.protocol import rig as wire
 from stratumkit.protocol.events import ExtensionRequest
 from stratumkit.protocol.jsonrpc import RequestId
-from stratumkit.queue.sqlite import SqliteQueueEngine, open_sqlite_queue
+from stratumkit.queue.sqlite import SqliteQueueEngine
 from stratumkit.session.ports import RigConnection, RigMode
 
 #: Declared hashrate: a share at difficulty 1 every 0.1 s, so the quick difficulty is exactly 1.
@@ -105,20 +103,6 @@ def registration(rig_id: str | None = "rig-a", hashrate: float = HASHRATE, **mor
     return wire.RigRegister(
         gpus=(wire.GpuInfo("RTX 4090", 24576),), hashrate=hashrate, rig_id=rig_id, power_w=300.0, **more
     )
-
-
-@pytest.fixture
-async def queue(tmp_path: Path) -> AsyncIterator[SqliteQueueEngine]:
-    # offload=False: no worker threads, so trio's autojump clock sees every wait the service does
-    async with open_sqlite_queue(tmp_path / "queue.db", offload=False) as engine:
-        yield engine
-
-
-@pytest.fixture
-async def service(queue: SqliteQueueEngine, nursery: trio.Nursery) -> LeaseService:
-    svc = LeaseService(queue, drain_timeout_s=5.0, return_timeout_s=5.0)
-    await nursery.start(svc.run)
-    return svc
 
 
 async def serving_rig(service: LeaseService, rig: FakeRig | None = None) -> tuple[FakeRig, wire.LeaseDivert]:
