@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from stratumkit.inference.backend import InferenceBackend
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -64,73 +59,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _agent(args: argparse.Namespace) -> int:
-    import trio
+    from stratumkit.agent.command import main
 
-    from stratumkit.agent.rig import AgentConfig, RigAgent
-    from stratumkit.agent.stratum import StratumClientError
-    from stratumkit.server.logs import configure_logging
-
-    configure_logging(args.log_format, args.log_level)
-    host, _, port = args.pool.removeprefix("stratum+tcp://").rpartition(":")
-    if not host or not port.isdigit():
-        print("stratumkit agent: --pool must be HOST:PORT (or stratum+tcp://HOST:PORT)", file=sys.stderr)
-        return 2
-    gpus = []
-    for spec in args.gpu:
-        model, _, vram = spec.rpartition(":")
-        if not model or not vram.isdigit():
-            print(f"stratumkit agent: --gpu takes MODEL:VRAM_MB, got {spec!r}", file=sys.stderr)
-            return 2
-        gpus.append((model, int(vram)))
-    config = AgentConfig(
-        host=host,
-        port=int(port),
-        worker=args.worker,
-        password=args.password,
-        rig_id=args.rig_id,
-        gpus=gpus,
-        power_w=args.power_w,
-        duty=args.duty,
-        claim_batch=args.claim_batch,
-    )
-
-    async def main() -> None:
-        backend: InferenceBackend | None = None
-        if args.inference == "minilm":
-            from stratumkit.inference.minilm import MiniLMBackend
-
-            backend = MiniLMBackend(threads=args.inference_threads)
-            await backend.start()
-        elif args.inference:
-            from stratumkit.inference.openai_http import OpenAIHTTPBackend
-
-            backend = OpenAIHTTPBackend(args.inference)
-            await backend.start()
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with trio.open_nursery() as nursery:
-
-                async def stop_on_signal() -> None:
-                    async for _ in signals:
-                        nursery.cancel_scope.cancel()
-                        return
-
-                nursery.start_soon(stop_on_signal)
-                delay = 1.0
-                agent = RigAgent(config, backend)  # one agent across reconnects: it keeps its lease token
-                while True:  # a rig keeps coming back to its pool
-                    try:
-                        await agent.run()
-                        delay = 1.0
-                    except* (OSError, StratumClientError) as group:
-                        print(
-                            f"stratumkit agent: pool {args.pool}: {group.exceptions[0]}; retrying in {delay:g} s",
-                            file=sys.stderr,
-                        )
-                    await trio.sleep(delay)
-                    delay = min(delay * 2, 30.0)
-
-    trio.run(main)
-    return 0
+    return main(args)
 
 
 def _infer_serve(args: argparse.Namespace) -> int:
@@ -190,21 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
 
     agent = sub.add_parser("agent", help="run a rig: mine for the pool, serve inference while leased")
-    agent.add_argument("--pool", default="127.0.0.1:3333", help="pool stratum address HOST:PORT")
-    agent.add_argument("--worker", required=True, help="worker name (address.worker)")
-    agent.add_argument("--password", default="x")
-    agent.add_argument("--rig-id", help="stable rig id (default: hostname-worker)")
-    agent.add_argument("--gpu", action="append", default=[], help="MODEL:VRAM_MB, once per GPU")
-    agent.add_argument("--power-w", type=float, default=0.0, help="power draw while mining, watts")
-    agent.add_argument("--duty", type=float, default=1.0, help="fraction of time the CPU miner hashes")
-    agent.add_argument(
-        "--inference",
-        help="'minilm' (built-in CPU model) or the URL of an OpenAI-compatible server (vLLM, llama.cpp, Ollama)",
-    )
-    agent.add_argument("--claim-batch", type=int, default=1, help="jobs claimed at a time while leased (1..64)")
-    agent.add_argument("--inference-threads", type=int, default=None, help="minilm: onnxruntime threads")
-    agent.add_argument("--log-format", default="console", choices=["console", "json"])
-    agent.add_argument("--log-level", default="info")
+    from stratumkit.agent.command import add_arguments as add_agent_arguments
+
+    add_agent_arguments(agent)
     agent.set_defaults(func=_agent)
     from stratumkit.api.cli import add_subcommands
 

@@ -14,12 +14,20 @@ Every message is built and read through :mod:`stratumkit.protocol.rig`. The agen
 token of the last divert or return it saw while it holds a stint, and quotes it as ``resume_token``
 when it registers again on a new connection: a pool restored from a snapshot then lets it resume
 that stint (and sends the command again) instead of ending it. One agent serves many connections
-(``run`` once per connection), so the token outlives a dropped connection.
+(``run`` once per connection, ``session`` for keep_connected), so the token outlives a dropped
+connection.
+
+Rules for failures: a lost pool ends only the connection (keep_connected plans the next one); a
+backend that cannot be reached is retried with backoff and logged each time ("inference backend
+unavailable"), and the agent says ``serving`` only once it answers; a job the backend failed with
+a retryable error is released at once (not left to time out) and the backend is waited for again
+before the next claim.
 """
 
 from __future__ import annotations
 
 import socket
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,9 +37,11 @@ import trio
 from stratumkit.inference.backend import InferenceBackend, run_job
 from stratumkit.inference.errors import InferenceError
 from stratumkit.protocol import rig as wire
-from stratumkit.protocol.events import ErrorReply, Event, ExtensionNotification, Response
+from stratumkit.protocol.events import ErrorReply, Event, ExtensionNotification, Reconnect, Response
 
+from .backoff import Backoff
 from .cpu_miner import CpuMiner
+from .pools import PoolEndpoint
 from .stratum import StratumClient, StratumClientError
 
 log = structlog.get_logger("stratumkit.agent")
@@ -54,6 +64,8 @@ class AgentConfig:
     duty: float = 1.0  # fraction of time the CPU miner hashes
     claim_batch: int = 1
     visibility_timeout: float = 30.0
+    ssl_context: ssl.SSLContext | None = None  # for stratum+ssl:// endpoints
+    backend_retry: Backoff = field(default_factory=lambda: Backoff(0.5, 10.0))
 
 
 class RigAgent:
@@ -71,6 +83,8 @@ class RigAgent:
         self._commands_send, self._commands = trio.open_memory_channel[wire.RigNotification](16)
         self._serving: trio.CancelScope | None = None
         self._in_flight: set[str] = set()
+        self._hashrate: float | None = None  # measured once: a reconnect does not pay for it again
+        self.backend_ok = backend is None  # False until the backend has answered once
 
     def _on_event(self, event: Event) -> None:
         if isinstance(event, ExtensionNotification) and event.method in wire.NOTIFICATIONS:
@@ -84,16 +98,48 @@ class RigAgent:
             self.miner.on_event(event)
 
     async def _call(self, method: str, params: Any) -> Any:
-        assert self.client is not None
+        if self.client is None:
+            raise StratumClientError(f"{method}: not connected")
         reply = await self.client.call(self.client.conn.send_request, method, params)
         if isinstance(reply, ErrorReply):
             raise StratumClientError(f"{method}: {reply.message}")
         assert isinstance(reply, Response)
         return reply.result
 
-    async def run(self, *, task_status: trio.TaskStatus[RigAgent] = trio.TASK_STATUS_IGNORED) -> None:
+    async def session(self, endpoint: PoolEndpoint, task_status: trio.TaskStatus[None]) -> Reconnect | None:
+        """One connection, for keep_connected: started once registered; the pool's client.reconnect
+        (if that is how it ended) as the value."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.run, endpoint)
+            task_status.started()
+        return self.client.reconnect if self.client is not None else None
+
+    async def wait_backend(self) -> None:
+        """Until the backend answers (wake), retrying with backoff and saying so each time."""
+        if self.backend is None:
+            return
+        retry = self.config.backend_retry
+        while True:
+            try:
+                await self.backend.wake()
+            except (InferenceError, OSError) as exc:
+                self.backend_ok = False
+                delay = retry.next_delay()
+                log.warning("inference backend unavailable", error=str(exc), retry_in=delay)
+                await trio.sleep(delay)
+                continue
+            retry.reset()
+            if not self.backend_ok:
+                log.info("inference backend ready", models=self.backend.models())
+            self.backend_ok = True
+            return
+
+    async def run(
+        self, endpoint: PoolEndpoint | None = None, *, task_status: trio.TaskStatus[RigAgent] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """Serve one pool connection until it closes (call again to reconnect)."""
         cfg = self.config
+        endpoint = endpoint or PoolEndpoint(cfg.host, cfg.port)
         self.mode = "connecting"
         self.lease_id = None
         self._serving = None
@@ -102,14 +148,18 @@ class RigAgent:
         async with trio.open_nursery() as nursery:
             self.client = await StratumClient.connect(
                 nursery,
-                cfg.host,
-                cfg.port,
+                endpoint.host,
+                endpoint.port,
+                ssl_context=cfg.ssl_context if endpoint.tls else None,
                 on_event=self._on_event,
                 user_agent="stratumkit-agent/0.1",
                 max_line_length=RIG_MAX_LINE_LENGTH,  # claimed jobs can carry long inputs
+                follow_reconnect=True,
             )
             self.miner = CpuMiner(self.client, cfg.worker, duty=cfg.duty)
-            hashrate = await trio.to_thread.run_sync(self.miner.measure_hashrate)
+            if self._hashrate is None:
+                self._hashrate = await trio.to_thread.run_sync(self.miner.measure_hashrate)
+            hashrate = self._hashrate
             sub = await self.client.handshake(cfg.worker, cfg.password)
             self.miner.attach(sub.extranonce1, sub.extranonce2_size)
             models = self.backend.models() if self.backend is not None else []
@@ -135,7 +185,6 @@ class RigAgent:
             nursery.start_soon(self._command_loop)
             task_status.started(self)
             await self.client.closed.wait()
-            log.warning("pool connection closed")
             nursery.cancel_scope.cancel()
 
     async def _command_loop(self) -> None:
@@ -148,15 +197,9 @@ class RigAgent:
                     self.lease_id = command.lease_id
                     if self._serving is not None:
                         self._serving.cancel()
-                    if self.backend is not None:
-                        await self.backend.wake()
-                    serving = wire.LeaseServing(command.token)
-                    await self._call(serving.METHOD, serving.to_params())
-                    self.mode = "serving"
-                    log.info("serving lease", lease=self.lease_id, queue=command.queue)
                     scope = trio.CancelScope()
                     self._serving = scope
-                    nursery.start_soon(self._serve, command.token, scope)
+                    nursery.start_soon(self._divert, command, scope)
                 else:
                     if self._serving is not None:
                         self._serving.cancel()
@@ -170,6 +213,16 @@ class RigAgent:
                     self.miner.resume()
                     log.info("back to mining")
 
+    async def _divert(self, command: wire.LeaseDivert, scope: trio.CancelScope) -> None:
+        """Wake the backend, say serving, serve: all of it ends when a return cancels ``scope``."""
+        with scope:
+            await self.wait_backend()  # serving is said only once the backend answers
+            serving = wire.LeaseServing(command.token)
+            await self._call(serving.METHOD, serving.to_params())
+            self.mode = "serving"
+            log.info("serving lease", lease=self.lease_id, queue=command.queue)
+            await self._serve(command.token)
+
     async def _release_unfinished(self) -> None:
         for job_id in list(self._in_flight):
             release = wire.JobRelease(job_id)
@@ -179,35 +232,46 @@ class RigAgent:
                 pass
             self._in_flight.discard(job_id)
 
-    async def _serve(self, token: int, scope: trio.CancelScope) -> None:
+    async def _serve(self, token: int) -> None:
+        """Claim and run jobs until cancelled. A refused claim (the pool's queue is down) is
+        retried with backoff; only a closed connection stops it."""
         cfg = self.config
-        with scope:
+        try:
+            claim = wire.JobClaim(token, cfg.claim_batch, cfg.visibility_timeout, CLAIM_WAIT_S)
+        except wire.RigMessageError as exc:
+            log.error("cannot claim jobs", error=str(exc))
+            return
+        retry = Backoff(0.25, 5.0)
+        while True:
             try:
-                claim = wire.JobClaim(token, cfg.claim_batch, cfg.visibility_timeout, CLAIM_WAIT_S)
-            except wire.RigMessageError as exc:
-                log.error("cannot claim jobs", error=str(exc))
-                return
-            while True:
-                try:
-                    reply = wire.ClaimReply.from_result(await self._call(claim.METHOD, claim.to_params()))
-                except (StratumClientError, wire.RigMessageError) as exc:
+                reply = wire.ClaimReply.from_result(await self._call(claim.METHOD, claim.to_params()))
+            except (StratumClientError, wire.RigMessageError) as exc:
+                if self.client is None or self.client.closed.is_set():
                     log.info("stopped claiming", reason=str(exc))
                     return
-                for job in reply.jobs:
-                    self._in_flight.add(job.job_id)
-                    try:
-                        if self.backend is None:
-                            raise InferenceError("this rig has no inference backend")
-                        result = await run_job(self.backend, job.payload)
-                    except InferenceError as exc:
-                        if exc.retryable:
-                            release = wire.JobRelease(job.job_id)
-                            await self._call(release.METHOD, release.to_params())
-                            self._in_flight.discard(job.job_id)
-                            continue
-                        result = {"error": {"message": str(exc), "type": type(exc).__name__}}
-                    done = wire.JobResult(job.job_id, result)
-                    with trio.CancelScope(shield=True):  # a finished result is worth delivering
-                        await self._call(done.METHOD, done.to_params())
-                    self._in_flight.discard(job.job_id)
-                    self.jobs_done += 1
+                delay = retry.next_delay()
+                log.warning("claim refused: retrying", reason=str(exc), retry_in=delay)
+                await trio.sleep(delay)
+                continue
+            retry.reset()
+            for job in reply.jobs:
+                self._in_flight.add(job.job_id)
+                try:
+                    if self.backend is None:
+                        raise InferenceError("this rig has no inference backend")
+                    result = await run_job(self.backend, job.payload)
+                except InferenceError as exc:
+                    if exc.retryable:
+                        log.warning("inference failed: job released", job=job.job_id, error=str(exc))
+                        release = wire.JobRelease(job.job_id)
+                        await self._call(release.METHOD, release.to_params())
+                        self._in_flight.discard(job.job_id)
+                        self.backend_ok = False
+                        await self.wait_backend()
+                        continue
+                    result = {"error": {"message": str(exc), "type": type(exc).__name__}}
+                done = wire.JobResult(job.job_id, result)
+                with trio.CancelScope(shield=True):  # a finished result is worth delivering
+                    await self._call(done.METHOD, done.to_params())
+                self._in_flight.discard(job.job_id)
+                self.jobs_done += 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import ssl
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from stratumkit.server.pool import Pool
 from stratumkit.shares.log import read_records
 from tests.pool.conftest import MakePool
 from tests.pool.helpers import pool_config
+from tests.support.certificates import self_signed
 from tests.support.miners import Miner
 from tests.support.waiting import wait_until
 
@@ -25,15 +25,7 @@ from tests.support.waiting import wait_until
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1, made for these tests."""
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
+    return self_signed(tmp_path_factory.mktemp("tls"))
 
 
 def client_context(cert: Path) -> ssl.SSLContext:

@@ -1,0 +1,135 @@
+"""`stratumkit agent`: its flags, and the main that keeps the rig connected to its pools.
+
+Bad flags are one line on stderr and exit code 2. Nothing the pool or the backend does ends the
+agent: keep_connected plans every reconnect, the backend is waited for with backoff; only SIGINT
+or SIGTERM stop it (exit 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from typing import TYPE_CHECKING
+
+from .pools import PoolEndpoint, parse_pool_url
+
+if TYPE_CHECKING:
+    from stratumkit.inference.backend import InferenceBackend
+
+
+def add_arguments(agent: argparse.ArgumentParser) -> None:
+    agent.add_argument(
+        "--pool",
+        action="append",
+        default=[],
+        help="pool stratum URL: HOST:PORT, stratum+tcp://HOST:PORT or stratum+ssl://HOST:PORT; "
+        "give it several times for failover in order (default 127.0.0.1:3333)",
+    )
+    agent.add_argument(
+        "--insecure", action="store_true", help="stratum+ssl: do not verify the pool's certificate (self-signed)"
+    )
+    agent.add_argument("--ca-file", help="stratum+ssl: trust this PEM CA bundle instead of the system's")
+    agent.add_argument("--worker", required=True, help="worker name (address.worker)")
+    agent.add_argument("--password", default="x")
+    agent.add_argument("--rig-id", help="stable rig id (default: hostname-worker)")
+    agent.add_argument("--gpu", action="append", default=[], help="MODEL:VRAM_MB, once per GPU")
+    agent.add_argument("--power-w", type=float, default=0.0, help="power draw while mining, watts")
+    agent.add_argument("--duty", type=float, default=1.0, help="fraction of time the CPU miner hashes")
+    agent.add_argument(
+        "--inference",
+        help="'minilm' (built-in CPU model) or the URL of an OpenAI-compatible server (vLLM, llama.cpp, Ollama)",
+    )
+    agent.add_argument("--claim-batch", type=int, default=1, help="jobs claimed at a time while leased (1..64)")
+    agent.add_argument("--inference-threads", type=int, default=None, help="minilm: onnxruntime threads")
+    agent.add_argument("--log-format", default="console", choices=["console", "json"])
+    agent.add_argument("--log-level", default="info")
+
+
+class UsageError(ValueError):
+    """A flag the agent cannot run with: printed as one line, exit code 2."""
+
+
+def pools_from(args: argparse.Namespace) -> list[PoolEndpoint]:
+    try:
+        return [parse_pool_url(url) for url in (args.pool or ["127.0.0.1:3333"])]
+    except ValueError as exc:
+        raise UsageError(f"--pool: {exc}") from None
+
+
+def gpus_from(specs: list[str]) -> list[tuple[str, int]]:
+    gpus = []
+    for spec in specs:
+        model, _, vram = spec.rpartition(":")
+        if not model or not vram.isdigit():
+            raise UsageError(f"--gpu takes MODEL:VRAM_MB, got {spec!r}")
+        gpus.append((model, int(vram)))
+    return gpus
+
+
+def main(args: argparse.Namespace) -> int:
+    import structlog
+    import trio
+
+    from stratumkit.server.logs import configure_logging
+
+    from .keep_connected import keep_connected
+    from .pools import PoolPlan
+    from .rig import AgentConfig, RigAgent
+    from .stratum import tls_context
+
+    try:
+        if args.log_level.upper() not in logging.getLevelNamesMapping():
+            raise UsageError(f"--log-level must be debug, info, warning or error, got {args.log_level!r}")
+        configure_logging(args.log_format, args.log_level)
+        pools = pools_from(args)
+        gpus = gpus_from(args.gpu)
+        context = tls_context(insecure=args.insecure, cafile=args.ca_file) if any(p.tls for p in pools) else None
+        config = AgentConfig(
+            host=pools[0].host,
+            port=pools[0].port,
+            worker=args.worker,
+            password=args.password,
+            rig_id=args.rig_id,
+            gpus=gpus,
+            power_w=args.power_w,
+            duty=args.duty,
+            claim_batch=args.claim_batch,
+            ssl_context=context,
+        )
+    except (UsageError, ValueError, KeyError, OSError) as exc:
+        print(f"stratumkit agent: {exc}", file=sys.stderr)
+        return 2
+    log = structlog.get_logger("stratumkit.agent")
+
+    async def run() -> None:
+        backend: InferenceBackend | None = None
+        if args.inference == "minilm":
+            from stratumkit.inference.minilm import MiniLMBackend
+
+            backend = MiniLMBackend(threads=args.inference_threads)
+        elif args.inference:
+            from stratumkit.inference.openai_http import OpenAIHTTPBackend
+
+            backend = OpenAIHTTPBackend(args.inference)
+        agent = RigAgent(config, backend)  # one agent across reconnects: it keeps its lease token
+        if backend is not None:
+            try:
+                await backend.start()
+                agent.backend_ok = True
+            except Exception as exc:  # an unreachable backend is waited for on divert, not fatal
+                log.warning("inference backend unavailable at start", error=str(exc), retried="on divert")
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+
+                async def stop_on_signal() -> None:
+                    async for _ in signals:
+                        nursery.cancel_scope.cancel()
+                        return
+
+                nursery.start_soon(stop_on_signal)
+                nursery.start_soon(keep_connected, agent.session, PoolPlan(pools))
+
+    trio.run(run)
+    return 0
