@@ -64,6 +64,12 @@ def _agent(args: argparse.Namespace) -> int:
     return main(args)
 
 
+def _mine(args: argparse.Namespace) -> int:
+    from stratumkit.agent.mine import main
+
+    return main(args)
+
+
 def _infer_serve(args: argparse.Namespace) -> int:
     from stratumkit.inference.server import run_server
 
@@ -125,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_agent_arguments(agent)
     agent.set_defaults(func=_agent)
+    mine = sub.add_parser("mine", help="mine with the built-in CPU miner for any stratum pool (like cpuminer)")
+    from stratumkit.agent.mine import add_arguments as add_mine_arguments
+
+    add_mine_arguments(mine)
+    mine.set_defaults(func=_mine)
     from stratumkit.api.cli import add_subcommands
 
     add_subcommands(sub)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
+from functools import partial
 from typing import TYPE_CHECKING
 
 from .pools import PoolEndpoint, parse_pool_url
@@ -77,6 +77,7 @@ def main(args: argparse.Namespace) -> int:
     from .keep_connected import keep_connected
     from .pools import PoolPlan
     from .rig import AgentConfig, RigAgent
+    from .signals import run_until_stopped
     from .stratum import tls_context
 
     try:
@@ -120,16 +121,7 @@ def main(args: argparse.Namespace) -> int:
                 agent.backend_ok = True
             except Exception as exc:  # an unreachable backend is waited for on divert, not fatal
                 log.warning("inference backend unavailable at start", error=str(exc), retried="on divert")
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with trio.open_nursery() as nursery:
-
-                async def stop_on_signal() -> None:
-                    async for _ in signals:
-                        nursery.cancel_scope.cancel()
-                        return
-
-                nursery.start_soon(stop_on_signal)
-                nursery.start_soon(keep_connected, agent.session, PoolPlan(pools))
+        await run_until_stopped(partial(keep_connected, agent.session, PoolPlan(pools)))
 
     trio.run(run)
     return 0

@@ -146,15 +146,13 @@ class RigAgent:
         self._in_flight = set()  # the pool requeues a dropped connection's jobs itself
         self._commands_send, self._commands = trio.open_memory_channel[wire.RigNotification](16)
         async with trio.open_nursery() as nursery:
-            self.client = await StratumClient.connect(
+            self.client = await StratumClient.open(
                 nursery,
-                endpoint.host,
-                endpoint.port,
-                ssl_context=cfg.ssl_context if endpoint.tls else None,
+                endpoint,
+                cfg.ssl_context,
                 on_event=self._on_event,
                 user_agent="stratumkit-agent/0.1",
                 max_line_length=RIG_MAX_LINE_LENGTH,  # claimed jobs can carry long inputs
-                follow_reconnect=True,
             )
             self.miner = CpuMiner(self.client, cfg.worker, duty=cfg.duty)
             if self._hashrate is None:

@@ -33,6 +33,8 @@ from stratumkit.protocol.events import (
 )
 from stratumkit.protocol.framing import DEFAULT_MAX_LINE_LENGTH
 
+from .pools import PoolEndpoint
+
 _REPLIES = (SubscribeResult, AuthorizeResult, ConfigureResult, SubmitResult, Response, ErrorReply)
 
 
@@ -89,6 +91,17 @@ class StratumClient:
         client = cls(stream, **kwargs)
         nursery.start_soon(client.read_loop)
         return client
+
+    @classmethod
+    async def open(
+        cls, nursery: trio.Nursery, endpoint: PoolEndpoint, context: ssl.SSLContext | None, **kwargs: Any
+    ) -> StratumClient:
+        """A client of ours on a configured endpoint: TLS with ``context`` for stratum+ssl, and
+        following the pool's client.reconnect."""
+        ssl_context = context if endpoint.tls else None
+        return await cls.connect(
+            nursery, endpoint.host, endpoint.port, ssl_context=ssl_context, follow_reconnect=True, **kwargs
+        )
 
     async def flush(self) -> None:
         data = self.conn.data_to_send()
