@@ -10,10 +10,16 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
+from .external import MinerSettings
+from .miner_process import StopMethod
 from .pools import PoolEndpoint, parse_pool_url
+
+#: keys of the agent TOML's [miner] table -> MinerSettings fields
+MINER_KEYS = {"command": str, "stop": str, "port": int, "user": str, "log_lines": int, "report_every": float}
 
 if TYPE_CHECKING:
     from stratumkit.inference.backend import InferenceBackend
@@ -43,6 +49,20 @@ def add_arguments(agent: argparse.ArgumentParser) -> None:
     )
     agent.add_argument("--claim-batch", type=int, default=1, help="jobs claimed at a time while leased (1..64)")
     agent.add_argument("--inference-threads", type=int, default=None, help="minilm: onnxruntime threads")
+    agent.add_argument("--config", help="TOML file: its [miner] table holds the --miner-* settings (flags win)")
+    agent.add_argument(
+        "--miner-cmd",
+        help="run this stratum miner against the agent's local endpoint instead of the built-in CPU miner; "
+        "{url} {host} {port} {user} {password} are replaced, e.g. 'cpuminer -a sha256d -o {url} -u {user} -p x'",
+    )
+    agent.add_argument(
+        "--miner-stop",
+        choices=[m.value for m in StopMethod],
+        default=None,
+        help="how a divert stops the miner: stop the process (default), signal (SIGSTOP/SIGCONT), withhold work",
+    )
+    agent.add_argument("--miner-port", type=int, default=None, help="local endpoint port on 127.0.0.1 (default: any)")
+    agent.add_argument("--miner-log-lines", type=int, default=None, help="miner output lines kept (default 200)")
     agent.add_argument("--log-format", default="console", choices=["console", "json"])
     agent.add_argument("--log-level", default="info")
 
@@ -68,12 +88,63 @@ def gpus_from(specs: list[str]) -> list[tuple[str, int]]:
     return gpus
 
 
+def miner_settings(args: argparse.Namespace) -> MinerSettings | None:
+    """From --config's [miner] table, then the --miner-* flags; None: the built-in CPU miner."""
+    table: dict[str, object] = {}
+    if args.config:
+        import tomllib
+
+        try:
+            with open(args.config, "rb") as f:
+                document = tomllib.load(f)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise UsageError(f"--config {args.config}: {exc}") from None
+        unknown = set(document) - {"miner"}
+        if unknown:
+            raise UsageError(f"--config {args.config}: unknown table(s) {', '.join(sorted(unknown))} (known: [miner])")
+        table = dict(document.get("miner", {}))
+        for key, value in table.items():
+            kind = MINER_KEYS.get(key)
+            if kind is None:
+                raise UsageError(f"[miner] {key}: unknown key (known: {', '.join(MINER_KEYS)})")
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise UsageError(f"[miner] {key} must be a {kind.__name__}, got {value!r}")
+    for key, flag in (
+        ("command", "miner_cmd"),
+        ("stop", "miner_stop"),
+        ("port", "miner_port"),
+        ("log_lines", "miner_log_lines"),
+    ):
+        if getattr(args, flag) is not None:
+            table[key] = getattr(args, flag)
+    if "command" not in table:
+        if len(table):
+            raise UsageError("--miner-stop, --miner-port and --miner-log-lines need --miner-cmd (or [miner] command)")
+        return None
+    stop = str(table.pop("stop", "stop"))
+    try:
+        method = StopMethod(stop)
+    except ValueError:
+        raise UsageError(f"miner stop method must be stop, signal or withhold, got {stop!r}") from None
+    settings = MinerSettings(method=method, **table)  # type: ignore[arg-type]
+    if not 0 <= settings.port <= 65535 or settings.log_lines < 1 or settings.report_every <= 0:
+        raise UsageError("miner port must be 0..65535, log_lines >= 1, report_every > 0")
+    from .miner_process import miner_argv
+
+    try:
+        miner_argv(settings.command, {"url": "", "host": "", "port": "", "user": "", "password": ""})
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return settings
+
+
 def main(args: argparse.Namespace) -> int:
     import structlog
     import trio
 
     from stratumkit.server.logs import configure_logging
 
+    from .external import ExternalMiner
     from .keep_connected import keep_connected
     from .pools import PoolPlan
     from .rig import AgentConfig, RigAgent
@@ -99,6 +170,7 @@ def main(args: argparse.Namespace) -> int:
             claim_batch=args.claim_batch,
             ssl_context=context,
         )
+        settings = miner_settings(args)
     except (UsageError, ValueError, KeyError, OSError) as exc:
         print(f"stratumkit agent: {exc}", file=sys.stderr)
         return 2
@@ -114,14 +186,18 @@ def main(args: argparse.Namespace) -> int:
             from stratumkit.inference.openai_http import OpenAIHTTPBackend
 
             backend = OpenAIHTTPBackend(args.inference)
-        agent = RigAgent(config, backend)  # one agent across reconnects: it keeps its lease token
+        external = ExternalMiner(settings, config.worker) if settings is not None else None
+        agent = RigAgent(config, backend, external)  # one agent across reconnects: it keeps its lease token
         if backend is not None:
             try:
                 await backend.start()
                 agent.backend_ok = True
             except Exception as exc:  # an unreachable backend is waited for on divert, not fatal
                 log.warning("inference backend unavailable at start", error=str(exc), retried="on divert")
-        await run_until_stopped(partial(keep_connected, agent.session, PoolPlan(pools)))
+        tasks: list[Callable[[], Awaitable[object]]] = [partial(keep_connected, agent.session, PoolPlan(pools))]
+        if external is not None:
+            tasks.insert(0, external.serve)
+        await run_until_stopped(*tasks)
 
     trio.run(run)
     return 0

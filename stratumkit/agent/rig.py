@@ -41,6 +41,7 @@ from stratumkit.protocol.events import ErrorReply, Event, ExtensionNotification,
 
 from .backoff import Backoff
 from .cpu_miner import CpuMiner
+from .external import ExternalMiner
 from .pools import PoolEndpoint
 from .stratum import StratumClient, StratumClientError
 
@@ -69,12 +70,18 @@ class AgentConfig:
 
 
 class RigAgent:
-    def __init__(self, config: AgentConfig, backend: InferenceBackend | None) -> None:
+    def __init__(
+        self, config: AgentConfig, backend: InferenceBackend | None, external: ExternalMiner | None = None
+    ) -> None:
+        """``external``: mine with that miner process through the local endpoint (its ``serve``
+        must run beside the agent) instead of the built-in CpuMiner."""
         self.config = config
         self.backend = backend
+        self.external = external
         self.rig_id = config.rig_id or f"{socket.gethostname()}-{config.worker}"
         self.client: StratumClient | None = None
-        self.miner: CpuMiner | None = None
+        self.miner: CpuMiner | None = None  # the built-in miner of the current connection
+        self.hashing: CpuMiner | ExternalMiner | None = None  # whichever mines: paused on divert
         self.mode = "connecting"
         self.lease_id: str | None = None
         #: the token of the divert or return the agent is acting on, kept across connections
@@ -94,8 +101,8 @@ class RigAgent:
                 log.warning("malformed lease command ignored", error=str(exc))
                 return
             self._commands_send.send_nowait(command)
-        elif self.miner is not None:
-            self.miner.on_event(event)
+        elif self.hashing is not None:
+            self.hashing.on_event(event)
 
     async def _call(self, method: str, params: Any) -> Any:
         if self.client is None:
@@ -154,12 +161,16 @@ class RigAgent:
                 user_agent="stratumkit-agent/0.1",
                 max_line_length=RIG_MAX_LINE_LENGTH,  # claimed jobs can carry long inputs
             )
-            self.miner = CpuMiner(self.client, cfg.worker, duty=cfg.duty)
-            if self._hashrate is None:
-                self._hashrate = await trio.to_thread.run_sync(self.miner.measure_hashrate)
-            hashrate = self._hashrate
+            if self.external is not None:
+                self.hashing = self.external
+                hashrate = self.external.measure_hashrate()  # what its shares showed so far
+            else:
+                self.hashing = self.miner = cpu = CpuMiner(self.client, cfg.worker, duty=cfg.duty)
+                if self._hashrate is None:
+                    self._hashrate = await trio.to_thread.run_sync(cpu.measure_hashrate)
+                hashrate = self._hashrate
             sub = await self.client.handshake(cfg.worker, cfg.password)
-            self.miner.attach(sub.extranonce1, sub.extranonce2_size)
+            self.hashing.attach(sub.extranonce1, sub.extranonce2_size)
             models = self.backend.models() if self.backend is not None else []
             if not cfg.gpus:
                 log.warning("no --gpu declared: mining only, this rig cannot be leased")
@@ -179,19 +190,22 @@ class RigAgent:
                 except (StratumClientError, wire.RigMessageError) as exc:  # the pool said no: still a miner
                     log.warning("rig registration refused: mining only", error=str(exc))
             self.mode = "mining"
-            nursery.start_soon(self.miner.run)
+            if isinstance(self.hashing, ExternalMiner):
+                nursery.start_soon(self.hashing.run, self.client)
+            else:
+                nursery.start_soon(self.hashing.run)
             nursery.start_soon(self._command_loop)
             task_status.started(self)
             await self.client.closed.wait()
             nursery.cancel_scope.cancel()
 
     async def _command_loop(self) -> None:
-        assert self.miner is not None
+        assert self.hashing is not None
         async with trio.open_nursery() as nursery:
             async for command in self._commands:
                 self.resume_token = command.token
                 if isinstance(command, wire.LeaseDivert):
-                    self.miner.pause()
+                    self.hashing.pause()
                     self.lease_id = command.lease_id
                     if self._serving is not None:
                         self._serving.cancel()
@@ -208,7 +222,7 @@ class RigAgent:
                     self.resume_token = None  # a returned rig holds no stint
                     self.mode = "mining"
                     self.lease_id = None
-                    self.miner.resume()
+                    self.hashing.resume()
                     log.info("back to mining")
 
     async def _divert(self, command: wire.LeaseDivert, scope: trio.CancelScope) -> None:
