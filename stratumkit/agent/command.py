@@ -14,12 +14,9 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
-from .external import MinerSettings
-from .miner_process import StopMethod
+from .child_process import StopMethod
 from .pools import PoolEndpoint, parse_pool_url
-
-#: keys of the agent TOML's [miner] table -> MinerSettings fields
-MINER_KEYS = {"command": str, "stop": str, "port": int, "user": str, "log_lines": int, "report_every": float}
+from .settings import UsageError, inference_settings, load_document, miner_settings
 
 if TYPE_CHECKING:
     from stratumkit.inference.backend import InferenceBackend
@@ -63,12 +60,20 @@ def add_arguments(agent: argparse.ArgumentParser) -> None:
     )
     agent.add_argument("--miner-port", type=int, default=None, help="local endpoint port on 127.0.0.1 (default: any)")
     agent.add_argument("--miner-log-lines", type=int, default=None, help="miner output lines kept (default 200)")
+    agent.add_argument(
+        "--inference-cmd",
+        help="start this inference server on divert (e.g. 'stratumkit infer serve --port 8011'); "
+        "--inference must be its URL",
+    )
+    agent.add_argument("--inference-model", help="ready only once GET /v1/models lists this model")
+    agent.add_argument(
+        "--inference-ready-timeout", type=float, default=None, help="seconds to wait for it to be ready (default 120)"
+    )
+    agent.add_argument(
+        "--inference-keep-warm", action="store_true", help="start it with the agent and keep it running after a lease"
+    )
     agent.add_argument("--log-format", default="console", choices=["console", "json"])
     agent.add_argument("--log-level", default="info")
-
-
-class UsageError(ValueError):
-    """A flag the agent cannot run with: printed as one line, exit code 2."""
 
 
 def pools_from(args: argparse.Namespace) -> list[PoolEndpoint]:
@@ -88,56 +93,6 @@ def gpus_from(specs: list[str]) -> list[tuple[str, int]]:
     return gpus
 
 
-def miner_settings(args: argparse.Namespace) -> MinerSettings | None:
-    """From --config's [miner] table, then the --miner-* flags; None: the built-in CPU miner."""
-    table: dict[str, object] = {}
-    if args.config:
-        import tomllib
-
-        try:
-            with open(args.config, "rb") as f:
-                document = tomllib.load(f)
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise UsageError(f"--config {args.config}: {exc}") from None
-        unknown = set(document) - {"miner"}
-        if unknown:
-            raise UsageError(f"--config {args.config}: unknown table(s) {', '.join(sorted(unknown))} (known: [miner])")
-        table = dict(document.get("miner", {}))
-        for key, value in table.items():
-            kind = MINER_KEYS.get(key)
-            if kind is None:
-                raise UsageError(f"[miner] {key}: unknown key (known: {', '.join(MINER_KEYS)})")
-            if not isinstance(value, kind) or isinstance(value, bool):
-                raise UsageError(f"[miner] {key} must be a {kind.__name__}, got {value!r}")
-    for key, flag in (
-        ("command", "miner_cmd"),
-        ("stop", "miner_stop"),
-        ("port", "miner_port"),
-        ("log_lines", "miner_log_lines"),
-    ):
-        if getattr(args, flag) is not None:
-            table[key] = getattr(args, flag)
-    if "command" not in table:
-        if len(table):
-            raise UsageError("--miner-stop, --miner-port and --miner-log-lines need --miner-cmd (or [miner] command)")
-        return None
-    stop = str(table.pop("stop", "stop"))
-    try:
-        method = StopMethod(stop)
-    except ValueError:
-        raise UsageError(f"miner stop method must be stop, signal or withhold, got {stop!r}") from None
-    settings = MinerSettings(method=method, **table)  # type: ignore[arg-type]
-    if not 0 <= settings.port <= 65535 or settings.log_lines < 1 or settings.report_every <= 0:
-        raise UsageError("miner port must be 0..65535, log_lines >= 1, report_every > 0")
-    from .miner_process import miner_argv
-
-    try:
-        miner_argv(settings.command, {"url": "", "host": "", "port": "", "user": "", "password": ""})
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    return settings
-
-
 def main(args: argparse.Namespace) -> int:
     import structlog
     import trio
@@ -145,6 +100,7 @@ def main(args: argparse.Namespace) -> int:
     from stratumkit.server.logs import configure_logging
 
     from .external import ExternalMiner
+    from .inference_server import InferenceServer
     from .keep_connected import keep_connected
     from .pools import PoolPlan
     from .rig import AgentConfig, RigAgent
@@ -170,7 +126,11 @@ def main(args: argparse.Namespace) -> int:
             claim_batch=args.claim_batch,
             ssl_context=context,
         )
-        settings = miner_settings(args)
+        document = load_document(args.config)
+        settings = miner_settings(document, args)
+        server_settings = inference_settings(document, args)
+        if server_settings is not None and not (args.inference or "").startswith(("http://", "https://")):
+            raise UsageError("--inference-cmd needs --inference URL: where the server it starts will listen")
     except (UsageError, ValueError, KeyError, OSError) as exc:
         print(f"stratumkit agent: {exc}", file=sys.stderr)
         return 2
@@ -187,8 +147,9 @@ def main(args: argparse.Namespace) -> int:
 
             backend = OpenAIHTTPBackend(args.inference)
         external = ExternalMiner(settings, config.worker) if settings is not None else None
-        agent = RigAgent(config, backend, external)  # one agent across reconnects: it keeps its lease token
-        if backend is not None:
+        server = InferenceServer(server_settings) if server_settings is not None else None
+        agent = RigAgent(config, backend, external, server)  # one agent across reconnects: it keeps its lease token
+        if backend is not None and server is None:  # a server we start is not up before a divert
             try:
                 await backend.start()
                 agent.backend_ok = True
@@ -197,6 +158,8 @@ def main(args: argparse.Namespace) -> int:
         tasks: list[Callable[[], Awaitable[object]]] = [partial(keep_connected, agent.session, PoolPlan(pools))]
         if external is not None:
             tasks.insert(0, external.serve)
+        if server is not None:
+            tasks.insert(0, server.run)
         await run_until_stopped(*tasks)
 
     trio.run(run)

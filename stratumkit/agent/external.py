@@ -15,8 +15,8 @@ import trio
 
 from stratumkit.protocol.events import Event
 
+from .child_process import StopMethod, SupervisedProcess, command_argv
 from .local_endpoint import LocalEndpoint
-from .miner_process import MinerProcess, StopMethod, miner_argv
 from .relay import Relay
 from .stratum import StratumClient
 
@@ -40,7 +40,7 @@ class ExternalMiner:
         self.settings = settings
         self.relay = Relay()
         self.endpoint = LocalEndpoint(self.relay, worker)
-        self.process: MinerProcess | None = None
+        self.process: SupervisedProcess | None = None
         self.client: StratumClient | None = None
 
     # -- what the rig agent calls, as on CpuMiner --------------------------------------------
@@ -97,7 +97,7 @@ class ExternalMiner:
                 "user": s.user,
                 "password": "x",
             }
-            self.process = MinerProcess(miner_argv(s.command, values), s.method, log_lines=s.log_lines)
+            self.process = SupervisedProcess(command_argv(s.command, values), s.method, log_lines=s.log_lines)
             nursery.start_soon(self.process.run)
             nursery.start_soon(self._report)
             task_status.started()

@@ -42,6 +42,7 @@ from stratumkit.protocol.events import ErrorReply, Event, ExtensionNotification,
 from .backoff import Backoff
 from .cpu_miner import CpuMiner
 from .external import ExternalMiner
+from .inference_server import InferenceServer
 from .pools import PoolEndpoint
 from .stratum import StratumClient, StratumClientError
 
@@ -71,13 +72,19 @@ class AgentConfig:
 
 class RigAgent:
     def __init__(
-        self, config: AgentConfig, backend: InferenceBackend | None, external: ExternalMiner | None = None
+        self,
+        config: AgentConfig,
+        backend: InferenceBackend | None,
+        external: ExternalMiner | None = None,
+        inference_server: InferenceServer | None = None,
     ) -> None:
         """``external``: mine with that miner process through the local endpoint (its ``serve``
-        must run beside the agent) instead of the built-in CpuMiner."""
+        must run beside the agent) instead of the built-in CpuMiner. ``inference_server``: the
+        process behind ``backend``, started on divert (its ``run`` must run beside the agent)."""
         self.config = config
         self.backend = backend
         self.external = external
+        self.inference_server = inference_server
         self.rig_id = config.rig_id or f"{socket.gethostname()}-{config.worker}"
         self.client: StratumClient | None = None
         self.miner: CpuMiner | None = None  # the built-in miner of the current connection
@@ -128,7 +135,10 @@ class RigAgent:
         retry = self.config.backend_retry
         while True:
             try:
-                await self.backend.wake()
+                if self.inference_server is not None:
+                    await self.inference_server.ready(self.backend)
+                else:
+                    await self.backend.wake()
             except (InferenceError, OSError) as exc:
                 self.backend_ok = False
                 delay = retry.next_delay()
@@ -172,6 +182,8 @@ class RigAgent:
             sub = await self.client.handshake(cfg.worker, cfg.password)
             self.hashing.attach(sub.extranonce1, sub.extranonce2_size)
             models = self.backend.models() if self.backend is not None else []
+            if not models and self.inference_server is not None and self.inference_server.settings.model:
+                models = [self.inference_server.settings.model]  # what the server it starts will serve
             if not cfg.gpus:
                 log.warning("no --gpu declared: mining only, this rig cannot be leased")
             else:
@@ -222,6 +234,8 @@ class RigAgent:
                     self.resume_token = None  # a returned rig holds no stint
                     self.mode = "mining"
                     self.lease_id = None
+                    if self.inference_server is not None:
+                        self.inference_server.done()
                     self.hashing.resume()
                     log.info("back to mining")
 

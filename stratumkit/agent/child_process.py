@@ -1,4 +1,5 @@
-"""An external miner process under the agent: started, stopped or frozen, watched, restarted.
+"""A child process under the agent (the external miner, the inference server): started, stopped
+or frozen, watched, restarted.
 
 The command is split like a shell would (``shlex``) but run without one; ``{url}``, ``{host}``,
 ``{port}``, ``{user}`` and ``{password}`` in it are replaced by the local stratum endpoint's. The
@@ -12,6 +13,7 @@ Rules:
   the last lines of its output, and started again after a backoff (reset once it has run for
   ``healthy_after`` s).
 - Its output (stdout and stderr) is kept in a bounded buffer of ``log_lines`` lines.
+- Log lines are named after ``name``: "miner started", "inference server exited: restarting" ...
 """
 
 from __future__ import annotations
@@ -38,27 +40,29 @@ class StopMethod(enum.Enum):
     WITHHOLD = "withhold"
 
 
-def miner_argv(command: str, values: Mapping[str, str]) -> list[str]:
+def command_argv(command: str, values: Mapping[str, str]) -> list[str]:
     """The argv of ``command`` with the endpoint's placeholders filled in; ValueError if it is empty
     or names a placeholder we do not know."""
     try:
         argv = [part.format_map(values) for part in shlex.split(command)]
     except KeyError as exc:
         known = ", ".join("{" + key + "}" for key in values)
-        raise ValueError(f"miner command: unknown placeholder {{{exc.args[0]}}} (known: {known})") from None
+        raise ValueError(f"command {command!r}: unknown placeholder {{{exc.args[0]}}} (known: {known})") from None
     except ValueError as exc:
-        raise ValueError(f"miner command: {exc}") from None
+        raise ValueError(f"command {command!r}: {exc}") from None
     if not argv:
-        raise ValueError("miner command is empty")
+        raise ValueError("the command is empty")
     return argv
 
 
-class MinerProcess:
+class SupervisedProcess:
     def __init__(
         self,
         argv: list[str],
         method: StopMethod = StopMethod.STOP,
         *,
+        name: str = "miner",
+        running: bool = True,
         log_lines: int = 200,
         restart: Backoff | None = None,
         stop_grace: float = 5.0,
@@ -66,6 +70,7 @@ class MinerProcess:
     ) -> None:
         self.argv = argv
         self.method = method
+        self.name = name
         self.output: deque[str] = deque(maxlen=log_lines)
         self.restart = restart or Backoff(1.0, 30.0)
         self.stop_grace = stop_grace
@@ -74,10 +79,15 @@ class MinerProcess:
         self.starts = 0
         self.crashes = 0
         self.frozen = False
-        self._want_running = True
+        self._want_running = running
         self._wanted = trio.Event()
-        self._wanted.set()
+        if running:
+            self._wanted.set()
         self._stop: trio.CancelScope | None = None
+
+    @property
+    def wanted(self) -> bool:
+        return self._want_running
 
     def pause(self) -> None:
         if self.method is StopMethod.STOP:
@@ -88,7 +98,7 @@ class MinerProcess:
         elif self.method is StopMethod.SIGNAL:
             self._signal(signal.SIGSTOP)
             self.frozen = True
-            log.info("miner frozen", pid=self.pid)
+            log.info(f"{self.name} frozen", pid=self.pid)
 
     def resume(self) -> None:
         if self.method is StopMethod.STOP:
@@ -97,7 +107,7 @@ class MinerProcess:
         elif self.method is StopMethod.SIGNAL and self.frozen:
             self._signal(signal.SIGCONT)
             self.frozen = False
-            log.info("miner resumed", pid=self.pid)
+            log.info(f"{self.name} resumed", pid=self.pid)
 
     @property
     def pid(self) -> int | None:
@@ -117,13 +127,15 @@ class MinerProcess:
             started = trio.current_time()
             code = await self._run_once()
             if not self._want_running:
-                log.info("miner stopped", code=code)
+                log.info(f"{self.name} stopped", code=code)
                 continue
             self.crashes += 1
             if trio.current_time() - started >= self.healthy_after:
                 self.restart.reset()
             delay = self.restart.next_delay()
-            log.warning("miner exited: restarting", code=code, retry_in=delay, last_output=list(self.output)[-5:])
+            log.warning(
+                f"{self.name} exited: restarting", code=code, retry_in=delay, last_output=list(self.output)[-5:]
+            )
             await trio.sleep(delay)
 
     async def _run_once(self) -> int | None:
@@ -131,7 +143,7 @@ class MinerProcess:
             process: trio.Process = await nursery.start(_run_process, self.argv, self.stop_grace)
             self.process = process
             self.starts += 1
-            log.info("miner started", pid=process.pid, argv=self.argv)
+            log.info(f"{self.name} started", pid=process.pid, argv=self.argv)
             nursery.start_soon(self._read_output, process)
             with trio.CancelScope() as scope:
                 self._stop = scope
