@@ -21,6 +21,8 @@ from .settings import UsageError, inference_settings, load_document, miner_setti
 if TYPE_CHECKING:
     from stratumkit.inference.backend import InferenceBackend
 
+    from .rig import AgentConfig
+
 
 def add_arguments(agent: argparse.ArgumentParser) -> None:
     agent.add_argument(
@@ -38,7 +40,14 @@ def add_arguments(agent: argparse.ArgumentParser) -> None:
     agent.add_argument("--password", default="x")
     agent.add_argument("--rig-id", help="stable rig id (default: hostname-worker)")
     agent.add_argument("--gpu", action="append", default=[], help="MODEL:VRAM_MB, once per GPU")
-    agent.add_argument("--power-w", type=float, default=0.0, help="power draw while mining, watts")
+    agent.add_argument(
+        "--power-w", type=float, default=0.0, help="power draw while mining, watts (default: nvidia-smi's, if any)"
+    )
+    agent.add_argument(
+        "--nvidia-smi",
+        default="nvidia-smi",
+        help="GPUs are detected with this nvidia-smi where it exists; --gpu is the fallback",
+    )
     agent.add_argument("--duty", type=float, default=1.0, help="fraction of time the CPU miner hashes")
     agent.add_argument(
         "--inference",
@@ -93,6 +102,24 @@ def gpus_from(specs: list[str]) -> list[tuple[str, int]]:
     return gpus
 
 
+async def use_detected_gpus(config: AgentConfig, nvidia_smi: str) -> None:
+    """What nvidia-smi reports replaces the declared GPUs; its summed draw is the default power."""
+    import structlog
+
+    from .gpus import detect_gpus
+
+    log = structlog.get_logger("stratumkit.agent")
+    detected = await detect_gpus(nvidia_smi)
+    if not detected:
+        log.info("no GPUs detected: using the declared --gpu", declared=config.gpus)
+        return
+    declared, config.gpus = config.gpus, [(g.model, g.vram_mb) for g in detected]
+    draws = [g.power_w for g in detected]
+    if not config.power_w and all(d is not None for d in draws):
+        config.power_w = sum(d for d in draws if d is not None)
+    log.info("GPUs detected", gpus=config.gpus, power_w=config.power_w, declared=declared)
+
+
 def main(args: argparse.Namespace) -> int:
     import structlog
     import trio
@@ -137,6 +164,7 @@ def main(args: argparse.Namespace) -> int:
     log = structlog.get_logger("stratumkit.agent")
 
     async def run() -> None:
+        await use_detected_gpus(config, args.nvidia_smi)
         backend: InferenceBackend | None = None
         if args.inference == "minilm":
             from stratumkit.inference.minilm import MiniLMBackend
