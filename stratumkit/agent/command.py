@@ -14,9 +14,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
-from .child_process import StopMethod
 from .pools import PoolEndpoint, parse_pool_url
-from .settings import UsageError, inference_settings, load_document, miner_settings
 
 if TYPE_CHECKING:
     from stratumkit.inference.backend import InferenceBackend
@@ -63,7 +61,7 @@ def add_arguments(agent: argparse.ArgumentParser) -> None:
     )
     agent.add_argument(
         "--miner-stop",
-        choices=[m.value for m in StopMethod],
+        choices=["stop", "signal", "withhold"],  # StopMethod's values, without importing it for --help
         default=None,
         help="how a divert stops the miner: stop the process (default), signal (SIGSTOP/SIGCONT), withhold work",
     )
@@ -86,6 +84,8 @@ def add_arguments(agent: argparse.ArgumentParser) -> None:
 
 
 def pools_from(args: argparse.Namespace) -> list[PoolEndpoint]:
+    from .settings import UsageError
+
     try:
         return [parse_pool_url(url) for url in (args.pool or ["127.0.0.1:3333"])]
     except ValueError as exc:
@@ -93,6 +93,8 @@ def pools_from(args: argparse.Namespace) -> list[PoolEndpoint]:
 
 
 def gpus_from(specs: list[str]) -> list[tuple[str, int]]:
+    from .settings import UsageError
+
     gpus = []
     for spec in specs:
         model, _, vram = spec.rpartition(":")
@@ -131,6 +133,7 @@ def main(args: argparse.Namespace) -> int:
     from .keep_connected import keep_connected
     from .pools import PoolPlan
     from .rig import AgentConfig, RigAgent
+    from .settings import UsageError, inference_settings, load_document, miner_settings
     from .signals import run_until_stopped
     from .stratum import tls_context
 
