@@ -6,7 +6,8 @@ line is timed when this process reads it, on one monotonic clock).
 
 - **graceful**: SIGTERM the pool (it sends `client.reconnect` with its `reconnect_wait`, 2 s by
   default), start it again on the same port; the figure is from the new pool's "pool listening"
-  line to the agent's next "pool connected" (its handshake done and its rig registered).
+  line to the agent's next "pool connected" (its handshake done and its rig registered). The agent
+  waits the pool's `reconnect_wait` from the goodbye, so a pool back sooner than that is waited for.
 - **kill9**: the same with SIGKILL (no `client.reconnect`: the agent's own backoff decides).
 - **switch** (``--switch``, with `stratumkit mine` run by the agent as its ``--miner-cmd``): lease
   the rig, then end the lease. Divert -> last share: from the agent's "miner paused" to the last
@@ -97,7 +98,7 @@ def _pool_args(port: int, api: int, data: Path) -> list[str]:
 
 async def _restarts(
     rounds: int, signum: int, miner_cmd: str | None, extra: list[str]
-) -> tuple[list[float], list[float], list[float]]:
+) -> tuple[list[float], list[float], list[float], list[float]]:
     with tempfile.TemporaryDirectory(prefix="stratumkit-bench-reconnect-") as tmp:
         port, api = free_ports(2)
         async with trio.open_nursery() as nursery:
@@ -111,6 +112,7 @@ async def _restarts(
             agent = await LoggedChild.start(nursery, flags)
             await agent.wait("pool connected")
             back: list[float] = []
+            down: list[float] = []
             pauses: list[float] = []
             returns: list[float] = []
             for _ in range(rounds):
@@ -119,17 +121,19 @@ async def _restarts(
                     pauses.append(pause)
                     returns.append(ret)
                 connected = agent.count("pool connected")
+                stopped = trio.current_time()
                 pool.stop(signum)
                 await pool.process.wait()
                 pool = await LoggedChild.start(nursery, _pool_args(port, api, Path(tmp) / "pool"))
                 listening, _ = await pool.wait("pool listening")
                 registered, _ = await agent.wait("pool connected", connected)
                 back.append(registered - listening)
+                down.append(listening - stopped)
             pool.stop(signal.SIGTERM)
             agent.stop(signal.SIGTERM)
             await pool.process.wait()
             await agent.process.wait()
-        return back, pauses, returns
+        return back, down, pauses, returns
 
 
 async def _switch(agent: LoggedChild, api: int) -> tuple[float, float]:
@@ -168,10 +172,12 @@ def main(argv: list[str] | None = None) -> None:
     stop = ["--miner-stop", args.miner_stop]
 
     async def run() -> None:
-        graceful, pauses, returns = await _restarts(args.rounds, signal.SIGTERM, miner_cmd, stop)
-        killed, _, _ = await _restarts(args.rounds, signal.SIGKILL, None, [])
-        print(_line("graceful restart: pool back -> agent in", graceful))
-        print(_line("kill -9 restart: pool back -> agent in", killed))
+        graceful, graceful_down, pauses, returns = await _restarts(args.rounds, signal.SIGTERM, miner_cmd, stop)
+        killed, killed_down, _, _ = await _restarts(args.rounds, signal.SIGKILL, None, [])
+        print(_line("graceful: SIGTERM -> pool listening again", graceful_down))
+        print(_line("graceful: pool back -> agent in", graceful))
+        print(_line("kill -9: SIGKILL -> pool listening again", killed_down))
+        print(_line("kill -9: pool back -> agent in", killed))
         if miner_cmd:
             print(_line(f"divert -> miner's last share ({args.miner_stop})", pauses))
             print(_line(f"return -> miner accepted share ({args.miner_stop})", returns))

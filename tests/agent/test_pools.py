@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from stratumkit.agent.backoff import Backoff
-from stratumkit.agent.pools import PoolEndpoint, PoolPlan, parse_pool_url
+from stratumkit.agent.pools import REDIRECT_RETRY_S, REDIRECT_TRIES, PoolEndpoint, PoolPlan, parse_pool_url
 
 A, B = PoolEndpoint("a", 1), PoolEndpoint("b", 2, tls=True)
 
@@ -52,7 +52,7 @@ def test_a_lost_fallback_starts_again_from_the_first_pool_with_no_wait() -> None
     assert not plan.probe_primary
 
 
-def test_client_reconnect_is_followed_exactly_and_a_dead_target_costs_no_backoff() -> None:
+def test_client_reconnect_is_followed_exactly_and_a_target_not_back_yet_is_retried_without_backoff() -> None:
     plan = PoolPlan([A, B], Backoff(1, 4))
     plan.next_attempt()
     plan.connected()
@@ -60,9 +60,13 @@ def test_client_reconnect_is_followed_exactly_and_a_dead_target_costs_no_backoff
     plan.failed(worked=True)
     attempt = plan.next_attempt()
     assert (attempt.endpoint, attempt.delay, attempt.redirected) == (PoolEndpoint("c", 9), 2.5, True)
-    plan.failed(worked=False)  # nobody at c:9: back to the configured list at once
-    attempt = plan.next_attempt()
-    assert (attempt.endpoint, attempt.delay) == (A, 0)
+    tries = []
+    for _ in range(REDIRECT_TRIES):
+        plan.failed(worked=False)  # nobody at c:9 yet
+        attempt = plan.next_attempt()
+        tries.append((attempt.endpoint, attempt.delay))
+    assert tries[:-1] == [(PoolEndpoint("c", 9), REDIRECT_RETRY_S)] * (REDIRECT_TRIES - 1)
+    assert tries[-1] == (A, 0)  # it never came back: the configured list again
     plan.follow_reconnect(B, None, None, None)  # the same address, at once, TLS kept
     assert plan.next_attempt() == type(attempt)(B, 0.0, redirected=True)
 
