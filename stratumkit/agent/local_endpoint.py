@@ -45,9 +45,10 @@ class LocalEndpoint:
         self.relay.endpoint = ("127.0.0.1", self.port)
         log.info("local stratum endpoint listening", port=self.port)
         task_status.started(self.port)
-        await trio.serve_listeners(self._handle, listeners)
+        await trio.serve_listeners(self.handle, listeners)
 
-    async def _handle(self, stream: trio.SocketStream) -> None:
+    async def handle(self, stream: trio.abc.Stream) -> None:
+        """One local miner on any stream (a loopback socket from serve, a memory stream in tests)."""
         mid = self.relay.add_miner()
         if mid is None:
             log.warning("local miner refused: every extranonce slot is taken")
@@ -73,7 +74,7 @@ class LocalEndpoint:
             await trio.aclose_forcefully(stream)
             log.info("local miner disconnected", miner=mid)
 
-    async def _write(self, stream: trio.SocketStream, mid: int, scope: trio.CancelScope) -> None:
+    async def _write(self, stream: trio.abc.Stream, mid: int, scope: trio.CancelScope) -> None:
         try:
             while True:
                 data = self.relay.data_for(mid)
