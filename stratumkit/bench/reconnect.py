@@ -11,8 +11,10 @@ line is timed when this process reads it, on one monotonic clock).
 - **kill9**: the same with SIGKILL (no `client.reconnect`: the agent's own backoff decides).
 - **switch** (``--switch``, with `stratumkit mine` run by the agent as its ``--miner-cmd``): lease
   the rig, then end the lease. Divert -> last share: from the agent's "miner paused" to the last
-  "miner share" it logged before "serving lease"; return -> accepted share: from the agent's "back to
-  mining" to the next accepted "miner share". Both ends are lines of the agent's own log.
+  "miner share" it logged before "serving lease" (0: none came); divert -> halted: to "miner
+  stopped" (the process has exited), "miner frozen" (SIGSTOP sent) or "local miner disconnected";
+  return -> accepted share: from "back to mining" to the next accepted "miner share". Both ends
+  of each figure are lines of the agent's own log.
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ def _pool_args(port: int, api: int, data: Path) -> list[str]:
 
 async def _restarts(
     rounds: int, signum: int, miner_cmd: str | None, extra: list[str]
-) -> tuple[list[float], list[float], list[float], list[float]]:
+) -> tuple[list[float], list[float], list[float], list[float], list[float]]:
     with tempfile.TemporaryDirectory(prefix="stratumkit-bench-reconnect-") as tmp:
         port, api = free_ports(2)
         async with trio.open_nursery() as nursery:
@@ -114,11 +116,13 @@ async def _restarts(
             back: list[float] = []
             down: list[float] = []
             pauses: list[float] = []
+            halts: list[float] = []
             returns: list[float] = []
             for _ in range(rounds):
                 if miner_cmd:
-                    pause, ret = await _switch(agent, api)
+                    pause, halt, ret = await _switch(agent, api, extra[-1])
                     pauses.append(pause)
+                    halts.append(halt)
                     returns.append(ret)
                 connected = agent.count("pool connected")
                 stopped = trio.current_time()
@@ -133,16 +137,23 @@ async def _restarts(
             agent.stop(signal.SIGTERM)
             await pool.process.wait()
             await agent.process.wait()
-        return back, down, pauses, returns
+        return back, down, pauses, halts, returns
 
 
-async def _switch(agent: LoggedChild, api: int) -> tuple[float, float]:
-    """One lease and its end: (divert -> last share, return -> accepted share) in seconds."""
+#: What the agent logs once the miner is really not hashing, per --miner-stop.
+HALTED = {"stop": "miner stopped", "signal": "miner frozen", "withhold": "local miner disconnected"}
+
+
+async def _switch(agent: LoggedChild, api: int, method: str) -> tuple[float, float, float]:
+    """One lease and its end: (divert -> last share, divert -> miner halted, return -> accepted
+    share) in seconds."""
     await agent.wait("miner share", agent.count("miner share"), accepted=True)
     async with PoolClient(f"http://127.0.0.1:{api}") as client:
         paused_seen, serving_seen = agent.count("miner paused"), agent.count("serving lease")
+        halted_seen = agent.count(HALTED[method])
         lease = await client.create_lease(count=1, queue="bench", duration_s=600)
         paused, _ = await agent.wait("miner paused", paused_seen)
+        halted, _ = await agent.wait(HALTED[method], halted_seen)
         serving, _ = await agent.wait("serving lease", serving_seen)
         shares = [t for t, r in agent.records if r.get("event") == "miner share" and paused <= t <= serving]
         last_share = (max(shares) - paused) if shares else 0.0
@@ -151,7 +162,7 @@ async def _switch(agent: LoggedChild, api: int) -> tuple[float, float]:
         returned, _ = await agent.wait("back to mining", returned_seen)
         after = sum(1 for t, r in agent.records if r.get("event") == "miner share" and t <= returned)
         accepted, _ = await agent.wait("miner share", after, accepted=True)
-    return last_share, accepted - returned
+    return last_share, halted - paused, accepted - returned
 
 
 def _line(name: str, values: list[float]) -> str:
@@ -172,14 +183,15 @@ def main(argv: list[str] | None = None) -> None:
     stop = ["--miner-stop", args.miner_stop]
 
     async def run() -> None:
-        graceful, graceful_down, pauses, returns = await _restarts(args.rounds, signal.SIGTERM, miner_cmd, stop)
-        killed, killed_down, _, _ = await _restarts(args.rounds, signal.SIGKILL, None, [])
+        graceful, graceful_down, pauses, halts, returns = await _restarts(args.rounds, signal.SIGTERM, miner_cmd, stop)
+        killed, killed_down, _, _, _ = await _restarts(args.rounds, signal.SIGKILL, None, [])
         print(_line("graceful: SIGTERM -> pool listening again", graceful_down))
         print(_line("graceful: pool back -> agent in", graceful))
         print(_line("kill -9: SIGKILL -> pool listening again", killed_down))
         print(_line("kill -9: pool back -> agent in", killed))
         if miner_cmd:
             print(_line(f"divert -> miner's last share ({args.miner_stop})", pauses))
+            print(_line(f"divert -> {HALTED[args.miner_stop]}", halts))
             print(_line(f"return -> miner accepted share ({args.miner_stop})", returns))
 
     trio.run(run)
