@@ -104,8 +104,9 @@ def gpus_from(specs: list[str]) -> list[tuple[str, int]]:
     return gpus
 
 
-async def use_detected_gpus(config: AgentConfig, nvidia_smi: str) -> None:
-    """What nvidia-smi reports replaces the declared GPUs; its summed draw is the default power."""
+async def use_detected_gpus(config: AgentConfig, nvidia_smi: str) -> bool:
+    """What nvidia-smi reports replaces the declared GPUs; its summed draw is the default power.
+    False: nothing detected, the declared GPUs stand."""
     import structlog
 
     from .gpus import detect_gpus
@@ -114,12 +115,13 @@ async def use_detected_gpus(config: AgentConfig, nvidia_smi: str) -> None:
     detected = await detect_gpus(nvidia_smi)
     if not detected:
         log.info("no GPUs detected: using the declared --gpu", declared=config.gpus)
-        return
+        return False
     declared, config.gpus = config.gpus, [(g.model, g.vram_mb) for g in detected]
     draws = [g.power_w for g in detected]
     if not config.power_w and all(d is not None for d in draws):
         config.power_w = sum(d for d in draws if d is not None)
     log.info("GPUs detected", gpus=config.gpus, power_w=config.power_w, declared=declared)
+    return True
 
 
 def main(args: argparse.Namespace) -> int:
@@ -129,6 +131,7 @@ def main(args: argparse.Namespace) -> int:
     from stratumkit.server.logs import configure_logging
 
     from .external import ExternalMiner
+    from .gpus import total_power
     from .inference_server import InferenceServer
     from .keep_connected import keep_connected
     from .pools import PoolPlan
@@ -167,7 +170,7 @@ def main(args: argparse.Namespace) -> int:
     log = structlog.get_logger("stratumkit.agent")
 
     async def run() -> None:
-        await use_detected_gpus(config, args.nvidia_smi)
+        detected = await use_detected_gpus(config, args.nvidia_smi)
         backend: InferenceBackend | None = None
         if args.inference == "minilm":
             from stratumkit.inference.minilm import MiniLMBackend
@@ -180,6 +183,8 @@ def main(args: argparse.Namespace) -> int:
         external = ExternalMiner(settings, config.worker) if settings is not None else None
         server = InferenceServer(server_settings) if server_settings is not None else None
         agent = RigAgent(config, backend, external, server)  # one agent across reconnects: it keeps its lease token
+        if detected:
+            agent.power_probe = partial(total_power, args.nvidia_smi)
         if backend is not None and server is None:  # a server we start is not up before a divert
             try:
                 await backend.start()

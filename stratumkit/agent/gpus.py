@@ -79,3 +79,11 @@ async def detect_gpus(executable: str = "nvidia-smi", timeout: float = 10.0) -> 
     except (OSError, ValueError, trio.TooSlowError) as exc:
         log.warning("GPU detection failed: using the declared --gpu", error=str(exc) or "timed out")
         return None
+
+
+async def total_power(executable: str = "nvidia-smi") -> float | None:
+    """The rig's GPU draw now, in watts (None: no tool, or a GPU that does not report it)."""
+    gpus = await detect_gpus(executable)
+    if not gpus or any(g.power_w is None for g in gpus):
+        return None
+    return sum(g.power_w for g in gpus if g.power_w is not None)

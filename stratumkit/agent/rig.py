@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,8 @@ log = structlog.get_logger("stratumkit.agent")
 RIG_MAX_LINE_LENGTH = 16 * 1024 * 1024
 #: How long a claim asks the pool to wait for a job before answering with none.
 CLAIM_WAIT_S = 0.5
+#: Seconds after a mode change before the GPUs' draw is read for that mode (clocks settle).
+POWER_SETTLE_S = 3.0
 
 
 @dataclass
@@ -85,6 +88,9 @@ class RigAgent:
         self.backend = backend
         self.external = external
         self.inference_server = inference_server
+        #: reads the GPUs' draw (nvidia-smi), sampled once per mode change; set where the tool exists
+        self.power_probe: Callable[[], Awaitable[float | None]] | None = None
+        self.power_by_mode: dict[str, float] = {}
         self.rig_id = config.rig_id or f"{socket.gethostname()}-{config.worker}"
         self.client: StratumClient | None = None
         self.miner: CpuMiner | None = None  # the built-in miner of the current connection
@@ -211,9 +217,19 @@ class RigAgent:
             await self.client.closed.wait()
             nursery.cancel_scope.cancel()
 
+    async def _power_after(self, mode: str) -> None:
+        await trio.sleep(POWER_SETTLE_S)
+        if self.power_probe is None or self.mode != mode:
+            return
+        watts = await self.power_probe()
+        if watts is not None and self.mode == mode:
+            self.power_by_mode[mode] = watts
+            log.info("power", mode=mode, watts=watts)
+
     async def _command_loop(self) -> None:
         assert self.hashing is not None
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._power_after, "mining")
             async for command in self._commands:
                 self.resume_token = command.token
                 if isinstance(command, wire.LeaseDivert):
@@ -238,6 +254,7 @@ class RigAgent:
                         self.inference_server.done()
                     self.hashing.resume()
                     log.info("back to mining")
+                    nursery.start_soon(self._power_after, "mining")
 
     async def _divert(self, command: wire.LeaseDivert, scope: trio.CancelScope) -> None:
         """Wake the backend, say serving, serve: all of it ends when a return cancels ``scope``."""
@@ -247,7 +264,9 @@ class RigAgent:
             await self._call(serving.METHOD, serving.to_params())
             self.mode = "serving"
             log.info("serving lease", lease=self.lease_id, queue=command.queue)
-            await self._serve(command.token)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._power_after, "serving")
+                await self._serve(command.token)
 
     async def _release_unfinished(self) -> None:
         for job_id in list(self._in_flight):

@@ -75,16 +75,23 @@ async def test_detection_runs_the_tool_and_falls_back_when_it_is_absent_or_fails
 
 
 @pytest.mark.slow
-async def test_the_agent_registers_the_detected_gpus(tmp_path: Path, nursery: trio.Nursery) -> None:
+async def test_the_agent_registers_the_detected_gpus_and_reads_their_draw_per_mode(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
     pool = await start_pool(nursery, tmp_path / "pool")
     tool = replay(tmp_path, TWO_4090S)
     agent = await start_agent(
         nursery, "--pool", f"127.0.0.1:{pool.port}", "--worker", "rig1.w", "--rig-id", "rig1",
         "--gpu", "RTX 3060:12288", "--nvidia-smi", str(tool), "--duty", "0.1",
+        "--inference", "minilm", "--inference-threads", "1",
     )  # fmt: skip
     detected = await agent.wait_event("GPUs detected", 60)
     assert detected["power_w"] == pytest.approx(61.07)
     await agent.wait_event("rig registered", 60)
     async with PoolClient(f"http://127.0.0.1:{await pool.api_port()}") as client:
         (rig,) = await client.rigs()
-    assert rig["rig_id"] == "rig1" and "RTX 4090" in str(rig) and "RTX 3060" not in str(rig)
+        assert rig["rig_id"] == "rig1" and "RTX 4090" in str(rig) and "RTX 3060" not in str(rig)
+        # the draw is read again in each mode (the recording says the same in both)
+        assert (await agent.wait_event("power", 30, where=lambda e: e["mode"] == "mining"))["watts"] == 61.07
+        await client.create_lease(count=1, queue="embed", duration_s=600)
+        assert (await agent.wait_event("power", 30, where=lambda e: e["mode"] == "serving"))["watts"] == 61.07
