@@ -7,7 +7,8 @@ child runs in its own process group, so signals reach a wrapper script's childre
 
 Rules:
 - ``pause()`` stops the hashing by ``method``: ``stop`` ends the process (SIGTERM, SIGKILL after
-  ``stop_grace`` s: the GPU is freed), ``signal`` sends SIGSTOP (SIGCONT on ``resume()``),
+  ``stop_grace`` s: the GPU is freed), ``signal`` sends SIGSTOP (SIGCONT on ``resume()``; a
+  process restarted while frozen is frozen at once),
   ``withhold`` leaves the process alone (the relay withholds its work instead).
 - A process that exits while it should be running is a crash: logged with its exit code and
   the last lines of its output, and started again after a backoff (reset once it has run for
@@ -144,19 +145,22 @@ class SupervisedProcess:
             self.process = process
             self.starts += 1
             log.info(f"{self.name} started", pid=process.pid, argv=self.argv)
-            nursery.start_soon(self._read_output, process)
+            if self.frozen:  # restarted after a crash while it was meant to be frozen
+                self._signal(signal.SIGSTOP)
+            read_all = trio.Event()
+            nursery.start_soon(self._read_output, process, read_all)
             with trio.CancelScope() as scope:
                 self._stop = scope
                 if not self._want_running:
                     scope.cancel()
                 await process.wait()
+                with trio.move_on_after(1.0):  # its last lines say why it exited
+                    await read_all.wait()
             self._stop = None
             nursery.cancel_scope.cancel()  # a stop request: _run_process ends the child
-        if self.frozen:
-            self.frozen = False
         return self.process.returncode if self.process is not None else None
 
-    async def _read_output(self, process: trio.Process) -> None:
+    async def _read_output(self, process: trio.Process, done: trio.Event) -> None:
         assert process.stdout is not None
         buffer = b""
         async for chunk in process.stdout:
@@ -166,6 +170,9 @@ class SupervisedProcess:
             if len(buffer) > 64 * 1024:  # a line that never ends is kept in pieces
                 self.output.append(buffer.decode(errors="replace"))
                 buffer = b""
+        if buffer:
+            self.output.append(buffer.decode(errors="replace"))
+        done.set()
 
 
 async def _run_process(argv: list[str], grace: float, *, task_status: trio.TaskStatus[trio.Process]) -> None:
