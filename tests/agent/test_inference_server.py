@@ -18,16 +18,9 @@ import trio
 from stratumkit.bench.ports import free_ports
 from stratumkit.client import PoolClient
 from tests.agent.conftest import start_agent, start_pool, wait_new_event
-from tests.agent.test_external_miner import EMBED, MINE, next_accepted
+from tests.agent.test_external_miner import EMBED, MINE, next_accepted, wait_done
 
 pytestmark = pytest.mark.slow
-
-
-async def wait_done(client: PoolClient, job_id: str) -> dict[str, object]:
-    with trio.fail_after(60):
-        while (job := await client.job(job_id))["status"] != "done":
-            await trio.sleep(0.05)
-    return job
 
 
 async def test_the_agent_starts_its_inference_server_on_divert_and_stops_it_on_return(
@@ -54,12 +47,12 @@ async def test_the_agent_starts_its_inference_server_on_divert_and_stops_it_on_r
         ready = agent.find_events("inference backend ready")
         assert ready and agent.events.index(ready[0]) < agent.events.index(serving)
         (job_id,) = await client.submit_jobs("embed", [EMBED])
-        assert len((await wait_done(client, job_id))["result"]["data"][0]["embedding"]) == 384  # type: ignore[index]
+        assert len((await wait_done(client, job_id))["result"]["data"][0]["embedding"]) == 384
         os.killpg(int(started["pid"]), signal.SIGKILL)  # the server dies mid-lease
         await agent.wait_event("inference server exited: restarting")
         await wait_new_event(agent, "inference server started", 1, 30)
         (job_id,) = await client.submit_jobs("embed", [EMBED])
-        assert len((await wait_done(client, job_id))["result"]["data"][0]["embedding"]) == 384  # type: ignore[index]
+        assert len((await wait_done(client, job_id))["result"]["data"][0]["embedding"]) == 384
         await client.cancel_lease(lease["lease_id"])
         await agent.wait_event("inference server stopped")
         await agent.wait_event("back to mining")
