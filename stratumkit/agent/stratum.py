@@ -169,7 +169,7 @@ class StratumClient:
                         self.conn.respond(event.id, self.user_agent)
                     self.on_event(event)
                     if isinstance(event, Reconnect) and self.follow_reconnect:
-                        self.reconnect = event
+                        self.reconnect = self._same_host_kept(event)
                         return
                 try:
                     await self.flush()  # answers to the pool's requests (client.get_version)
@@ -183,6 +183,21 @@ class StratumClient:
                 done.set()
             self._waiters.clear()
             await trio.aclose_forcefully(self.stream)
+
+    def _same_host_kept(self, event: Reconnect) -> Reconnect:
+        """A reconnect to the address we are connected to names no host: the one we dialled is
+        kept (a pool says its IP address, and a TLS certificate names its host name)."""
+        stream = self.stream
+        while isinstance(stream, trio.SSLStream):
+            stream = stream.transport_stream
+        if event.host is not None and isinstance(stream, trio.SocketStream):
+            try:
+                peer = stream.socket.getpeername()[0]
+            except OSError:
+                return event
+            if event.host == peer:
+                return Reconnect(None, event.port, event.wait)
+        return event
 
     async def aclose(self) -> None:
         await self.stream.aclose()

@@ -11,6 +11,7 @@ import trio
 
 from stratumkit.client import PoolClient
 from tests.agent.conftest import start_agent, start_pool, wait_new_event
+from tests.support.certificates import self_signed
 from tests.support.ports import refused_port
 from tests.support.processes import ServeProcess, cli_command
 from tests.support.waiting import wait_until_async
@@ -108,9 +109,9 @@ async def test_stratum_ssl_verifies_the_pool_unless_insecure(
     assert (await trusted.wait_event("pool connected", 60))["pool"] == url
 
 
-def _tls_config(folder: Path, cert: Path, key: Path) -> Path:
+def _tls_config(folder: Path, cert: Path, key: Path, port: int = 0) -> Path:
     path = folder / "tls.toml"
-    path.write_text(f'tls_port = 0\ntls_cert = "{cert}"\ntls_key = "{key}"\n')
+    path.write_text(f'tls_port = {port}\ntls_cert = "{cert}"\ntls_key = "{key}"\n')
     return path
 
 
@@ -135,3 +136,20 @@ async def test_an_unreachable_backend_is_retried_and_serving_waits_for_it(
     await agent.wait_event("inference backend ready", 60)
     await agent.wait_event("serving lease")
     assert agent.running
+
+
+async def test_a_graceful_restart_over_tls_still_verifies_the_name_the_agent_dialled(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    cert, key = self_signed(tmp_path, "DNS:localhost")  # no IP address in it: only the name verifies
+    pool = await start_pool(nursery, tmp_path / "pool", 0, "--config", str(_tls_config(tmp_path, cert, key)))
+    tls_port = int(pool.find_events("pool listening")[0]["tls_port"])
+    url = f"stratum+ssl://localhost:{tls_port}"
+    agent = await start_agent(nursery, "--pool", url, "--ca-file", str(cert), *RIG)
+    assert (await agent.wait_event("pool connected", 60))["pool"] == url
+    assert await pool.stop() == 0
+    told = await agent.wait_event("pool asked us to reconnect")
+    assert told["port"] == tls_port
+    await start_pool(nursery, tmp_path / "pool", 0, "--config", str(_tls_config(tmp_path, cert, key, tls_port)))
+    assert (await wait_new_event(agent, "pool connected", 1, 60))["pool"] == url
+    assert not agent.find_events("pool unreachable")
