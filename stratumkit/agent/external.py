@@ -42,6 +42,7 @@ class ExternalMiner:
         self.endpoint = LocalEndpoint(self.relay, worker)
         self.process: SupervisedProcess | None = None
         self.client: StratumClient | None = None
+        self.paused = False
 
     # -- what the rig agent calls, as on CpuMiner --------------------------------------------
 
@@ -62,6 +63,7 @@ class ExternalMiner:
         self.endpoint.on_event(event)
 
     def pause(self) -> None:
+        self.paused = True
         if self.settings.method is StopMethod.WITHHOLD:
             self.relay.withhold()
             self.endpoint.wake()
@@ -70,6 +72,7 @@ class ExternalMiner:
         log.info("miner paused", method=self.settings.method.value)
 
     def resume(self) -> None:
+        self.paused = False
         if self.settings.method is StopMethod.WITHHOLD:
             self.relay.release()
             self.endpoint.wake()

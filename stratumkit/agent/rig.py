@@ -21,7 +21,8 @@ Rules for failures: a lost pool ends only the connection (keep_connected plans t
 backend that cannot be reached is retried with backoff and logged each time ("inference backend
 unavailable"), and the agent says ``serving`` only once it answers; a job the backend failed with
 a retryable error is released at once (not left to time out) and the backend is waited for again
-before the next claim.
+before the next claim. An external miner stopped for a lease whose connection was lost mines
+again if the new connection brings no divert within ``RESUME_GRACE_S``.
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ log = structlog.get_logger("stratumkit.agent")
 RIG_MAX_LINE_LENGTH = 16 * 1024 * 1024
 #: How long a claim asks the pool to wait for a job before answering with none.
 CLAIM_WAIT_S = 0.5
+#: After a reconnect, how long a rig whose miner was stopped for a lease waits for the pool to
+#: divert it again (it resumes a stint it knows of at once) before it mines again.
+RESUME_GRACE_S = 2.0
 #: Seconds after a mode change before the GPUs' draw is read for that mode (clocks settle).
 POWER_SETTLE_S = 3.0
 
@@ -210,12 +214,23 @@ class RigAgent:
             self.mode = "mining"
             if isinstance(self.hashing, ExternalMiner):
                 nursery.start_soon(self.hashing.run, self.client)
+                if self.hashing.paused:  # stopped for a lease on the connection that was lost
+                    nursery.start_soon(self._mine_unless_diverted)
             else:
                 nursery.start_soon(self.hashing.run)
             nursery.start_soon(self._command_loop)
             task_status.started(self)
             await self.client.closed.wait()
             nursery.cancel_scope.cancel()
+
+    async def _mine_unless_diverted(self) -> None:
+        await trio.sleep(RESUME_GRACE_S)
+        if self.lease_id is None and self.hashing is not None:
+            log.info("no lease after the reconnect: mining again")
+            if self.inference_server is not None:
+                self.inference_server.done()
+            self.hashing.resume()
+            await self._power_after("mining")
 
     async def _power_after(self, mode: str) -> None:
         await trio.sleep(POWER_SETTLE_S)

@@ -101,3 +101,24 @@ async def test_a_killed_miner_is_restarted_and_a_failover_hands_it_the_new_extra
     assert told["set_extranonce"] == 1 and told["reconnect"] == 0
     await next_accepted(agent)
     assert agent.running
+
+
+async def test_a_pool_lost_mid_lease_that_comes_back_without_it_gets_the_miner_back(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    pool = await start_pool(nursery, tmp_path / "pool")
+    agent = await start_agent(
+        nursery, "--pool", f"127.0.0.1:{pool.port}", *RIG, "--inference", "minilm", "--inference-threads", "1"
+    )
+    await next_accepted(agent)
+    async with PoolClient(f"http://127.0.0.1:{await pool.api_port()}") as client:
+        await client.create_lease(count=1, queue="embed", duration_s=600)
+        await agent.wait_event("miner stopped")
+        await agent.wait_event("serving lease")
+    pool.process.send_signal(signal.SIGKILL)
+    await pool.wait_exit()
+    again = await start_pool(nursery, tmp_path / "pool2", pool.port)  # a pool that knows of no lease
+    await wait_new_event(agent, "pool connected", 1, 60)
+    await agent.wait_event("no lease after the reconnect: mining again")
+    await next_accepted(agent)
+    assert again.running and agent.running
