@@ -21,8 +21,9 @@ Rules for failures: a lost pool ends only the connection (keep_connected plans t
 backend that cannot be reached is retried with backoff and logged each time ("inference backend
 unavailable"), and the agent says ``serving`` only once it answers; a job the backend failed with
 a retryable error is released at once (not left to time out) and the backend is waited for again
-before the next claim. An external miner stopped for a lease whose connection was lost mines
-again if the new connection brings no divert within ``RESUME_GRACE_S``.
+before the next claim. A rig whose connection was lost during a lease is a miner again (its
+external miner resumed, its inference server stopped) if the new connection brings no divert
+within ``RESUME_GRACE_S``.
 """
 
 from __future__ import annotations
@@ -167,6 +168,7 @@ class RigAgent:
         """Serve one pool connection until it closes (call again to reconnect)."""
         cfg = self.config
         endpoint = endpoint or PoolEndpoint(cfg.host, cfg.port)
+        was_leased = self.lease_id is not None  # the connection was lost during a lease
         self.mode = "connecting"
         self.lease_id = None
         self._serving = None
@@ -214,16 +216,19 @@ class RigAgent:
             self.mode = "mining"
             if isinstance(self.hashing, ExternalMiner):
                 nursery.start_soon(self.hashing.run, self.client)
-                if self.hashing.paused:  # stopped for a lease on the connection that was lost
-                    nursery.start_soon(self._mine_unless_diverted)
+                was_leased = was_leased or self.hashing.paused
             else:
                 nursery.start_soon(self.hashing.run)
+            if was_leased:
+                nursery.start_soon(self._mine_unless_diverted)
             nursery.start_soon(self._command_loop)
             task_status.started(self)
             await self.client.closed.wait()
             nursery.cancel_scope.cancel()
 
     async def _mine_unless_diverted(self) -> None:
+        """The last connection was lost during a lease: unless this one is diverted again soon,
+        the rig is a miner (its external miner resumed, its inference server stopped)."""
         await trio.sleep(RESUME_GRACE_S)
         if self.lease_id is None and self.hashing is not None:
             log.info("no lease after the reconnect: mining again")
