@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,15 @@ def pool_flags(data_dir: Path, port: int = 0, *extra: str) -> list[str]:
 
 async def start_pool(nursery: trio.Nursery, data_dir: Path, port: int = 0, *extra: str) -> ServeProcess:
     return await ServeProcess.start(nursery, *pool_flags(data_dir, port, *extra), timeout=60)
+
+
+#: The built-in CPU model as the agent's backend, on one thread (the machine is small).
+MINILM = ("--inference", "minilm", "--inference-threads", "1")
+
+
+async def kill9(process: ServeProcess) -> None:
+    process.process.send_signal(signal.SIGKILL)
+    await process.wait_exit()
 
 
 async def start_agent(nursery: trio.Nursery, *flags: str) -> ServeProcess:

@@ -19,7 +19,7 @@ import pytest
 import trio
 
 from stratumkit.client import PoolClient
-from tests.agent.conftest import start_agent, start_pool, wait_new_event
+from tests.agent.conftest import MINILM, kill9, start_agent, start_pool, wait_new_event
 from tests.support.processes import ServeProcess
 
 pytestmark = pytest.mark.slow
@@ -60,10 +60,7 @@ async def test_leased_the_miner_stops_and_returned_it_mines_again(
     tmp_path: Path, nursery: trio.Nursery, method: str, paused: str
 ) -> None:
     pool = await start_pool(nursery, tmp_path / "pool")
-    agent = await start_agent(
-        nursery, "--pool", f"127.0.0.1:{pool.port}", *RIG, "--miner-stop", method,
-        "--inference", "minilm", "--inference-threads", "1",
-    )  # fmt: skip
+    agent = await start_agent(nursery, "--pool", f"127.0.0.1:{pool.port}", *RIG, "--miner-stop", method, *MINILM)
     await next_accepted(agent)
     async with PoolClient(f"http://127.0.0.1:{await pool.api_port()}") as client:
         lease = await client.create_lease(count=1, queue="embed", duration_s=600)
@@ -94,8 +91,7 @@ async def test_a_killed_miner_is_restarted_and_a_failover_hands_it_the_new_extra
     assert crash["code"] == -signal.SIGKILL
     await wait_new_event(agent, "miner started", 1)
     await next_accepted(agent)
-    first.process.send_signal(signal.SIGKILL)
-    await first.wait_exit()
+    await kill9(first)
     await wait_new_event(agent, "pool connected", 1)
     told = await agent.wait_event("local miners told of a new extranonce")
     assert told["set_extranonce"] == 1 and told["reconnect"] == 0
@@ -107,16 +103,13 @@ async def test_a_pool_lost_mid_lease_that_comes_back_without_it_gets_the_miner_b
     tmp_path: Path, nursery: trio.Nursery
 ) -> None:
     pool = await start_pool(nursery, tmp_path / "pool")
-    agent = await start_agent(
-        nursery, "--pool", f"127.0.0.1:{pool.port}", *RIG, "--inference", "minilm", "--inference-threads", "1"
-    )
+    agent = await start_agent(nursery, "--pool", f"127.0.0.1:{pool.port}", *RIG, *MINILM)
     await next_accepted(agent)
     async with PoolClient(f"http://127.0.0.1:{await pool.api_port()}") as client:
         await client.create_lease(count=1, queue="embed", duration_s=600)
         await agent.wait_event("miner stopped")
         await agent.wait_event("serving lease")
-    pool.process.send_signal(signal.SIGKILL)
-    await pool.wait_exit()
+    await kill9(pool)
     again = await start_pool(nursery, tmp_path / "pool2", pool.port)  # a pool that knows of no lease
     await wait_new_event(agent, "pool connected", 1, 60)
     await agent.wait_event("no lease after the reconnect: mining again")

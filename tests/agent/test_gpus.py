@@ -14,7 +14,7 @@ import trio
 
 from stratumkit.agent.gpus import GpuFact, detect_gpus, parse_nvidia_smi_csv
 from stratumkit.client import PoolClient
-from tests.agent.conftest import start_agent, start_pool
+from tests.agent.conftest import MINILM, start_agent, start_pool
 
 TWO_4090S = """name, memory.total [MiB], power.draw [W]
 NVIDIA GeForce RTX 4090, 24564 MiB, 31.27 W
@@ -83,7 +83,7 @@ async def test_the_agent_registers_the_detected_gpus_and_reads_their_draw_per_mo
     agent = await start_agent(
         nursery, "--pool", f"127.0.0.1:{pool.port}", "--worker", "rig1.w", "--rig-id", "rig1",
         "--gpu", "RTX 3060:12288", "--nvidia-smi", str(tool), "--duty", "0.1",
-        "--inference", "minilm", "--inference-threads", "1",
+        *MINILM,
     )  # fmt: skip
     detected = await agent.wait_event("GPUs detected", 60)
     assert detected["power_w"] == pytest.approx(61.07)

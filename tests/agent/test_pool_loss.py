@@ -3,14 +3,13 @@ between several --pool URLs, and stratum+ssl with and without verification. Real
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import pytest
 import trio
 
 from stratumkit.client import PoolClient
-from tests.agent.conftest import start_agent, start_pool, wait_new_event
+from tests.agent.conftest import MINILM, kill9, start_agent, start_pool, wait_new_event
 from tests.support.certificates import self_signed
 from tests.support.ports import refused_port
 from tests.support.processes import ServeProcess, cli_command
@@ -21,18 +20,11 @@ pytestmark = pytest.mark.slow
 RIG = ["--worker", "rig1.w", "--rig-id", "rig1", "--gpu", "RTX 4090:24576", "--duty", "0.1"]
 
 
-async def kill9(pool: ServeProcess) -> None:
-    pool.process.send_signal(signal.SIGKILL)
-    await pool.wait_exit()
-
-
 async def test_kill_9_of_the_pool_mid_job_the_agent_reconnects_and_serves_again(
     tmp_path: Path, nursery: trio.Nursery
 ) -> None:
     pool = await start_pool(nursery, tmp_path / "pool")
-    agent = await start_agent(
-        nursery, "--pool", f"127.0.0.1:{pool.port}", *RIG, "--inference", "minilm", "--inference-threads", "1"
-    )
+    agent = await start_agent(nursery, "--pool", f"127.0.0.1:{pool.port}", *RIG, *MINILM)
     await agent.wait_event("rig registered", 60)
     async with PoolClient(f"http://127.0.0.1:{await pool.api_port()}") as client:
         lease = await client.create_lease(count=1, queue="embed", duration_s=600)

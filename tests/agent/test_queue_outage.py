@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from stratumkit.client import PoolClient
-from tests.agent.conftest import start_agent, start_pool, wait_new_event
+from tests.agent.conftest import MINILM, start_agent, start_pool, wait_new_event
 from tests.queue.conftest import private_redis_server
 from tests.queue.queue_harness import RedisServer
 
@@ -28,7 +28,7 @@ async def test_the_agent_resumes_claiming_after_a_redis_outage(
     pool = await start_pool(nursery, tmp_path / "pool", 0, "--queue-url", redis.url)
     agent = await start_agent(
         nursery, "--pool", f"127.0.0.1:{pool.port}", "--worker", "rig1.w", "--rig-id", "rig1",
-        "--gpu", "RTX 4090:24576", "--duty", "0.1", "--inference", "minilm", "--inference-threads", "1",
+        "--gpu", "RTX 4090:24576", "--duty", "0.1", *MINILM,
     )  # fmt: skip
     await agent.wait_event("rig registered", 60)
     async with PoolClient(f"http://127.0.0.1:{await pool.api_port()}") as client:
