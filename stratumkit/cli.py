@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn, cast, get_origin
-
-from stratumkit.server.logs import LOG_LEVELS
-
-if TYPE_CHECKING:
-    from stratumkit.inference.backend import InferenceBackend
+from typing import Any, NoReturn, cast, get_origin
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -86,80 +80,15 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _agent(args: argparse.Namespace) -> int:
-    import trio
+    from stratumkit.agent.command import main
 
-    from stratumkit.agent.rig import AgentConfig, RigAgent
-    from stratumkit.agent.stratum import StratumClientError
-    from stratumkit.server.logs import configure_logging
+    return main(args)
 
-    configure_logging(args.log_format, args.log_level)
-    host, _, port = args.pool.removeprefix("stratum+tcp://").rpartition(":")
-    if not host or not port.isdigit():
-        print("stratumkit agent: --pool must be HOST:PORT (or stratum+tcp://HOST:PORT)", file=sys.stderr)
-        return 2
-    gpus = []
-    for spec in args.gpu:
-        model, _, vram = spec.rpartition(":")
-        if not model or not vram.isdigit():
-            print(f"stratumkit agent: --gpu takes MODEL:VRAM_MB, got {spec!r}", file=sys.stderr)
-            return 2
-        gpus.append((model, int(vram)))
-    config = AgentConfig(
-        host=host,
-        port=int(port),
-        worker=args.worker,
-        password=args.password,
-        rig_id=args.rig_id,
-        gpus=gpus,
-        power_w=args.power_w,
-        duty=args.duty,
-        claim_batch=args.claim_batch,
-        rig_secret=args.rig_secret,
-    )
 
-    async def main() -> None:
-        from stratumkit.failures import StartupFailure
-        from stratumkit.inference.errors import BackendUnavailableError
+def _mine(args: argparse.Namespace) -> int:
+    from stratumkit.agent.mine import main
 
-        backend: InferenceBackend | None = None
-        if args.inference == "minilm":
-            from stratumkit.inference.minilm import MiniLMBackend
-
-            backend = MiniLMBackend(threads=args.inference_threads)
-        elif args.inference:
-            from stratumkit.inference.openai_http import OpenAIHTTPBackend
-
-            backend = OpenAIHTTPBackend(args.inference)
-        if backend is not None:
-            try:
-                await backend.start()
-            except BackendUnavailableError as exc:
-                raise StartupFailure(f"--inference {args.inference}: {exc}") from None
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with trio.open_nursery() as nursery:
-
-                async def stop_on_signal() -> None:
-                    async for _ in signals:
-                        nursery.cancel_scope.cancel()
-                        return
-
-                nursery.start_soon(stop_on_signal)
-                delay = 1.0
-                agent = RigAgent(config, backend)  # one agent across reconnects: it keeps its lease token
-                while True:  # a rig keeps coming back to its pool
-                    try:
-                        await agent.run()
-                        delay = 1.0
-                    except* (OSError, StratumClientError) as group:
-                        print(
-                            f"stratumkit agent: pool {args.pool}: {group.exceptions[0]}; retrying in {delay:g} s",
-                            file=sys.stderr,
-                        )
-                    await trio.sleep(delay)
-                    delay = min(delay * 2, 30.0)
-
-    trio.run(main)
-    return 0
+    return main(args)
 
 
 def _infer_serve(args: argparse.Namespace) -> int:
@@ -244,23 +173,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
 
     agent = sub.add_parser("agent", help="run a rig: mine for the pool, serve inference while leased")
-    agent.add_argument("--pool", default="127.0.0.1:3333", help="pool stratum address HOST:PORT")
-    agent.add_argument("--worker", required=True, help="worker name (address.worker)")
-    agent.add_argument("--password", default="x")
-    agent.add_argument("--rig-id", help="stable rig id (default: hostname-worker)")
-    agent.add_argument("--rig-secret", help="this rig's (or its fleet's) secret, for a pool that wants one")
-    agent.add_argument("--gpu", action="append", default=[], help="MODEL:VRAM_MB, once per GPU")
-    agent.add_argument("--power-w", type=float, default=0.0, help="power draw while mining, watts")
-    agent.add_argument("--duty", type=float, default=1.0, help="fraction of time the CPU miner hashes")
-    agent.add_argument(
-        "--inference",
-        help="'minilm' (built-in CPU model) or the URL of an OpenAI-compatible server (vLLM, llama.cpp, Ollama)",
-    )
-    agent.add_argument("--claim-batch", type=int, default=1, help="jobs claimed at a time while leased (1..64)")
-    agent.add_argument("--inference-threads", type=int, default=None, help="minilm: onnxruntime threads")
-    agent.add_argument("--log-format", default="console", choices=["console", "json"])
-    agent.add_argument("--log-level", default="info", choices=LOG_LEVELS)
+    from stratumkit.agent.command import add_arguments as add_agent_arguments
+
+    add_agent_arguments(agent)
     agent.set_defaults(func=_agent)
+    mine = sub.add_parser("mine", help="mine with the built-in CPU miner for any stratum pool (like cpuminer)")
+    from stratumkit.agent.mine import add_arguments as add_mine_arguments
+
+    add_mine_arguments(mine)
+    mine.set_defaults(func=_mine)
     from stratumkit.api.cli import add_subcommands
 
     add_subcommands(sub)

@@ -13,16 +13,6 @@ from tests.support.processes import run_cli
 pytestmark = pytest.mark.slow
 
 
-def test_an_inference_server_that_does_not_answer_stops_the_agent_in_one_line() -> None:
-    with refused_port() as port:
-        done = run_cli("agent", "--worker", "rig.1", "--inference", f"http://127.0.0.1:{port}")
-    assert (done.returncode, done.stderr) == (
-        1,
-        f"stratumkit agent: --inference http://127.0.0.1:{port}: cannot connect to http://127.0.0.1:{port}/v1/models:"
-        " connection refused (is the inference server running?)\n",
-    )
-
-
 def test_infer_serve_with_its_port_in_use_or_its_upstream_down_is_one_line() -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken, refused_port() as down:
         port = taken.getsockname()[1]

@@ -31,7 +31,11 @@ class CpuMiner:
         duty: float = 1.0,
         max_per_chunk: int = 64,
         on_result: Callable[[SubmitResult], None] | None = None,
+        lane: int = 0,
+        lanes: int = 1,
     ) -> None:
+        """``lane`` of ``lanes``: miners sharing one connection (threads) take every ``lanes``-th
+        extranonce2 from ``lane`` on, so no two of them ever hash the same header."""
         if not 0 < duty <= 1:
             raise ValueError("duty must be in (0, 1]")
         self.client = client
@@ -52,7 +56,7 @@ class CpuMiner:
         self.hashes = 0
         self.paused = False
         self._work = trio.Event()
-        self._en2 = itertools.count()
+        self._en2 = itertools.count(lane, lanes)
 
     def attach(self, extranonce1: str, extranonce2_size: int) -> None:
         self.extranonce1 = bytes.fromhex(extranonce1)

@@ -33,13 +33,13 @@ _BATCH = 256  # submit lines built at a time per connection
 _READ = 262144
 
 
-def make_cert(directory: str) -> tuple[str, str]:
-    """A throwaway self-signed P-256 certificate for 127.0.0.1/localhost: (cert path, key path)."""
+def make_cert(directory: str, names: str = "IP:127.0.0.1,DNS:localhost") -> tuple[str, str]:
+    """A throwaway self-signed P-256 certificate for `names` (subjectAltName): (cert path, key path)."""
     cert, key = str(Path(directory) / "cert.pem"), str(Path(directory) / "key.pem")
     subprocess.run(
         [
             *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"),
-            *("-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
+            *("-days", "1", "-subj", "/CN=localhost", "-addext", f"subjectAltName={names}"),
             *("-keyout", key, "-out", cert),
         ],
         check=True,

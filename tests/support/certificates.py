@@ -11,10 +11,11 @@ import trio
 from stratumkit.bench.loadgen import make_cert
 
 
-def make_certificate(folder: Path) -> tuple[Path, Path]:
-    """A new certificate and key in `folder` (made if missing): (cert.pem, key.pem)."""
+def make_certificate(folder: Path, names: str = "IP:127.0.0.1,DNS:localhost") -> tuple[Path, Path]:
+    """A new certificate for `names` (subjectAltName) and its key in `folder` (made if missing):
+    (cert.pem, key.pem)."""
     folder.mkdir(parents=True, exist_ok=True)
-    cert, key = make_cert(str(folder))
+    cert, key = make_cert(str(folder), names)
     return Path(cert), Path(key)
 
 

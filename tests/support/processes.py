@@ -67,19 +67,25 @@ class ServeProcess:
     async def start(
         cls, nursery: trio.Nursery, *args: str, log_copy: Path | None = None, timeout: float = TIMEOUT
     ) -> ServeProcess:
+        server = await cls.spawn(nursery, serve_command(*args), log_copy=log_copy)
+        listening = await server.wait_event("pool listening", timeout)
+        server.port = int(listening["port"])
+        return server
+
+    @classmethod
+    async def spawn(cls, nursery: trio.Nursery, command: list[str], *, log_copy: Path | None = None) -> ServeProcess:
+        """Any command whose stderr is a JSON log (`stratumkit agent`, `mine`), not waited on."""
         process = await trio.lowlevel.open_process(
-            serve_command(*args),
+            command,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env=child_env(),
         )
-        server = cls(process, log_copy)
-        nursery.start_soon(server._read_stderr)
-        nursery.start_soon(server._kill_when_cancelled)
-        listening = await server.wait_event("pool listening", timeout)
-        server.port = int(listening["port"])
-        return server
+        child = cls(process, log_copy)
+        nursery.start_soon(child._read_stderr)
+        nursery.start_soon(child._kill_when_cancelled)
+        return child
 
     async def api_port(self, timeout: float = TIMEOUT) -> int:
         """The HTTP API's port, from its "API listening" line (serve with --api-port 0)."""

@@ -11,6 +11,10 @@ from typing import TypeVar
 
 import trio
 
+from stratumkit.agent.waking import Changed
+
+__all__ = ["TIMEOUT", "Changed", "close_when_cancelled", "wait_until", "wait_until_async"]
+
 #: Upper bound on any single wait (a pool node's retries back off for up to 10 s in an outage).
 TIMEOUT = 20.0
 
@@ -46,20 +50,6 @@ async def wait_until_async(
             await trio.sleep(interval)
         return value
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what or check}")
-
-
-class Changed:
-    """A wake-up for waiters on recorded state: `notify()` wakes every current `wait()`."""
-
-    def __init__(self) -> None:
-        self._event = trio.Event()
-
-    def notify(self) -> None:
-        event, self._event = self._event, trio.Event()
-        event.set()
-
-    async def wait(self) -> None:
-        await self._event.wait()
 
 
 async def close_when_cancelled(stream: trio.abc.AsyncResource) -> None:
