@@ -30,6 +30,7 @@ from stratumkit.server.pool import Pool
 
 if TYPE_CHECKING:
     from stratumkit.lease.service import LeaseService
+    from stratumkit.power.service import PowerService
 
 log = structlog.get_logger("stratumkit.serve")
 
@@ -89,6 +90,7 @@ class App:
     pool: Pool
     leases: LeaseService
     queue: QueueEngine
+    power: PowerService
     api_port: int | None = None
 
     async def run(
@@ -102,6 +104,7 @@ class App:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.pool.run)
             await nursery.start(self.leases.run)
+            await nursery.start(self.power.run)
             if config.api_port is not None:
                 from stratumkit.api.app import serve_api
 
@@ -114,6 +117,7 @@ class App:
                         config.api_port,
                         api_token=config.api_token,
                         shutdown_trigger=shutdown_trigger,
+                        power=self.power,
                     )
                 )
             task_status.started(self)
@@ -123,8 +127,12 @@ class App:
 async def open_app(config: PoolConfig) -> AsyncIterator[App]:
     """Build the parts (the queue is opened here and closed on exit); `App.run` starts them."""
     from stratumkit.lease.service import LeaseService
+    from stratumkit.power.prices import BadPrice
+    from stratumkit.power.service import PowerService
+    from stratumkit.power.settings import power_settings
 
     config.validate()
+    settings = power_settings(config.power)
     config.data_path.mkdir(parents=True, exist_ok=True)
     source = make_source(config)
     async with open_queue(config) as queue:
@@ -132,7 +140,11 @@ async def open_app(config: PoolConfig) -> AsyncIterator[App]:
             queue, drain_timeout_s=config.lease_drain_timeout, return_timeout_s=config.lease_return_timeout
         )
         pool = Pool(config, source, extensions=leases)
-        yield App(config, pool, leases, queue)
+        try:
+            power = PowerService(settings, pool, leases)
+        except BadPrice as exc:  # the price file
+            raise ConfigError(f"power.price_file: {exc}") from None
+        yield App(config, pool, leases, queue, power)
 
 
 async def serve(config: PoolConfig, *, task_status: trio.TaskStatus[App] = trio.TASK_STATUS_IGNORED) -> None:

@@ -6,6 +6,7 @@ see lease messages. On `stratumkit.lease.divert` it pauses mining, wakes its inf
 says `stratumkit.lease.serving`, and consumes the lease's queue through the pool (claim, run,
 result). On `stratumkit.lease.return` it stops claiming, gives back any job it has not finished,
 says `stratumkit.lease.returned`, and resumes mining on the fresh work the pool then sends.
+On `stratumkit.rig.curtail` (power is shed) it stops hashing until told to hash again.
 
 A job whose inference fails with a retryable error is released for another rig; a non-retryable
 error (a bad request) is recorded as that job's result, so it is answered exactly once.
@@ -73,7 +74,21 @@ class RigAgent:
         self._in_flight: set[str] = set()
 
     def _on_event(self, event: Event) -> None:
-        if isinstance(event, ExtensionNotification) and event.method in wire.NOTIFICATIONS:
+        if isinstance(event, ExtensionNotification) and event.method == wire.RigCurtail.METHOD:
+            try:
+                curtail = wire.RigCurtail.from_params(event.params)
+            except wire.RigMessageError as exc:
+                log.warning("malformed curtail command ignored", error=str(exc))
+                return
+            if self.miner is not None:
+                if curtail.curtailed:
+                    self.miner.pause()
+                    self.mode = "curtailed"
+                else:
+                    self.mode = "mining"
+                    self.miner.resume()
+                log.info("curtailed" if curtail.curtailed else "curtailment over: mining")
+        elif isinstance(event, ExtensionNotification) and event.method in wire.NOTIFICATIONS:
             try:
                 command = wire.NOTIFICATIONS[event.method].from_params(event.params)
             except wire.RigMessageError as exc:

@@ -16,6 +16,8 @@ Routes (every /v1 route needs ``Authorization: Bearer <api_token>`` when a token
                                       {jobs: [{payload, job_id?}, ...]} -> 201 {job_ids}
     GET  /v1/jobs/{id}                {job_id, status: pending|done, result, ...}
     GET  /v1/events                   newline-delimited JSON events, one chunk per event
+    GET|POST /v1/prices, GET /v1/policy, GET|POST /v1/curtail, POST /v1/curtail/release,
+    GET  /v1/energy                   the power layer (`stratumkit.power`), when it runs
 
 Rules:
 * Every error answer is ``{"error": "<message>"}``: 400 bad JSON or bad fields (the lease
@@ -48,7 +50,7 @@ from stratumkit.queue.engine import QueueClosed, QueueError, UnknownJob, check_n
 
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import render_metrics
-from .ports import LeaseAPI, PoolView
+from .ports import LeaseAPI, PoolView, PowerAPI
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "EVENT_BUFFER", "MAX_BATCH_JOBS", "ApiApp", "serve_api"]
 
@@ -81,6 +83,11 @@ _ROUTER = Router(
         route(r"/v1/queues/(?P<queue>.+)/jobs", {"POST": "enqueue"}),
         route(r"/v1/jobs/(?P<job_id>.+)", {"GET": "get_job"}),
         route(r"/v1/events", {"GET": "events"}),
+        route(r"/v1/prices", {"GET": "power", "POST": "power"}),
+        route(r"/v1/policy", {"GET": "power"}),
+        route(r"/v1/curtail", {"GET": "power", "POST": "power"}),
+        route(r"/v1/curtail/release", {"POST": "power"}),
+        route(r"/v1/energy", {"GET": "power"}),
     ]
 )
 
@@ -99,9 +106,11 @@ class ApiApp(AsgiApp):
         *,
         api_token: str | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        power: PowerAPI | None = None,
     ) -> None:
         self.pool = pool
         self.leases = leases
+        self.power = power
         self._auth = BearerAuth(api_token, noun="token")
         self.max_body_bytes = max_body_bytes
         self._closing = trio.Event()
@@ -155,10 +164,15 @@ class ApiApp(AsgiApp):
         port = self.pool.port
         if port is None:
             return Reply(503, {"status": "starting"})
-        return Reply(200, {"status": "ok", "stratum_port": port})
+        body: dict[str, Any] = {"status": "ok", "stratum_port": port}
+        if self.power is not None:
+            body["power"] = self.power.health()
+        return Reply(200, body)
 
     async def _metrics(self, request: Request) -> Reply:
         text = render_metrics(self.pool.snapshot(), self.leases.stats())
+        if self.power is not None:
+            text += self.power.metrics()
         return Reply(200, text=text, content_type=METRICS_CONTENT_TYPE.encode())
 
     async def _stats(self, request: Request) -> Reply:
@@ -174,6 +188,15 @@ class ApiApp(AsgiApp):
         if worker is not None and (type(worker) is not str or not worker):
             raise HTTPError(400, "worker must be a worker name (leave it out for every miner)")
         return Reply(200, {"sent": self.pool.send_message(text, worker)})
+
+    async def _power(self, request: Request) -> Reply:
+        if self.power is None:
+            raise HTTPError(404, "the power layer is not running in this process")
+        body = await request.json_object(optional=True) if request.method == "POST" else None
+        try:
+            return Reply(200, await self.power.call(request.method, request.path, body))
+        except ValueError as exc:  # BadPrice, BadCurtail: the reason is the answer
+            raise HTTPError(400, str(exc)) from None
 
     async def _rigs(self, request: Request) -> Reply:
         return Reply(200, {"rigs": self.leases.rigs()})
@@ -313,6 +336,7 @@ async def serve_api(
     api_token: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    power: PowerAPI | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the API until cancelled, or until `shutdown_trigger` returns (then event streams end
@@ -320,7 +344,7 @@ async def serve_api(
 
     For ``nursery.start``: reports the TCP port actually bound (useful with ``port=0``).
     """
-    app = ApiApp(pool, leases, api_token=api_token, max_body_bytes=max_body_bytes)
+    app = ApiApp(pool, leases, api_token=api_token, max_body_bytes=max_body_bytes, power=power)
 
     async def trigger() -> None:
         assert shutdown_trigger is not None

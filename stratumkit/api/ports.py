@@ -14,7 +14,7 @@ from collections.abc import AsyncIterable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
-__all__ = ["LeaseAPI", "PoolView"]
+__all__ = ["LeaseAPI", "PoolView", "PowerAPI"]
 
 
 class PoolView(Protocol):
@@ -69,3 +69,15 @@ class LeaseAPI(Protocol):
         ...
 
     def stats(self) -> dict[str, Any]: ...
+
+
+class PowerAPI(Protocol):
+    """Prices, the policy, curtailment and energy (`stratumkit.power.service.PowerService`)."""
+
+    async def call(self, method: str, path: str, body: object) -> dict[str, Any]:
+        """Answer a /v1 power route; a ValueError is the client's fault (400, its message)."""
+        ...
+
+    def health(self) -> dict[str, Any]: ...
+
+    def metrics(self) -> str: ...

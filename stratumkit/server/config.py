@@ -77,6 +77,8 @@ class PoolConfig:
     lease_drain_timeout: float = 10.0  # a diverted rig must say it serves within this
     lease_return_timeout: float = 10.0  # a returning rig must say it mines again within this
     queue_url: str | None = None  # None: SQLite in data_dir ; redis://host:port/db for Redis
+    # prices, the dual-mode policy and curtailment: a [power] table (stratumkit.power.settings)
+    power: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> PoolConfig:

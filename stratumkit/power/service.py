@@ -1,0 +1,250 @@
+"""The power service: prices in, the power controller run on trio's clock, its orders carried out.
+
+It reads the pool's connections and the lease service's rigs as :class:`~.curtail.Unit` values
+(a plain miner's hashrate is estimated from its difficulty and the share interval, its power
+from ``miner_j_per_th``), runs :class:`~.controller.PowerController` on every price change, every
+operator call and every ``policy_interval_s``, and carries out its orders on the connections:
+
+- curtail: ``set_mode(CURTAILED)`` (no more work; shares refused) and, to a registered rig,
+  ``stratumkit.rig.curtail [true]`` so the agent stops hashing;
+- mine: ``stratumkit.rig.curtail [false]`` to a rig, then ``set_mode(MINING)``: fresh
+  difficulty (a rig's first share expected within ``FIRST_SHARE_AFTER_RESTORE_S``) and a clean job.
+
+Every order is published on the lease service's event stream (``power.order``) and logged.
+Energy and money are booked at every step (:class:`~.energy.EnergyMeter`); leases are reported
+with their wall-clock start and end (the controller's times, translated to unix time).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import structlog
+import trio
+
+from stratumkit.api.metrics import _family as metric_family
+from stratumkit.lease.policy import Mode
+from stratumkit.protocol.rig import RigCurtail
+from stratumkit.session.ports import RigConnection, RigMode
+
+from .controller import PowerController
+from .curtail import Unit, parse_curtail
+from .energy import EnergyMeter
+from .feeds import poll_url, replay_series
+from .prices import PriceBook
+from .series import load_price_csv
+from .settings import PowerSettings
+
+if TYPE_CHECKING:
+    from stratumkit.lease.service import LeaseService
+    from stratumkit.server.pool import Pool
+
+__all__ = ["FIRST_SHARE_AFTER_RESTORE_S", "PowerService"]
+
+log = structlog.get_logger("stratumkit.power")
+
+#: A restored rig's first share difficulty is set so that a share is expected this soon.
+FIRST_SHARE_AFTER_RESTORE_S = 0.1
+
+
+class PowerService:
+    def __init__(self, settings: PowerSettings, pool: Pool, leases: LeaseService) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.leases = leases
+        self.book = PriceBook(settings.constants, max_age_s=settings.price_max_age_s, safe_mode=settings.safe_mode)
+        self.controller = PowerController(settings.policy)
+        self.meter = EnergyMeter(settings.co2_g_per_kwh)
+        self.series = None if settings.price_file is None else load_price_csv(settings.price_file)
+        self._wake = trio.Event()
+        self._conns: dict[str, RigConnection] = {}
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        cfg = self.settings
+        async with trio.open_nursery() as nursery:
+            if self.series is not None:
+                nursery.start_soon(replay_series, self.series, cfg.price_file_speed, self._feed)
+            if cfg.price_url is not None:
+                nursery.start_soon(poll_url, cfg.price_url, cfg.price_poll_interval_s, self._feed)
+            task_status.started()
+            while True:
+                with trio.move_on_after(cfg.policy_interval_s):
+                    await self._wake.wait()
+                self._wake = trio.Event()
+                self.step()
+
+    def _feed(self, data: object, source: str) -> None:
+        self.book.update(data, source, trio.current_time())
+        self.step()
+
+    def units(self) -> list[Unit]:
+        """The pool's authorized connections as units (and their connections, by unit id)."""
+        units: list[Unit] = []
+        conns: dict[str, RigConnection] = {}
+        links = self.leases.links
+        interval = self.pool.config.share_interval
+        for conn in list(self.pool.sessions):
+            session = conn.session
+            if conn.closed or session.worker is None:
+                continue
+            rig_id = session.rig_id
+            link = links.get(rig_id or "")
+            if rig_id is not None and link is not None and link.conn is conn:
+                rig = self.leases.controller.rig(rig_id)
+                caps = rig.caps
+                model = caps.gpus[0].model if caps.gpus else None
+                unit = Unit(rig_id, session.worker, True, caps.hashrate, caps.power_w, caps.gpu_count, model,
+                            leased=rig.lease_id is not None, mode=conn.mode.value)  # fmt: skip
+            else:
+                hashrate = session.difficulty * 2**32 / interval
+                power = hashrate / 1e12 * self.settings.miner_j_per_th
+                unit = Unit(f"{session.worker}@{conn.peer}", session.worker, False, hashrate, power,
+                            mode=conn.mode.value)  # fmt: skip
+            units.append(unit)
+            conns[unit.unit_id] = conn
+        self._conns = conns
+        return units
+
+    def step(self) -> None:
+        now, wall = trio.current_time(), time.time()
+        units = self.units()
+        status = self.book.status(now)
+        self.meter.advance(now, units, status.quote)
+        orders = self.controller.step(units, status, now, wall, can_lend=False)
+        for order in orders:
+            self._carry_out(order.unit_id, order.mode, order.reason)
+        if orders:
+            self.meter.advance(now, self.units(), status.quote)
+
+    def _carry_out(self, unit_id: str, mode: Mode, reason: str) -> None:
+        conn = self._conns.get(unit_id)
+        if conn is None:
+            return
+        now = trio.current_time()
+        rig = conn.rig_id is not None and unit_id == conn.rig_id
+        if mode is Mode.CURTAIL:
+            conn.set_mode(RigMode.CURTAILED, now)
+            if rig:
+                conn.notify(RigCurtail.METHOD, [True])
+        elif mode is Mode.MINE:
+            quick = None
+            if rig:
+                conn.notify(RigCurtail.METHOD, [False])
+                hashrate = self.leases.controller.rig(unit_id).caps.hashrate
+                quick = hashrate * FIRST_SHARE_AFTER_RESTORE_S / 2**32 if hashrate > 0 else None
+            conn.set_mode(RigMode.MINING, now, difficulty=quick)
+        else:
+            return  # lending is not offered (can_lend=False): the controller never orders it
+        log.info("power order", unit=unit_id, mode=mode.value, reason=reason)
+        self.leases.publish({"type": "power.order", "unit": unit_id, "mode": mode.value, "reason": reason})
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    async def call(self, method: str, path: str, body: object) -> dict[str, Any]:
+        """One /v1 power route (the API routes only these methods here); BadPrice and BadCurtail
+        are the client's fault."""
+        if path == "/v1/prices":
+            return self.post_prices(body) if method == "POST" else self.prices_view()
+        if path == "/v1/curtail":
+            return self.curtail(body) if method == "POST" else self.policy_view()["curtailment"] or {}
+        if path == "/v1/curtail/release":
+            return self.release()
+        if path == "/v1/energy":
+            return self.energy_view()
+        return self.policy_view()
+
+    # ------------------------------------------------------------------ the API
+
+    def post_prices(self, body: object) -> dict[str, Any]:
+        self.book.update(body, "api", trio.current_time())
+        self.step()
+        return self.prices_view()
+
+    def prices_view(self) -> dict[str, Any]:
+        view = self.book.status(trio.current_time()).to_dict()
+        view["updates"] = self.book.updates
+        return view
+
+    def policy_view(self) -> dict[str, Any]:
+        view = self.controller.view()
+        view["prices"] = self.prices_view()
+        return view
+
+    def curtail(self, body: object) -> dict[str, Any]:
+        request = parse_curtail(body, time.time())
+        shed = self.controller.curtail(request, self.units())
+        self.step()
+        log.info("operator curtailment", **shed.to_dict())
+        self.leases.publish({"type": "power.curtailed", **shed.to_dict()})
+        return shed.to_dict()
+
+    def release(self) -> dict[str, Any]:
+        released = self.controller.release()
+        self.step()
+        self.leases.publish({"type": "power.released", "units": released})
+        return {"released": released}
+
+    def energy_view(self) -> dict[str, Any]:
+        self.meter.advance(trio.current_time(), self.units(), self.book.status(trio.current_time()).quote)
+        view = self.meter.view()
+        view["leases"] = self.lease_records()
+        return view
+
+    def lease_records(self) -> list[dict[str, Any]]:
+        """Every lease with wall-clock start and end, GPU-hours and their worth at today's price."""
+        now, wall = trio.current_time(), time.time()
+        quote = self.book.status(now).quote
+        out = []
+        for lease in self.leases.controller.leases():
+            usage = self.leases.controller.usage(lease.lease_id, now)
+            model = lease.spec.selector.gpu_model
+            out.append(
+                {
+                    "lease_id": lease.lease_id,
+                    "state": lease.state.value,
+                    "owner": lease.spec.owner,
+                    "started_at": wall - (now - lease.created_at),
+                    "serving_since": None if lease.serving_since is None else wall - (now - lease.serving_since),
+                    "ended_at": None if lease.ended_at is None else wall - (now - lease.ended_at),
+                    "gpu_hours": usage.gpu_hours,
+                    "revenue_usd": None if quote is None else usage.gpu_hours * quote.gpu_hour(model),
+                }
+            )
+        return out
+
+    def health(self) -> dict[str, Any]:
+        status = self.book.status(trio.current_time())
+        return {"fresh": status.fresh, "source": status.source, "safe_mode": status.safe_mode,
+                "safe_mode_reason": status.reason}  # fmt: skip
+
+    def metrics(self) -> str:
+        out: list[str] = []
+        status = self.book.status(trio.current_time())
+        quote = status.quote
+        metric_family(out, "stratumkit_power_prices_fresh", "gauge", "1 while fresh prices drive the policy.",
+                      [({}, 1.0 if status.fresh else 0.0)])  # fmt: skip
+        if quote is not None:
+            metric_family(out, "stratumkit_power_price_usd_per_kwh", "gauge", "The power price in force.",
+                          [({}, quote.power_usd_per_kwh)])  # fmt: skip
+        modes: dict[str, int] = {}
+        for record in self.controller.latest.values():
+            modes[record["mode"]] = modes.get(record["mode"], 0) + 1
+        metric_family(out, "stratumkit_power_units", "gauge", "Units by the mode the power layer wants.",
+                      _labelled("mode", modes.items()))  # fmt: skip
+        metric_family(out, "stratumkit_power_orders_total", "counter", "Mode changes ordered by the power layer.",
+                      [({}, self.controller.switches)])  # fmt: skip
+        energy = self.meter.view()["by_mode"]
+        metric_family(out, "stratumkit_power_kwh_total", "counter", "Energy used, by mode.",
+                      _labelled("mode", ((m, t["kwh"]) for m, t in energy.items())))  # fmt: skip
+        metric_family(out, "stratumkit_power_net_usd_total", "counter", "Revenue minus power cost, by mode.",
+                      _labelled("mode", ((m, t["net_usd"]) for m, t in energy.items())))  # fmt: skip
+        return "\n".join(out) + "\n"
+
+
+def _labelled(label: str, items: Iterable[tuple[str, float]]) -> list[tuple[dict[str, str], float]]:
+    return [({label: key}, value) for key, value in sorted(items)]

@@ -1,0 +1,98 @@
+"""The power service in one process: a real pool, lease service, rig agents and a plain miner over
+loopback TCP. Prices pushed through the service's API curtail and restore them; an operator's
+curtailment overrides the policy; energy is booked per mode."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from stratumkit.session.ports import RigMode
+from tests.lease_switch.conftest import Site, open_site
+from tests.support.miners import Miner, assert_served
+from tests.support.waiting import wait_until
+
+POWER = {
+    "power_usd_per_kwh": 0.0,  # CPU-mining agents pay only at a price of zero or below
+    "hashprice_usd_per_th_day": 0.05,
+    "gpu_usd_per_hour": 0.3,
+    "strike_usd_per_kwh": 0.2,
+    "curtail_serving": True,
+    "miner_j_per_th": 30.0,
+}
+
+
+def conn_mode(site: Site, unit: str) -> RigMode:
+    return next(c.mode for c in site.pool.sessions if c.rig_id == unit or c.worker == unit)
+
+
+async def refused_as_curtailed(miner: Miner) -> None:
+    result = await miner.submit(miner.share())
+    assert not result.accepted and result.code == 21 and "curtailed" in (result.message or ""), result
+
+
+async def test_prices_over_the_strike_curtail_rigs_and_miners_and_cheap_power_brings_them_back(
+    tmp_path: Path,
+) -> None:
+    async with open_site(tmp_path, power=POWER) as site:
+        rig = await site.add_rig("rig-a", power_w=400.0)
+        plain = await Miner.connect(site.nursery, site.pool.port, "plain.1")
+        agent = rig.agent
+        await wait_until(lambda: agent.miner is not None and agent.miner.accepted > 0, what="rig mining")
+        assert agent.miner is not None
+        first = await site.power.call("POST", "/v1/prices", {"power_usd_per_kwh": 0.0})
+        assert first["fresh"] and (await site.power.call("GET", "/v1/policy", None))["orders_total"] == 0
+
+        view = await site.power.call("POST", "/v1/prices", {"power_usd_per_kwh": 0.5})
+        assert view["prices"]["power_usd_per_kwh"] == 0.5 and view["source"] == "api"
+        await wait_until(lambda: agent.mode == "curtailed" and agent.miner is not None and agent.miner.paused)
+        assert conn_mode(site, "rig-a") is RigMode.CURTAILED and conn_mode(site, "plain.1") is RigMode.CURTAILED
+        await refused_as_curtailed(plain)
+        policy = await site.power.call("GET", "/v1/policy", None)
+        units = {u["unit"]: u for u in policy["units"]}
+        assert units["rig-a"]["mode"] == "curtail" and units["rig-a"]["reason"] == "strike"
+        assert units["rig-a"]["inputs"]["power_usd_per_kwh"] == 0.5 and units["rig-a"]["inputs"]["strike"] is True
+        assert policy["orders_total"] == 2
+
+        notifies = len(plain.notifies())
+        accepted = agent.miner.accepted
+        await site.power.call("POST", "/v1/prices", {"power_usd_per_kwh": -0.01})
+        await plain.wait_for(lambda: len(plain.notifies()) > notifies, what="fresh work after the curtailment")
+        assert plain.notifies()[-1].clean_jobs
+        await assert_served(plain)
+        await wait_until(lambda: agent.mode == "mining" and agent.miner is not None and agent.miner.accepted > accepted)
+
+        energy: dict[str, Any] = await site.power.call("GET", "/v1/energy", None)
+        rig_modes = energy["units"]["rig-a"]["by_mode"]
+        assert rig_modes["curtailed"]["kwh"] == 0.0 and rig_modes["curtailed"]["seconds"] > 0
+        assert rig_modes["mining"]["kwh"] > 0 and rig_modes["mining"]["revenue_usd"] > 0
+        plain_unit = next(k for k in energy["units"] if k.startswith("plain.1@"))
+        # a plain miner cannot be switched off: its power is still counted while curtailed
+        assert energy["units"][plain_unit]["by_mode"]["curtailed"]["kwh"] > 0
+
+
+async def test_an_operator_curtailment_overrides_the_policy_until_released(tmp_path: Path) -> None:
+    async with open_site(tmp_path, power=POWER) as site:
+        old = await site.add_rig("old", power_w=900.0)
+        new = await site.add_rig("new", power_w=300.0)
+        plain = await Miner.connect(site.nursery, site.pool.port, "plain.1")
+        await wait_until(lambda: all(r.agent.miner is not None and r.agent.miner.accepted > 0 for r in (old, new)))
+        answer = await site.power.call("POST", "/v1/curtail", {"kw": 0.5})
+        assert answer["curtailed"] == ["old"] and answer["shed_kw"] == 0.9 and answer["target_kw"] == 0.5
+        await wait_until(lambda: old.agent.mode == "curtailed")
+        assert new.agent.mode == "mining" and conn_mode(site, "plain.1") is RigMode.MINING
+        await site.power.call("POST", "/v1/prices", {"power_usd_per_kwh": 0.0})  # the policy says mine
+        assert old.agent.mode == "curtailed" and conn_mode(site, "old") is RigMode.CURTAILED
+
+        answer = await site.power.call("POST", "/v1/curtail", {"all": True})
+        assert sorted(answer["curtailed"]) == ["new", "old"] and len(answer["not_curtailable"]) == 1
+        await refused_as_curtailed(plain)
+        released = await site.power.call("POST", "/v1/curtail/release", {})
+        assert released["released"][0] == "new"  # the most efficient comes back first
+        await wait_until(lambda: old.agent.mode == "mining" and new.agent.mode == "mining")
+        await plain.wait_for(lambda: plain.notifies()[-1].clean_jobs, what="a clean job")
+        await assert_served(plain)
+        with trio.fail_after(5):
+            assert (await site.power.call("GET", "/v1/curtail", None)) == {}
