@@ -39,6 +39,12 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    from stratumkit.power import simulate
+
+    return simulate.run(args)
+
+
 def _serve(args: argparse.Namespace) -> int:
     import trio
 
@@ -219,6 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
     infer_serve.add_argument("--api-key", help="require this bearer token")
     infer_serve.add_argument("--threads", type=int, default=None, help="onnxruntime threads")
     infer_serve.set_defaults(func=_infer_serve)
+
+    replay = sub.add_parser("simulate", help="replay a price series: the policy against naive strategies")
+    replay.add_argument("--prices", required=True, help="CSV: timestamp,power_usd_per_kwh[,hashprice..,gpu..]")
+    replay.add_argument("--fleet", required=True, help="TOML with [[rig]] tables")
+    replay.add_argument("--policy", help="TOML [power] table: policy settings and price constants")
+    replay.add_argument("--json", action="store_true", help="one JSON object instead of the table")
+    replay.set_defaults(func=_simulate)
 
     bench = sub.add_parser("bench", help="measure performance")
     bench.add_argument("what", choices=["hash", "pool", "lease"], help="what to measure")

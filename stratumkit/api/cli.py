@@ -125,6 +125,45 @@ async def _job_get(client: PoolClient, args: argparse.Namespace) -> tuple[Any, s
     return job, job_text(job)
 
 
+async def _curtail(client: PoolClient, args: argparse.Namespace) -> tuple[Any, str]:
+    if args.release:
+        released = await client.release_curtailment()
+        return released, f"released: {', '.join(released['released']) or 'nothing was curtailed'}"
+    target: dict[str, Any] = {}
+    if args.kw is not None:
+        target["kw"] = args.kw
+    if args.fraction is not None:
+        target["fraction"] = args.fraction
+    if args.rig:
+        target["rigs"] = args.rig
+    if args.all:
+        target["all"] = True
+    if args.duration is not None:
+        target["duration_s"] = args.duration
+    if not target:
+        raise UsageError("give a target: --kw, --fraction, --rig (repeatable) or --all; or --release")
+    shed = await client.curtail(**target)
+    wanted = "-" if shed["target_kw"] is None else f"{shed['target_kw']:g}"
+    lines = [f"shed {shed['shed_kw']:g} kW of {wanted} kW: {', '.join(shed['curtailed']) or 'no rigs'}"]
+    if shed["not_curtailable"]:
+        lines.append(f"not curtailable (plain miners, sent no work): {', '.join(shed['not_curtailable'])}")
+    if shed["kept_leased"]:
+        lines.append(f"kept (integrator leases): {', '.join(shed['kept_leased'])}")
+    if shed["unknown"]:
+        lines.append(f"unknown: {', '.join(shed['unknown'])}")
+    return shed, "\n".join(lines)
+
+
+async def _policy(client: PoolClient, args: argparse.Namespace) -> tuple[Any, str]:
+    view = await client.policy()
+    prices = view["prices"]
+    head = f"prices from {prices['source'] or 'nowhere'}: {prices['prices'] or '-'}"
+    if prices["safe_mode_reason"]:
+        head += f"\nsafe mode {prices['safe_mode']}: {prices['safe_mode_reason']}"
+    rows = [(u["unit"], u["mode"], u["actual"], u["reason"]) for u in view["units"]]
+    return view, head + "\n" + table(["unit", "wanted", "now", "reason"], rows)
+
+
 async def _stats(client: PoolClient, args: argparse.Namespace) -> tuple[Any, str]:
     stats = await client.stats()
     return stats, stats_text(stats)
@@ -296,7 +335,7 @@ def _runner(name: str, command: Command) -> Callable[[argparse.Namespace], int]:
 
 
 def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `lease`, `rig`, `job` and `stats` to the `stratumkit` parser's subcommands. Each leaf
+    """Add `lease`, `rig`, `job`, `stats`, `curtail` and `policy` to the `stratumkit` parser's subcommands. Each leaf
     sets ``func(args) -> int`` (the exit status)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--api", metavar="URL", help=f"the pool's HTTP API (default ${ENV_API} or {DEFAULT_API})")
@@ -357,6 +396,17 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     get.add_argument("--wait", type=duration, metavar="SECONDS", help="wait up to this long for the result")
 
     leaf(subparsers, "stats", "stats", _stats, "pool and lease statistics")
+
+    curtail = leaf(
+        subparsers, "curtail", "curtail", _curtail, "shed power now: rigs stop hashing, least efficient first"
+    )
+    curtail.add_argument("--kw", type=float, help="shed at least this many kW")
+    curtail.add_argument("--fraction", type=float, help="shed this fraction (0..1) of the fleet's declared power")
+    curtail.add_argument("--rig", action="append", help="this rig (id or worker name; repeatable)")
+    curtail.add_argument("--all", action="store_true", help="every rig, and no work to plain miners")
+    curtail.add_argument("--duration", type=duration, help="end on its own after this long: 600, 10m, 2h")
+    curtail.add_argument("--release", action="store_true", help="end the curtailment: back to mining")
+    leaf(subparsers, "policy", "policy", _policy, "the power policy's latest decision for every unit")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -39,7 +39,7 @@ from .prices import BadPrice, PriceQuote, parse_update
 from .series import PriceSeries, load_price_csv
 from .settings import PowerSettings, power_settings
 
-__all__ = ["FleetRig", "StrategyResult", "load_fleet", "main", "simulate"]
+__all__ = ["FleetRig", "StrategyResult", "load_fleet", "run", "simulate"]
 
 STRATEGIES = ("policy", "always_mine", "always_ai", "strike_only", "perfect_foresight")
 _MODES = {Mode.MINE: "mining", Mode.SERVE_AI: "diverted", Mode.CURTAIL: "curtailed"}
@@ -106,6 +106,7 @@ def load_fleet(path: str | Path) -> list[FleetRig]:
 class StrategyResult:
     name: str
     switches: int = 0
+    most_switches_per_rig: int = 0
     rig_seconds: float = 0.0
     off_seconds: float = 0.0
     switch_cost_usd: float = 0.0
@@ -122,6 +123,7 @@ class StrategyResult:
             "strategy": self.name,
             "uptime": round(1.0 - self.off_seconds / self.rig_seconds, 4) if self.rig_seconds else None,
             "switches": self.switches,
+            "most_switches_per_rig": self.most_switches_per_rig,
             "kwh": round(self.totals.kwh, 3),
             "power_cost_usd": round(self.totals.power_cost_usd, 2),
             "revenue_usd": round(self.totals.revenue_usd, 2),
@@ -180,43 +182,27 @@ def simulate(series: PriceSeries, fleet: Sequence[FleetRig], settings: PowerSett
         cost = 0.0 if name == "perfect_foresight" else policy.switch_cost_usd
         for rig in fleet:
             mode = Mode.MINE
+            switches = 0
             for start, seconds, quote in steps:
                 new = choose(rig, quote.prices(rig.gpu_model), start, mode)
                 if new is not mode:
-                    result.switches += 1
+                    switches += 1
                     result.switch_cost_usd += cost
                 mode = new
                 result.totals.add(interval(rig.unit(mode), quote, seconds))
                 result.rig_seconds += seconds
                 result.off_seconds += seconds if mode is Mode.CURTAIL else 0.0
+            result.switches += switches
+            result.most_switches_per_rig = max(result.most_switches_per_rig, switches)
         results.append(result)
     return results
 
 
 def render_table(results: Sequence[StrategyResult]) -> str:
-    rows = [r.to_dict() for r in results]
+    from stratumkit.api.cli import table
+
     head = ["strategy", "uptime", "switches", "kwh", "power_cost_usd", "revenue_usd", "switch_cost_usd", "net_usd"]
-    cells = [head] + [[str(row[h]) for h in head] for row in rows]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(head))]
-    lines = []
-    for line in cells:
-        lines.append(
-            "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True)))
-        )
-    return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="stratumkit simulate", description=__doc__.split("\n")[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--prices", required=True, help="CSV: timestamp,power_usd_per_kwh[,hashprice..,gpu..]")
-    parser.add_argument("--fleet", required=True, help="TOML with [[rig]] tables")
-    parser.add_argument("--policy", help="TOML [power] table: policy settings and price constants")
-    parser.add_argument("--json", action="store_true", help="one JSON object instead of the table")
+    return table(head, [[row[h] for h in head] for row in (r.to_dict() for r in results)])
 
 
 def run(args: argparse.Namespace) -> int:

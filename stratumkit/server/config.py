@@ -9,7 +9,8 @@ from __future__ import annotations
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 
 class ConfigError(ValueError):
@@ -161,7 +162,7 @@ _TYPES = get_type_hints(PoolConfig)
 def _check_type(key: str, value: Any) -> None:
     """A config value must have its field's type (an int is fine where a float is wanted)."""
     hint = _TYPES.get(key)
-    allowed = get_args(hint) or (hint,)
+    allowed = get_args(hint) if get_origin(hint) in (Union, UnionType) else (hint,)
     if value is None and type(None) in allowed:
         return
     for kind in allowed:
