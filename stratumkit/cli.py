@@ -35,7 +35,11 @@ def _bench(args: argparse.Namespace) -> int:
     elif args.what == "lease":
         from stratumkit.bench import lease as bench_lease
 
-        bench_lease.run(args.rounds, args.rigs, args.inference)
+        bench_lease.run(args.rounds, args.rigs or 2, args.inference)
+    elif args.what == "curtail":
+        from stratumkit.bench import curtail as bench_curtail
+
+        bench_curtail.run(args.rounds, args.rigs or 100)
     return 0
 
 
@@ -234,9 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.set_defaults(func=_simulate)
 
     bench = sub.add_parser("bench", help="measure performance")
-    bench.add_argument("what", choices=["hash", "pool", "lease"], help="what to measure")
-    bench.add_argument("--rounds", type=int, default=30, help="lease: switch rounds (default 30)")
-    bench.add_argument("--rigs", type=int, default=2, help="lease: agent processes (default 2)")
+    bench.add_argument("what", choices=["hash", "pool", "lease", "curtail"], help="what to measure")
+    bench.add_argument("--rounds", type=int, default=30, help="lease, curtail: rounds (default 30)")
+    bench.add_argument(
+        "--rigs", type=int, default=None, help="lease: agent processes (default 2); curtail: agents (100)"
+    )
     bench.add_argument("--inference", default=None, help="lease: agents' inference backend (e.g. minilm)")
     bench.add_argument("--seconds", type=float, default=1.0, help="hash: time per figure (default 1)")
     bench.add_argument(

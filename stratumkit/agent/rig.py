@@ -53,6 +53,7 @@ class AgentConfig:
     gpus: list[tuple[str, int]] = field(default_factory=list)  # (model, VRAM MB)
     power_w: float = 0.0
     duty: float = 1.0  # fraction of time the CPU miner hashes
+    chunk: int = 1 << 17  # nonces per CPU-miner scan: a pause or new job waits for the scan and its duty pause
     claim_batch: int = 1
     visibility_timeout: float = 30.0
 
@@ -123,7 +124,7 @@ class RigAgent:
                 user_agent="stratumkit-agent/0.1",
                 max_line_length=RIG_MAX_LINE_LENGTH,  # claimed jobs can carry long inputs
             )
-            self.miner = CpuMiner(self.client, cfg.worker, duty=cfg.duty)
+            self.miner = CpuMiner(self.client, cfg.worker, duty=cfg.duty, chunk=cfg.chunk)
             hashrate = await trio.to_thread.run_sync(self.miner.measure_hashrate)
             sub = await self.client.handshake(cfg.worker, cfg.password)
             self.miner.attach(sub.extranonce1, sub.extranonce2_size)
