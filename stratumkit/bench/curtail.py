@@ -19,7 +19,6 @@ Times are from just before the HTTP call, on this process's monotonic clock.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from stratumkit.protocol import rig as wire
 from stratumkit.protocol.events import Event, ExtensionNotification, Notify, SubmitResult
 
 from .lease import _healthy, _until
-from .ports import serve_on_free_ports
+from .ports import serve_on_free_ports, stop
 
 __all__ = ["TimedAgent", "bench", "run"]
 
@@ -141,11 +140,7 @@ async def bench(rounds: int, rigs: int) -> dict[str, list[float]]:
                         out["work"].append(min(t for t in agent.clean_at if t >= t1) - t1)
                 nursery.cancel_scope.cancel()
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop(server)
     return out
 
 

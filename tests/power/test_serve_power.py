@@ -4,7 +4,6 @@ real `stratumkit agent` and a plain miner on its own; an operator curtails by ha
 
 from __future__ import annotations
 
-import signal
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,6 +12,7 @@ import httpx
 import pytest
 import trio
 
+from stratumkit.bench.ports import stop
 from stratumkit.client import PoolClient
 from tests.support.miners import Miner, assert_served
 from tests.support.processes import ServeProcess, child_env, cli_command
@@ -133,11 +133,7 @@ async def test_a_price_file_and_an_operator_curtail_and_restore_real_rigs(
             assert energy["units"]["rig-1"]["by_mode"]["curtailed"]["kwh"] == 0.0
             assert energy["units"]["rig-1"]["by_mode"]["mining"]["kwh"] > 0
     finally:
-        agent.send_signal(signal.SIGTERM)
-        try:
-            agent.wait(10)
-        except subprocess.TimeoutExpired:
-            agent.kill()
+        stop(agent)
 
 
 async def test_a_bad_price_file_is_one_line_at_start(tmp_path: Path) -> None:

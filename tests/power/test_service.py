@@ -4,6 +4,7 @@ curtailment overrides the policy; energy is booked per mode."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -96,3 +97,48 @@ async def test_an_operator_curtailment_overrides_the_policy_until_released(tmp_p
         await assert_served(plain)
         with trio.fail_after(5):
             assert (await site.power.call("GET", "/v1/curtail", None)) == {}
+
+
+async def test_prices_are_polled_from_an_operators_url_and_bad_answers_are_refused(tmp_path: Path) -> None:
+    answers = [b'{"power_usd_per_kwh": 45}', b"not json", b'{"power_usd_per_kwh": 0.5}']
+    served: list[bytes] = []
+
+    async def http(stream: trio.SocketStream) -> None:
+        request = b""
+        while b"\r\n\r\n" not in request:
+            request += await stream.receive_some(4096)
+        body = answers[min(len(served), len(answers) - 1)]
+        served.append(body)
+        head = f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
+        await stream.send_all(head.encode() + b"connection: close\r\n\r\n" + body)
+        await stream.aclose()
+
+    async with trio.open_nursery() as servers:
+        [listener] = await servers.start(functools.partial(trio.serve_tcp, http, 0, host="127.0.0.1"))
+        url = f"http://127.0.0.1:{listener.socket.getsockname()[1]}/prices"
+        power = POWER | {"price_url": url, "price_poll_interval_s": 0.05}
+        async with open_site(tmp_path, power=power) as site:
+            await wait_until(lambda: len(served) >= 3, what="three polls")
+            await wait_until(lambda: site.power.book.source == "poll")
+            view = await site.power.call("GET", "/v1/prices", None)
+            assert view["prices"]["power_usd_per_kwh"] == 0.5  # the refused 45 (USD/MWh?) never applied
+            assert site.power.health()["source"] == "poll"
+        servers.cancel_scope.cancel()
+
+
+async def test_a_rig_under_an_integrator_lease_is_not_curtailed_by_the_policy(tmp_path: Path) -> None:
+    async with open_site(tmp_path, power=POWER) as site:
+        leased = await site.add_rig("leased", power_w=400.0)
+        free = await site.add_rig("free", power_w=400.0)
+        await wait_until(lambda: all(r.agent.miner is not None and r.agent.miner.accepted > 0 for r in (leased, free)))
+        lease = await site.leases.create_lease({"count": 1, "queue": "q", "duration_s": 60})
+        rig_id = lease["rigs"][0]["rig_id"]
+        other = free if rig_id == "leased" else leased
+        held = leased if other is free else free
+        await wait_until(lambda: held.agent.mode == "serving")
+        await site.power.call("POST", "/v1/prices", {"power_usd_per_kwh": 0.5})
+        await wait_until(lambda: other.agent.mode == "curtailed")
+        units = {u["unit"]: u for u in (await site.power.call("GET", "/v1/policy", None))["units"]}
+        assert units[rig_id]["reason"].startswith("integrator lease") and held.agent.mode == "serving"
+        answer = await site.power.call("POST", "/v1/curtail", {"all": True})
+        assert answer["kept_leased"] == [rig_id]
