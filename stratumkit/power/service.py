@@ -140,7 +140,8 @@ class PowerService:
         else:
             return  # lending is not offered (can_lend=False): the controller never orders it
         log.info("power order", unit=unit_id, mode=mode.value, reason=reason)
-        self.leases.publish({"type": "power.order", "unit": unit_id, "mode": mode.value, "reason": reason})
+        record = self.controller.latest.get(unit_id, {})
+        self.leases.publish({**record, "type": "power.order", "unit": unit_id, "mode": mode.value, "reason": reason})
 
     def poke(self) -> None:
         self._wake.set()

@@ -46,8 +46,13 @@ async def test_prices_over_the_strike_curtail_rigs_and_miners_and_cheap_power_br
         first = await site.power.call("POST", "/v1/prices", {"power_usd_per_kwh": 0.0})
         assert first["fresh"] and (await site.power.call("GET", "/v1/policy", None))["orders_total"] == 0
 
-        view = await site.power.call("POST", "/v1/prices", {"power_usd_per_kwh": 0.5})
+        async with site.leases.events() as events:
+            view = await site.power.call("POST", "/v1/prices", {"power_usd_per_kwh": 0.5})
+            with trio.fail_after(5):
+                event = await events.receive()
         assert view["prices"]["power_usd_per_kwh"] == 0.5 and view["source"] == "api"
+        assert (event["type"], event["mode"], event["reason"]) == ("power.order", "curtail", "strike")
+        assert event["inputs"]["power_usd_per_kwh"] == 0.5 and event["inputs"]["strike"] is True
         await wait_until(lambda: agent.mode == "curtailed" and agent.miner is not None and agent.miner.paused)
         assert conn_mode(site, "rig-a") is RigMode.CURTAILED and conn_mode(site, "plain.1") is RigMode.CURTAILED
         await refused_as_curtailed(plain)
