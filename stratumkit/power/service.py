@@ -138,7 +138,7 @@ class PowerService:
                 quick = hashrate * FIRST_SHARE_AFTER_RESTORE_S / 2**32 if hashrate > 0 else None
             conn.set_mode(RigMode.MINING, now, difficulty=quick)
         else:
-            return  # lending is not offered (can_lend=False): the controller never orders it
+            return  # SERVE_AI: never ordered here, the controller is run with can_lend=False
         log.info("power order", unit=unit_id, mode=mode.value, reason=reason)
         record = self.controller.latest.get(unit_id, {})
         self.leases.publish({**record, "type": "power.order", "unit": unit_id, "mode": mode.value, "reason": reason})
