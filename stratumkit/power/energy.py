@@ -1,7 +1,8 @@
 """Energy and money per unit and mode, integrated over time from declared power and prices.
 
-Pure: ``advance(now, ...)`` books the interval since the last call at the modes and the quote
-that held during it, then takes the new ones. Per mode:
+Pure: ``advance(now, wall, ...)`` books the interval since the last call at the modes and the
+quote that held during it, then takes the new ones; totals are kept per unit and mode, and per
+UTC day and mode (an interval across midnight is split at it, by ``wall``). Per mode:
 - mining: the unit's power; revenue = hashrate x hashprice;
 - serving (leased to AI): the unit's power; revenue = GPUs x GPU-hour price; mining foregone;
 - curtailed: a rig draws nothing and earns nothing (mining foregone); a plain miner cannot be
@@ -11,8 +12,10 @@ Power cost = kWh x power price (negative prices earn); CO2 = kWh x the grid fact
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from stratumkit.lease.policy import HASHES_PER_TH_DAY
@@ -66,16 +69,27 @@ def interval(unit: Unit, quote: PriceQuote, seconds: float) -> ModeTotals:
     return totals
 
 
+def _days(start: float, seconds: float) -> Iterator[tuple[str, float]]:
+    """(UTC date, seconds of it) for the span of `seconds` from unix time `start`."""
+    while seconds > 0:
+        midnight = (math.floor(start / 86400.0) + 1) * 86400.0
+        part = min(seconds, midnight - start)
+        yield datetime.fromtimestamp(start, UTC).date().isoformat(), part
+        start, seconds = start + part, seconds - part
+
+
 @dataclass
 class EnergyMeter:
     co2_g_per_kwh: float = 0.0
     units: dict[str, dict[str, ModeTotals]] = field(default_factory=dict)
+    days: dict[str, dict[str, ModeTotals]] = field(default_factory=dict)
     _held: list[Unit] = field(default_factory=list)
     _quote: PriceQuote | None = None
     _at: float | None = None
+    _wall: float = 0.0
     unpriced_s: float = 0.0  # unit-seconds that passed with no quote to price them
 
-    def advance(self, now: float, units: Sequence[Unit], quote: PriceQuote | None) -> None:
+    def advance(self, now: float, wall: float, units: Sequence[Unit], quote: PriceQuote | None) -> None:
         if self._at is not None and now > self._at:
             seconds = now - self._at
             for unit in self._held:
@@ -83,8 +97,11 @@ class EnergyMeter:
                     self.unpriced_s += seconds
                     continue
                 modes = self.units.setdefault(unit.unit_id, {})
-                modes.setdefault(unit.mode, ModeTotals()).add(interval(unit, self._quote, seconds))
-        self._held, self._quote, self._at = list(units), quote, now
+                for day, part in _days(self._wall, seconds):
+                    used = interval(unit, self._quote, part)
+                    modes.setdefault(unit.mode, ModeTotals()).add(used)
+                    self.days.setdefault(day, {}).setdefault(unit.mode, ModeTotals()).add(used)
+        self._held, self._quote, self._at, self._wall = list(units), quote, now, wall
 
     def view(self) -> dict[str, Any]:
         total = ModeTotals()
@@ -100,9 +117,19 @@ class EnergyMeter:
                 "total": unit_total.to_dict(self.co2_g_per_kwh),
                 "by_mode": {m: t.to_dict(self.co2_g_per_kwh) for m, t in sorted(modes.items())},
             }
+        days = {}
+        for day, modes in sorted(self.days.items()):
+            day_total = ModeTotals()
+            for totals in modes.values():
+                day_total.add(totals)
+            days[day] = {
+                "total": day_total.to_dict(self.co2_g_per_kwh),
+                "by_mode": {m: t.to_dict(self.co2_g_per_kwh) for m, t in sorted(modes.items())},
+            }
         return {
             "total": total.to_dict(self.co2_g_per_kwh),
             "by_mode": {m: t.to_dict(self.co2_g_per_kwh) for m, t in sorted(by_mode.items())},
+            "days": days,
             "units": units,
             "unpriced_unit_seconds": round(self.unpriced_s, 3),
         }

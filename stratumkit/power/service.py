@@ -113,12 +113,12 @@ class PowerService:
         now, wall = trio.current_time(), time.time()
         units = self.units()
         status = self.book.status(now)
-        self.meter.advance(now, units, status.quote)
+        self.meter.advance(now, wall, units, status.quote)
         orders = self.controller.step(units, status, now, wall, can_lend=False)
         for order in orders:
             self._carry_out(order.unit_id, order.mode, order.reason)
         if orders:
-            self.meter.advance(now, self.units(), status.quote)
+            self.meter.advance(now, wall, self.units(), status.quote)
 
     def _carry_out(self, unit_id: str, mode: Mode, reason: str) -> None:
         conn = self._conns.get(unit_id)
@@ -191,7 +191,8 @@ class PowerService:
         return {"released": released}
 
     def energy_view(self) -> dict[str, Any]:
-        self.meter.advance(trio.current_time(), self.units(), self.book.status(trio.current_time()).quote)
+        now = trio.current_time()
+        self.meter.advance(now, time.time(), self.units(), self.book.status(now).quote)
         view = self.meter.view()
         view["leases"] = self.lease_records()
         return view

@@ -19,10 +19,10 @@ def with_mode(unit: Unit, mode: str) -> Unit:
 def test_an_hour_in_each_mode() -> None:
     meter = EnergyMeter(co2_g_per_kwh=400.0)
     plain = Unit("plain", "plain", False, 24e12, 1000.0)
-    meter.advance(0.0, [RIG, plain], QUOTE)
-    meter.advance(3600.0, [with_mode(RIG, "diverted"), with_mode(plain, "curtailed")], QUOTE)
-    meter.advance(7200.0, [with_mode(RIG, "curtailed")], QUOTE)
-    meter.advance(10800.0, [], None)
+    meter.advance(0.0, 0.0, [RIG, plain], QUOTE)
+    meter.advance(3600.0, 3600.0, [with_mode(RIG, "diverted"), with_mode(plain, "curtailed")], QUOTE)
+    meter.advance(7200.0, 7200.0, [with_mode(RIG, "curtailed")], QUOTE)
+    meter.advance(10800.0, 10800.0, [], None)
     view = meter.view()
     mining = view["units"]["rig"]["by_mode"]["mining"]
     assert mining["kwh"] == pytest.approx(1.0) and mining["power_cost_usd"] == pytest.approx(0.1)
@@ -40,13 +40,25 @@ def test_an_hour_in_each_mode() -> None:
 
 def test_time_without_prices_is_counted_not_priced() -> None:
     meter = EnergyMeter()
-    meter.advance(0.0, [RIG], None)
-    meter.advance(10.0, [RIG], QUOTE)
+    meter.advance(0.0, 0.0, [RIG], None)
+    meter.advance(10.0, 10.0, [RIG], QUOTE)
     assert meter.view()["unpriced_unit_seconds"] == 10.0 and meter.view()["units"] == {}
 
 
 def test_negative_power_prices_earn() -> None:
     meter = EnergyMeter()
-    meter.advance(0.0, [RIG], PriceQuote(-0.02, 0.05, 0.4))
-    meter.advance(3600.0, [RIG], None)
+    meter.advance(0.0, 0.0, [RIG], PriceQuote(-0.02, 0.05, 0.4))
+    meter.advance(3600.0, 3600.0, [RIG], None)
     assert meter.view()["total"]["power_cost_usd"] == pytest.approx(-0.02)
+
+
+def test_days_are_cut_at_midnight_utc() -> None:
+    meter = EnergyMeter()
+    evening = 1_736_978_400.0  # 2025-01-15T22:00:00Z
+    meter.advance(100.0, evening, [RIG], QUOTE)
+    meter.advance(100.0 + 3 * 3600, evening + 3 * 3600, [RIG], None)
+    days = meter.view()["days"]
+    assert list(days) == ["2025-01-15", "2025-01-16"]
+    assert days["2025-01-15"]["by_mode"]["mining"]["seconds"] == 7200
+    assert days["2025-01-16"]["total"]["kwh"] == pytest.approx(1.0)
+    assert meter.view()["total"]["kwh"] == pytest.approx(3.0)
