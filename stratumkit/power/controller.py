@@ -8,8 +8,8 @@ unit should be in out, as :class:`Order` values the service carries out. Rules, 
    ``until`` passes; then the policy decides it afresh (its dwell starts over).
 3. With no fresh prices, every unit goes to the safe mode (and its policy starts over after).
 4. Otherwise :func:`stratumkit.lease.policy.decide` decides, per unit, with its own GPU-hour
-   price. SERVE_AI is only offered when the caller can lend (``can_lend``); the pool's service
-   cannot yet (a lease cannot name the rig to draft), so in the pool a rig mines or is off.
+   price. SERVE_AI is only offered when the caller can lend (``can_lend``: the pool's service
+   has an auto-lease queue holding jobs).
 An order is given only where the wanted mode differs from what the unit's connection does now,
 so a unit moved by someone else (a lease that ended) is brought back to the wanted mode.
 """

@@ -8,8 +8,16 @@ operator call and every ``policy_interval_s``, and carries out its orders on the
 - curtail: ``set_mode(CURTAILED)`` (no more work; shares refused) and, to a registered rig,
   ``stratumkit.rig.curtail [true]`` so the agent stops hashing;
 - mine: ``stratumkit.rig.curtail [false]`` to a rig, then ``set_mode(MINING)``: fresh
-  difficulty (a rig's first share expected within ``FIRST_SHARE_AFTER_RESTORE_S``) and a clean job.
+  difficulty (a rig's first share expected within ``FIRST_SHARE_AFTER_RESTORE_S``) and a clean job;
+- serve AI (only with ``auto_lease_queue`` set, and only while that queue holds jobs): a
+  one-rig lease of the rig's GPU model on that queue, owned by ``POLICY_OWNER``, through the lease
+  service. A lease cannot name its rig (the lease service drafts by its own selection rule), so
+  rigs of a GPU model are lent only when every idle rig of that model is to be lent (else none
+  is, that step, and the decision says why): then exactly those rigs are drafted. A rig the
+  policy lent is taken back by cancelling its lease. Leases of any other owner are integrators'
+  and the policy leaves their rigs alone.
 
+Steps run one at a time (a lock): a step awaits the queue's counts and the lease service.
 Every order is published on the lease service's event stream (``power.order``) and logged.
 Energy and money are booked at every step (:class:`~.energy.EnergyMeter`); leases are reported
 with their wall-clock start and end (the controller's times, translated to unix time).
@@ -25,8 +33,11 @@ import structlog
 import trio
 
 from stratumkit.api.metrics import _family as metric_family
+from stratumkit.lease.errors import RequestError
+from stratumkit.lease.model import Selector
 from stratumkit.lease.policy import Mode
 from stratumkit.protocol.rig import RigCurtail
+from stratumkit.queue.engine import QueueError
 from stratumkit.session.ports import RigConnection, RigMode
 
 from .controller import PowerController
@@ -41,12 +52,14 @@ if TYPE_CHECKING:
     from stratumkit.lease.service import LeaseService
     from stratumkit.server.pool import Pool
 
-__all__ = ["FIRST_SHARE_AFTER_RESTORE_S", "PowerService"]
+__all__ = ["FIRST_SHARE_AFTER_RESTORE_S", "POLICY_OWNER", "PowerService"]
 
 log = structlog.get_logger("stratumkit.power")
 
 #: A restored rig's first share difficulty is set so that a share is expected this soon.
 FIRST_SHARE_AFTER_RESTORE_S = 0.1
+#: The owner of the leases the policy makes (the auto-lease queue's).
+POLICY_OWNER = "stratumkit.power"
 
 
 class PowerService:
@@ -60,6 +73,7 @@ class PowerService:
         self.series = None if settings.price_file is None else load_price_csv(settings.price_file)
         self._wake = trio.Event()
         self._conns: dict[str, RigConnection] = {}
+        self._lock = trio.Lock()
 
     # ------------------------------------------------------------------ running
 
@@ -75,11 +89,11 @@ class PowerService:
                 with trio.move_on_after(cfg.policy_interval_s):
                     await self._wake.wait()
                 self._wake = trio.Event()
-                self.step()
+                await self.step()
 
     def _feed(self, data: object, source: str) -> None:
         self.book.update(data, source, trio.current_time())
-        self.step()
+        self.poke()
 
     def units(self) -> list[Unit]:
         """The pool's authorized connections as units (and their connections, by unit id)."""
@@ -97,8 +111,11 @@ class PowerService:
                 rig = self.leases.controller.rig(rig_id)
                 caps = rig.caps
                 model = caps.gpus[0].model if caps.gpus else None
+                leased = (
+                    rig.lease_id is not None and self.leases.controller.get(rig.lease_id).spec.owner != POLICY_OWNER
+                )
                 unit = Unit(rig_id, session.worker, True, caps.hashrate, caps.power_w, caps.gpu_count, model,
-                            leased=rig.lease_id is not None, mode=conn.mode.value)  # fmt: skip
+                            leased=leased, mode=conn.mode.value)  # fmt: skip
             else:
                 hashrate = session.difficulty * 2**32 / interval
                 power = hashrate / 1e12 * self.settings.miner_j_per_th
@@ -109,24 +126,70 @@ class PowerService:
         self._conns = conns
         return units
 
-    def step(self) -> None:
-        now, wall = trio.current_time(), time.time()
-        units = self.units()
-        status = self.book.status(now)
-        self.meter.advance(now, wall, units, status.quote)
-        orders = self.controller.step(units, status, now, wall, can_lend=False)
-        for order in orders:
-            self._carry_out(order.unit_id, order.mode, order.reason)
-        if orders:
-            self.meter.advance(now, wall, self.units(), status.quote)
+    async def can_lend(self) -> bool:
+        """An auto-lease queue is set and holds jobs (waiting or being served)."""
+        queue = self.settings.auto_lease_queue
+        if queue is None:
+            return False
+        try:
+            stats = await self.leases.queue.stats(queue)
+        except QueueError as exc:
+            log.warning("auto-lease queue unreadable", queue=queue, error=str(exc))
+            return False
+        return stats.ready + stats.in_flight > 0
 
-    def _carry_out(self, unit_id: str, mode: Mode, reason: str) -> None:
+    async def step(self) -> None:
+        async with self._lock:
+            lend = await self.can_lend()
+            now, wall = trio.current_time(), time.time()
+            units = self.units()
+            status = self.book.status(now)
+            self.meter.advance(now, wall, units, status.quote)
+            orders = self.controller.step(units, status, now, wall, can_lend=lend)
+            unlendable = self._unlendable([o.unit_id for o in orders if o.mode is Mode.SERVE_AI])
+            lend_by_model: dict[str, list[str]] = {}
+            for order in orders:
+                why = unlendable.get(order.unit_id)
+                if why is not None:
+                    self.controller.latest[order.unit_id]["reason"] += f"; not lent: {why}"
+                elif order.mode is Mode.SERVE_AI:
+                    model = self.leases.controller.rig(order.unit_id).caps.gpus[0].model
+                    lend_by_model.setdefault(model, []).append(order.unit_id)
+                else:
+                    await self._carry_out(order.unit_id, order.mode, order.reason)
+            for model, unit_ids in lend_by_model.items():
+                await self._lend(model, unit_ids)
+            if orders:
+                self.meter.advance(trio.current_time(), time.time(), self.units(), status.quote)
+
+    def _unlendable(self, wanted: list[str]) -> dict[str, str]:
+        """Of the rigs to lend, those that cannot be, and why: another idle rig of the same GPU
+        model that is not to be lent would be drafted as readily."""
+        out: dict[str, str] = {}
+        controller = self.leases.controller
+        idle = [rig for rig in controller.rigs() if rig.idle and rig.caps.gpus]
+        for unit_id in wanted:
+            model = controller.rig(unit_id).caps.gpus[0].model
+            selector = Selector(count=1, gpu_model=model)
+            others = sorted(r.rig_id for r in idle if selector.matches(r.caps) and r.rig_id not in wanted)
+            if others:
+                out[unit_id] = (
+                    f"idle {model} rig(s) {', '.join(others)} are not to be lent and could be drafted instead"
+                )
+        return out
+
+    async def _carry_out(self, unit_id: str, mode: Mode, reason: str) -> None:
         conn = self._conns.get(unit_id)
         if conn is None:
             return
         now = trio.current_time()
         rig = conn.rig_id is not None and unit_id == conn.rig_id
-        if mode is Mode.CURTAIL:
+        if rig and conn.mode is RigMode.DIVERTED:
+            lease_id = self.leases.controller.rig(unit_id).lease_id
+            if lease_id is None:
+                return  # on its way back already
+            await self.leases.cancel_lease(lease_id)  # the lease service sends it back to mining
+        elif mode is Mode.CURTAIL:
             conn.set_mode(RigMode.CURTAILED, now)
             if rig:
                 conn.notify(RigCurtail.METHOD, [True])
@@ -138,10 +201,34 @@ class PowerService:
                 quick = hashrate * FIRST_SHARE_AFTER_RESTORE_S / 2**32 if hashrate > 0 else None
             conn.set_mode(RigMode.MINING, now, difficulty=quick)
         else:
-            return  # SERVE_AI: never ordered here, the controller is run with can_lend=False
+            return
+        self._ordered(unit_id, mode, reason)
+
+    def _ordered(self, unit_id: str, mode: Mode, reason: str) -> None:
         log.info("power order", unit=unit_id, mode=mode.value, reason=reason)
         record = self.controller.latest.get(unit_id, {})
         self.leases.publish({**record, "type": "power.order", "unit": unit_id, "mode": mode.value, "reason": reason})
+
+    async def _lend(self, model: str, unit_ids: list[str]) -> None:
+        """One one-rig lease per rig of `model` to lend: the lease service drafts exactly these
+        (every idle rig of the model is among them), curtailed ones included."""
+        queue = self.settings.auto_lease_queue
+        assert queue is not None
+        for unit_id in unit_ids:
+            conn = self._conns.get(unit_id)
+            if conn is not None and conn.mode is RigMode.CURTAILED:
+                conn.notify(RigCurtail.METHOD, [False])  # it hashes again once its lease ends
+        for _ in unit_ids:
+            body = {"count": 1, "queue": queue, "gpu_model": model, "duration_s": self.settings.auto_lease_duration_s,
+                    "owner": POLICY_OWNER}  # fmt: skip
+            try:
+                await self.leases.create_lease(body)
+            except RequestError as exc:
+                log.warning("auto-lease refused", model=model, error=str(exc))
+                return
+        for unit_id in unit_ids:
+            lease_id = self.leases.controller.rig(unit_id).lease_id
+            self._ordered(unit_id, Mode.SERVE_AI, f"{self.controller.latest[unit_id]['reason']}; lent in {lease_id}")
 
     def poke(self) -> None:
         self._wake.set()
@@ -150,20 +237,20 @@ class PowerService:
         """One /v1 power route (the API routes only these methods here); BadPrice and BadCurtail
         are the client's fault."""
         if path == "/v1/prices":
-            return self.post_prices(body) if method == "POST" else self.prices_view()
+            return await self.post_prices(body) if method == "POST" else self.prices_view()
         if path == "/v1/curtail":
-            return self.curtail(body) if method == "POST" else self.policy_view()["curtailment"] or {}
+            return await self.curtail(body) if method == "POST" else self.policy_view()["curtailment"] or {}
         if path == "/v1/curtail/release":
-            return self.release()
+            return await self.release()
         if path == "/v1/energy":
             return self.energy_view()
         return self.policy_view()
 
     # ------------------------------------------------------------------ the API
 
-    def post_prices(self, body: object) -> dict[str, Any]:
+    async def post_prices(self, body: object) -> dict[str, Any]:
         self.book.update(body, "api", trio.current_time())
-        self.step()
+        await self.step()
         return self.prices_view()
 
     def prices_view(self) -> dict[str, Any]:
@@ -176,17 +263,17 @@ class PowerService:
         view["prices"] = self.prices_view()
         return view
 
-    def curtail(self, body: object) -> dict[str, Any]:
+    async def curtail(self, body: object) -> dict[str, Any]:
         request = parse_curtail(body, time.time())
         shed = self.controller.curtail(request, self.units())
-        self.step()
+        await self.step()
         log.info("operator curtailment", **shed.to_dict())
         self.leases.publish({"type": "power.curtailed", **shed.to_dict()})
         return shed.to_dict()
 
-    def release(self) -> dict[str, Any]:
+    async def release(self) -> dict[str, Any]:
         released = self.controller.release()
-        self.step()
+        await self.step()
         self.leases.publish({"type": "power.released", "units": released})
         return {"released": released}
 

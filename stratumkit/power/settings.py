@@ -40,6 +40,8 @@ _OTHER_KEYS = {
     "price_max_age_s": (float, 900.0),
     "safe_mode": (str, "mine"),
     "policy_interval_s": (float, 60.0),
+    "auto_lease_queue": (str, None),
+    "auto_lease_duration_s": (float, 3600.0),
     "miner_j_per_th": (float, 30.0),
     "co2_g_per_kwh": (float, 0.0),
 }
@@ -56,6 +58,8 @@ class PowerSettings:
     price_max_age_s: float = 900.0
     safe_mode: str = "mine"
     policy_interval_s: float = 60.0
+    auto_lease_queue: str | None = None  # rigs worth more serving AI are lent to it while it has jobs
+    auto_lease_duration_s: float = 3600.0
     miner_j_per_th: float = 30.0  # plain miners' power, from their estimated hashrate
     co2_g_per_kwh: float = 0.0
 
@@ -92,7 +96,8 @@ def power_settings(table: Mapping[str, Any]) -> PowerSettings:
         other[key] = default if key not in table else _typed(key, table[key], kind)
     if other["safe_mode"] not in SAFE_MODES:
         raise ConfigError(f"power.safe_mode must be one of {', '.join(SAFE_MODES)}, got {other['safe_mode']!r}")
-    for key in ("price_file_speed", "price_poll_interval_s", "price_max_age_s", "policy_interval_s"):
+    for key in ("price_file_speed", "price_poll_interval_s", "price_max_age_s", "policy_interval_s",
+                "auto_lease_duration_s"):  # fmt: skip
         if not other[key] > 0:
             raise ConfigError(f"power.{key} must be > 0, got {other[key]!r}")
     for key in ("miner_j_per_th", "co2_g_per_kwh"):

@@ -11,7 +11,7 @@ from typing import Any
 import trio
 
 from stratumkit.session.ports import RigMode
-from tests.lease_switch.conftest import Site, open_site
+from tests.lease_switch.conftest import EMBED, Site, open_site
 from tests.support.miners import Miner, assert_served
 from tests.support.waiting import wait_until
 
@@ -147,3 +147,35 @@ async def test_a_rig_under_an_integrator_lease_is_not_curtailed_by_the_policy(tm
         assert units[rig_id]["reason"].startswith("integrator lease") and held.agent.mode == "serving"
         answer = await site.power.call("POST", "/v1/curtail", {"all": True})
         assert answer["kept_leased"] == [rig_id]
+
+
+async def test_rigs_worth_more_serving_ai_are_lent_to_the_auto_lease_queue_while_it_has_jobs(tmp_path: Path) -> None:
+    async with open_site(tmp_path, power=POWER | {"auto_lease_queue": "auto", "gpu_usd_per_hour": 0.5}) as site:
+        a = await site.add_rig("a", power_w=400.0)
+        b = await site.add_rig("b", power_w=400.0)
+        await wait_until(lambda: all(r.agent.miner is not None and r.agent.miner.accepted > 0 for r in (a, b)))
+        await site.power.call("POST", "/v1/curtail", {"rigs": ["b"]})
+        await wait_until(lambda: b.agent.mode == "curtailed")
+        jobs = [await site.leases.enqueue("auto", {**EMBED, "input": [f"job {i}"]}) for i in range(20)]
+        await site.power.call("POST", "/v1/prices", {"gpu_usd_per_hour": 0.6})
+        units = {u["unit"]: u for u in (await site.power.call("GET", "/v1/policy", None))["units"]}
+        # the lease service would draft the curtailed b as readily as a: nothing is lent
+        assert units["a"]["mode"] == "serve_ai" and "not lent: idle RTX 4090 rig(s) b" in units["a"]["reason"]
+        assert a.agent.mode == "mining" and not site.leases.list_leases()
+
+        await site.power.call("POST", "/v1/curtail/release", {})  # b is to be lent too now
+        await wait_until(lambda: a.agent.mode == "serving" and b.agent.mode == "serving")
+        leases = site.leases.list_leases()
+        assert len(leases) == 2 and {lease["owner"] for lease in leases} == {"stratumkit.power"}
+        units = {u["unit"]: u for u in (await site.power.call("GET", "/v1/policy", None))["units"]}
+        assert not any(u["reason"].startswith("integrator lease") for u in units.values())
+        done = await site.wait_jobs(jobs, timeout=60)
+        assert {r["rig"] for r in done} <= {"a", "b"}
+
+        assert a.agent.miner is not None
+        accepted = a.agent.miner.accepted
+        await site.power.call("GET", "/v1/policy", None)
+        await site.power.step()  # the queue is empty: lending no longer pays, the rigs come back
+        await wait_until(lambda: a.agent.mode == "mining" and b.agent.mode == "mining")
+        await wait_until(lambda: a.agent.miner is not None and a.agent.miner.accepted > accepted)
+        assert {lease["state"] for lease in site.leases.list_leases()} == {"cancelled"}
