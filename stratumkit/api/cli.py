@@ -140,6 +140,8 @@ async def _curtail(client: PoolClient, args: argparse.Namespace) -> tuple[Any, s
         target["all"] = True
     if args.duration is not None:
         target["duration_s"] = args.duration
+    if args.override_leases:
+        target["override_leases"] = True
     if not target:
         raise UsageError("give a target: --kw, --fraction, --rig (repeatable) or --all; or --release")
     shed = await client.curtail(**target)
@@ -147,6 +149,8 @@ async def _curtail(client: PoolClient, args: argparse.Namespace) -> tuple[Any, s
     lines = [f"shed {shed['shed_kw']:g} kW of {wanted} kW: {', '.join(shed['curtailed']) or 'no rigs'}"]
     if shed["not_curtailable"]:
         lines.append(f"not curtailable (plain miners, sent no work): {', '.join(shed['not_curtailable'])}")
+    if shed["leases_overridden"]:
+        lines.append(f"leases ended (overridden): {', '.join(shed['leases_overridden'])}")
     if shed["kept_leased"]:
         lines.append(f"kept (integrator leases): {', '.join(shed['kept_leased'])}")
     if shed["unknown"]:
@@ -406,6 +410,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     curtail.add_argument("--all", action="store_true", help="every rig, and no work to plain miners")
     curtail.add_argument("--duration", type=duration, help="end on its own after this long: 600, 10m, 2h")
     curtail.add_argument("--release", action="store_true", help="end the curtailment: back to mining")
+    curtail.add_argument("--override-leases", action="store_true", help="shed leased rigs too, ending their leases")
     leaf(subparsers, "policy", "policy", _policy, "the power policy's latest decision for every unit")
 
 

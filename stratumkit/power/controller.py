@@ -3,9 +3,10 @@
 Pure: units, the price book's status, ``now`` (monotonic) and ``wall`` (unix) in; the mode each
 unit should be in out, as :class:`Order` values the service carries out. Rules, in precedence:
 
-1. A unit bound to an integrator lease is left alone (leases keep precedence over the policy).
-2. A unit an operator curtailment holds is curtailed until the curtailment is released or its
-   ``until`` passes; then the policy decides it afresh (its dwell starts over).
+1. A unit an operator curtailment holds is curtailed until the curtailment is released or its
+   ``until`` passes; then the policy decides it afresh (its dwell starts over). A curtailment
+   holds a leased unit only if it overrode the lease.
+2. A unit bound to an integrator lease is left alone (leases keep precedence over the policy).
 3. With no fresh prices, every unit goes to the safe mode (and its policy starts over after).
 4. Otherwise :func:`stratumkit.lease.policy.decide` decides, per unit, with its own GPU-hour
    price. SERVE_AI is only offered when the caller can lend (``can_lend``: the pool's service
@@ -91,10 +92,10 @@ class PowerController:
             actual = CONNECTION_MODES.get(unit.mode, Mode.MINE)
             decision: Decision | None = None
             inputs: dict[str, Any] = {"power_w": unit.power_w, "hashrate": unit.hashrate, "gpus": unit.gpus}
-            if unit.leased:
-                want, reason = actual, "integrator lease (leases keep precedence)"
-            elif unit.unit_id in self.operator:
+            if unit.unit_id in self.operator:
                 want, reason = Mode.CURTAIL, "operator curtailment"
+            elif unit.leased:
+                want, reason = actual, "integrator lease (leases keep precedence)"
             elif quote is None:
                 want = Mode.CURTAIL if status.safe_mode == "curtail" else Mode.MINE
                 reason = f"safe mode {status.safe_mode}: {status.reason}"
@@ -126,7 +127,7 @@ class PowerController:
                 "decided_at": wall,
             }
             self.latest[unit.unit_id] = record
-            if want is not actual and not unit.leased:
+            if want is not actual and (not unit.leased or unit.unit_id in self.operator):
                 orders.append(Order(unit.unit_id, want, reason))
                 self.history.append(record)
                 self.switches += 1

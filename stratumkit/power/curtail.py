@@ -6,7 +6,10 @@ Rules:
   seconds) ends it on its own, else it holds until released.
 - Only agent-managed rigs can be switched off: they are shed least efficient first (most J/TH;
   no hashrate counts as least efficient), until the shed power meets the target. Rigs under an
-  integrator lease are kept (leases keep precedence) and listed as such.
+  integrator lease are kept (leases keep precedence) and listed as such, unless the request
+  says ``override_leases``: then they are shed like the others and listed as overridden (the
+  service ends their leases; a lease bills GPU-seconds only while served, so the integrator
+  pays nothing from the curtailment on).
 - Plain miners cannot be switched off by a pool: named ones (and every one with ``all``) are
   sent no work, and are listed as not curtailable with no power counted as shed.
 - The answer says how many kW were shed against the target.
@@ -52,16 +55,17 @@ class CurtailRequest:
     rigs: tuple[str, ...] = ()
     all: bool = False
     until: float | None = None
+    override_leases: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"kw": self.kw, "fraction": self.fraction, "rigs": list(self.rigs), "all": self.all,
-                "until": self.until}  # fmt: skip
+                "until": self.until, "override_leases": self.override_leases}  # fmt: skip
 
 
 def parse_curtail(body: object, wall_now: float) -> CurtailRequest:
     if not isinstance(body, Mapping):
         raise BadCurtail("a curtailment must be a JSON object")
-    unknown = sorted(set(body) - {"kw", "fraction", "rigs", "all", "until", "duration_s"})
+    unknown = sorted(set(body) - {"kw", "fraction", "rigs", "all", "until", "duration_s", "override_leases"})
     if unknown:
         raise BadCurtail(f"unknown field(s): {', '.join(map(str, unknown))}")
     given = [k for k in ("kw", "fraction", "rigs", "all") if body.get(k) not in (None, False)]
@@ -94,7 +98,10 @@ def parse_curtail(body: object, wall_now: float) -> CurtailRequest:
             raise BadCurtail(f"until must be in the future (now is {wall_now:.0f})")
     elif body.get("duration_s") is not None:
         until = wall_now + _positive("duration_s", body["duration_s"])
-    return CurtailRequest(kw, fraction, rigs, everything, until)
+    override = body.get("override_leases", False)
+    if type(override) is not bool:
+        raise BadCurtail(f"override_leases must be true or false, got {override!r}")
+    return CurtailRequest(kw, fraction, rigs, everything, until, override)
 
 
 def _positive(name: str, value: object) -> float:
@@ -111,6 +118,7 @@ class Shed:
     target_kw: float | None
     shed_kw: float
     unknown: tuple[str, ...] = ()
+    overridden: tuple[str, ...] = ()  # leased rigs shed anyway (override_leases)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -118,6 +126,7 @@ class Shed:
             "not_curtailable": list(self.withheld),
             "kept_leased": list(self.kept_leased),
             "unknown": list(self.unknown),
+            "leases_overridden": list(self.overridden),
             "target_kw": self.target_kw,
             "shed_kw": round(self.shed_kw, 6),
         }
@@ -139,8 +148,9 @@ def choose(request: CurtailRequest, units: Sequence[Unit]) -> Shed:
         target = request.kw if request.kw is not None else None
         if request.fraction is not None:
             target = request.fraction * fleet_kw
-    kept = tuple(u.unit_id for u in picked if u.leased)
-    free = sorted((u for u in picked if not u.leased), key=lambda u: (-u.j_per_th, u.unit_id))
+    override = request.override_leases
+    kept = () if override else tuple(u.unit_id for u in picked if u.leased)
+    free = sorted((u for u in picked if override or not u.leased), key=lambda u: (-u.j_per_th, u.unit_id))
     curtailed: list[str] = []
     withheld: list[str] = []
     shed = 0.0
@@ -155,4 +165,5 @@ def choose(request: CurtailRequest, units: Sequence[Unit]) -> Shed:
         shed += unit.power_w
     if request.all:
         target = fleet_kw
-    return Shed(tuple(curtailed), tuple(withheld), kept, target, shed / 1000.0, unknown)
+    overridden = tuple(u.unit_id for u in units if u.leased and u.unit_id in curtailed)
+    return Shed(tuple(curtailed), tuple(withheld), kept, target, shed / 1000.0, unknown, overridden)

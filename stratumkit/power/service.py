@@ -33,7 +33,7 @@ import structlog
 import trio
 
 from stratumkit.api.metrics import _family as metric_family
-from stratumkit.lease.errors import RequestError
+from stratumkit.lease.errors import LeaseError, RequestError
 from stratumkit.lease.model import Selector
 from stratumkit.lease.policy import Mode
 from stratumkit.protocol.rig import RigCurtail
@@ -266,10 +266,34 @@ class PowerService:
     async def curtail(self, body: object) -> dict[str, Any]:
         request = parse_curtail(body, time.time())
         shed = self.controller.curtail(request, self.units())
+        if shed.overridden:
+            await self._end_leases(shed.overridden)
         await self.step()
         log.info("operator curtailment", **shed.to_dict())
         self.leases.publish({"type": "power.curtailed", **shed.to_dict()})
         return shed.to_dict()
+
+    async def _end_leases(self, rig_ids: tuple[str, ...]) -> None:
+        """Cancel the leases of these rigs and wait (within the return timeout) until they mine."""
+        waiting = set(rig_ids)
+        lease_ids = {self._lease_of(r) for r in rig_ids} - {None}
+        async with self.leases.events() as events:
+            for lease_id in sorted(lid for lid in lease_ids if lid is not None):
+                try:
+                    await self.leases.cancel_lease(lease_id)
+                except RequestError as exc:
+                    log.warning("lease not cancelled for a curtailment", lease=lease_id, error=str(exc))
+            with trio.move_on_after(self.leases.controller.return_timeout_s + 1.0):
+                while waiting:
+                    waiting = {r for r in waiting if self._lease_of(r) is not None}
+                    if waiting:
+                        await events.receive()
+
+    def _lease_of(self, rig_id: str) -> str | None:
+        try:
+            return self.leases.controller.rig(rig_id).lease_id
+        except LeaseError:  # gone
+            return None
 
     async def release(self) -> dict[str, Any]:
         released = self.controller.release()

@@ -179,3 +179,22 @@ async def test_rigs_worth_more_serving_ai_are_lent_to_the_auto_lease_queue_while
         await wait_until(lambda: a.agent.mode == "mining" and b.agent.mode == "mining")
         await wait_until(lambda: a.agent.miner is not None and a.agent.miner.accepted > accepted)
         assert {lease["state"] for lease in site.leases.list_leases()} == {"cancelled"}
+
+
+async def test_an_operator_may_override_an_integrator_lease_which_then_ends(tmp_path: Path) -> None:
+    async with open_site(tmp_path, power=POWER) as site:
+        rig = await site.add_rig("r", power_w=400.0)
+        await wait_until(lambda: rig.agent.miner is not None and rig.agent.miner.accepted > 0)
+        lease = await site.leases.create_lease({"count": 1, "queue": "q", "duration_s": 600, "owner": "ann"})
+        await wait_until(lambda: rig.agent.mode == "serving")
+        kept = await site.power.call("POST", "/v1/curtail", {"all": True})
+        assert (kept["kept_leased"], kept["curtailed"], kept["shed_kw"]) == (["r"], [], 0.0)
+        assert rig.agent.mode == "serving"
+        shed = await site.power.call("POST", "/v1/curtail", {"all": True, "override_leases": True})
+        assert (shed["leases_overridden"], shed["curtailed"], shed["shed_kw"]) == (["r"], ["r"], 0.4)
+        await wait_until(lambda: rig.agent.mode == "curtailed")
+        view = site.leases.lease_view(lease["lease_id"])
+        assert view["state"] == "cancelled"
+        served = view["usage"]["gpu_seconds"]
+        await site.power.call("GET", "/v1/policy", None)
+        assert site.leases.lease_view(lease["lease_id"])["usage"]["gpu_seconds"] == served  # billed no further
