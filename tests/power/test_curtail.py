@@ -55,6 +55,7 @@ def test_named_units_by_id_or_worker_and_unknown_names_reported() -> None:
         ({"all": True, "until": 10}, "until must be in the future"),
         ({"all": True, "until": 2000, "duration_s": 5}, "not both"),
         ({"all": True, "force": True}, "unknown field"),
+        ({"all": True, "override_leases": "yes"}, "override_leases must be true or false"),
         ("all", "must be a JSON object"),
     ],
 )
@@ -65,3 +66,9 @@ def test_bad_requests_are_refused_with_the_reason(body: object, message: str) ->
 
 def test_duration_becomes_an_end_time() -> None:
     assert parse_curtail({"kw": 2, "duration_s": 60}, 1000.0) == CurtailRequest(kw=2.0, until=1060.0)
+
+
+def test_override_leases_sheds_leased_rigs_like_the_others() -> None:
+    shed = choose(CurtailRequest(kw=3.5, override_leases=True), UNITS)
+    assert shed.curtailed == ("leased", "old", "mid", "new") and shed.overridden == ("leased",)
+    assert shed.kept_leased == () and shed.shed_kw == 5.0
