@@ -25,6 +25,7 @@ with their wall-clock start and end (the controller's times, translated to unix 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -86,7 +87,10 @@ class PowerService:
                 nursery.start_soon(poll_url, cfg.price_url, cfg.price_poll_interval_s, self._feed)
             task_status.started()
             while True:
-                with trio.move_on_after(cfg.policy_interval_s):
+                # with no prices and no curtailment there is nothing to decide on a timer (a
+                # pool without a [power] table never walks its connections for it)
+                idle = self.book.quote is None and not self.controller.operator and cfg.safe_mode == "mine"
+                with trio.move_on_after(math.inf if idle else cfg.policy_interval_s):
                     await self._wake.wait()
                 self._wake = trio.Event()
                 await self.step()
