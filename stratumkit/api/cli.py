@@ -158,6 +158,20 @@ async def _curtail(client: PoolClient, args: argparse.Namespace) -> tuple[Any, s
     return shed, "\n".join(lines)
 
 
+async def _prices(client: PoolClient, args: argparse.Namespace) -> tuple[Any, str]:
+    given = {
+        "power_usd_per_kwh": args.power,
+        "hashprice_usd_per_th_day": args.hashprice,
+        "gpu_usd_per_hour": args.gpu_hour,
+    }
+    update = {k: v for k, v in given.items() if v is not None}
+    view = await (client.set_prices(**update) if update else client.prices())
+    prices = view["prices"] or {}
+    rows = [(k, prices.get(k)) for k in ("power_usd_per_kwh", "hashprice_usd_per_th_day", "gpu_usd_per_hour")]
+    state = "fresh" if view["fresh"] else f"safe mode {view['safe_mode']}: {view['safe_mode_reason']}"
+    return view, table(["price", "value"], rows) + f"\nsource {view['source'] or '-'}, {state}"
+
+
 async def _policy(client: PoolClient, args: argparse.Namespace) -> tuple[Any, str]:
     view = await client.policy()
     prices = view["prices"]
@@ -339,8 +353,8 @@ def _runner(name: str, command: Command) -> Callable[[argparse.Namespace], int]:
 
 
 def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `lease`, `rig`, `job`, `stats`, `curtail` and `policy` to the `stratumkit` parser's subcommands. Each leaf
-    sets ``func(args) -> int`` (the exit status)."""
+    """Add `lease`, `rig`, `job`, `stats`, `curtail`, `policy` and `prices` to the `stratumkit`
+    parser's subcommands. Each leaf sets ``func(args) -> int`` (the exit status)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--api", metavar="URL", help=f"the pool's HTTP API (default ${ENV_API} or {DEFAULT_API})")
     common.add_argument("--token", help=f"API bearer token (default ${ENV_TOKEN})")
@@ -412,6 +426,10 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     curtail.add_argument("--release", action="store_true", help="end the curtailment: back to mining")
     curtail.add_argument("--override-leases", action="store_true", help="shed leased rigs too, ending their leases")
     leaf(subparsers, "policy", "policy", _policy, "the power policy's latest decision for every unit")
+    prices = leaf(subparsers, "prices", "prices", _prices, "the prices in force; with a flag, push new ones")
+    prices.add_argument("--power", type=float, help="power price, USD/kWh (negative allowed)")
+    prices.add_argument("--hashprice", type=float, help="hashprice, USD per TH/s per day")
+    prices.add_argument("--gpu-hour", type=float, help="GPU-hour price, USD")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -64,6 +64,12 @@ async def cli(*args: str) -> str:
     return bytes(done.stdout).decode()
 
 
+async def cli_error(*args: str) -> str:
+    done = await trio.run_process(cli_command(*args), env=child_env(), capture_stderr=True, check=False)
+    assert done.returncode == 1
+    return bytes(done.stderr).decode()
+
+
 async def test_a_price_file_and_an_operator_curtail_and_restore_real_rigs(
     tmp_path: Path, nursery: trio.Nursery
 ) -> None:
@@ -124,8 +130,12 @@ async def test_a_price_file_and_an_operator_curtail_and_restore_real_rigs(
             await plain.wait_for(lambda: len(plain.notifies()) > notifies, what="fresh work after the release")
             await assert_served(plain)
 
+            pushed = await cli("prices", "--power", "-0.02", "--api", api)
+            assert "power_usd_per_kwh         -0.02" in pushed and "source api, fresh" in pushed
+            assert "must be -10..10" in await cli_error("prices", "--power", "45", "--api", api)
+
             health = await client.health()
-            assert health["power"]["fresh"] is True and health["power"]["source"] == "file"
+            assert health["power"]["fresh"] is True and health["power"]["source"] == "api"
             async with httpx.AsyncClient() as http:
                 metrics = (await http.get(f"{api}/metrics")).text
             assert "stratumkit_power_orders_total" in metrics and 'stratumkit_power_kwh_total{mode="mining"}' in metrics
