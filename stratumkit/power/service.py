@@ -44,7 +44,7 @@ from stratumkit.session.ports import RigConnection, RigMode
 from .controller import PowerController
 from .curtail import Unit, parse_curtail
 from .energy import EnergyMeter
-from .feeds import poll_url, replay_series
+from .feeds import follow_series, poll_url, replay_series
 from .prices import PriceBook
 from .series import load_price_csv
 from .settings import PowerSettings
@@ -81,7 +81,9 @@ class PowerService:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         cfg = self.settings
         async with trio.open_nursery() as nursery:
-            if self.series is not None:
+            if self.series is not None and cfg.price_file_clock == "wall":
+                nursery.start_soon(follow_series, self.series, self._feed)
+            elif self.series is not None:
                 nursery.start_soon(replay_series, self.series, cfg.price_file_speed, self._feed)
             if cfg.price_url is not None:
                 nursery.start_soon(poll_url, cfg.price_url, cfg.price_poll_interval_s, self._feed)

@@ -35,6 +35,7 @@ _PRICE_KEYS = ("power_usd_per_kwh", "hashprice_usd_per_th_day", "gpu_usd_per_hou
 _OTHER_KEYS = {
     "price_file": (str, None),
     "price_file_speed": (float, 1.0),
+    "price_file_clock": (str, "start"),
     "price_url": (str, None),
     "price_poll_interval_s": (float, 60.0),
     "price_max_age_s": (float, 900.0),
@@ -53,6 +54,7 @@ class PowerSettings:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     price_file: str | None = None
     price_file_speed: float = 1.0  # series seconds per wall second (the file is replayed from start)
+    price_file_clock: str = "start"  # start: replayed from the pool's start; wall: each row at its own time
     price_url: str | None = None
     price_poll_interval_s: float = 60.0
     price_max_age_s: float = 900.0
@@ -94,6 +96,8 @@ def power_settings(table: Mapping[str, Any]) -> PowerSettings:
     other: dict[str, Any] = {}
     for key, (kind, default) in _OTHER_KEYS.items():
         other[key] = default if key not in table else _typed(key, table[key], kind)
+    if other["price_file_clock"] not in ("start", "wall"):
+        raise ConfigError(f"power.price_file_clock must be start or wall, got {other['price_file_clock']!r}")
     if other["safe_mode"] not in SAFE_MODES:
         raise ConfigError(f"power.safe_mode must be one of {', '.join(SAFE_MODES)}, got {other['safe_mode']!r}")
     for key in ("price_file_speed", "price_poll_interval_s", "price_max_age_s", "policy_interval_s",

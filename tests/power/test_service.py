@@ -5,6 +5,8 @@ curtailment overrides the policy; energy is booked per mode."""
 from __future__ import annotations
 
 import functools
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -198,3 +200,25 @@ async def test_an_operator_may_override_an_integrator_lease_which_then_ends(tmp_
         served = view["usage"]["gpu_seconds"]
         await site.power.call("GET", "/v1/policy", None)
         assert site.leases.lease_view(lease["lease_id"])["usage"]["gpu_seconds"] == served  # billed no further
+
+
+async def test_a_price_file_on_the_wall_clock_applies_past_rows_at_once_and_future_ones_on_time(
+    tmp_path: Path,
+) -> None:
+    now = time.time()
+
+    def stamp(t: float) -> str:
+        return datetime.fromtimestamp(t, UTC).isoformat()
+
+    prices = tmp_path / "prices.csv"
+    prices.write_text(
+        "timestamp,power_usd_per_kwh,gpu_usd_per_hour\n"
+        f"{stamp(now - 7200)},0.01,0.45\n{stamp(now - 60)},0.02,\n{stamp(now + 1)},0.03,\n"
+    )
+    power = POWER | {"price_file": str(prices), "price_file_clock": "wall"}
+    async with open_site(tmp_path, power=power) as site:
+        await wait_until(lambda: site.power.book.updates >= 2)
+        quote = site.power.book.quote
+        assert quote is not None and quote.power_usd_per_kwh in (0.02, 0.03) and quote.gpu_usd_per_hour == 0.45
+        await wait_until(lambda: site.power.book.updates == 3, what="the row one second ahead")
+        assert site.power.book.quote is not None and site.power.book.quote.power_usd_per_kwh == 0.03
