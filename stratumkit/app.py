@@ -42,6 +42,7 @@ from stratumkit.server.tls import api_context, reload_certificate, stratum_conte
 if TYPE_CHECKING:
     from stratumkit.lease.service import LeaseService
     from stratumkit.lease.store import LeaseStore
+    from stratumkit.power.service import PowerService
 
 log = structlog.get_logger("stratumkit.serve")
 
@@ -157,6 +158,7 @@ class App:
     pool: Pool
     leases: LeaseService
     queue: QueueEngine
+    power: PowerService
     api_port: int | None = None
     #: The HTTPS API's context (api_tls), made at start so a certificate that does not load stops it.
     api_tls: ssl.SSLContext | None = None
@@ -196,6 +198,7 @@ class App:
             with api_socket or contextlib.nullcontext():
                 await nursery.start(self.pool.run)
                 await nursery.start(self.leases.run)
+                await nursery.start(self.power.run)
                 if api_port is not None:
                     from stratumkit.api.app import serve_api
                     from stratumkit.server.operator import PoolOperator
@@ -212,6 +215,7 @@ class App:
                             sock=api_socket,
                             tls=self.api_tls,
                             operator=PoolOperator(self.pool, self.leases, self.queue),
+                            power=self.power,
                         )
                     )
             task_status.started(self)
@@ -223,8 +227,12 @@ async def open_app(config: PoolConfig) -> AsyncIterator[App]:
     from stratumkit.lease.integrators import Integrators
     from stratumkit.lease.rig_auth import RigAuth
     from stratumkit.lease.service import LeaseService
+    from stratumkit.power.prices import BadPrice
+    from stratumkit.power.service import PowerService
+    from stratumkit.power.settings import power_settings
 
     config.validate()
+    settings = power_settings(config.power)
     with hold_data_dir(config):
         source = make_source(config)
         await check_node(config)
@@ -240,7 +248,11 @@ async def open_app(config: PoolConfig) -> AsyncIterator[App]:
                 integrators=Integrators(config.integrator_tokens),
             )
             pool = Pool(config, source, extensions=leases)
-            yield App(config, pool, leases, queue, api_tls=make_api_tls(config))
+            try:
+                power = PowerService(settings, pool, leases)
+            except BadPrice as exc:  # the price file
+                raise ConfigError(f"power.price_file: {exc}") from None
+            yield App(config, pool, leases, queue, power, api_tls=make_api_tls(config))
 
 
 async def serve(config: PoolConfig, *, task_status: trio.TaskStatus[App] = trio.TASK_STATUS_IGNORED) -> None:

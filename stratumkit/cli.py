@@ -56,7 +56,17 @@ def _bench(args: argparse.Namespace) -> int:
             redis_fsync=args.redis_fsync,
             as_json=args.json,
         )
+    elif args.what == "curtail":
+        from stratumkit.bench import curtail as bench_curtail
+
+        bench_curtail.run(args.rounds, args.rigs)
     return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from stratumkit.power import simulate
+
+    return simulate.run(args)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -196,6 +206,13 @@ def build_parser() -> argparse.ArgumentParser:
     infer_serve.add_argument("--threads", type=int, default=None, help="onnxruntime threads")
     infer_serve.set_defaults(func=_infer_serve, prog=infer_serve.prog)
 
+    replay = sub.add_parser("simulate", help="replay a price series: the policy against naive strategies")
+    replay.add_argument("--prices", required=True, help="CSV: timestamp,power_usd_per_kwh[,hashprice..,gpu..]")
+    replay.add_argument("--fleet", required=True, help="TOML with [[rig]] tables")
+    replay.add_argument("--policy", help="TOML [power] table: policy settings and price constants")
+    replay.add_argument("--json", action="store_true", help="one JSON object instead of the table")
+    replay.set_defaults(func=_simulate)
+
     bench = sub.add_parser("bench", help="measure performance")
     benches = bench.add_subparsers(dest="what", required=True, metavar="WHAT")
 
@@ -229,6 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
     b_lease.add_argument("--rigs", type=int, default=2, help="agent processes (default 2)")
     b_lease.add_argument("--inference", default=None, help="agents' inference backend (e.g. minilm)")
     b_lease.add_argument("--restarts", type=int, default=0, help="pool restarts under a lease (default 0)")
+
+    b_curtail = benches.add_parser(
+        "curtail", help="curtail and release a fleet of agents: how soon hashing stops and resumes"
+    )
+    b_curtail.add_argument("--rounds", type=int, default=30, help="curtail/release rounds (default 30)")
+    b_curtail.add_argument("--rigs", type=int, default=100, help="agent processes (default 100)")
 
     b_mining = benches.add_parser("mining", help="hashrate estimate, credit per job, reconnect after a restart")
     b_mining.add_argument(

@@ -154,6 +154,35 @@ class PoolClient:
         result: dict[str, Any] = await self._call("POST", f"/v1/leases/{_segment(lease_id)}/cancel")
         return result
 
+    async def prices(self) -> dict[str, Any]:
+        """The prices in force, their source and age, and whether the safe mode applies."""
+        result: dict[str, Any] = await self._call("GET", "/v1/prices")
+        return result
+
+    async def set_prices(self, **prices: Any) -> dict[str, Any]:
+        """Push prices (power_usd_per_kwh, hashprice_usd_per_th_day, gpu_usd_per_hour, ...)."""
+        result: dict[str, Any] = await self._call("POST", "/v1/prices", json_body=prices)
+        return result
+
+    async def policy(self) -> dict[str, Any]:
+        """Each unit's latest decision with its inputs and reason, recent orders, the curtailment."""
+        result: dict[str, Any] = await self._call("GET", "/v1/policy")
+        return result
+
+    async def curtail(self, **target: Any) -> dict[str, Any]:
+        """Curtail by kw=, fraction=, rigs=[...] or all=True (until= or duration_s= optional)."""
+        result: dict[str, Any] = await self._call("POST", "/v1/curtail", json_body=target)
+        return result
+
+    async def release_curtailment(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("POST", "/v1/curtail/release", json_body={})
+        return result
+
+    async def energy(self) -> dict[str, Any]:
+        """kWh and dollars per unit and mode, and leases with their wall-clock start and end."""
+        result: dict[str, Any] = await self._call("GET", "/v1/energy")
+        return result
+
     async def submit_job(self, queue: str, payload: dict[str, Any], job_id: str | None = None) -> str:
         """Enqueue one job; returns its id. With `job_id`, resubmitting is a no-op."""
         body: dict[str, Any] = {"payload": payload}

@@ -3,7 +3,9 @@
 It takes jobs from a StratumClient's notifications, scans nonce ranges in a worker thread (the C
 scan releases the GIL, so the event loop stays responsive), and submits every nonce that meets the
 share target. A new job or `pause()` takes effect at the next chunk boundary (`chunk` nonces:
-a few milliseconds of work), which bounds how fast the miner follows clean_jobs and leases.
+a few milliseconds of work), which bounds how fast the miner follows clean_jobs and leases. Below
+full duty the miner rests after each chunk (its shares sent first) in proportion; a new job or
+`resume()` ends the rest.
 """
 
 from __future__ import annotations
@@ -19,6 +21,13 @@ from stratumkit.protocol.events import Event, Notify, SetDifficulty, SetExtranon
 
 from .stratum import StratumClient
 from .work import MinerJob
+
+
+def _timed_scan(header76: bytes, start: int, count: int, target: int, limit: int) -> tuple[list[int], float]:
+    """The scan and how long it took in its thread (a wait for a free thread is not hashing)."""
+    t0 = time.perf_counter()
+    found = scan_nonces(header76, start, count, target, limit)
+    return found, time.perf_counter() - t0
 
 
 class CpuMiner:
@@ -107,13 +116,10 @@ class CpuMiner:
             for start in range(0, 1 << 32, self.chunk):
                 if self.job is not job or self.paused:
                     break
-                t0 = time.monotonic()
-                found = await trio.to_thread.run_sync(
-                    scan_nonces, header76, start, self.chunk, job.share_target, self.max_per_chunk
+                found, took = await trio.to_thread.run_sync(
+                    _timed_scan, header76, start, self.chunk, job.share_target, self.max_per_chunk
                 )
                 self.hashes += self.chunk
-                if self.duty < 1:
-                    await trio.sleep((time.monotonic() - t0) * (1 - self.duty) / self.duty)
                 if self.job is not job or self.paused:
                     break  # the work changed while scanning: these nonces are stale now
                 for nonce in found:
@@ -122,3 +128,7 @@ class CpuMiner:
                     )
                 if found:
                     await self.client.flush()
+                if self.duty < 1:
+                    self._work = trio.Event()
+                    with trio.move_on_after(took * (1 - self.duty) / self.duty):
+                        await self._work.wait()

@@ -6,6 +6,7 @@ see lease messages. On `stratumkit.lease.divert` it pauses mining, wakes its inf
 says `stratumkit.lease.serving`, and consumes the lease's queue through the pool (claim, run,
 result). On `stratumkit.lease.return` it stops claiming, gives back any job it has not finished,
 says `stratumkit.lease.returned`, and resumes mining on the fresh work the pool then sends.
+On `stratumkit.rig.curtail` (power is shed) it stops hashing until told to hash again.
 
 A job whose inference fails with a retryable error is released for another rig; a non-retryable
 error (a bad request) is recorded as that job's result, so it is answered exactly once.
@@ -72,6 +73,7 @@ class AgentConfig:
     gpus: list[tuple[str, int]] = field(default_factory=list)  # (model, VRAM MB)
     power_w: float = 0.0
     duty: float = 1.0  # fraction of time the CPU miner hashes
+    chunk: int = 1 << 17  # nonces per CPU-miner scan: a pause or new job waits for the scan and its duty pause
     claim_batch: int = 1
     visibility_timeout: float = 30.0
     rig_secret: str | None = None  # presented at registration to a pool that authenticates rigs
@@ -113,7 +115,21 @@ class RigAgent:
         self.backend_ok = backend is None  # False until the backend has answered once
 
     def _on_event(self, event: Event) -> None:
-        if isinstance(event, ExtensionNotification) and event.method in wire.NOTIFICATIONS:
+        if isinstance(event, ExtensionNotification) and event.method == wire.RigCurtail.METHOD:
+            try:
+                curtail = wire.RigCurtail.from_params(event.params)
+            except wire.RigMessageError as exc:
+                log.warning("malformed curtail command ignored", error=str(exc))
+                return
+            if self.hashing is not None:
+                if curtail.curtailed:
+                    self.hashing.pause()
+                    self.mode = "curtailed"
+                else:
+                    self.mode = "mining"
+                    self.hashing.resume()
+                log.info("curtailed" if curtail.curtailed else "curtailment over: mining")
+        elif isinstance(event, ExtensionNotification) and event.method in wire.NOTIFICATIONS:
             try:
                 command = wire.NOTIFICATIONS[event.method].from_params(event.params)
             except wire.RigMessageError as exc:
@@ -188,7 +204,7 @@ class RigAgent:
                 self.hashing = self.external
                 hashrate = self.external.measure_hashrate()  # what its shares showed so far
             else:
-                self.hashing = self.miner = cpu = CpuMiner(self.client, cfg.worker, duty=cfg.duty)
+                self.hashing = self.miner = cpu = CpuMiner(self.client, cfg.worker, duty=cfg.duty, chunk=cfg.chunk)
                 if self._hashrate is None:
                     self._hashrate = await trio.to_thread.run_sync(cpu.measure_hashrate)
                 hashrate = self._hashrate

@@ -25,6 +25,8 @@ Routes (who needs a token on the /v1 routes, and whose leases a token sees:
                                       (one queue call: the whole batch or none of it)
     GET  /v1/jobs/{id}                {job_id, status: pending|done|failed|dead, result, cause?, ...}
     GET  /v1/events                   newline-delimited JSON events, one chunk per event
+    GET|POST /v1/prices, GET /v1/policy, GET|POST /v1/curtail, POST /v1/curtail/release,
+    GET  /v1/energy                   the power layer (`stratumkit.power`), when it runs
 
 Rules:
 * Every error answer is ``{"error": "<message>"}``: 400 bad JSON or bad fields (the lease
@@ -66,7 +68,7 @@ from .access import REFUSAL, ApiAccess
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import render_metrics, render_operator_metrics
 from .operator import OperatorPort, blocks_query, history_query
-from .ports import LeaseAPI, PoolView
+from .ports import LeaseAPI, PoolView, PowerAPI
 from .tenants import Principal, Tenants, principal, require_operator
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "EVENT_BUFFER", "MAX_BATCH_JOBS", "ApiApp", "serve_api"]
@@ -79,6 +81,8 @@ MAX_BATCH_JOBS = 10_000
 EVENT_BUFFER = 1000
 #: Routes answered only when the API has the pool's operator port (history, blocks).
 _OPERATOR_PATHS = frozenset({"/v1/blocks", "/v1/history"})
+#: Routes answered only when the power layer runs in this process.
+_POWER_PATHS = frozenset({"/v1/policy"})
 #: The longest operator message sent to miners (what their screens can show).
 MAX_MESSAGE_CHARS = 512
 
@@ -109,6 +113,11 @@ _ROUTER = Router(
         route(r"/v1/queues/(?P<queue>.+)/jobs", {"POST": "enqueue"}),
         route(r"/v1/jobs/(?P<job_id>.+)", {"GET": "get_job"}),
         route(r"/v1/events", {"GET": "events"}),
+        route(r"/v1/prices", {"GET": "power", "POST": "power"}),
+        route(r"/v1/policy", {"GET": "power"}),
+        route(r"/v1/curtail", {"GET": "power", "POST": "power"}),
+        route(r"/v1/curtail/release", {"POST": "power"}),
+        route(r"/v1/energy", {"GET": "power"}),
     ]
 )
 
@@ -136,10 +145,12 @@ class ApiApp(AsgiApp):
         api_token: str | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         operator: OperatorPort | None = None,
+        power: PowerAPI | None = None,
     ) -> None:
         self.pool = pool
         self.leases = leases
         self.operator = operator
+        self.power = power
         self._access = ApiAccess(Tenants(api_token, leases))
         self.max_body_bytes = max_body_bytes
         self._closing = trio.Event()
@@ -216,22 +227,28 @@ class ApiApp(AsgiApp):
         if port is None:
             return Reply(503, {"status": "starting"})
         parts = await self.leases.health()
+        body: dict[str, Any] = {"stratum_port": port, **parts}
+        if self.power is not None:
+            body["power"] = self.power.health()
         if any(part["status"] != "ok" for part in parts.values()):  # miners are served; integrators are not
-            return Reply(503, {"status": "degraded", "stratum_port": port, **parts})
-        return Reply(200, {"status": "ok", "stratum_port": port, **parts})
+            return Reply(503, {"status": "degraded", **body})
+        return Reply(200, {"status": "ok", **body})
 
     async def _metrics(self, request: Request) -> Reply:
         text = render_metrics(self.pool.snapshot(), self.leases.stats())
         if self.operator is not None:
             text += render_operator_metrics(await self.operator.figures())
+        if self.power is not None:
+            text += self.power.metrics()
         return Reply(200, text=text, content_type=METRICS_CONTENT_TYPE.encode())
 
     async def _stats(self, request: Request) -> Reply:
         return Reply(200, {"pool": self.pool.snapshot(), "leases": self.leases.stats()})
 
     def _serves_get(self, path: str) -> bool:
-        """A GET of `path` is routed here and has what it needs (blocks, history: the operator port)."""
-        if path in _OPERATOR_PATHS and self.operator is None:
+        """A GET of `path` is routed here and has what it needs (blocks, history: the operator port;
+        the policy: the power layer)."""
+        if (path in _OPERATOR_PATHS and self.operator is None) or (path in _POWER_PATHS and self.power is None):
             return False
         return any(r.pattern.fullmatch(path) and "GET" in r.methods for r in _ROUTER.routes)
 
@@ -272,6 +289,17 @@ class ApiApp(AsgiApp):
         if not isinstance(lease_id, str) or not self.leases.has_lease(lease_id):
             return lease_id is None
         return caller.owns(self.leases.lease_owner(lease_id))
+
+    async def _power(self, request: Request) -> Reply:
+        if self.power is None:
+            raise HTTPError(404, "the power layer is not running in this process")
+        if request.method == "POST":
+            require_operator(request)  # prices and curtailment are the operator's
+        body = await request.json_object(optional=True) if request.method == "POST" else None
+        try:
+            return Reply(200, await self.power.call(request.method, request.path, body))
+        except ValueError as exc:  # BadPrice, BadCurtail: the reason is the answer
+            raise HTTPError(400, str(exc)) from None
 
     async def _rigs(self, request: Request) -> Reply:
         return Reply(200, {"rigs": self.leases.rigs()})
@@ -423,6 +451,7 @@ async def serve_api(
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
     sock: socket.socket | None = None,
     tls: ssl.SSLContext | None = None,
+    power: PowerAPI | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the API until cancelled, or until `shutdown_trigger` returns (then event streams end
@@ -432,7 +461,7 @@ async def serve_api(
 
     For ``nursery.start``: reports the TCP port actually bound (useful with ``port=0``).
     """
-    app = ApiApp(pool, leases, api_token=api_token, max_body_bytes=max_body_bytes, operator=operator)
+    app = ApiApp(pool, leases, api_token=api_token, max_body_bytes=max_body_bytes, operator=operator, power=power)
 
     async def trigger() -> None:
         assert shutdown_trigger is not None

@@ -128,6 +128,63 @@ async def _job_get(client: PoolClient, args: argparse.Namespace) -> tuple[Any, s
     return job, job_text(job)
 
 
+async def _curtail(client: PoolClient, args: argparse.Namespace) -> tuple[Any, str]:
+    if args.release:
+        released = await client.release_curtailment()
+        return released, f"released: {', '.join(released['released']) or 'nothing was curtailed'}"
+    target: dict[str, Any] = {}
+    if args.kw is not None:
+        target["kw"] = args.kw
+    if args.fraction is not None:
+        target["fraction"] = args.fraction
+    if args.rig:
+        target["rigs"] = args.rig
+    if args.all:
+        target["all"] = True
+    if args.duration is not None:
+        target["duration_s"] = args.duration
+    if args.override_leases:
+        target["override_leases"] = True
+    if not target:
+        raise UsageError("give a target: --kw, --fraction, --rig (repeatable) or --all; or --release")
+    shed = await client.curtail(**target)
+    wanted = "-" if shed["target_kw"] is None else f"{shed['target_kw']:g}"
+    lines = [f"shed {shed['shed_kw']:g} kW of {wanted} kW: {', '.join(shed['curtailed']) or 'no rigs'}"]
+    if shed["not_curtailable"]:
+        lines.append(f"not curtailable (plain miners, sent no work): {', '.join(shed['not_curtailable'])}")
+    if shed["leases_overridden"]:
+        lines.append(f"leases ended (overridden): {', '.join(shed['leases_overridden'])}")
+    if shed["kept_leased"]:
+        lines.append(f"kept (integrator leases): {', '.join(shed['kept_leased'])}")
+    if shed["unknown"]:
+        lines.append(f"unknown: {', '.join(shed['unknown'])}")
+    return shed, "\n".join(lines)
+
+
+async def _prices(client: PoolClient, args: argparse.Namespace) -> tuple[Any, str]:
+    given = {
+        "power_usd_per_kwh": args.power,
+        "hashprice_usd_per_th_day": args.hashprice,
+        "gpu_usd_per_hour": args.gpu_hour,
+    }
+    update = {k: v for k, v in given.items() if v is not None}
+    view = await (client.set_prices(**update) if update else client.prices())
+    prices = view["prices"] or {}
+    rows = [(k, prices.get(k)) for k in ("power_usd_per_kwh", "hashprice_usd_per_th_day", "gpu_usd_per_hour")]
+    state = "fresh" if view["fresh"] else f"safe mode {view['safe_mode']}: {view['safe_mode_reason']}"
+    return view, table(["price", "value"], rows) + f"\nsource {view['source'] or '-'}, {state}"
+
+
+async def _policy(client: PoolClient, args: argparse.Namespace) -> tuple[Any, str]:
+    view = await client.policy()
+    prices = view["prices"]
+    head = f"prices from {prices['source'] or 'nowhere'}: {prices['prices'] or '-'}"
+    if prices["safe_mode_reason"]:
+        head += f"\nsafe mode {prices['safe_mode']}: {prices['safe_mode_reason']}"
+    rows = [(u["unit"], u["mode"], u["actual"], u["reason"]) for u in view["units"]]
+    return view, head + "\n" + table(["unit", "wanted", "now", "reason"], rows)
+
+
 async def _stats(client: PoolClient, args: argparse.Namespace) -> tuple[Any, str]:
     stats = await client.stats()
     return stats, stats_text(stats)
@@ -335,8 +392,8 @@ def _runner(name: str, command: Command) -> Callable[[argparse.Namespace], int]:
 
 
 def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `lease`, `rig`, `job`, `stats` and `blocks` to the `stratumkit` parser's subcommands. Each leaf
-    sets ``func(args) -> int`` (the exit status)."""
+    """Add `lease`, `rig`, `job`, `stats`, `blocks`, `curtail`, `policy` and `prices` to the
+    `stratumkit` parser's subcommands. Each leaf sets ``func(args) -> int`` (the exit status)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--api", metavar="URL", help=f"the pool's HTTP API (default ${ENV_API} or {DEFAULT_API})")
     common.add_argument("--token", help=f"API bearer token (default ${ENV_TOKEN})")
@@ -402,6 +459,22 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     blocks = leaf(subparsers, "blocks", "blocks", _blocks, "blocks the pool found, newest first, with effort")
     blocks.add_argument("--limit", type=int, help="blocks per page (default 50)")
     blocks.add_argument("--before", metavar="CURSOR", help="the page older than this (from a previous page)")
+
+    curtail = leaf(
+        subparsers, "curtail", "curtail", _curtail, "shed power now: rigs stop hashing, least efficient first"
+    )
+    curtail.add_argument("--kw", type=float, help="shed at least this many kW")
+    curtail.add_argument("--fraction", type=float, help="shed this fraction (0..1) of the fleet's declared power")
+    curtail.add_argument("--rig", action="append", help="this rig (id or worker name; repeatable)")
+    curtail.add_argument("--all", action="store_true", help="every rig, and no work to plain miners")
+    curtail.add_argument("--duration", type=duration, help="end on its own after this long: 600, 10m, 2h")
+    curtail.add_argument("--release", action="store_true", help="end the curtailment: back to mining")
+    curtail.add_argument("--override-leases", action="store_true", help="shed leased rigs too, ending their leases")
+    leaf(subparsers, "policy", "policy", _policy, "the power policy's latest decision for every unit")
+    prices = leaf(subparsers, "prices", "prices", _prices, "the prices in force; with a flag, push new ones")
+    prices.add_argument("--power", type=float, help="power price, USD/kWh (negative allowed)")
+    prices.add_argument("--hashprice", type=float, help="hashprice, USD per TH/s per day")
+    prices.add_argument("--gpu-hour", type=float, help="GPU-hour price, USD")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
-__all__ = ["LeaseAPI", "PoolView"]
+__all__ = ["LeaseAPI", "PoolView", "PowerAPI"]
 
 
 class PoolView(Protocol):
@@ -99,3 +99,15 @@ class LeaseAPI(Protocol):
     async def health(self) -> dict[str, dict[str, Any]]:
         """Each part the integrator's calls need ("queue", ...) -> {"status": "ok" | ..., "error"?}."""
         ...
+
+
+class PowerAPI(Protocol):
+    """Prices, the policy, curtailment and energy (`stratumkit.power.service.PowerService`)."""
+
+    async def call(self, method: str, path: str, body: object) -> dict[str, Any]:
+        """Answer a /v1 power route; a ValueError is the client's fault (400, its message)."""
+        ...
+
+    def health(self) -> dict[str, Any]: ...
+
+    def metrics(self) -> str: ...

@@ -62,3 +62,14 @@ def serve_on_free_ports(
                 raise RuntimeError(f"the server did not listen on ports {ports} within {timeout:g} s")
             time.sleep(0.05)
     raise RuntimeError(f"the server exited at start {ATTEMPTS} times (last status {proc.returncode})")
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM, and a kill if it has not exited within `timeout` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -11,14 +11,19 @@ Rules:
    SERVE_AI = GPUs x GPU-hour price - serving power x power price; CURTAIL = 0.
 2. Strike. While the power price is above ``strike_usd_per_kwh`` the rig must not hash (and,
    with ``curtail_serving``, must not serve either). The strike stays in force until the
-   price falls below ``strike - strike_hysteresis``. A mode the strike forbids is left at
-   once, whatever the dwell.
-3. Hysteresis. Otherwise the rig moves to the best mode only if it beats the current one by
-   more than ``margin_usd_per_h``, so prices jittering around break-even do not flap it.
-4. Dwell. And only after ``min_dwell_s`` in the current mode, since every switch costs a
-   drain (loading a model, warming caches) that the margin alone does not price. When the
-   strike lifts, a mode the strike imposed may be left without waiting for the dwell.
-5. The first decision takes the best allowed mode. Ties go to MINE, then SERVE_AI, then CURTAIL
+   price falls below ``strike - strike_hysteresis``.
+3. Hysteresis and switch cost. Otherwise the rig moves to the best mode only if it beats the
+   current one by more than ``margin_usd_per_h`` plus the switch's cost spread over
+   ``payback_s`` (``switch_cost_usd``: drain, model warm-up, lost shares), so prices jittering
+   around break-even do not flap it. A mode the strike forbids is left for the best allowed
+   one whatever the margin.
+4. Entry delay. A switch is made only once the same new mode has been wanted for
+   ``entry_delay_s`` without a break (the condition held), strike or not.
+5. Dwell. And only after ``min_dwell_s`` in the current mode (``min_off_s`` too, when the
+   current mode is CURTAIL). Every switch waits for it, into the strike and out of it: a price
+   swinging around the strike moves a rig at most once per dwell. Demand response that must act
+   at once is an operator curtailment (:mod:`stratumkit.power`), which overrides this policy.
+6. The first decision takes the best allowed mode. Ties go to MINE, then SERVE_AI, then CURTAIL
    (mining is the pool's default work).
 """
 
@@ -69,6 +74,7 @@ class Reason(enum.Enum):
     PROFIT = "profit"  # switched: the new mode beats the old by more than the margin
     HOLD_MARGIN = "hold_margin"  # a better mode exists, but not by more than the margin
     HOLD_DWELL = "hold_dwell"  # a better mode exists, but the dwell has not elapsed
+    HOLD_ENTRY = "hold_entry"  # a better mode exists, but has not been wanted for the entry delay
 
 
 def _number(name: str, value: object, minimum: float | None = 0.0) -> float:
@@ -156,15 +162,33 @@ class PolicyConfig:
     strike_usd_per_kwh: float | None = None
     strike_hysteresis_usd_per_kwh: float = 0.0
     curtail_serving: bool = False
+    entry_delay_s: float = 0.0
+    min_off_s: float = 0.0
+    switch_cost_usd: float = 0.0
+    payback_s: float = 3600.0
 
     def __post_init__(self) -> None:
         _number("margin_usd_per_h", self.margin_usd_per_h)
         _number("min_dwell_s", self.min_dwell_s)
+        _number("entry_delay_s", self.entry_delay_s)
+        _number("min_off_s", self.min_off_s)
+        _number("switch_cost_usd", self.switch_cost_usd)
+        if _number("payback_s", self.payback_s) <= 0:
+            raise BadValue(f"payback_s must be > 0, got {self.payback_s}")
         if self.strike_usd_per_kwh is not None:
             _number("strike_usd_per_kwh", self.strike_usd_per_kwh, None)
         _number("strike_hysteresis_usd_per_kwh", self.strike_hysteresis_usd_per_kwh)
         if not isinstance(self.curtail_serving, bool):
             raise BadValue("curtail_serving must be a bool")
+
+    @property
+    def hurdle_usd_per_h(self) -> float:
+        """How much more per hour a new mode must earn to be worth a switch (rule 3)."""
+        return self.margin_usd_per_h + self.switch_cost_usd * 3600.0 / self.payback_s
+
+    def dwell_s(self, mode: Mode) -> float:
+        """The least time in `mode` before the next switch (rule 5)."""
+        return max(self.min_dwell_s, self.min_off_s) if mode is Mode.CURTAIL else self.min_dwell_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +197,9 @@ class Decision:
 
     ``since`` is when the rig entered ``mode`` (the dwell counts from it); ``decided_at`` is
     when this decision was made. ``strike`` says whether the strike was in force, and
-    ``forced`` whether ``mode`` was entered because of it.
+    ``forced`` whether ``mode`` was entered because of it. ``wants`` is the mode a held
+    decision would switch to, wanted without a break since ``wants_since`` (the entry delay
+    counts from it).
     """
 
     mode: Mode
@@ -183,6 +209,8 @@ class Decision:
     strike: bool
     forced: bool
     economics: Economics
+    wants: Mode | None = None
+    wants_since: float | None = None
 
     @property
     def switched(self) -> bool:
@@ -206,7 +234,7 @@ def decide(
     now: float,
     last: Decision | None = None,
 ) -> Decision:
-    """Apply rules 1-5 to one rig; ``last`` is the previous decision for it, if any."""
+    """Apply rules 1-6 to one rig; ``last`` is the previous decision for it, if any."""
     now = _number("now", now, None)
     econ = economics(prices, rig)
     strike = strike_in_force(prices.power_usd_per_kwh, config, last is not None and last.strike)
@@ -217,22 +245,29 @@ def decide(
     ]
     best = max(allowed, key=lambda m: (econ.value(m), -_TIE_ORDER.index(m)))
 
-    def made(mode: Mode, reason: Reason, since: float, forced: bool) -> Decision:
-        return Decision(mode, reason, since, now, strike, forced, econ)
-
     if last is None:
-        return made(best, Reason.INITIAL, now, strike and best is not Mode.MINE)
+        return Decision(best, Reason.INITIAL, now, now, strike, strike and best is not Mode.MINE, econ)
     current = last.mode
-    if current not in allowed:
-        return made(best, Reason.STRIKE, now, True)
-    if best is current or econ.value(best) <= econ.value(current):
-        return made(current, Reason.BEST, last.since, last.forced and strike)
-    if econ.value(best) - econ.value(current) <= config.margin_usd_per_h:
-        return made(current, Reason.HOLD_MARGIN, last.since, last.forced and strike)
-    dwell_exempt = last.forced and not strike
-    if not dwell_exempt and now - last.since < config.min_dwell_s:
-        return made(current, Reason.HOLD_DWELL, last.since, last.forced)
-    return made(best, Reason.PROFIT, now, False)
+
+    def stay(reason: Reason, wants: Mode | None = None) -> Decision:
+        wants_since = None
+        if wants is not None:
+            wants_since = last.wants_since if last.wants is wants and last.wants_since is not None else now
+        return Decision(current, reason, last.since, now, strike, last.forced and strike, econ, wants, wants_since)
+
+    forced = current not in allowed
+    if not forced:
+        if best is current or econ.value(best) <= econ.value(current):
+            return stay(Reason.BEST)
+        if econ.value(best) - econ.value(current) <= config.hurdle_usd_per_h:
+            return stay(Reason.HOLD_MARGIN)
+    held = stay(Reason.HOLD_ENTRY, best)
+    assert held.wants_since is not None
+    if now - held.wants_since < config.entry_delay_s:
+        return held
+    if now - last.since < config.dwell_s(current):
+        return stay(Reason.HOLD_DWELL, best)
+    return Decision(best, Reason.STRIKE if forced else Reason.PROFIT, now, now, strike, forced, econ)
 
 
 class PolicyState:

@@ -23,6 +23,8 @@ stratumkit.job.release      JobRelease        [job_id, cause?]: give a claimed j
 Pool -> rig (notifications)
 stratumkit.lease.divert     LeaseDivert       [{lease_id, token, queue, ends_at (unix time)}]
 stratumkit.lease.return     LeaseReturn       [{lease_id, token}]
+stratumkit.rig.curtail      RigCurtail        [curtailed]: true = stop hashing (power is shed),
+                                              false = hash again on the fresh work that follows
 ==========================  ================  ==================================================
 
 ``token`` fences every acknowledgement: it is the token of the latest divert or return the pool
@@ -73,6 +75,7 @@ __all__ = [
     "LeaseReturned",
     "LeaseServing",
     "RegisterReply",
+    "RigCurtail",
     "RigMessageError",
     "RigNotification",
     "RigRegister",
@@ -533,6 +536,27 @@ class LeaseReturn:
         (raw,) = _params(cls.METHOD, params, 1, 1)
         obj = _fields(cls.METHOD, "params[0]", raw, frozenset({"lease_id", "token"}))
         return cls(obj["lease_id"], obj["token"])
+
+
+@dataclass(frozen=True, slots=True)
+class RigCurtail:
+    """Power control, outside any lease (no token): stop hashing, or hash again."""
+
+    METHOD: ClassVar[str] = "stratumkit.rig.curtail"
+
+    curtailed: bool
+
+    def __post_init__(self) -> None:
+        if type(self.curtailed) is not bool:
+            _fail(self.METHOD, "curtailed", "must be true or false", self.curtailed)
+
+    def to_params(self) -> list[Any]:
+        return [self.curtailed]
+
+    @classmethod
+    def from_params(cls, params: object) -> Self:
+        (curtailed,) = _params(cls.METHOD, params, 1, 1)
+        return cls(curtailed)
 
 
 RigRequest = RigRegister | LeaseServing | LeaseReturned | JobClaim | JobHeartbeat | JobResult | JobRelease

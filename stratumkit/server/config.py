@@ -12,7 +12,8 @@ import difflib
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from stratumkit.failures import ConfigError
 from stratumkit.server.logs import LOG_LEVELS
@@ -88,6 +89,8 @@ class PoolConfig:
     rig_secrets: dict[str, str] | None = None  # rig id -> that rig's own secret
     integrator_tokens: dict[str, str] | None = None  # integrator name -> API token; leases belong to their maker
     queue_url: str | None = None  # None: SQLite in data_dir ; redis://host:port/db for Redis
+    # prices, the dual-mode policy and curtailment: a [power] table (stratumkit.power.settings)
+    power: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> PoolConfig:
@@ -234,10 +237,11 @@ def flag_of(key: str) -> str:
 
 
 def config_keys() -> list[ConfigKey]:
-    """Every key of `PoolConfig`, in the order the class declares them."""
+    """Every key of `PoolConfig` that a flag can give, in the order the class declares them (not
+    `power`: a TOML table of its own keys, `stratumkit.power.settings`)."""
     keys = []
     for f in fields(PoolConfig):
-        if f.name == "extra":
+        if f.name in ("extra", "power"):
             continue
         hint = _TYPES[f.name]
         kind = next(k for k in (get_args(hint) or (hint,)) if k is not type(None))
@@ -283,7 +287,7 @@ def _suggest(key: str) -> str:
 def _check_type(key: str, value: Any) -> None:
     """A config value must have its field's type (an int is fine where a float is wanted)."""
     hint = _TYPES.get(key)
-    allowed = get_args(hint) or (hint,)
+    allowed = get_args(hint) if get_origin(hint) in (Union, UnionType) else (hint,)
     if value is None and type(None) in allowed:
         return
     for kind in allowed:

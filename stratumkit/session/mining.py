@@ -8,7 +8,12 @@ ports of `stratumkit.session.ports`.
 Rules:
 - Work goes only to a MINING connection that is subscribed and authorized. DIVERTED (leased out)
   and CURTAILED connections are sent nothing until `set_mode(MINING)`, which starts over with a
-  fresh difficulty and a clean job.
+  fresh difficulty and a clean job. While not mining, vardiff stands still (no shares are
+  expected, so the difficulty must not decay towards the minimum meanwhile).
+- A CURTAILED connection's shares are refused (21, the work it holds was withdrawn) and not
+  credited, without counting against the miner: the pool asked it to stop, and a plain miner
+  cannot be made to. A block solution among them still goes to the block port. A curtailed
+  connection is never dropped for being silent.
 - A share is credited at the difficulty its job id was sent at to this miner. A difficulty
   change takes effect with a new job id (the work port reissues the job): a job id is never
   sent to one miner at two difficulties.
@@ -238,7 +243,7 @@ class MiningSession:
         cfg = self._cfg
         if self.conn.state is not ServerState.AUTHORIZED and now >= self.connected_at + cfg.handshake_timeout:
             self.drop("handshake timeout")
-        elif now >= self.last_activity + cfg.idle_timeout:
+        elif now >= self.last_activity + cfg.idle_timeout and self.mode is not RigMode.CURTAILED:
             self.drop("idle timeout")
         elif self._working and now >= self.vardiff.next_deadline():
             if self._retargeted(self.vardiff.tick(now), now):
@@ -419,9 +424,10 @@ class MiningSession:
         """Change what the hardware does. MINING starts over: the difficulty (floored at the
         miner's minimum), set_difficulty, then a clean job."""
         self.mode = mode
+        self._working = False
+        self.last_activity = now  # the idle timeout counts from the change
         if mode is not RigMode.MINING:
             return
-        self._working = False
         self._sent_difficulty = None
         if difficulty is not None:
             self.vardiff.reset(max(difficulty, self._min_difficulty), now)
@@ -469,6 +475,11 @@ class MiningSession:
             coinbase = verdict.job.coinbase.join(self.extranonce1, verdict.extranonce2)
             block = assemble_block(verdict.job.template, verdict.result.header, coinbase)
             ports.blocks.found(verdict.job, verdict.result.hash, block, event.worker)
+        if self.mode is RigMode.CURTAILED and verdict.error is None:
+            ports.stats.on_rejected(event.worker, "curtailed")
+            self.rejected += 1
+            self.conn.respond_error(event.id, ErrorCode.JOB_NOT_FOUND, "curtailed: the pool withdrew this work")
+            return
         if verdict.error is not None:
             ports.stats.on_rejected(event.worker, verdict.error.name.lower())
             self.rejected += 1

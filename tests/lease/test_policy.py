@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -60,6 +62,8 @@ class TestEconomics:
             lambda: PolicyConfig(margin_usd_per_h=-0.1),
             lambda: PolicyConfig(min_dwell_s=-1.0),
             lambda: PolicyConfig(strike_hysteresis_usd_per_kwh=-0.01),
+            lambda: PolicyConfig(entry_delay_s=-1.0),
+            lambda: PolicyConfig(payback_s=0.0),
         ],
     )
     def test_validation(self, build: object) -> None:
@@ -99,22 +103,67 @@ class TestDecisions:
         assert (held.mode, held.reason) == (Mode.SERVE_AI, Reason.HOLD_DWELL)
         assert state.update(prices(gpu_hour=0.1), RIG, 1200.0).mode is Mode.MINE
 
-    def test_strike_stops_hashing_at_once_and_resumes_below_the_band(self) -> None:
+    def test_strike_stops_hashing_and_resumes_below_the_band(self) -> None:
         cfg = PolicyConfig(
-            min_dwell_s=10_000.0,
+            min_dwell_s=10.0,
             strike_usd_per_kwh=0.3,
             strike_hysteresis_usd_per_kwh=0.05,
             curtail_serving=True,
         )
         state = PolicyState(cfg)
         assert state.update(prices(power=0.1), RIG, 0.0).mode is Mode.MINE
-        assert state.update(prices(power=0.3), RIG, 5.0).mode is Mode.MINE  # at, not above
-        step = state.update(prices(power=0.35), RIG, 10.0)  # long before the dwell ends
-        assert (step.mode, step.reason, step.strike) == (Mode.CURTAIL, Reason.STRIKE, True)
-        step = state.update(prices(power=0.26), RIG, 20.0)  # below strike, inside the band
+        assert state.update(prices(power=0.3), RIG, 15.0).mode is Mode.MINE  # at, not above
+        step = state.update(prices(power=0.35), RIG, 20.0)
+        assert (step.mode, step.reason, step.strike, step.forced) == (Mode.CURTAIL, Reason.STRIKE, True, True)
+        step = state.update(prices(power=0.26), RIG, 40.0)  # below strike, inside the band
         assert (step.mode, step.strike) == (Mode.CURTAIL, True)
-        step = state.update(prices(power=0.24), RIG, 30.0)  # below strike - hysteresis
+        step = state.update(prices(power=0.24), RIG, 50.0)  # below strike - hysteresis
         assert (step.mode, step.reason, step.strike) == (Mode.MINE, Reason.PROFIT, False)
+
+    def test_entering_the_strike_waits_for_the_dwell(self) -> None:
+        state = PolicyState(PolicyConfig(min_dwell_s=600.0, strike_usd_per_kwh=0.3))
+        state.update(prices(power=0.1), RIG, 0.0)
+        held = state.update(prices(power=0.35), RIG, 300.0)
+        assert (held.mode, held.reason, held.strike, held.wants) == (Mode.MINE, Reason.HOLD_DWELL, True, Mode.SERVE_AI)
+        assert state.update(prices(power=0.35), RIG, 600.0).mode is Mode.SERVE_AI
+
+    def test_price_swinging_around_the_strike_moves_a_rig_at_most_once_per_dwell(self) -> None:
+        """The bug this guards: 0.09 <-> 0.11 $/kWh around a 0.107 strike made 10 switches in 8 h."""
+        state = PolicyState(PolicyConfig(min_dwell_s=7200.0, strike_usd_per_kwh=0.107))
+        switched_at = []
+        for step in range(8 * 4):  # a new price every 15 minutes for 8 hours
+            decision = state.update(prices(gpu_hour=0.1, power=0.11 if step % 2 else 0.09), RIG, step * 900.0)
+            if decision.switched:
+                switched_at.append(decision.decided_at)
+        assert len(switched_at) <= 4
+        assert all(b - a >= 7200.0 for a, b in itertools.pairwise(switched_at))
+
+    def test_entry_delay_needs_the_condition_to_hold(self) -> None:
+        state = PolicyState(PolicyConfig(entry_delay_s=1800.0, strike_usd_per_kwh=0.107))
+        state.update(prices(power=0.09), RIG, 0.0)
+        for step in range(1, 33):  # the swing never holds above the strike for 30 minutes
+            decision = state.update(prices(power=0.11 if step % 2 else 0.09), RIG, step * 900.0)
+            assert decision.mode is Mode.MINE
+        held = state.update(prices(power=0.11), RIG, 33 * 900.0)
+        assert (held.reason, held.wants_since) == (Reason.HOLD_ENTRY, 33 * 900.0)
+        moved = state.update(prices(power=0.12), RIG, 33 * 900.0 + 1800.0)
+        assert (moved.mode, moved.reason) == (Mode.SERVE_AI, Reason.STRIKE)
+
+    def test_minimum_off_time(self) -> None:
+        state = PolicyState(PolicyConfig(min_off_s=900.0, strike_usd_per_kwh=0.3, curtail_serving=True))
+        state.update(prices(power=0.1), RIG, 0.0)
+        assert state.update(prices(power=0.5), RIG, 1.0).mode is Mode.CURTAIL
+        held = state.update(prices(power=0.1), RIG, 600.0)
+        assert (held.mode, held.reason) == (Mode.CURTAIL, Reason.HOLD_DWELL)
+        assert state.update(prices(power=0.1), RIG, 901.0).mode is Mode.MINE
+
+    def test_switch_cost_must_pay_back(self) -> None:
+        # a 0.5 USD switch paid back over 1 h needs 0.5 USD/h more
+        state = PolicyState(PolicyConfig(switch_cost_usd=0.5, payback_s=3600.0))
+        state.update(prices(), RIG, 0.0)
+        held = state.update(prices(gpu_hour=0.7), RIG, 1.0)  # serve 1.3 vs mine 0.9: +0.4
+        assert (held.mode, held.reason) == (Mode.MINE, Reason.HOLD_MARGIN)
+        assert state.update(prices(gpu_hour=0.8), RIG, 2.0).mode is Mode.SERVE_AI  # +0.6
 
     def test_strike_may_leave_serving_on(self) -> None:
         cfg = PolicyConfig(strike_usd_per_kwh=0.3)
@@ -159,13 +208,19 @@ price_steps = st.lists(
 
 
 @settings(max_examples=150, deadline=None)
-@given(steps=price_steps, dwell=st.floats(1.0, 120.0), margin=st.floats(0.0, 0.5))
-def test_random_prices_respect_dwell_margin_and_strike(
-    steps: list[tuple[float, float, float, float]], dwell: float, margin: float
+@given(
+    steps=price_steps,
+    dwell=st.floats(1.0, 120.0),
+    margin=st.floats(0.0, 0.5),
+    entry=st.floats(0.0, 60.0),
+)
+def test_random_prices_respect_dwell_margin_entry_and_strike(
+    steps: list[tuple[float, float, float, float]], dwell: float, margin: float, entry: float
 ) -> None:
     cfg = PolicyConfig(
         margin_usd_per_h=margin,
         min_dwell_s=dwell,
+        entry_delay_s=entry,
         strike_usd_per_kwh=0.4,
         strike_hysteresis_usd_per_kwh=0.1,
     )
@@ -175,16 +230,21 @@ def test_random_prices_respect_dwell_margin_and_strike(
     for dt, hashprice, gpu_hour, power in steps:
         now += dt
         step = state.update(Prices(hashprice, gpu_hour, power), RIG, now)
-        if step.strike:
-            assert step.mode is not Mode.MINE
+        if step.strike and step.mode is Mode.MINE:  # held by the entry delay or the dwell, and leaving
+            assert step.reason in (Reason.HOLD_ENTRY, Reason.HOLD_DWELL)
+            assert step.wants is not None and step.wants is not Mode.MINE
         if last is not None:
             if step.mode is not last.mode:
                 assert step.reason in (Reason.STRIKE, Reason.PROFIT)
                 assert step.since == now
             else:
                 assert step.since == last.since
+            if step.switched:
+                assert now - last.since >= dwell
+                if entry > 0:
+                    assert last.wants is step.mode and last.wants_since is not None
+                    assert now - last.wants_since >= entry
             if step.reason is Reason.PROFIT:
                 gain = step.economics.value(step.mode) - step.economics.value(last.mode)
                 assert gain > margin
-                assert now - last.since >= dwell or (last.forced and not step.strike)
         last = step

@@ -15,6 +15,7 @@ from stratumkit.app import open_app
 from stratumkit.inference.backend import InferenceBackend
 from stratumkit.inference.minilm import MiniLMBackend
 from stratumkit.lease.service import LeaseService
+from stratumkit.power.service import PowerService
 from stratumkit.server.config import PoolConfig
 from stratumkit.server.pool import Pool
 
@@ -32,17 +33,28 @@ class Rig:
 
 
 class Site:
-    def __init__(self, pool: Pool, leases: LeaseService, nursery: trio.Nursery, backend: InferenceBackend) -> None:
+    def __init__(
+        self, pool: Pool, leases: LeaseService, nursery: trio.Nursery, backend: InferenceBackend, power: PowerService
+    ) -> None:
         self.pool = pool
         self.leases = leases
+        self.power = power
         self.nursery = nursery
         self.backend = backend
 
     async def add_rig(
-        self, name: str, *, backend: InferenceBackend | None = None, gpu: str | None = "RTX 4090", vram: int = 24576
+        self,
+        name: str,
+        *,
+        backend: InferenceBackend | None = None,
+        gpu: str | None = "RTX 4090",
+        vram: int = 24576,
+        power_w: float = 0.0,
     ) -> Rig:
         gpus = [(gpu, vram)] if gpu else []
-        config = AgentConfig("127.0.0.1", self.pool.port or 0, f"{name}.w", rig_id=name, gpus=gpus, duty=0.2)
+        config = AgentConfig(
+            "127.0.0.1", self.pool.port or 0, f"{name}.w", rig_id=name, gpus=gpus, duty=0.2, power_w=power_w
+        )
         agent = RigAgent(config, backend or self.backend)
         scope = trio.CancelScope()
 
@@ -80,6 +92,6 @@ async def open_site(tmp_path: Path, **config: Any) -> AsyncIterator[Site]:
     await backend.start()
     async with open_app(cfg) as app, trio.open_nursery() as nursery:
         await nursery.start(app.run)
-        yield Site(app.pool, app.leases, nursery, backend)
+        yield Site(app.pool, app.leases, nursery, backend, app.power)
         nursery.cancel_scope.cancel()
     await backend.close()

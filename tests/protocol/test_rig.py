@@ -192,3 +192,16 @@ def test_constructors_check_too() -> None:
         wire.RigRegister(gpus=[wire.GpuInfo("x", 1)], hashrate=1.0)  # type: ignore[arg-type]
     with pytest.raises(wire.RigMessageError, match="ends_at"):
         wire.LeaseDivert("lease-1", 1, "q", float("inf"))
+
+
+@pytest.mark.parametrize("curtailed", [True, False])
+def test_the_curtail_command_round_trips(curtailed: bool) -> None:
+    command = wire.RigCurtail(curtailed)
+    assert wire.RigCurtail.from_params(json.loads(json.dumps(command.to_params()))) == command
+
+
+@pytest.mark.parametrize(("params", "message"), [(["yes"], "curtailed must be true or false"), ([1], "curtailed"),
+                                                 ([], "stratumkit.rig.curtail")])  # fmt: skip
+def test_a_bad_curtail_command_names_the_field(params: Any, message: str) -> None:
+    with pytest.raises(wire.RigMessageError, match=message):
+        wire.RigCurtail.from_params(params)

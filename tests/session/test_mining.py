@@ -130,6 +130,33 @@ def test_a_rig_not_mining_gets_no_work_and_mining_starts_over_clean(
     assert out[1]["method"] == "mining.notify" and out[1]["params"][-1] is True
 
 
+def test_a_curtailed_miners_shares_are_refused_uncredited_and_it_is_kept_while_silent(
+    parts: tuple[PoolWork, Recorder],
+) -> None:
+    work, recorder = parts
+    session = make_session(parts, idle_timeout=60.0, max_invalid=2)
+    job = miner_job(handshake(session), work)
+    before = session.difficulty
+    session.set_mode(RigMode.CURTAILED, 1.0)
+    for n in range(5):  # more than max_invalid: refusals for curtailment do not count against it
+        share = make_share(job, session.extranonce1, bytes([0, 0, 1, n]), target=difficulty_to_target(DIFFICULTY))
+        [reply] = send(session, {"id": 10 + n, "method": "mining.submit", "params": share.params("w.1")}, now=2.0)
+        assert reply["error"][0] == 21 and "curtailed" in reply["error"][1]
+    assert not recorder.shares and recorder.rejected == ["curtailed"] * 5 and session.closing is False
+    block = make_share(job, session.extranonce1, b"\0\0\2\0", target=job.network_target)
+    send(session, {"id": 20, "method": "mining.submit", "params": block.params("w.1")}, now=2.0)
+    assert recorder.blocks == [(block.hash[::-1].hex(), "w.1")]  # a solution is never thrown away
+    for t in range(3, 1000, 5):  # silent for far longer than the idle timeout, vardiff due many times
+        session.on_timer(float(t))
+    assert session.closing is False and session.difficulty == before and session.data_to_send() == b""
+    session.set_mode(RigMode.MINING, 1000.0)
+    out = lines(session)
+    assert out[0] == {"id": None, "method": "mining.set_difficulty", "params": [before]}
+    assert out[1]["method"] == "mining.notify" and out[1]["params"][-1] is True
+    session.on_timer(1001.0)
+    assert session.closing is False  # the idle timeout counts from the return
+
+
 def test_extension_requests_are_returned_in_order_unanswered(parts: tuple[PoolWork, Recorder]) -> None:
     work, recorder = parts
     methods = frozenset({"x.a", "x.b"})
