@@ -104,23 +104,7 @@ class Pool:
             pool_tag=config.pool_tag.encode()[:40],
             stale_window=config.stale_window,
         )
-        self.session_config = SessionConfig(
-            extranonce2_size=config.extranonce2_size,
-            version_mask=config.version_mask,
-            start_difficulty=config.start_difficulty,
-            vardiff=VardiffConfig(
-                target_interval=config.share_interval,
-                retarget_time=config.retarget_time,
-                minimum=config.min_difficulty,
-                maximum=config.max_difficulty,
-            ),
-            solo=config.solo,
-            handshake_timeout=config.handshake_timeout,
-            idle_timeout=config.idle_timeout,
-            max_invalid=config.max_invalid_shares,
-            max_line_length=config.max_line_length,
-            rig_max_line_length=config.rig_max_line_length,
-        )
+        self.session_config = session_config(config)
         # totals from the durable record, so a restart does not zero them: every share-log record
         # is an accepted share (counted by the segment scan at open), every ledger row a found block
         self.stats = PoolStats(accepted=self.share_log.records, blocks=self.ledger.count())
@@ -516,3 +500,24 @@ def _send_all(fds: list[int], data: bytes) -> list[tuple[int, int]]:
         if sent != size:
             short.append((i, sent))
     return short
+
+
+def session_config(config: PoolConfig) -> SessionConfig:
+    """What each miner's session is given from the pool's configuration."""
+    return SessionConfig(
+        extranonce2_size=config.extranonce2_size,
+        version_mask=config.version_mask,
+        start_difficulty=config.start_difficulty,
+        vardiff=VardiffConfig(
+            target_interval=config.share_interval,
+            retarget_time=config.retarget_time,
+            minimum=config.min_difficulty,
+            maximum=config.max_difficulty,
+        ),
+        solo=config.solo,
+        handshake_timeout=config.handshake_timeout,
+        idle_timeout=config.idle_timeout,
+        max_invalid=config.max_invalid_shares,
+        max_line_length=config.max_line_length,
+        rig_max_line_length=config.rig_max_line_length,
+    )

@@ -25,8 +25,9 @@ from stratumkit.protocol import (
     SuggestTarget,
 )
 from stratumkit.server.config import PoolConfig
+from stratumkit.server.pool import session_config
 from stratumkit.session.mining import MiningSession, SessionPorts
-from tests.support.sessions import Recorder, first_job_work, lines, replay, session_config
+from tests.support.sessions import Recorder, first_job_work, lines, replay
 
 from . import vectors as v
 from .helpers import CKPOOL_JOB, FEEDERS

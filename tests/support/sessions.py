@@ -15,9 +15,9 @@ from stratumkit.jobs.registry import JobRegistry
 from stratumkit.jobs.sources import EmbeddedTemplateSource
 from stratumkit.jobs.work import PoolWork
 from stratumkit.server.config import PoolConfig
-from stratumkit.session.mining import MiningSession, SessionConfig, SessionPorts
+from stratumkit.server.pool import session_config
+from stratumkit.session.mining import MiningSession, SessionPorts
 from stratumkit.shares.log import LogBatch, ShareRecord
-from stratumkit.shares.vardiff import VardiffConfig
 from tests.protocol.vectors import Capture
 
 
@@ -82,23 +82,6 @@ class Replay:
                 assert difficulty is not None
                 held[message["params"][0]] = difficulty
         return held
-
-
-def session_config(config: PoolConfig) -> SessionConfig:
-    """What `stratumkit serve` gives each session from its configuration (stratumkit.server.pool)."""
-    return SessionConfig(
-        extranonce2_size=config.extranonce2_size,
-        version_mask=config.version_mask,
-        start_difficulty=config.start_difficulty,
-        vardiff=VardiffConfig(
-            target_interval=config.share_interval,
-            retarget_time=config.retarget_time,
-            minimum=config.min_difficulty,
-            maximum=config.max_difficulty,
-        ),
-        max_invalid=config.max_invalid_shares,
-        max_line_length=config.max_line_length,
-    )
 
 
 def first_job_work(capture: Capture, config: PoolConfig) -> PoolWork:
