@@ -355,6 +355,9 @@ class PowerService:
             modes[record["mode"]] = modes.get(record["mode"], 0) + 1
         metric_family(out, "stratumkit_power_units", "gauge", "Units by the mode the power layer wants.",
                       _labelled("mode", modes.items()))  # fmt: skip
+        curtailed_kw = sum(u.power_w for u in self.units() if u.mode == "curtailed") / 1000
+        metric_family(out, "stratumkit_power_curtailed_kw", "gauge", "Declared power of the curtailed connections.",
+                      [({}, curtailed_kw)])  # fmt: skip
         metric_family(out, "stratumkit_power_orders_total", "counter", "Mode changes ordered by the power layer.",
                       [({}, self.controller.switches)])  # fmt: skip
         energy = self.meter.view()["by_mode"]

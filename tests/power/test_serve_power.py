@@ -4,6 +4,7 @@ real `stratumkit agent` and a plain miner on its own; an operator curtails by ha
 
 from __future__ import annotations
 
+import re
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -122,6 +123,10 @@ async def test_a_price_file_and_an_operator_curtail_and_restore_real_rigs(
             assert "shed 0.3 kW of 0.3 kW: rig-1" in out and "not curtailable (plain miners" in out
             result = await plain.submit(plain.share())
             assert not result.accepted and result.code == 21
+            async with httpx.AsyncClient() as http:
+                shed = (await http.get(f"{api}/metrics")).text
+            (curtailed_kw,) = re.findall(r"^stratumkit_power_curtailed_kw (\S+)$", shed, re.M)
+            assert float(curtailed_kw) >= 0.3  # rig-1's declared 300 W (and the plain miner's estimate)
             policy = await client.policy()
             assert {u["reason"] for u in policy["units"]} == {"operator curtailment"}
             assert "operator curtailment" in await cli("policy", "--api", api)
