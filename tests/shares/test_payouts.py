@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from datetime import date
+from fractions import Fraction
 
 import pytest
 from hypothesis import given, settings
@@ -139,6 +140,7 @@ def test_the_report_reconciles_with_any_share_sequence(
     assert sum(w["earned_sats"] for w in report["workers"]) == report["earned_sats"]
     for row in report["blocks"]:
         assert row["paid_sats"] + row["fee_sats"] == row["reward_sats"]
-        assert row["fee_sats"] >= math.floor(row["reward_sats"] * fee)
+        kept = math.floor(row["reward_sats"] * Fraction(str(fee)))
+        assert row["fee_sats"] == (kept if row["window_workers"] else row["reward_sats"])  # the split is whole
         assert row["window_difficulty"] <= window * row["network_difficulty"] * (1 + 1e-9)
     assert all(w["balance_sats"] == w["balance_before_sats"] + w["earned_sats"] for w in report["workers"])
