@@ -23,15 +23,24 @@ WORKERS = ("addr.one", "addr.two")
 REWARD = 50 * 100_000_000  # the embedded chain's subsidy, no fees
 
 
+def difficulties(stack: Stack) -> set[float]:
+    return {r.difficulty for r in read_records(stack.pool.share_log.directory)}
+
+
 async def mined(make_stack: MakeStack, nursery: trio.Nursery, blocks: int, **config: object) -> Stack:
-    # vardiff free between 1e-6 and 1e-4: the shares' difficulties differ
+    """A pool mined until it found `blocks` and logged shares of more than one difficulty (vardiff
+    is free between 1e-6 and 1e-4, and the CPU miners are far faster than its target)."""
     stack = await make_stack(
         start_difficulty=2e-5, min_difficulty=1e-6, max_difficulty=1e-4, embedded_difficulty=0.0004, **config
     )
     miners = [await ScanningMiner.connect(nursery, stack.stratum_port, w, one_share_per_job=False) for w in WORKERS]
     await wait_until(
-        lambda: stack.pool.ledger.count() >= blocks and all(m.has_accepted() for m in miners),
-        what=f"{blocks} blocks and a share accepted from each miner",
+        lambda: (
+            stack.pool.ledger.count() >= blocks
+            and all(m.has_accepted() for m in miners)
+            and len(difficulties(stack)) > 1
+        ),
+        what=f"{blocks} blocks, a share accepted from each miner, shares of two difficulties",
     )
     for miner in miners:
         await miner.quiesce()
