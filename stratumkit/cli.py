@@ -215,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--fleet", required=True, help="TOML with [[rig]] tables")
     replay.add_argument("--policy", help="TOML [power] table: policy settings and price constants")
     replay.add_argument("--json", action="store_true", help="one JSON object instead of the table")
+    replay.add_argument(
+        "--plot", metavar="PNG", help="also draw price, the policy's modes and cumulative net (needs matplotlib)"
+    )
     replay.set_defaults(func=_simulate)
 
     bench = sub.add_parser("bench", help="measure performance")
