@@ -122,7 +122,7 @@ def daily_report(
     rules: PayoutRules,
 ) -> dict[str, Any]:
     """The day's settlement: shares and credited difficulty per worker, earnings, balances, the
-    blocks found and what each paid (one pass over `shares`)."""
+    blocks found and what each paid (one pass over every record of `shares`)."""
     start, end = day_bounds(day)
     fee = rules.fee
     ordered = sorted(blocks, key=lambda b: (b.found_at, b.hash))
@@ -146,9 +146,7 @@ def daily_report(
         block_pay[block.hash] = pay
         block_window[block.hash] = (math.fsum(weights.values()), len(weights))
 
-    for t, worker, difficulty, _block in shares:
-        if t >= end and (not pplns or next_block == len(paying)):
-            break
+    for t, worker, difficulty, _block in shares:  # every record: a clock stepped back still counts
         if pplns:
             while next_block < len(paying) and paying[next_block].found_at < t:
                 settle(paying[next_block])

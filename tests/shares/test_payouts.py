@@ -144,3 +144,9 @@ def test_the_report_reconciles_with_any_share_sequence(
         assert row["fee_sats"] == (kept if row["window_workers"] else row["reward_sats"])  # the split is whole
         assert row["window_difficulty"] <= window * row["network_difficulty"] * (1 + 1e-9)
     assert all(w["balance_sats"] == w["balance_before_sats"] + w["earned_sats"] for w in report["workers"])
+
+
+def test_a_record_after_a_clock_step_back_still_counts_on_its_day() -> None:
+    shares = [(START + 1, "a", 1.0, False), (END + 5, "a", 1.0, False), (END - 5, "b", 3.0, False)]
+    report = daily_report(shares, [], DAY, PayoutRules())
+    assert {w["worker"]: w["difficulty"] for w in report["workers"]} == {"a": 1.0, "b": 3.0}
