@@ -28,6 +28,10 @@ def _bench(args: argparse.Namespace) -> int:
             fanout=not args.no_fanout,
             as_json=args.json,
         )
+    elif args.what == "report":
+        from stratumkit.bench import report as bench_report
+
+        bench_report.run(args.records, args.json)
     elif args.what == "lease":
         from stratumkit.bench import lease as bench_lease
 
@@ -211,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--fleet", required=True, help="TOML with [[rig]] tables")
     replay.add_argument("--policy", help="TOML [power] table: policy settings and price constants")
     replay.add_argument("--json", action="store_true", help="one JSON object instead of the table")
+    replay.add_argument(
+        "--plot", metavar="PNG", help="also draw price, the policy's modes and cumulative net (needs matplotlib)"
+    )
     replay.set_defaults(func=_simulate)
 
     bench = sub.add_parser("bench", help="measure performance")
@@ -273,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     b_wire.add_argument("--data-dir", default=None, help="the pool's data_dir, to check its share log's credit")
     b_wire.add_argument("--save", default=None, help="write the recorded lines to this file (JSON lines)")
 
+    b_report = benches.add_parser("report", help="the daily report's reading rate over a share log (records/s)")
+    b_report.add_argument("--records", type=int, default=1_000_000, help="shares in the log (default 1,000,000)")
+    b_report.add_argument("--json", action="store_true", help="one JSON object instead of the text")
     b_queue = benches.add_parser("queue", help="job queue throughput: enqueue, claim, ack")
     b_queue.add_argument(
         "--engine", nargs="+", choices=["sqlite", "redis"], default=["sqlite", "redis"], help="engines (default both)"

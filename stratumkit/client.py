@@ -110,6 +110,12 @@ class PoolClient:
         result: dict[str, Any] = await self._call("GET", "/v1/blocks", params=params or None)
         return result
 
+    async def daily_report(self, day: str | None = None) -> dict[str, Any]:
+        """The settlement of a UTC day (YYYY-MM-DD; default yesterday): workers, blocks, totals."""
+        params = None if day is None else {"date": day}
+        result: dict[str, Any] = await self._call("GET", "/v1/reports/daily", params=params)
+        return result
+
     async def history(
         self, bucket: str = "minute", since: float | None = None, worker: str | None = None
     ) -> dict[str, Any]:

@@ -10,6 +10,7 @@ Routes (who needs a token on the /v1 routes, and whose leases a token sees:
     GET  /metrics                     Prometheus text: shares, rejects, blocks, connections, ...
     GET  /v1/stats                    {"pool": PoolView.snapshot(), "leases": LeaseAPI.stats()}
     GET  /v1/blocks[?limit=N&before=C] found blocks newest first, with effort; 7d/30d summaries
+    GET  /v1/reports/daily[?date=D]   per-worker earnings and balances of a UTC day (the operator only)
     GET  /v1/history[?bucket=minute|hour&since=UNIX&worker=W&top=N]  hashrate and share counts
     GET  /v1/rigs                     registered rigs
     GET  /v1/leases[?state=S[,S]]     leases, optionally only those in the given states
@@ -67,7 +68,7 @@ from stratumkit.queue.engine import QueueClosed, QueueError, UnknownJob, check_n
 from .access import REFUSAL, ApiAccess
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import render_metrics, render_operator_metrics
-from .operator import OperatorPort, blocks_query, history_query
+from .operator import OperatorPort, blocks_query, daily_query, history_query
 from .ports import LeaseAPI, PoolView, PowerAPI
 from .tenants import Principal, Tenants, principal, require_operator
 
@@ -80,7 +81,7 @@ MAX_BATCH_JOBS = 10_000
 #: Events an event-stream client may fall behind before it is dropped.
 EVENT_BUFFER = 1000
 #: Routes answered only when the API has the pool's operator port (history, blocks).
-_OPERATOR_PATHS = frozenset({"/v1/blocks", "/v1/history"})
+_OPERATOR_PATHS = frozenset({"/v1/blocks", "/v1/history", "/v1/reports/daily"})
 #: Routes answered only when the power layer runs in this process.
 _POWER_PATHS = frozenset({"/v1/policy"})
 #: The longest operator message sent to miners (what their screens can show).
@@ -102,6 +103,7 @@ _ROUTER = Router(
         route(r"/v1/stats", {"GET": "stats"}),
         route(r"/v1/blocks", {"GET": "blocks"}, ("limit", "before")),
         route(r"/v1/history", {"GET": "history"}, ("bucket", "since", "worker", "top")),
+        route(r"/v1/reports/daily", {"GET": "daily_report"}, ("date",)),
         route(r"/v1/rigs", {"GET": "rigs"}),
         route(r"/v1/messages", {"POST": "message"}),
         route(r"/v1/integrators", {"POST": "issue_token"}),
@@ -262,6 +264,10 @@ class ApiApp(AsgiApp):
 
     async def _history(self, request: Request) -> Reply:
         return Reply(200, await self._operator().history(*history_query(request)))
+
+    async def _daily_report(self, request: Request) -> Reply:
+        require_operator(request)
+        return Reply(200, await self._operator().daily(daily_query(request)))
 
     async def _message(self, request: Request) -> Reply:
         """An operator's message shown by the miners (`client.show_message`): {text, worker?}."""

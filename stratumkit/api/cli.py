@@ -10,6 +10,7 @@
     stratumkit job get JOB_ID [--wait 60]
     stratumkit stats
     stratumkit blocks [--limit 20] [--before CURSOR]
+    stratumkit report daily [--date 2026-12-01]      (the operator's; default: yesterday, UTC)
 
 Rules: the API is ``--api URL`` (else $STRATUMKIT_API, else http://127.0.0.1:8080) and the token
 ``--token`` (else $STRATUMKIT_API_TOKEN). Output is a table for people, or the API's JSON with
@@ -27,6 +28,7 @@ import re
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,17 @@ def duration(text: str) -> float:
     if not math.isfinite(seconds) or seconds <= 0:
         raise argparse.ArgumentTypeError(f"a duration must be positive, got {text!r}")
     return seconds
+
+
+def utc_day(text: str) -> str:
+    """A UTC day as YYYY-MM-DD (checked here, sent as given)."""
+    try:
+        if len(text) == 10:
+            date.fromisoformat(text)
+            return text
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"not a UTC day: {text!r} (YYYY-MM-DD)")
 
 
 # ------------------------------------------------------------------------------ commands
@@ -195,6 +208,11 @@ async def _blocks(client: PoolClient, args: argparse.Namespace) -> tuple[Any, st
     return page, blocks_text(page)
 
 
+async def _report_daily(client: PoolClient, args: argparse.Namespace) -> tuple[Any, str]:
+    report = await client.daily_report(args.date)
+    return report, daily_text(report)
+
+
 # ------------------------------------------------------------------------------ text
 
 
@@ -283,6 +301,27 @@ def stats_text(stats: dict[str, Any]) -> str:
             )
     width = max(len(label) for label, _ in lines)
     return "\n".join(f"{label.ljust(width)}  {value}" for label, value in lines)
+
+
+def daily_text(report: dict[str, Any]) -> str:
+    """The day's workers (shares, difficulty, earned, balance), its blocks, and the totals."""
+    workers = [
+        (w["worker"], w["shares"], f"{w['difficulty']:.6g}", w["earned_sats"], w["balance_sats"])
+        for w in report["workers"]
+    ]
+    head = (
+        f"{report['date']} (UTC) {report['scheme']}"
+        + (f" window {report['pplns_window']:g}x" if report["scheme"] == "pplns" else "")
+        + f" fee {report['pool_fee']:g}: {report['shares']} shares, difficulty {report['difficulty']:.6g}"
+    )
+    lines = [head, table(["WORKER", "SHARES", "DIFFICULTY", "EARNED", "BALANCE"], workers)]
+    if report["blocks"]:
+        rows = [
+            (b["hash"][:16], b["status"], b["reward_sats"], b["paid_sats"], b["fee_sats"]) for b in report["blocks"]
+        ]
+        lines.append(table(["BLOCK", "STATUS", "REWARD", "PAID", "FEE"], rows))
+    lines.append(f"earned {report['earned_sats']} sats, pool fee {report['fee_sats']} sats")
+    return "\n".join(lines)
 
 
 def blocks_text(page: dict[str, Any]) -> str:
@@ -392,7 +431,7 @@ def _runner(name: str, command: Command) -> Callable[[argparse.Namespace], int]:
 
 
 def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `lease`, `rig`, `job`, `stats`, `blocks`, `curtail`, `policy` and `prices` to the
+    """Add `lease`, `rig`, `job`, `stats`, `blocks`, `report`, `curtail`, `policy` and `prices` to the
     `stratumkit` parser's subcommands. Each leaf sets ``func(args) -> int`` (the exit status)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--api", metavar="URL", help=f"the pool's HTTP API (default ${ENV_API} or {DEFAULT_API})")
@@ -459,6 +498,11 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     blocks = leaf(subparsers, "blocks", "blocks", _blocks, "blocks the pool found, newest first, with effort")
     blocks.add_argument("--limit", type=int, help="blocks per page (default 50)")
     blocks.add_argument("--before", metavar="CURSOR", help="the page older than this (from a previous page)")
+
+    report = subparsers.add_parser("report", help="the operator's reports")
+    reports = report.add_subparsers(dest="report_command", required=True, metavar="{daily}")
+    daily = leaf(reports, "daily", "report daily", _report_daily, "per-worker earnings and balances of a UTC day")
+    daily.add_argument("--date", type=utc_day, help="the UTC day, YYYY-MM-DD (default: yesterday)")
 
     curtail = leaf(
         subparsers, "curtail", "curtail", _curtail, "shed power now: rigs stop hashing, least efficient first"

@@ -3,6 +3,7 @@ adds for alerting, behind one small protocol so the API stays testable without a
 
     GET /v1/blocks?limit=N&before=CURSOR             newest first, with effort and summaries
     GET /v1/history?bucket=minute|hour&since=UNIX&worker=NAME&top=N
+    GET /v1/reports/daily?date=YYYY-MM-DD             the day's settlement (default: yesterday, UTC)
 
 `stratumkit.server.operator.PoolOperator` is the implementation the composition root gives the API.
 The query parsing lives here so the routes in `stratumkit.api.app` stay one line each.
@@ -11,12 +12,13 @@ The query parsing lives here so the routes in `stratumkit.api.app` stay one line
 from __future__ import annotations
 
 import math
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
 from stratumkit.asgi import HTTPError, Request
 from stratumkit.jobs.block_history import CursorError, parse_cursor
 
-__all__ = ["DEFAULT_BLOCKS", "DEFAULT_TOP", "OperatorPort", "blocks_query", "history_query"]
+__all__ = ["DEFAULT_BLOCKS", "DEFAULT_TOP", "OperatorPort", "blocks_query", "daily_query", "history_query"]
 
 DEFAULT_BLOCKS = 50
 MAX_BLOCKS = 500
@@ -34,6 +36,10 @@ class OperatorPort(Protocol):
 
     async def history(self, bucket: str, since: float | None, worker: str | None, top: int) -> dict[str, Any]:
         """{"bucket": bucket, "series": {"pool": [...], worker: [...]}}."""
+        ...
+
+    async def daily(self, day: date) -> dict[str, Any]:
+        """The settlement of one UTC day (`stratumkit.shares.payouts.daily_report`)."""
         ...
 
     async def figures(self) -> dict[str, Any]:
@@ -92,3 +98,17 @@ def history_query(request: Request) -> tuple[str, float | None, str | None, int]
     if worker == "":
         raise HTTPError(400, "worker must be a worker name (leave it out for the top workers)")
     return bucket, since, worker, _int(request, "top", DEFAULT_TOP, 0, MAX_TOP)
+
+
+def daily_query(request: Request, today: date | None = None) -> date:
+    """The `date` of a /v1/reports/daily request (YYYY-MM-DD; default: yesterday, UTC)."""
+    text = _one(request, "date")
+    if text is None:
+        return (today or datetime.now(UTC).date()) - timedelta(days=1)
+    try:
+        day = date.fromisoformat(text) if len(text) == 10 else None
+    except ValueError:
+        day = None
+    if day is None:
+        raise HTTPError(400, f"date must be a UTC day as YYYY-MM-DD, got {text!r}")
+    return day

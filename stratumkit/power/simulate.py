@@ -1,6 +1,6 @@
 """A replay: the policy and naive strategies over a price series and a fleet, money and switches.
 
-``stratumkit simulate --prices FILE.csv --fleet FLEET.toml [--policy POLICY.toml] [--json]``
+``stratumkit simulate --prices FILE.csv --fleet FLEET.toml [--policy POLICY.toml] [--json] [--plot PNG]``
 runs the same :func:`stratumkit.lease.policy.decide` the pool runs, once per row of the series
 (a row's prices hold until the next row), and books each step with the same accounting as the
 pool (:func:`stratumkit.power.energy.interval`). Strategies:
@@ -15,7 +15,9 @@ pool (:func:`stratumkit.power.energy.interval`). Strategies:
 Every switch costs ``switch_cost_usd`` (from the policy file) in every strategy but the bound.
 The fleet file holds ``[[rig]]`` tables: name, count (1), hashrate_th, power_w, gpus (0),
 gpu_model, serve_power_w. The policy file is a ``[power]`` table of the pool configuration
-(constants there fill columns the series lacks).
+(constants there fill columns the series lacks). ``--plot`` draws the power price, the policy's
+rigs by mode and every strategy's cumulative net over time (`stratumkit.power.plot`, which needs
+the optional ``plot`` extra: matplotlib).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import json
 import statistics
 import tomllib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +113,9 @@ class StrategyResult:
     off_seconds: float = 0.0
     switch_cost_usd: float = 0.0
     totals: ModeTotals | None = None
+    #: Per step (the series' rows): the fleet's net so far, and how many rigs are in each mode.
+    cumulative_net_usd: list[float] = field(default_factory=list)
+    modes: list[dict[str, int]] = field(default_factory=list)
 
     @property
     def net_usd(self) -> float:
@@ -180,20 +185,27 @@ def simulate(series: PriceSeries, fleet: Sequence[FleetRig], settings: PowerSett
         result = StrategyResult(name, totals=ModeTotals())
         assert result.totals is not None
         cost = 0.0 if name == "perfect_foresight" else policy.switch_cost_usd
+        step_net = [0.0] * len(steps)
+        result.modes = [dict.fromkeys((m.value for m in Mode), 0) for _ in steps]
         for rig in fleet:
             mode = Mode.MINE
             switches = 0
-            for start, seconds, quote in steps:
+            for i, (start, seconds, quote) in enumerate(steps):
                 new = choose(rig, quote.prices(rig.gpu_model), start, mode)
                 if new is not mode:
                     switches += 1
                     result.switch_cost_usd += cost
+                    step_net[i] -= cost
                 mode = new
-                result.totals.add(interval(rig.unit(mode), quote, seconds))
+                booked = interval(rig.unit(mode), quote, seconds)
+                result.totals.add(booked)
+                step_net[i] += booked.revenue_usd - booked.power_cost_usd
+                result.modes[i][mode.value] += 1
                 result.rig_seconds += seconds
                 result.off_seconds += seconds if mode is Mode.CURTAIL else 0.0
             result.switches += switches
             result.most_switches_per_rig = max(result.most_switches_per_rig, switches)
+        result.cumulative_net_usd = list(itertools.accumulate(step_net))
         results.append(result)
     return results
 
@@ -218,6 +230,13 @@ def run(args: argparse.Namespace) -> int:
             table = data.get("power", data)
         settings = power_settings(table)
         results = simulate(series, fleet, settings)
+        if args.plot:
+            from .plot import PlotError, plot_replay
+
+            try:
+                plot_replay(args.plot, _steps(series, settings.constants), results)
+            except PlotError as exc:
+                raise ConfigError(str(exc)) from None
     except (BadPrice, ConfigError) as exc:
         print(f"stratumkit simulate: {exc}")
         return 2

@@ -89,6 +89,10 @@ class PoolConfig:
     rig_secrets: dict[str, str] | None = None  # rig id -> that rig's own secret
     integrator_tokens: dict[str, str] | None = None  # integrator name -> API token; leases belong to their maker
     queue_url: str | None = None  # None: SQLite in data_dir ; redis://host:port/db for Redis
+    # per-worker earnings (stratumkit.shares.payouts): /v1/reports/daily and `stratumkit report daily`
+    payout_scheme: str = "pplns"  # pplns | fpps
+    pplns_window: float = 2.0  # PPLNS pays the last N x network difficulty of share difficulty
+    pool_fee: float = 0.0  # the fraction of every reward the pool keeps
     # prices, the dual-mode policy and curtailment: a [power] table (stratumkit.power.settings)
     power: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -134,6 +138,10 @@ class PoolConfig:
             raise ConfigError("need ban_after >= 1, ban_window > 0 and ban_time >= 0 (0: never ban)")
         if self.max_connections_per_ip < 1 or self.send_queue < 1:
             raise ConfigError("max_connections_per_ip and send_queue must be positive")
+        if self.payout_scheme not in ("pplns", "fpps"):
+            raise ConfigError(f"payout_scheme must be 'pplns' or 'fpps', got {self.payout_scheme!r}")
+        if not 0 <= self.pool_fee < 1:
+            raise ConfigError(f"pool_fee must be a fraction in [0, 1), got {self.pool_fee}")
         for key in _POSITIVE:
             if not getattr(self, key) > 0:
                 raise ConfigError(f"{key} must be positive, got {getattr(self, key)}")
@@ -158,6 +166,7 @@ class PoolConfig:
 
 #: Keys whose value must be above zero (durations, sizes, rates).
 _POSITIVE = (
+    "pplns_window",
     "embedded_difficulty",
     "template_refresh",
     "node_poll_interval",
@@ -206,6 +215,9 @@ KEY_HELP: dict[str, str] = {
     "instance_id": "extranonce1 prefix byte of this pool process (0..255)",
     "log_format": "console | json",
     "log_level": " | ".join(LOG_LEVELS),
+    "payout_scheme": "how workers are paid in the daily report: pplns or fpps",
+    "pplns_window": "PPLNS window: this many times the network difficulty of share difficulty (default 2)",
+    "pool_fee": "fraction of every reward the pool keeps, 0 <= fee < 1 (default 0)",
     "queue_url": "inference queue engine: redis://host:port/db (default: SQLite in data_dir)",
     "lease_drain_timeout": "seconds a diverted rig has to say it serves",
     "lease_return_timeout": "seconds a returning rig has to say it mines again",

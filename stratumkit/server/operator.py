@@ -3,19 +3,25 @@ composition root hands the HTTP API.
 
 It reads, and never changes: the pool's share history (blocks and series), its sessions
 (connections by state and transport, rigs by mode), its template source (node up, template age),
-the share log's sync latency, and the depth of every queue a lease has named. Each call walks
+the share log's sync latency, the depth of every queue a lease has named, and, for the daily
+report, the whole share log and block ledger (in a worker thread, on each request). Each call walks
 the sessions once: a scrape with 10,000 miners costs a few milliseconds of the loop.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 import trio
 
+from stratumkit.asgi import HTTPError
 from stratumkit.chain.targets import target_to_difficulty
+from stratumkit.jobs import block_history
 from stratumkit.queue.engine import QueueEngine, QueueError
+from stratumkit.shares.log import read_accepted
+from stratumkit.shares.payouts import PaidBlock, PayoutRules, daily_report
 
 from .connection import TlsSocketConnection
 from .pool import Pool
@@ -38,6 +44,36 @@ class PoolOperator:
 
     async def history(self, bucket: str, since: float | None, worker: str | None, top: int) -> dict[str, Any]:
         return await self.pool.history.series(bucket, since, worker, top)
+
+    def payout_rules(self) -> PayoutRules:
+        """The config's scheme, window and fee; FPPS at the current template's reward and difficulty."""
+        config, current = self.pool.config, self.pool.registry.current
+        return PayoutRules(
+            scheme=config.payout_scheme,
+            pplns_window=config.pplns_window,
+            pool_fee=config.pool_fee,
+            fpps_reward_sats=None if current is None else current.template.coinbasevalue,
+            fpps_network_difficulty=None if current is None else target_to_difficulty(current.network_target),
+        )
+
+    async def daily(self, day: date) -> dict[str, Any]:
+        rules = self.payout_rules()
+        share_log, ledger = self.pool.share_log, self.pool.ledger
+        await share_log.synced()  # every share acknowledged so far is in the file read
+
+        def read() -> dict[str, Any]:
+            blocks = []
+            for found in ledger.found_after(-1.0):
+                facts = block_history.block_facts(ledger.block_head(found.hash, block_history.HEAD_BYTES))
+                blocks.append(
+                    PaidBlock(found.hash, found.found_at, found.status, facts.reward_sats, facts.network_difficulty)
+                )
+            return daily_report(read_accepted(share_log.directory), blocks, day, rules)
+
+        try:
+            return await trio.to_thread.run_sync(read)
+        except ValueError as exc:  # FPPS before the first template
+            raise HTTPError(503, str(exc)) from None
 
     async def figures(self) -> dict[str, Any]:
         pool = self.pool

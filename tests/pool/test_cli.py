@@ -50,6 +50,9 @@ def test_an_unknown_key_is_an_error_naming_it(tmp_path: Path) -> None:
         ("port = 70000\n", "port"),
         ("extranonce2_size = 1\n", "extranonce2_size"),
         ('log_format = "xml"\n', "log_format"),
+        ('payout_scheme = "pps"\n', "payout_scheme"),
+        ("pool_fee = 1.0\n", "pool_fee"),
+        ("pplns_window = 0\n", "pplns_window"),
         ("port = [\n", "not valid TOML"),
     ],
 )

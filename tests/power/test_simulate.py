@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from stratumkit.power.plot import PlotError, plot_replay
 from stratumkit.power.series import load_price_csv
 from stratumkit.power.settings import power_settings
 from stratumkit.power.simulate import load_fleet, simulate
@@ -64,3 +66,38 @@ def test_a_bad_fleet_is_one_line_naming_the_rig(tmp_path: Path) -> None:
     fleet.write_text("[[rig]]\nhashrate_th = 1\npower_w = 10\nwatts = 3\n")
     with pytest.raises(ConfigError, match="rig 1: unknown key"):
         load_fleet(fleet)
+
+
+def test_the_timeline_adds_up_to_the_totals() -> None:
+    fleet = load_fleet(GOLDEN / "fleet.toml")
+    results = simulate(load_price_csv(SERIES / "spike.csv"), fleet, power_settings(POLICY))
+    for result in results:
+        assert len(result.cumulative_net_usd) == len(result.modes) == 96
+        assert result.cumulative_net_usd[-1] == pytest.approx(result.net_usd, abs=1e-9)
+        assert all(sum(step.values()) == len(fleet) for step in result.modes)
+    policy = results[0]
+    assert len({tuple(step.items()) for step in policy.modes}) > 1  # the policy changed modes on the spike
+
+
+def test_plot_writes_a_png_and_a_bad_path_is_one_line(tmp_path: Path) -> None:
+    png = tmp_path / "replay.png"
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[power]\n" + "".join(f"{k} = {v}\n" for k, v in POLICY.items()))
+    args = ["simulate", "--prices", str(SERIES / "spike.csv"), "--fleet", str(GOLDEN / "fleet.toml")]
+    args += ["--policy", str(policy)]
+    done = subprocess.run(cli_command(*args, "--plot", str(png)), env=child_env(), capture_output=True)
+    assert done.returncode == 0, done.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    bad = subprocess.run(
+        cli_command(*args, "--plot", str(tmp_path / "no" / "such" / "dir.png")), env=child_env(), capture_output=True
+    )
+    assert bad.returncode == 2
+    (line,) = bad.stdout.decode().splitlines()
+    assert line.startswith("stratumkit simulate: cannot write ") and "dir.png" in line
+
+
+def test_plot_without_matplotlib_says_how_to_install_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    with pytest.raises(PlotError, match=r"pip install 'stratumkit\[plot\]'"):
+        plot_replay(tmp_path / "x.png", [], [])
+    assert not (tmp_path / "x.png").exists()
