@@ -21,8 +21,11 @@ connection.
 Rules for failures: a lost pool ends only the connection (keep_connected plans the next one); a
 backend that cannot be reached is retried with backoff and logged each time ("inference backend
 unavailable"), and the agent says ``serving`` only once it answers; a job the backend failed with
-a retryable error is released at once (not left to time out) and the backend is waited for again
-before the next claim. A rig whose connection was lost during a lease is a miner again (its
+a retryable error is released at once (not left to time out) with the error as its cause, and the
+backend is waited for again, up to ``failed_backend_wait`` s, before the next claim: a backend that
+stays down fails the next jobs too, each released with its cause, so the pool (whose job views
+carry the cause) marks the rig unhealthy after a few in a row and replaces it.
+A rig whose connection was lost during a lease is a miner again (its
 external miner resumed, its inference server stopped) if the new connection brings no divert
 within ``RESUME_GRACE_S``.
 """
@@ -79,6 +82,9 @@ class AgentConfig:
     rig_secret: str | None = None  # presented at registration to a pool that authenticates rigs
     ssl_context: ssl.SSLContext | None = None  # for stratum+ssl:// endpoints
     backend_retry: Backoff = field(default_factory=lambda: Backoff(0.5, 10.0))
+    #: after a job failed, how long the backend is waited for before the next claim (the next
+    #: job, failing too, tells the pool again: enough in a row and it replaces the rig)
+    failed_backend_wait: float = 2.0
 
 
 class RigAgent:
@@ -346,11 +352,12 @@ class RigAgent:
                 except InferenceError as exc:
                     if exc.retryable:
                         log.warning("inference failed: job released", job=job.job_id, error=str(exc))
-                        release = wire.JobRelease(job.job_id)
+                        release = wire.JobRelease(job.job_id, cause=backend_cause(exc))
                         await self._call(release.METHOD, release.to_params())
                         self._in_flight.discard(job.job_id)
                         self.backend_ok = False
-                        await self.wait_backend()
+                        with trio.move_on_after(cfg.failed_backend_wait):
+                            await self.wait_backend()
                         continue
                     result = {"error": {"message": str(exc), "type": type(exc).__name__}}
                 done = wire.JobResult(job.job_id, result)
@@ -358,3 +365,8 @@ class RigAgent:
                     await self._call(done.METHOD, done.to_params())
                 self._in_flight.discard(job.job_id)
                 self.jobs_done += 1
+
+
+def backend_cause(exc: InferenceError) -> str:
+    """What a release tells the pool: the error's type and message, cut to the protocol's limit."""
+    return f"{type(exc).__name__}: {exc}"[: wire.MAX_CAUSE]
