@@ -2,8 +2,10 @@
 and, as the agent's --miner-cmd, a real `stratumkit mine` process on the agent's local endpoint.
 
 Leased: the miner stops hashing (by the configured method) and the rig serves embeddings; returned:
-the miner has accepted shares again. Killed: it is restarted. A failover to a pool with another
-extranonce1 prefix: the miner, which subscribed to set_extranonce, is told and keeps mining there.
+the miner has accepted shares again. Curtailed by the pool's power layer (POST /v1/curtail): the
+miner halts by its method; released, it has accepted shares again. Killed: it is restarted. A
+failover to a pool with another extranonce1 prefix: the miner, which subscribed to set_extranonce,
+is told and keeps mining there.
 """
 
 from __future__ import annotations
@@ -115,3 +117,26 @@ async def test_a_pool_lost_mid_lease_that_comes_back_without_it_gets_the_miner_b
     await agent.wait_event("no lease after the reconnect: mining again")
     await next_accepted(agent)
     assert again.running and agent.running
+
+
+@pytest.mark.parametrize(("method", "halted"), [("signal", "miner frozen"), ("withhold", "local miner disconnected")])
+async def test_curtailed_the_miner_halts_by_its_method_and_released_it_mines_again(
+    tmp_path: Path, nursery: trio.Nursery, method: str, halted: str
+) -> None:
+    pool = await start_pool(nursery, tmp_path / "pool")
+    agent = await start_agent(nursery, "--pool", f"127.0.0.1:{pool.port}", *RIG, "--miner-stop", method, *MINILM)
+    started = await agent.wait_event("miner started", 60)
+    await next_accepted(agent)
+    async with PoolClient(f"http://127.0.0.1:{await pool.api_port()}") as client:
+        assert (await client.curtail(rigs=["rig1"]))["curtailed"] == ["rig1"]
+        await agent.wait_event("curtailed")
+        stopped = await agent.wait_event(halted)
+        state = Path(f"/proc/{started['pid']}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        expected = {"T"} if method == "signal" else {"R", "S"}  # frozen, or alive with no work
+        assert state in expected, f"the curtailed miner's process is in state {state}"
+        assert (await client.release_curtailment())["released"] == ["rig1"]
+        over = await agent.wait_event("curtailment over: mining")
+        between = agent.events[agent.events.index(stopped) : agent.events.index(over)]
+        assert not [e for e in between if e.get("event") == "miner share"], "shares came while curtailed"
+        await next_accepted(agent)
+    assert agent.find_events("miner started") == [started], "the miner was restarted, not resumed"
