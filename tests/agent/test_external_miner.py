@@ -23,6 +23,7 @@ import trio
 from stratumkit.client import PoolClient
 from tests.agent.conftest import MINILM, kill9, start_agent, start_pool, wait_new_event
 from tests.support.processes import ServeProcess
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -131,9 +132,15 @@ async def test_curtailed_the_miner_halts_by_its_method_and_released_it_mines_aga
         assert (await client.curtail(rigs=["rig1"]))["curtailed"] == ["rig1"]
         await agent.wait_event("curtailed")
         stopped = await agent.wait_event(halted)
-        state = Path(f"/proc/{started['pid']}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        expected = {"T"} if method == "signal" else {"R", "S"}  # frozen, or alive with no work
-        assert state in expected, f"the curtailed miner's process is in state {state}"
+        stat = Path(f"/proc/{started['pid']}/stat")
+
+        def state() -> str:
+            return stat.read_text().rsplit(")", 1)[1].split()[0]
+
+        if method == "signal":  # SIGSTOP is sent: the kernel stops the process soon after
+            await wait_until(lambda: state() == "T", what="the miner process stopped (state T)")
+        else:
+            assert state() in {"R", "S"}, f"the withheld miner's process is in state {state()}"
         assert (await client.release_curtailment())["released"] == ["rig1"]
         over = await agent.wait_event("curtailment over: mining")
         between = agent.events[agent.events.index(stopped) : agent.events.index(over)]
