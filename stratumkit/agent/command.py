@@ -51,10 +51,11 @@ def add_arguments(agent: argparse.ArgumentParser) -> None:
     agent.add_argument("--duty", type=float, default=1.0, help="fraction of time the CPU miner hashes")
     agent.add_argument(
         "--inference",
-        help="'minilm' (built-in CPU model) or the URL of an OpenAI-compatible server (vLLM, llama.cpp, Ollama)",
+        help="'minilm' (built-in CPU embedding model), 'smollm2' (built-in CPU chat model) "
+        "or the URL of an OpenAI-compatible server (vLLM, llama.cpp, Ollama)",
     )
     agent.add_argument("--claim-batch", type=int, default=1, help="jobs claimed at a time while leased (1..64)")
-    agent.add_argument("--inference-threads", type=int, default=None, help="minilm: onnxruntime threads")
+    agent.add_argument("--inference-threads", type=int, default=None, help="minilm, smollm2: model threads")
     agent.add_argument("--config", help="TOML file: its [miner] table holds the --miner-* settings (flags win)")
     agent.add_argument(
         "--miner-cmd",
@@ -177,6 +178,10 @@ def main(args: argparse.Namespace) -> int:
             from stratumkit.inference.minilm import MiniLMBackend
 
             backend = MiniLMBackend(threads=args.inference_threads)
+        elif args.inference == "smollm2":
+            from stratumkit.inference.smollm2 import SmolLM2Backend
+
+            backend = SmolLM2Backend(threads=args.inference_threads)
         elif args.inference:
             from stratumkit.inference.openai_http import OpenAIHTTPBackend
 

@@ -21,10 +21,13 @@ connection.
 Rules for failures: a lost pool ends only the connection (keep_connected plans the next one); a
 backend that cannot be reached is retried with backoff and logged each time ("inference backend
 unavailable"), and the agent says ``serving`` only once it answers; a job the backend failed with
-a retryable error is released at once (not left to time out) and the backend is waited for again
-before the next claim. A rig whose connection was lost during a lease is a miner again (its
-external miner resumed, its inference server stopped) if the new connection brings no divert
-within ``RESUME_GRACE_S``.
+a retryable error is released at once (not left to time out) with the error as its cause, and the
+backend is waited for again, up to ``failed_backend_wait`` s (the ready timeout of a server the
+agent runs and restarts), before the next claim: a backend that stays down fails the next jobs
+too, each released with its cause, so the pool (whose job views carry the cause) marks the rig
+unhealthy after a few in a row and replaces it. A rig whose connection was lost during a lease is
+a miner again (its external miner resumed, its inference server stopped) if the new connection
+brings no divert within ``RESUME_GRACE_S``.
 """
 
 from __future__ import annotations
@@ -79,6 +82,10 @@ class AgentConfig:
     rig_secret: str | None = None  # presented at registration to a pool that authenticates rigs
     ssl_context: ssl.SSLContext | None = None  # for stratum+ssl:// endpoints
     backend_retry: Backoff = field(default_factory=lambda: Backoff(0.5, 10.0))
+    #: after a job failed, how long the backend is waited for before the next claim (the next
+    #: job, failing too, tells the pool again: enough in a row and it replaces the rig); a server
+    #: the agent runs itself is waited for up to its ready timeout instead
+    failed_backend_wait: float = 2.0
 
 
 class RigAgent:
@@ -306,6 +313,13 @@ class RigAgent:
                 nursery.start_soon(self._power_after, "serving")
                 await self._serve(command.token)
 
+    def _failed_backend_wait(self) -> float:
+        """How long a failed job's backend is waited for before the next claim: a server the
+        agent runs (and restarts) gets its ready timeout, any other backend failed_backend_wait."""
+        if self.inference_server is not None:
+            return max(self.config.failed_backend_wait, self.inference_server.settings.ready_timeout)
+        return self.config.failed_backend_wait
+
     async def _release_unfinished(self) -> None:
         for job_id in list(self._in_flight):
             release = wire.JobRelease(job_id)
@@ -346,11 +360,12 @@ class RigAgent:
                 except InferenceError as exc:
                     if exc.retryable:
                         log.warning("inference failed: job released", job=job.job_id, error=str(exc))
-                        release = wire.JobRelease(job.job_id)
+                        release = wire.JobRelease(job.job_id, cause=backend_cause(exc))
                         await self._call(release.METHOD, release.to_params())
                         self._in_flight.discard(job.job_id)
                         self.backend_ok = False
-                        await self.wait_backend()
+                        with trio.move_on_after(self._failed_backend_wait()):
+                            await self.wait_backend()
                         continue
                     result = {"error": {"message": str(exc), "type": type(exc).__name__}}
                 done = wire.JobResult(job.job_id, result)
@@ -358,3 +373,8 @@ class RigAgent:
                     await self._call(done.METHOD, done.to_params())
                 self._in_flight.discard(job.job_id)
                 self.jobs_done += 1
+
+
+def backend_cause(exc: InferenceError) -> str:
+    """What a release tells the pool: the error's type and message, cut to the protocol's limit."""
+    return f"{type(exc).__name__}: {exc}"[: wire.MAX_CAUSE]

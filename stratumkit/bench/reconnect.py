@@ -10,11 +10,12 @@ line is timed when this process reads it, on one monotonic clock).
   waits the pool's `reconnect_wait` from the goodbye, so a pool back sooner than that is waited for.
 - **kill9**: the same with SIGKILL (no `client.reconnect`: the agent's own backoff decides).
 - **switch** (``--switch``, with `stratumkit mine` run by the agent as its ``--miner-cmd``): lease
-  the rig, then end the lease. Divert -> last share: from the agent's "miner paused" to the last
-  "miner share" it logged before "serving lease" (0: none came); divert -> halted: to "miner
-  stopped" (the process has exited), "miner frozen" (SIGSTOP sent) or "local miner disconnected";
-  return -> accepted share: from "back to mining" to the next accepted "miner share". Both ends
-  of each figure are lines of the agent's own log.
+  the rig (POST /v1/leases), then end the lease; then curtail it (POST /v1/curtail) and release
+  it. Every figure starts when this process sends the API request. Divert/curtail -> last share:
+  to the last "miner share" the agent logged before both its halt line and "serving lease" /
+  "curtailed" (0: none came); -> halted: to "miner stopped" (the process has exited), "miner
+  frozen" (SIGSTOP sent) or "local miner disconnected"; return/release -> accepted share: to the
+  first accepted "miner share" after "back to mining" / "curtailment over: mining".
 """
 
 from __future__ import annotations
@@ -98,9 +99,10 @@ def _pool_args(port: int, api: int, data: Path) -> list[str]:
             "--start-difficulty", "0.0005", "--embedded-difficulty", "1", "--share-interval", "2"]  # fmt: skip
 
 
-async def _restarts(
-    rounds: int, signum: int, miner_cmd: str | None, extra: list[str]
-) -> tuple[list[float], list[float], list[float], list[float], list[float]]:
+Figures = tuple[list[float], list[float], list[float], list[float], list[float], list[tuple[float, float, float]]]
+
+
+async def _restarts(rounds: int, signum: int, miner_cmd: str | None, extra: list[str]) -> Figures:
     with tempfile.TemporaryDirectory(prefix="stratumkit-bench-reconnect-") as tmp:
         port, api = free_ports(2)
         async with trio.open_nursery() as nursery:
@@ -114,6 +116,7 @@ async def _restarts(
             agent = await LoggedChild.start(nursery, flags)
             await agent.wait("pool connected")
             back: list[float] = []
+            curtails: list[tuple[float, float, float]] = []
             down: list[float] = []
             pauses: list[float] = []
             halts: list[float] = []
@@ -124,6 +127,7 @@ async def _restarts(
                     pauses.append(pause)
                     halts.append(halt)
                     returns.append(ret)
+                    curtails.append(await _curtail(agent, api, extra[-1]))
                 connected = agent.count("pool connected")
                 stopped = trio.current_time()
                 pool.stop(signum)
@@ -137,32 +141,61 @@ async def _restarts(
             agent.stop(signal.SIGTERM)
             await pool.process.wait()
             await agent.process.wait()
-        return back, down, pauses, halts, returns
+        return back, down, pauses, halts, returns, curtails
 
 
 #: What the agent logs once the miner is really not hashing, per --miner-stop.
 HALTED = {"stop": "miner stopped", "signal": "miner frozen", "withhold": "local miner disconnected"}
 
 
+def _last_share(agent: LoggedChild, since: float, until: float) -> float:
+    """Seconds from ``since`` to the last "miner share" read up to ``until`` (0: none came)."""
+    shares = [t for t, r in agent.records if r.get("event") == "miner share" and since <= t <= until]
+    return (max(shares) - since) if shares else 0.0
+
+
+async def _first_accepted(agent: LoggedChild, line: str, seen: int, since: float) -> float:
+    """Seconds from ``since`` to the first accepted "miner share" after the agent's ``line``."""
+    at, _ = await agent.wait(line, seen)
+    after = sum(1 for t, r in agent.records if r.get("event") == "miner share" and t <= at)
+    accepted, _ = await agent.wait("miner share", after, accepted=True)
+    return accepted - since
+
+
 async def _switch(agent: LoggedChild, api: int, method: str) -> tuple[float, float, float]:
     """One lease and its end: (divert -> last share, divert -> miner halted, return -> accepted
-    share) in seconds."""
+    share) in seconds, each from the moment the API request is sent."""
     await agent.wait("miner share", agent.count("miner share"), accepted=True)
     async with PoolClient(f"http://127.0.0.1:{api}") as client:
-        paused_seen, serving_seen = agent.count("miner paused"), agent.count("serving lease")
-        halted_seen = agent.count(HALTED[method])
+        serving_seen, halted_seen = agent.count("serving lease"), agent.count(HALTED[method])
+        sent = trio.current_time()
         lease = await client.create_lease(count=1, queue="bench", duration_s=600)
-        paused, _ = await agent.wait("miner paused", paused_seen)
         halted, _ = await agent.wait(HALTED[method], halted_seen)
         serving, _ = await agent.wait("serving lease", serving_seen)
-        shares = [t for t, r in agent.records if r.get("event") == "miner share" and paused <= t <= serving]
-        last_share = (max(shares) - paused) if shares else 0.0
+        last_share = _last_share(agent, sent, max(halted, serving))
         returned_seen = agent.count("back to mining")
+        ended = trio.current_time()
         await client.cancel_lease(lease["lease_id"])
-        returned, _ = await agent.wait("back to mining", returned_seen)
-        after = sum(1 for t, r in agent.records if r.get("event") == "miner share" and t <= returned)
-        accepted, _ = await agent.wait("miner share", after, accepted=True)
-    return last_share, halted - paused, accepted - returned
+        back = await _first_accepted(agent, "back to mining", returned_seen, ended)
+    return last_share, halted - sent, back
+
+
+async def _curtail(agent: LoggedChild, api: int, method: str) -> tuple[float, float, float]:
+    """One curtailment of the rig and its release: (curtail -> last share, curtail -> miner halted,
+    release -> accepted share) in seconds, each from the moment the API request is sent."""
+    await agent.wait("miner share", agent.count("miner share"), accepted=True)
+    async with PoolClient(f"http://127.0.0.1:{api}") as client:
+        curtailed_seen, halted_seen = agent.count("curtailed"), agent.count(HALTED[method])
+        sent = trio.current_time()
+        await client.curtail(rigs=["bench"])
+        halted, _ = await agent.wait(HALTED[method], halted_seen)
+        curtailed, _ = await agent.wait("curtailed", curtailed_seen)
+        last_share = _last_share(agent, sent, max(halted, curtailed))
+        over_seen = agent.count("curtailment over: mining")
+        released = trio.current_time()
+        await client.release_curtailment()
+        back = await _first_accepted(agent, "curtailment over: mining", over_seen, released)
+    return last_share, halted - sent, back
 
 
 def _line(name: str, values: list[float]) -> str:
@@ -183,8 +216,10 @@ def main(argv: list[str] | None = None) -> None:
     stop = ["--miner-stop", args.miner_stop]
 
     async def run() -> None:
-        graceful, graceful_down, pauses, halts, returns = await _restarts(args.rounds, signal.SIGTERM, miner_cmd, stop)
-        killed, killed_down, _, _, _ = await _restarts(args.rounds, signal.SIGKILL, None, [])
+        graceful, graceful_down, pauses, halts, returns, curtails = await _restarts(
+            args.rounds, signal.SIGTERM, miner_cmd, stop
+        )
+        killed, killed_down, *_ = await _restarts(args.rounds, signal.SIGKILL, None, [])
         print(_line("graceful: SIGTERM -> pool listening again", graceful_down))
         print(_line("graceful: pool back -> agent in", graceful))
         print(_line("kill -9: SIGKILL -> pool listening again", killed_down))
@@ -193,6 +228,9 @@ def main(argv: list[str] | None = None) -> None:
             print(_line(f"divert -> miner's last share ({args.miner_stop})", pauses))
             print(_line(f"divert -> {HALTED[args.miner_stop]}", halts))
             print(_line(f"return -> miner accepted share ({args.miner_stop})", returns))
+            print(_line(f"curtail -> miner's last share ({args.miner_stop})", [c[0] for c in curtails]))
+            print(_line(f"curtail -> {HALTED[args.miner_stop]}", [c[1] for c in curtails]))
+            print(_line(f"release -> miner accepted share ({args.miner_stop})", [c[2] for c in curtails]))
 
     trio.run(run)
 

@@ -137,16 +137,23 @@ def run_server(
     upstream_api_key: str | None = None,
     api_key: str | None = None,
     threads: int | None = None,
+    model: str = "minilm",
     announce: Callable[[str], None] = print,
 ) -> None:
-    """Blocking entry point for ``stratumkit infer serve``: serve all-MiniLM-L6-v2 on the CPU
-    (or, with ``upstream``, relay another OpenAI-compatible server) until SIGINT or SIGTERM.
+    """Blocking entry point for ``stratumkit infer serve``: serve all-MiniLM-L6-v2 (``model``
+    "minilm") or SmolLM2-135M-Instruct ("smollm2", chat) on the CPU (or, with ``upstream``,
+    relay another OpenAI-compatible server) until SIGINT or SIGTERM.
     ``announce`` is told the bound URL once the server listens. The port is bound first; a port
     that cannot be bound, or an upstream that does not answer, is an OperatorError (one line)."""
 
     async def main() -> None:
         backend: InferenceBackend
-        if upstream is None:
+        if upstream is None and model == "smollm2":
+            from .smollm2 import SmolLM2Backend
+
+            backend = SmolLM2Backend(threads=threads)
+            await backend.start()
+        elif upstream is None:
             from .minilm import MiniLMBackend
 
             backend = MiniLMBackend(threads=threads)

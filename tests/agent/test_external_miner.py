@@ -2,8 +2,10 @@
 and, as the agent's --miner-cmd, a real `stratumkit mine` process on the agent's local endpoint.
 
 Leased: the miner stops hashing (by the configured method) and the rig serves embeddings; returned:
-the miner has accepted shares again. Killed: it is restarted. A failover to a pool with another
-extranonce1 prefix: the miner, which subscribed to set_extranonce, is told and keeps mining there.
+the miner has accepted shares again. Curtailed by the pool's power layer (POST /v1/curtail): the
+miner halts by its method; released, it has accepted shares again. Killed: it is restarted. A
+failover to a pool with another extranonce1 prefix: the miner, which subscribed to set_extranonce,
+is told and keeps mining there.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import trio
 from stratumkit.client import PoolClient
 from tests.agent.conftest import MINILM, kill9, start_agent, start_pool, wait_new_event
 from tests.support.processes import ServeProcess
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -115,3 +118,32 @@ async def test_a_pool_lost_mid_lease_that_comes_back_without_it_gets_the_miner_b
     await agent.wait_event("no lease after the reconnect: mining again")
     await next_accepted(agent)
     assert again.running and agent.running
+
+
+@pytest.mark.parametrize(("method", "halted"), [("signal", "miner frozen"), ("withhold", "local miner disconnected")])
+async def test_curtailed_the_miner_halts_by_its_method_and_released_it_mines_again(
+    tmp_path: Path, nursery: trio.Nursery, method: str, halted: str
+) -> None:
+    pool = await start_pool(nursery, tmp_path / "pool")
+    agent = await start_agent(nursery, "--pool", f"127.0.0.1:{pool.port}", *RIG, "--miner-stop", method, *MINILM)
+    started = await agent.wait_event("miner started", 60)
+    await next_accepted(agent)
+    async with PoolClient(f"http://127.0.0.1:{await pool.api_port()}") as client:
+        assert (await client.curtail(rigs=["rig1"]))["curtailed"] == ["rig1"]
+        await agent.wait_event("curtailed")
+        stopped = await agent.wait_event(halted)
+        stat = Path(f"/proc/{started['pid']}/stat")
+
+        def state() -> str:
+            return stat.read_text().rsplit(")", 1)[1].split()[0]
+
+        if method == "signal":  # SIGSTOP is sent: the kernel stops the process soon after
+            await wait_until(lambda: state() == "T", what="the miner process stopped (state T)")
+        else:
+            assert state() in {"R", "S"}, f"the withheld miner's process is in state {state()}"
+        assert (await client.release_curtailment())["released"] == ["rig1"]
+        over = await agent.wait_event("curtailment over: mining")
+        between = agent.events[agent.events.index(stopped) : agent.events.index(over)]
+        assert not [e for e in between if e.get("event") == "miner share"], "shares came while curtailed"
+        await next_accepted(agent)
+    assert agent.find_events("miner started") == [started], "the miner was restarted, not resumed"

@@ -2,6 +2,9 @@
 real `serve`, `agent`, `stratumkit mine` (--miner-cmd) and `stratumkit infer serve` (--inference-cmd,
 the MiniLM CPU model) processes. The server is started on divert, serving is said only once it
 lists its model, a killed server is restarted mid-lease, and the return stops it and resumes mining.
+Then the pool's power layer curtails the rig (POST /v1/curtail): the miner process is stopped, and
+the release starts it again; a killed miner is restarted and a killed pool is waited for; the agent
+lives through all of it.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import trio
 
 from stratumkit.bench.ports import free_ports
 from stratumkit.client import PoolClient
-from tests.agent.conftest import start_agent, start_pool, wait_new_event
+from tests.agent.conftest import kill9, start_agent, start_pool, wait_new_event
 from tests.agent.test_external_miner import EMBED, MINE, next_accepted, wait_done
 
 pytestmark = pytest.mark.slow
@@ -57,4 +60,28 @@ async def test_the_agent_starts_its_inference_server_on_divert_and_stops_it_on_r
         await agent.wait_event("inference server stopped")
         await agent.wait_event("back to mining")
         await next_accepted(agent)
+
+        miner = agent.find_events("miner started")[-1]
+        starts, stops = len(agent.find_events("miner started")), len(agent.find_events("miner stopped"))
+        shed = await client.curtail(rigs=["rig1"])
+        assert shed["curtailed"] == ["rig1"]
+        await agent.wait_event("curtailed")
+        halted = await wait_new_event(agent, "miner stopped", stops)
+        assert not os.path.exists(f"/proc/{miner['pid']}"), "the curtailed miner's process still runs"
+        assert (await client.release_curtailment())["released"] == ["rig1"]
+        over = await agent.wait_event("curtailment over: mining")
+        between = agent.events[agent.events.index(halted) : agent.events.index(over)]
+        assert not [e for e in between if e.get("event") == "miner share"], "shares came while curtailed"
+        restarted = await wait_new_event(agent, "miner started", starts)
+        assert restarted["pid"] != miner["pid"]
+        await next_accepted(agent)
+
+    os.kill(int(agent.find_events("miner started")[-1]["pid"]), signal.SIGKILL)  # the miner dies
+    await agent.wait_event("miner exited: restarting")
+    await next_accepted(agent)
+    connected = len(agent.find_events("pool connected"))
+    await kill9(pool)  # the pool dies, and comes back on its port
+    await start_pool(nursery, tmp_path / "pool2", pool.port)
+    await wait_new_event(agent, "pool connected", connected, 60)
+    await next_accepted(agent)
     assert agent.running
