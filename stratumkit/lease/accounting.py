@@ -14,6 +14,22 @@ any time, after a restore too. Per rig stint:
   share the pool accepted after it (``LeaseController.rig_mining``), the whole switch back.
 
 GPU count and hashrate are those the rig declared when it was drafted.
+
+SLA (:func:`sla`, only for a lease whose spec carries an ``availability`` target):
+
+- the window runs from the lease's start (its request; a pending lease's drafting) until it
+  stopped wanting rigs (its end, a cancellation, a curtailment that overrode it, a failure:
+  the first return sent at its end, else its terminal time) or ``now``, at most its ``ends_at``;
+- owed rig-seconds: the selector's count x the window; served: every stint's serving time
+  within it (drain time is not served); lost = owed - served;
+- credited: the rig-seconds served short of ``target`` x owed (pro rata: nothing while the
+  served fraction meets the target), plus ``restart_credit_s`` per forced restart: a stint that
+  ended before the lease did (the rig was lost, returned on its own, failed, timed out
+  draining, was not resumed after a pool restart, or was curtailed by an operator override),
+  each of which makes the lease's work move to a replacement or stop. A lease ended by a
+  curtailment is billed only for what it served and credited a restart per rig it held;
+- GPU-seconds credited: credited rig-seconds x the lease's mean GPUs per stint; their worth in
+  USD is the caller's (it knows the GPU-hour price).
 """
 
 from __future__ import annotations
@@ -22,7 +38,10 @@ from dataclasses import dataclass
 
 from .model import Assignment, Lease, LeaseState, ReleaseReason, RigPhase
 
-__all__ = ["LeaseUsage", "RigUsage", "rig_usage", "usage"]
+__all__ = ["RESTART_CREDIT_S", "LeaseUsage", "RigUsage", "SlaUsage", "rig_usage", "sla", "usage"]
+
+#: Rig-seconds credited per forced restart by default (NiceHash pays 1 s of GPU mining per restart).
+RESTART_CREDIT_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,4 +132,80 @@ def usage(lease: Lease, now: float) -> LeaseUsage:
         return_latencies_s=tuple(r.return_latency_s for r in rigs if r.return_latency_s is not None),
         mining_latencies_s=tuple(r.mining_latency_s for r in rigs if r.mining_latency_s is not None),
         rigs_left_early=sum(1 for r in rigs if r.reason is not None and r.reason is not ReleaseReason.LEASE_ENDED),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SlaUsage:
+    """A lease's availability against its SLA target, and what it is credited."""
+
+    target: float
+    owed_rig_s: float
+    served_rig_s: float
+    lost_rig_s: float
+    shortfall_rig_s: float  # served short of target x owed
+    restarts: int
+    restart_credit_s: float  # per restart
+    credited_rig_s: float
+    credited_gpu_s: float
+
+    @property
+    def availability(self) -> float:
+        """Served / owed (1.0 before any rig-second is owed)."""
+        return 1.0 if self.owed_rig_s <= 0 else self.served_rig_s / self.owed_rig_s
+
+    def credit_usd(self, gpu_usd_per_hour: float) -> float:
+        return self.credited_gpu_s * gpu_usd_per_hour / 3600.0
+
+
+def _window(lease: Lease, now: float) -> tuple[float, float]:
+    if lease.fill_by is None:
+        start = lease.created_at
+    else:  # a pending lease's time starts when its rigs are drafted
+        start = min((a.diverted_at for a in lease.rigs), default=now)
+    ends = [now, lease.ends_at]
+    if lease.ended_at is not None:
+        ends.append(lease.ended_at)
+    ends.extend(
+        a.return_sent_at
+        for a in lease.rigs
+        if a.return_sent_at is not None and a.reason in (ReleaseReason.LEASE_ENDED, ReleaseReason.CURTAILED)
+    )
+    return start, max(start, min(ends))
+
+
+def _served(stint: Assignment, start: float, end: float) -> float:
+    if stint.serving_at is None:
+        return 0.0
+    stops = [t for t in (stint.return_sent_at, stint.ended_at) if t is not None]
+    stop = min([end, *stops])
+    return max(0.0, stop - max(stint.serving_at, start))
+
+
+def _forced_restart(stint: Assignment) -> bool:
+    return stint.reason is not None and stint.reason is not ReleaseReason.LEASE_ENDED
+
+
+def sla(lease: Lease, now: float, restart_credit_s: float = RESTART_CREDIT_S) -> SlaUsage | None:
+    """The lease's SLA as of ``now``, or None if its spec has no availability target."""
+    target = lease.spec.availability
+    if target is None:
+        return None
+    start, end = _window(lease, now)
+    owed = lease.spec.selector.count * (end - start)
+    served = min(owed, sum(_served(a, start, end) for a in lease.rigs))
+    shortfall = max(0.0, target * owed - served)
+    restarts = sum(1 for a in lease.rigs if _forced_restart(a))
+    credited = shortfall + restarts * restart_credit_s
+    gpus = sum(a.gpus for a in lease.rigs) / len(lease.rigs) if lease.rigs else 1.0
+    return SlaUsage(
+        target=target,
+        owed_rig_s=owed,
+        served_rig_s=served,
+        lost_rig_s=owed - served,
+        shortfall_rig_s=shortfall,
+        restarts=restarts,
+        restart_credit_s=restart_credit_s,
+        credited_rig_s=credited,
+        credited_gpu_s=credited * gpus,
     )

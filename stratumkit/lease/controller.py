@@ -389,17 +389,23 @@ class LeaseController:
         self._leases[lease_id] = replace(lease, ends_at=ends_at)
         return [LeaseExtended(lease_id, ends_at)]
 
-    def cancel(self, lease_id: str, now: float) -> list[Action]:
-        """End a live lease now: its rigs are sent back, then it becomes CANCELLED."""
+    def cancel(self, lease_id: str, now: float, *, reason: ReleaseReason = ReleaseReason.LEASE_ENDED) -> list[Action]:
+        """End a live lease now: its rigs are sent back, then it becomes CANCELLED.
+
+        ``reason`` is recorded on the stints it ends: CURTAILED for an operator's curtailment that
+        overrode the lease (each such stint is a forced restart for the SLA), else LEASE_ENDED."""
         now = self._clock(now)
         lease = self.get(lease_id)
         if not lease.state.is_live:
             raise InvalidTransition(f"lease {lease_id!r} is {lease.state.value}; cannot cancel")
+        if reason not in (ReleaseReason.LEASE_ENDED, ReleaseReason.CURTAILED):
+            raise BadValue(f"a lease is cancelled with reason lease_ended or curtailed, not {reason!r}")
+        note = "curtailed by the operator" if reason is ReleaseReason.CURTAILED else None
         actions: list[Action] = []
         if lease.state is LeaseState.REQUESTED:
-            self._set_state(lease_id, LeaseState.CANCELLED, now, actions)
+            self._set_state(lease_id, LeaseState.CANCELLED, now, actions, note)
         else:
-            self._begin_return(lease_id, LeaseState.CANCELLED, now, actions)
+            self._begin_return(lease_id, LeaseState.CANCELLED, now, actions, note, reason=reason)
         return actions
 
     def forget(self, lease_id: str) -> None:
@@ -736,6 +742,8 @@ class LeaseController:
         now: float,
         actions: list[Action],
         note: str | None = None,
+        *,
+        reason: ReleaseReason = ReleaseReason.LEASE_ENDED,
     ) -> None:
         lease = self._leases[lease_id]
         if not lease.holding:
@@ -745,7 +753,7 @@ class LeaseController:
         self._leases[lease_id] = replace(self._leases[lease_id], outcome=outcome)
         for i, a in enumerate(lease.rigs):
             if a.active:
-                self._send_back(lease_id, i, a, ReleaseReason.LEASE_ENDED, now, actions)
+                self._send_back(lease_id, i, a, reason, now, actions)
 
     def _send_back(
         self,

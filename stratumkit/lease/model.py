@@ -95,6 +95,7 @@ class ReleaseReason(enum.Enum):
     NOT_RESUMED = "not_resumed"  # after a restore, the rig did not come back with its token
     RETURN_TIMEOUT = "return_timeout"  # the rig never acknowledged its return
     BACKEND_FAILED = "backend_failed"  # the rig's inference backend kept failing its jobs
+    CURTAILED = "curtailed"  # an operator's curtailment overrode the lease and ended it
 
 
 def _check_int(cls: type[BadValue], name: str, value: object, minimum: int) -> int:
@@ -307,6 +308,9 @@ class LeaseSpec:
     ``priority`` orders leases that are short of rigs when a rig becomes free (higher first);
     it never takes a rig away from a running lease. ``owner`` is an opaque label for the
     integrator (API key name, tenant), carried along for the event stream and billing.
+    ``availability`` (0 < a <= 1, optional) is the lease's SLA target: the fraction of its
+    rig-seconds the pool promises to serve; rig-seconds lost below it are credited
+    (:func:`stratumkit.lease.accounting.sla`).
     """
 
     selector: Selector
@@ -314,6 +318,7 @@ class LeaseSpec:
     duration_s: float
     priority: int = 0
     owner: str | None = None
+    availability: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.selector, Selector):
@@ -327,6 +332,11 @@ class LeaseSpec:
             raise BadLeaseSpec(f"priority must be an int, got {type(self.priority).__name__}")
         if self.owner is not None and not isinstance(self.owner, str):
             raise BadLeaseSpec(f"owner must be a string, got {type(self.owner).__name__}")
+        if self.availability is not None:
+            target = _check_float(BadLeaseSpec, "availability", self.availability)
+            if not 0 < target <= 1:
+                raise BadLeaseSpec(f"availability must be in (0, 1], got {target}")
+            object.__setattr__(self, "availability", target)
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,14 +50,24 @@ from stratumkit.protocol.jsonrpc import RequestId
 from stratumkit.queue.engine import ClaimedJob, NewJob, QueueEngine, QueueError, UnknownJob, check_name
 from stratumkit.session.ports import RigConnection, RigMode
 
-from .accounting import rig_usage
+from .accounting import RESTART_CREDIT_S, SlaUsage, rig_usage, sla
 from .actions import Action, DivertRig, LeaseExtended, LeaseStateChanged, RequeueInFlight, ReturnRig, RigReleased
 from .controller import LeaseController
 from .errors import LeaseError, RequestError, Unavailable
 from .ids import LEASE_ID_PREFIX, new_lease_id
 from .integrators import Integrators
 from .job_check import check_job
-from .model import GPU, Assignment, Lease, LeaseSpec, LeaseState, RigCapabilities, RigPhase, Selector
+from .model import (
+    GPU,
+    Assignment,
+    Lease,
+    LeaseSpec,
+    LeaseState,
+    ReleaseReason,
+    RigCapabilities,
+    RigPhase,
+    Selector,
+)
 from .persister import Persister
 from .queue_health import QueueHealth
 from .rig_auth import RigAuth
@@ -133,6 +143,10 @@ class LeaseService:
         self.queue_health = QueueHealth()
         self.job_causes: OrderedDict[str, str] = OrderedDict()  # job id -> why a rig last gave it back
         self.job_records: OrderedDict[str, JobRecord] = OrderedDict()  # the latest, by job id
+        # SLA credits on the lease view: rig-seconds per forced restart, and the GPU-hour price
+        # of a GPU model (None: unknown, no USD figure); the power service sets both
+        self.sla_restart_s: float = RESTART_CREDIT_S
+        self.gpu_hour_price: Callable[[str | None], float | None] | None = None
 
     # ------------------------------------------------------------------ running
 
@@ -324,9 +338,9 @@ class LeaseService:
         await self._durable()
         return self.lease_view(lease_id)
 
-    async def cancel_lease(self, lease_id: str) -> dict[str, Any]:
+    async def cancel_lease(self, lease_id: str, *, reason: ReleaseReason = ReleaseReason.LEASE_ENDED) -> dict[str, Any]:
         try:
-            actions = self.controller.cancel(lease_id, trio.current_time())
+            actions = self.controller.cancel(lease_id, trio.current_time(), reason=reason)
         except LeaseError as exc:
             raise RequestError(str(exc)) from None
         await self._apply(actions)
@@ -382,7 +396,9 @@ class LeaseService:
             lease = self.controller.get(lease_id)
         except LeaseError as exc:
             raise RequestError(str(exc)) from None
-        return lease_to_dict(lease, self.controller.usage(lease_id, trio.current_time()))
+        now = trio.current_time()
+        price = None if self.gpu_hour_price is None else self.gpu_hour_price(lease.spec.selector.gpu_model)
+        return lease_to_dict(lease, self.controller.usage(lease_id, now), sla(lease, now, self.sla_restart_s), price)
 
     def _refusal(self, exc: QueueError) -> Exception:
         """What an integrator is told of a failed queue call: 503 for an outage, else 400."""
@@ -871,12 +887,12 @@ class LeaseService:
 
 
 _SPEC_FIELDS = frozenset({"count", "gpu_model", "min_vram_mb", "model", "min_count", "queue", "duration_s", "priority",
-                          "owner"})  # fmt: skip
+                          "owner", "availability"})  # fmt: skip
 
 
 def parse_lease_spec(body: Any) -> LeaseSpec:
     """A LeaseSpec from an integrator's JSON: {count, gpu_model?, min_vram_mb?, model?, min_count?,
-    queue, duration_s, priority?, owner?}. Only the fields are checked here; the model's
+    queue, duration_s, priority?, owner?, availability?}. Only the fields are checked here; the model's
     constructors check the values. RequestError says what is wrong."""
     if not isinstance(body, dict):
         raise RequestError("a lease request must be a JSON object")
@@ -900,14 +916,17 @@ def parse_lease_spec(body: Any) -> LeaseSpec:
             duration_s=body["duration_s"],
             priority=body.get("priority", 0),
             owner=body.get("owner"),
+            availability=body.get("availability"),
         )
     except LeaseError as exc:
         raise RequestError(str(exc)) from None
 
 
-def lease_to_dict(lease: Lease, usage: Any) -> dict[str, Any]:
+def lease_to_dict(
+    lease: Lease, usage: Any, sla_usage: SlaUsage | None = None, gpu_usd_per_hour: float | None = None
+) -> dict[str, Any]:
     sel = lease.spec.selector
-    return {
+    view = {
         "lease_id": lease.lease_id,
         "state": lease.state.value,
         "queue": lease.spec.queue,
@@ -932,6 +951,25 @@ def lease_to_dict(lease: Lease, usage: Any) -> dict[str, Any]:
             "return_latencies_s": list(usage.return_latencies_s),
             "rigs_left_early": usage.rigs_left_early,
         },
+    }
+    if sla_usage is not None:
+        view["sla"] = sla_to_dict(sla_usage, gpu_usd_per_hour)
+    return view
+
+
+def sla_to_dict(s: SlaUsage, gpu_usd_per_hour: float | None) -> dict[str, Any]:
+    return {
+        "target": s.target,
+        "availability": s.availability,
+        "owed_rig_s": s.owed_rig_s,
+        "served_rig_s": s.served_rig_s,
+        "lost_rig_s": s.lost_rig_s,
+        "shortfall_rig_s": s.shortfall_rig_s,
+        "restarts": s.restarts,
+        "restart_credit_s": s.restart_credit_s,
+        "credited_rig_s": s.credited_rig_s,
+        "credited_gpu_s": s.credited_gpu_s,
+        "credit_usd": None if gpu_usd_per_hour is None else s.credit_usd(gpu_usd_per_hour),
     }
 
 

@@ -90,6 +90,7 @@ def lease_to_dict(lease: Lease) -> dict[str, Any]:
             "duration_s": lease.spec.duration_s,
             "priority": lease.spec.priority,
             "owner": lease.spec.owner,
+            "availability": lease.spec.availability,
         },
         "state": lease.state.value,
         "created_at": lease.created_at,
@@ -151,6 +152,13 @@ class _Reader:
 
     def number(self, key: str) -> float:
         return float(self._typed(key, (int, float), False))
+
+    def opt_number(self, key: str) -> float | None:
+        """A number or None; a field that is absent (a record written before it existed) is None."""
+        if key not in self._data:
+            return None
+        value = self._typed(key, (int, float), True)
+        return None if value is None else float(value)
 
     def items(self, key: str) -> list[Any]:
         return self._typed(key, (list, tuple), False)  # type: ignore[no-any-return]
@@ -246,6 +254,7 @@ def lease_from_dict(data: object, shift: float) -> Lease:
             duration_s=spec.number("duration_s"),
             priority=spec.integer("priority"),
             owner=spec.opt_text("owner"),
+            availability=spec.opt_number("availability"),
         ),
     )
     rigs = tuple(_assignment_from_dict(a, shift) for a in r.items("rigs"))

@@ -35,7 +35,7 @@ import trio
 
 from stratumkit.api.metrics import _family as metric_family
 from stratumkit.lease.errors import LeaseError, RequestError
-from stratumkit.lease.model import Selector
+from stratumkit.lease.model import ReleaseReason, Selector
 from stratumkit.lease.policy import Mode
 from stratumkit.protocol.rig import RigCurtail
 from stratumkit.queue.engine import QueueError
@@ -75,6 +75,8 @@ class PowerService:
         self._wake = trio.Event()
         self._conns: dict[str, RigConnection] = {}
         self._lock = trio.Lock()
+        leases.sla_restart_s = settings.sla_restart_credit_s
+        leases.gpu_hour_price = self.gpu_hour_price
 
     # ------------------------------------------------------------------ running
 
@@ -131,6 +133,11 @@ class PowerService:
             conns[unit.unit_id] = conn
         self._conns = conns
         return units
+
+    def gpu_hour_price(self, model: str | None) -> float | None:
+        """The GPU-hour price in force for `model` (None with no quote): prices SLA credits."""
+        quote = self.book.status(trio.current_time()).quote
+        return None if quote is None else quote.gpu_hour(model)
 
     async def can_lend(self) -> bool:
         """An auto-lease queue is set and holds jobs (waiting or being served)."""
@@ -286,7 +293,7 @@ class PowerService:
         async with self.leases.events() as events:
             for lease_id in sorted(lid for lid in lease_ids if lid is not None):
                 try:
-                    await self.leases.cancel_lease(lease_id)
+                    await self.leases.cancel_lease(lease_id, reason=ReleaseReason.CURTAILED)
                 except RequestError as exc:
                     log.warning("lease not cancelled for a curtailment", lease=lease_id, error=str(exc))
             with trio.move_on_after(self.leases.controller.return_timeout_s + 1.0):

@@ -45,6 +45,7 @@ _OTHER_KEYS = {
     "auto_lease_duration_s": (float, 3600.0),
     "miner_j_per_th": (float, 30.0),
     "co2_g_per_kwh": (float, 0.0),
+    "sla_restart_credit_s": (float, 1.0),
 }
 
 
@@ -64,6 +65,7 @@ class PowerSettings:
     auto_lease_duration_s: float = 3600.0
     miner_j_per_th: float = 30.0  # plain miners' power, from their estimated hashrate
     co2_g_per_kwh: float = 0.0
+    sla_restart_credit_s: float = 1.0  # rig-seconds a lease with an SLA is credited per forced restart
 
 
 def _typed(key: str, value: Any, kind: type) -> Any:
@@ -104,7 +106,7 @@ def power_settings(table: Mapping[str, Any]) -> PowerSettings:
                 "auto_lease_duration_s"):  # fmt: skip
         if not other[key] > 0:
             raise ConfigError(f"power.{key} must be > 0, got {other[key]!r}")
-    for key in ("miner_j_per_th", "co2_g_per_kwh"):
+    for key in ("miner_j_per_th", "co2_g_per_kwh", "sla_restart_credit_s"):
         if other[key] < 0:
             raise ConfigError(f"power.{key} must be >= 0, got {other[key]!r}")
     url = other["price_url"]

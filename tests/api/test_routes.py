@@ -113,6 +113,33 @@ async def test_lease_lifecycle(stack: Stack, nursery: trio.Nursery) -> None:
         assert late.status_code == 400 and "cannot extend" in late.json()["error"]
 
 
+async def test_a_lease_with_an_availability_target_shows_its_sla(stack: Stack, nursery: trio.Nursery) -> None:
+    rig = await connect_rig(nursery, stack, "rig-a")
+    async with await http_client(stack) as http:
+        body = {"count": 1, "queue": "embed", "duration_s": 60, "availability": 0.99}
+        refused = await http.post("/v1/leases", json=body | {"availability": 1.5})
+        assert refused.status_code == 400 and "availability must be in (0, 1]" in refused.json()["error"]
+        created = await http.post("/v1/leases", json=body)
+        assert created.status_code == 201, created.text
+        lease_id = created.json()["lease_id"]
+        divert = await rig.wait_notification("stratumkit.lease.divert")
+        assert await rig.request("stratumkit.lease.serving", [divert["token"]]) is True
+        await http.post(f"/v1/leases/{lease_id}/cancel")
+        back = await rig.wait_notification("stratumkit.lease.return")
+        assert await rig.request("stratumkit.lease.returned", [back["token"]]) is True
+        view = (await http.get(f"/v1/leases/{lease_id}")).json()
+        sla = view["sla"]
+        assert set(sla) == {"target", "availability", "owed_rig_s", "served_rig_s", "lost_rig_s",
+                            "shortfall_rig_s", "restarts", "restart_credit_s", "credited_rig_s",
+                            "credited_gpu_s", "credit_usd"}  # fmt: skip
+        assert (sla["target"], sla["restarts"], sla["credit_usd"]) == (0.99, 0, None)  # no [power] prices
+        assert sla["served_rig_s"] <= sla["owed_rig_s"] and sla["lost_rig_s"] >= 0
+        assert sla["availability"] == sla["served_rig_s"] / sla["owed_rig_s"]
+        assert sla["credited_rig_s"] == max(0.0, 0.99 * sla["owed_rig_s"] - sla["served_rig_s"])
+        plain = await http.post("/v1/leases", json={"count": 1, "queue": "embed", "duration_s": 60})
+        assert "sla" not in plain.json()
+
+
 async def test_jobs(stack: Stack) -> None:
     async with await http_client(stack) as http:
         one = await http.post("/v1/queues/embed/jobs", json={"payload": {"input": ["hello"]}})

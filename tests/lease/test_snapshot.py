@@ -23,6 +23,7 @@ from stratumkit.lease import (
     ReturnRig,
     RigCapabilities,
     RigReleased,
+    Selector,
     StaleToken,
 )
 
@@ -91,6 +92,26 @@ class TestRoundTrip:
         # generated lease ids keep counting
         lease, _ = r.create(spec(1, min_count=0), now=21.0)
         assert lease.lease_id not in {old.lease_id for old in c.leases()}
+
+    def test_an_sla_target_and_a_curtailed_stint_are_kept(self, caps: Caps) -> None:
+        c = LeaseController()
+        c.register_rig("a", "w", caps(), 0.0)
+        lease, actions = c.create(LeaseSpec(Selector(1), "q", 100.0, availability=0.99), now=0.0)
+        (d,) = only(actions, DivertRig)
+        c.rig_serving("a", d.token, 1.0)
+        c.cancel(lease.lease_id, 10.0, reason=ReleaseReason.CURTAILED)
+        r = LeaseController.restore(through_msgpack(c.snapshot(11.0)), now=11.0)
+        assert r.leases() == c.leases()
+        (restored,) = r.leases()
+        assert restored.spec.availability == 0.99 and restored.rigs[0].reason is ReleaseReason.CURTAILED
+
+    def test_a_record_from_before_sla_targets_has_none(self, caps: Caps, spec: Spec) -> None:
+        c, _ = busy_controller(caps, spec)
+        data = through_msgpack(c.snapshot(20.0))
+        for lease in data["leases"]:
+            del lease["spec"]["availability"]
+        r = LeaseController.restore(data, now=20.0)
+        assert r.leases() == c.leases() and all(lease.spec.availability is None for lease in r.leases())
 
     def test_times_are_shifted_onto_the_new_clock(self, caps: Caps, spec: Spec) -> None:
         c, _ = busy_controller(caps, spec)
@@ -225,6 +246,8 @@ class TestBadSnapshots:
             lambda d: d["leases"][0].update(state="sleeping"),
             lambda d: d["leases"][0]["spec"]["selector"].update(count=0),
             lambda d: d["leases"][0]["spec"].update(duration_s=-1),
+            lambda d: d["leases"][0]["spec"].update(availability=1.5),
+            lambda d: d["leases"][0]["spec"].update(availability="0.99"),
             lambda d: d["leases"][0]["rigs"][0].update(token="7"),
             lambda d: d["leases"][0]["rigs"][0].update(phase="returned"),  # rig still bound
             lambda d: d["rigs"][0].update(token=None, lease_id=None),  # stint still bound

@@ -187,7 +187,9 @@ async def test_an_operator_may_override_an_integrator_lease_which_then_ends(tmp_
     async with open_site(tmp_path, power=POWER) as site:
         rig = await site.add_rig("r", power_w=400.0)
         await wait_until(lambda: rig.agent.miner is not None and rig.agent.miner.accepted > 0)
-        lease = await site.leases.create_lease({"count": 1, "queue": "q", "duration_s": 600, "owner": "ann"})
+        lease = await site.leases.create_lease(
+            {"count": 1, "queue": "q", "duration_s": 600, "owner": "ann", "availability": 0.99}
+        )
         await wait_until(lambda: rig.agent.mode == "serving")
         kept = await site.power.call("POST", "/v1/curtail", {"all": True})
         assert (kept["kept_leased"], kept["curtailed"], kept["shed_kw"]) == (["r"], [], 0.0)
@@ -200,6 +202,12 @@ async def test_an_operator_may_override_an_integrator_lease_which_then_ends(tmp_
         served = view["usage"]["gpu_seconds"]
         await site.power.call("GET", "/v1/policy", None)
         assert site.leases.lease_view(lease["lease_id"])["usage"]["gpu_seconds"] == served  # billed no further
+        # credited: what it served short of 99% of its window up to the curtailment, and one restart
+        sla = view["sla"]
+        assert (sla["target"], sla["restarts"], sla["restart_credit_s"]) == (0.99, 1, 1.0)
+        assert view["note"] == "curtailed by the operator"
+        assert sla["credited_rig_s"] == max(0.0, 0.99 * sla["owed_rig_s"] - sla["served_rig_s"]) + 1.0
+        assert sla["credit_usd"] == sla["credited_gpu_s"] * POWER["gpu_usd_per_hour"] / 3600
 
 
 async def test_a_price_file_on_the_wall_clock_applies_past_rows_at_once_and_future_ones_on_time(

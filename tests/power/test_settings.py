@@ -22,6 +22,8 @@ def test_defaults_and_a_full_table() -> None:
         }
     )
     assert s.constants is not None and s.policy.min_dwell_s == 600 and s.policy.strike_usd_per_kwh == 0.2
+    assert power_settings({}).sla_restart_credit_s == 1.0
+    assert power_settings({"sla_restart_credit_s": 10}).sla_restart_credit_s == 10.0
 
 
 @pytest.mark.parametrize(
@@ -34,6 +36,7 @@ def test_defaults_and_a_full_table() -> None:
         ({"policy_interval_s": 0}, "power.policy_interval_s must be > 0"),
         ({"price_url": "ftp://x"}, "power.price_url must be an http"),
         ({"price_file": 3}, "power.price_file must be str"),
+        ({"sla_restart_credit_s": -1}, "power.sla_restart_credit_s must be >= 0"),
     ],
 )
 def test_mistakes_name_the_key(table: dict[str, object], message: str) -> None:
