@@ -146,7 +146,7 @@ class PoolClient:
 
     async def create_lease(self, *, count: int, queue: str, duration_s: float, **selector: Any) -> dict[str, Any]:
         """Lease `count` rigs to `queue` for `duration_s` seconds. `selector` takes gpu_model,
-        min_vram_mb, model, min_count, priority and owner."""
+        min_vram_mb, model, min_count, rigs (rig ids), priority, owner and availability (an SLA target)."""
         body = {"count": count, "queue": queue, "duration_s": duration_s, **selector}
         result: dict[str, Any] = await self._call("POST", "/v1/leases", json_body=body)
         return result

@@ -81,10 +81,8 @@ Command = Callable[[PoolClient, argparse.Namespace], Awaitable[tuple[Any, str]]]
 
 
 async def _lease_create(client: PoolClient, args: argparse.Namespace) -> tuple[Any, str]:
-    selector = {
-        key: getattr(args, key)
-        for key in ("gpu_model", "min_vram_mb", "model", "min_count", "priority", "owner", "wait_s")
-    }
+    keys = ("gpu_model", "min_vram_mb", "model", "min_count", "rigs", "priority", "owner", "availability", "wait_s")
+    selector = {key: getattr(args, key) for key in keys}
     lease = await client.create_lease(
         count=args.count,
         queue=args.queue,
@@ -461,6 +459,12 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     create.add_argument("--min-count", type=int, help="grant the lease with this many rigs (default: --count)")
     create.add_argument("--priority", type=int, help="higher leases draft rigs first (default 0)")
     create.add_argument("--owner", help="who the lease is for (free text)")
+    create.add_argument(
+        "--rig", dest="rigs", action="append", help="only this rig (its id; once per rig): lend particular rigs"
+    )
+    create.add_argument(
+        "--availability", type=float, help="SLA target, e.g. 0.99: rig-seconds served short of it are credited"
+    )
     create.add_argument(
         "--wait", dest="wait_s", type=duration, help="too few idle rigs: wait this long for them (pending lease)"
     )

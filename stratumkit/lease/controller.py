@@ -673,7 +673,9 @@ class LeaseController:
 
     def _eligible(self, selector: Selector, exclude: frozenset[str]) -> list[Rig]:
         rigs = [
-            rig for rig in self._rigs.values() if rig.idle and rig.rig_id not in exclude and selector.matches(rig.caps)
+            rig
+            for rig in self._rigs.values()
+            if rig.idle and rig.rig_id not in exclude and selector.matches(rig.caps, rig.rig_id)
         ]
         rigs.sort(key=_selection_key)
         return rigs
@@ -885,4 +887,6 @@ def _describe(selector: Selector) -> str:
         parts.append(f"min_vram_mb={selector.min_vram_mb}")
     if selector.model is not None:
         parts.append(f"model={selector.model!r}")
+    if selector.rigs:
+        parts.append(f"rigs={list(selector.rigs)!r}")
     return "{" + ", ".join(parts) + "}" if parts else "any GPU"

@@ -266,6 +266,10 @@ class Selector:
     A rig matches when it has at least one GPU that is of ``gpu_model`` (if given) and has at
     least ``min_vram_mb`` of VRAM, and lists ``model`` among the models it serves (if given).
 
+    ``rigs`` (optional) names the rigs the lease may have: only rigs with one of these ids match
+    (and the other conditions still apply), so a lease can lend one particular rig. ``count``
+    cannot exceed the rigs named.
+
     ``count`` rigs are wanted. ``min_count`` (default: ``count``) is how many must be idle at
     creation for the lease to be granted at all: ``min_count < count`` accepts a partial grant
     topped up later, and ``min_count == 0`` lets the lease wait in REQUESTED for rigs to appear.
@@ -276,6 +280,7 @@ class Selector:
     min_vram_mb: int = 0
     model: str | None = None
     min_count: int | None = None
+    rigs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_int(BadSelector, "count", self.count, 1)
@@ -286,13 +291,24 @@ class Selector:
             _check_int(BadSelector, "min_count", self.min_count, 0)
             if self.min_count > self.count:
                 raise BadSelector(f"min_count ({self.min_count}) cannot exceed count ({self.count})")
+        rigs = _as_tuple(BadSelector, "rigs", self.rigs)
+        for rig_id in rigs:
+            _check_name(BadSelector, "rigs[]", rig_id)
+        if len(set(rigs)) != len(rigs):
+            raise BadSelector(f"rigs names a rig twice: {list(rigs)}")
+        if rigs and self.count > len(rigs):
+            raise BadSelector(f"count ({self.count}) cannot exceed the rigs named ({len(rigs)})")
+        object.__setattr__(self, "rigs", rigs)
 
     @property
     def required(self) -> int:
         """How many idle matching rigs ``create`` needs to grant the lease."""
         return self.count if self.min_count is None else self.min_count
 
-    def matches(self, caps: RigCapabilities) -> bool:
+    def matches(self, caps: RigCapabilities, rig_id: str | None = None) -> bool:
+        """Whether a rig with these capabilities (and this id, when the selector names rigs) fits."""
+        if self.rigs and rig_id not in self.rigs:
+            return False
         if self.model is not None and self.model not in caps.models:
             return False
         return any(

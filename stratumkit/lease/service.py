@@ -887,12 +887,12 @@ class LeaseService:
 
 
 _SPEC_FIELDS = frozenset({"count", "gpu_model", "min_vram_mb", "model", "min_count", "queue", "duration_s", "priority",
-                          "owner", "availability"})  # fmt: skip
+                          "owner", "availability", "rigs"})  # fmt: skip
 
 
 def parse_lease_spec(body: Any) -> LeaseSpec:
     """A LeaseSpec from an integrator's JSON: {count, gpu_model?, min_vram_mb?, model?, min_count?,
-    queue, duration_s, priority?, owner?, availability?}. Only the fields are checked here; the model's
+    queue, duration_s, priority?, owner?, availability?, rigs?}. Only the fields are checked here; the model's
     constructors check the values. RequestError says what is wrong."""
     if not isinstance(body, dict):
         raise RequestError("a lease request must be a JSON object")
@@ -909,6 +909,7 @@ def parse_lease_spec(body: Any) -> LeaseSpec:
             min_vram_mb=body.get("min_vram_mb", 0),
             model=body.get("model"),
             min_count=body.get("min_count"),
+            rigs=() if body.get("rigs") is None else body["rigs"],
         )
         return LeaseSpec(
             selector=selector,
@@ -935,6 +936,7 @@ def lease_to_dict(
             "gpu_model": sel.gpu_model,
             "min_vram_mb": sel.min_vram_mb,
             "model": sel.model,
+            "rigs": list(sel.rigs),
         },
         "priority": lease.spec.priority,
         "owner": lease.spec.owner,

@@ -85,6 +85,7 @@ def lease_to_dict(lease: Lease) -> dict[str, Any]:
                 "min_vram_mb": sel.min_vram_mb,
                 "model": sel.model,
                 "min_count": sel.min_count,
+                "rigs": list(sel.rigs),
             },
             "queue": lease.spec.queue,
             "duration_s": lease.spec.duration_s,
@@ -159,6 +160,10 @@ class _Reader:
             return None
         value = self._typed(key, (int, float), True)
         return None if value is None else float(value)
+
+    def opt_items(self, key: str) -> list[Any]:
+        """A list; a field that is absent (a record written before it existed) is empty."""
+        return [] if key not in self._data else self.items(key)
 
     def items(self, key: str) -> list[Any]:
         return self._typed(key, (list, tuple), False)  # type: ignore[no-any-return]
@@ -244,6 +249,7 @@ def lease_from_dict(data: object, shift: float) -> Lease:
             min_vram_mb=sel.integer("min_vram_mb"),
             model=sel.opt_text("model"),
             min_count=sel.opt_integer("min_count"),
+            rigs=tuple(sel.opt_items("rigs")),
         ),
     )
     lease_spec = _guard(

@@ -10,12 +10,10 @@ operator call and every ``policy_interval_s``, and carries out its orders on the
 - mine: ``stratumkit.rig.curtail [false]`` to a rig, then ``set_mode(MINING)``: fresh
   difficulty (a rig's first share expected within ``FIRST_SHARE_AFTER_RESTORE_S``) and a clean job;
 - serve AI (only with ``auto_lease_queue`` set, and only while that queue holds jobs): a
-  one-rig lease of the rig's GPU model on that queue, owned by ``POLICY_OWNER``, through the lease
-  service. A lease cannot name its rig (the lease service drafts by its own selection rule), so
-  rigs of a GPU model are lent only when every idle rig of that model is to be lent (else none
-  is, that step, and the decision says why): then exactly those rigs are drafted. A rig the
-  policy lent is taken back by cancelling its lease. Leases of any other owner are integrators'
-  and the policy leaves their rigs alone.
+  one-rig lease naming the rig (``rigs: [rig_id]`` in its selector) on that queue, owned by
+  ``POLICY_OWNER``, through the lease service, so exactly the rigs the policy picked are lent,
+  whatever other idle rigs there are. A rig the policy lent is taken back by cancelling its
+  lease. Leases of any other owner are integrators' and the policy leaves their rigs alone.
 
 Steps run one at a time (a lock): a step awaits the queue's counts and the lease service.
 Every order is published on the lease service's event stream (``power.order``) and logged.
@@ -35,7 +33,7 @@ import trio
 
 from stratumkit.api.metrics import _family as metric_family
 from stratumkit.lease.errors import LeaseError, RequestError
-from stratumkit.lease.model import ReleaseReason, Selector
+from stratumkit.lease.model import ReleaseReason
 from stratumkit.lease.policy import Mode
 from stratumkit.protocol.rig import RigCurtail
 from stratumkit.queue.engine import QueueError
@@ -159,37 +157,13 @@ class PowerService:
             status = self.book.status(now)
             self.meter.advance(now, wall, units, status.quote)
             orders = self.controller.step(units, status, now, wall, can_lend=lend)
-            unlendable = self._unlendable([o.unit_id for o in orders if o.mode is Mode.SERVE_AI])
-            lend_by_model: dict[str, list[str]] = {}
             for order in orders:
-                why = unlendable.get(order.unit_id)
-                if why is not None:
-                    self.controller.latest[order.unit_id]["reason"] += f"; not lent: {why}"
-                elif order.mode is Mode.SERVE_AI:
-                    model = self.leases.controller.rig(order.unit_id).caps.gpus[0].model
-                    lend_by_model.setdefault(model, []).append(order.unit_id)
+                if order.mode is Mode.SERVE_AI:
+                    await self._lend(order.unit_id)
                 else:
                     await self._carry_out(order.unit_id, order.mode, order.reason)
-            for model, unit_ids in lend_by_model.items():
-                await self._lend(model, unit_ids)
             if orders:
                 self.meter.advance(trio.current_time(), time.time(), self.units(), status.quote)
-
-    def _unlendable(self, wanted: list[str]) -> dict[str, str]:
-        """Of the rigs to lend, those that cannot be, and why: another idle rig of the same GPU
-        model that is not to be lent would be drafted as readily."""
-        out: dict[str, str] = {}
-        controller = self.leases.controller
-        idle = [rig for rig in controller.rigs() if rig.idle and rig.caps.gpus]
-        for unit_id in wanted:
-            model = controller.rig(unit_id).caps.gpus[0].model
-            selector = Selector(count=1, gpu_model=model)
-            others = sorted(r.rig_id for r in idle if selector.matches(r.caps) and r.rig_id not in wanted)
-            if others:
-                out[unit_id] = (
-                    f"idle {model} rig(s) {', '.join(others)} are not to be lent and could be drafted instead"
-                )
-        return out
 
     async def _carry_out(self, unit_id: str, mode: Mode, reason: str) -> None:
         conn = self._conns.get(unit_id)
@@ -222,26 +196,25 @@ class PowerService:
         record = self.controller.latest.get(unit_id, {})
         self.leases.publish({**record, "type": "power.order", "unit": unit_id, "mode": mode.value, "reason": reason})
 
-    async def _lend(self, model: str, unit_ids: list[str]) -> None:
-        """One one-rig lease per rig of `model` to lend: the lease service drafts exactly these
-        (every idle rig of the model is among them), curtailed ones included."""
+    async def _lend(self, unit_id: str) -> None:
+        """A one-rig lease naming this rig on the auto-lease queue (a curtailed rig included)."""
         queue = self.settings.auto_lease_queue
         assert queue is not None
-        for unit_id in unit_ids:
-            conn = self._conns.get(unit_id)
-            if conn is not None and conn.mode is RigMode.CURTAILED:
-                conn.notify(RigCurtail.METHOD, [False])  # it hashes again once its lease ends
-        for _ in unit_ids:
-            body = {"count": 1, "queue": queue, "gpu_model": model, "duration_s": self.settings.auto_lease_duration_s,
-                    "owner": POLICY_OWNER}  # fmt: skip
-            try:
-                await self.leases.create_lease(body)
-            except RequestError as exc:
-                log.warning("auto-lease refused", model=model, error=str(exc))
-                return
-        for unit_id in unit_ids:
-            lease_id = self.leases.controller.rig(unit_id).lease_id
-            self._ordered(unit_id, Mode.SERVE_AI, f"{self.controller.latest[unit_id]['reason']}; lent in {lease_id}")
+        conn = self._conns.get(unit_id)
+        if conn is None:
+            return
+        if conn.mode is RigMode.CURTAILED:
+            conn.notify(RigCurtail.METHOD, [False])  # it hashes again once its lease ends
+        body = {"count": 1, "rigs": [unit_id], "queue": queue, "duration_s": self.settings.auto_lease_duration_s,
+                "owner": POLICY_OWNER}  # fmt: skip
+        try:
+            lease = await self.leases.create_lease(body)
+        except RequestError as exc:
+            log.warning("auto-lease refused", rig=unit_id, error=str(exc))
+            self.controller.latest[unit_id]["reason"] += f"; not lent: {exc}"
+            return
+        reason = f"{self.controller.latest[unit_id]['reason']}; lent in {lease['lease_id']}"
+        self._ordered(unit_id, Mode.SERVE_AI, reason)
 
     def poke(self) -> None:
         self._wake.set()

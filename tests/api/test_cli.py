@@ -84,6 +84,10 @@ async def test_commands_against_the_live_api(stack: Stack, nursery: trio.Nursery
         "RTX 4090",
         "--owner",
         "ann",
+        "--rig",
+        "rig-a",
+        "--availability",
+        "0.99",
         "--json",
         api=api,
     )
@@ -91,6 +95,7 @@ async def test_commands_against_the_live_api(stack: Stack, nursery: trio.Nursery
     lease = json.loads(created.stdout)
     lease_id = lease["lease_id"]
     assert (lease["state"], lease["owner"], lease["queue"]) == ("draining", "ann", "embed")
+    assert lease["selector"]["rigs"] == ["rig-a"] and lease["sla"]["target"] == 0.99
     assert stack.leases.lease_view(lease_id)["remaining_s"] > 110
 
     jobs_file = tmp_path / "jobs.jsonl"

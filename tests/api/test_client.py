@@ -48,6 +48,7 @@ async def test_client_mirrors_the_routes(stack: Stack, nursery: trio.Nursery) ->
             "gpu_model": "RTX 4090",
             "min_vram_mb": 16000,
             "model": "all-MiniLM-L6-v2",
+            "rigs": [],
         }
         assert (lease["priority"], lease["owner"], lease["state"]) == (3, "ann", "draining")
         assert (await client.lease(lease_id))["lease_id"] == lease_id

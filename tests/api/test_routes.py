@@ -140,6 +140,20 @@ async def test_a_lease_with_an_availability_target_shows_its_sla(stack: Stack, n
         assert "sla" not in plain.json()
 
 
+async def test_a_lease_may_name_its_rig(stack: Stack, nursery: trio.Nursery) -> None:
+    await connect_rig(nursery, stack, "rig-a")
+    await connect_rig(nursery, stack, "rig-b")
+    async with await http_client(stack) as http:
+        body = {"count": 1, "queue": "embed", "duration_s": 60, "rigs": ["rig-b"]}
+        created = await http.post("/v1/leases", json=body)
+        assert created.status_code == 201, created.text
+        lease = created.json()
+        assert lease["selector"]["rigs"] == ["rig-b"] and [r["rig_id"] for r in lease["rigs"]] == ["rig-b"]
+        again = await http.post("/v1/leases", json=body)
+        assert again.status_code == 400, again.text  # rig-b is leased: no other rig may stand in
+        assert "rigs=['rig-b']" in again.json()["error"]
+
+
 async def test_jobs(stack: Stack) -> None:
     async with await http_client(stack) as http:
         one = await http.post("/v1/queues/embed/jobs", json={"payload": {"input": ["hello"]}})

@@ -161,14 +161,21 @@ async def test_rigs_worth_more_serving_ai_are_lent_to_the_auto_lease_queue_while
         jobs = [await site.leases.enqueue("auto", {**EMBED, "input": [f"job {i}"]}) for i in range(20)]
         await site.power.call("POST", "/v1/prices", {"gpu_usd_per_hour": 0.6})
         units = {u["unit"]: u for u in (await site.power.call("GET", "/v1/policy", None))["units"]}
-        # the lease service would draft the curtailed b as readily as a: nothing is lent
-        assert units["a"]["mode"] == "serve_ai" and "not lent: idle RTX 4090 rig(s) b" in units["a"]["reason"]
-        assert a.agent.mode == "mining" and not site.leases.list_leases()
+        # the lease names a: the curtailed b, as idle an RTX 4090 as a, is not drafted instead
+        assert units["a"]["mode"] == "serve_ai" and units["b"]["mode"] == "curtail"
+        await wait_until(lambda: a.agent.mode == "serving")
+        (first,) = site.leases.list_leases()
+        assert first["selector"]["rigs"] == ["a"] and [r["rig_id"] for r in first["rigs"]] == ["a"]
+        assert b.agent.mode == "curtailed"
 
         await site.power.call("POST", "/v1/curtail/release", {})  # b is to be lent too now
         await wait_until(lambda: a.agent.mode == "serving" and b.agent.mode == "serving")
         leases = site.leases.list_leases()
         assert len(leases) == 2 and {lease["owner"] for lease in leases} == {"stratumkit.power"}
+        assert sorted((tuple(x["selector"]["rigs"]), x["rigs"][0]["rig_id"]) for x in leases) == [
+            (("a",), "a"),
+            (("b",), "b"),
+        ]
         units = {u["unit"]: u for u in (await site.power.call("GET", "/v1/policy", None))["units"]}
         assert not any(u["reason"].startswith("integrator lease") for u in units.values())
         done = await site.wait_jobs(jobs, timeout=60)
