@@ -8,6 +8,12 @@ UTC day and mode (an interval across midnight is split at it, by ``wall``). Per 
 - curtailed: a rig draws nothing and earns nothing (mining foregone); a plain miner cannot be
   switched off, so its power is still counted, with no revenue (its shares are refused).
 Power cost = kWh x power price (negative prices earn); CO2 = kWh x the grid factor.
+
+Switches: a unit whose mode at an ``advance`` differs from the one it held since the last is
+one switch, booked at that moment (its UTC day by ``wall``) to the mode it switched into, at
+``switch_cost_usd``: the price the policy puts on a switch (drain, model warm-up, lost shares;
+``power.switch_cost_usd``), whoever made it (the policy, an operator, a lease). A unit first
+seen has made no switch. Net = revenue - power cost - switch cost.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ class ModeTotals:
     power_cost_usd: float = 0.0
     revenue_usd: float = 0.0
     mining_foregone_usd: float = 0.0
+    switches: int = 0
+    switch_cost_usd: float = 0.0
 
     def add(self, other: ModeTotals) -> None:
         self.seconds += other.seconds
@@ -40,6 +48,8 @@ class ModeTotals:
         self.power_cost_usd += other.power_cost_usd
         self.revenue_usd += other.revenue_usd
         self.mining_foregone_usd += other.mining_foregone_usd
+        self.switches += other.switches
+        self.switch_cost_usd += other.switch_cost_usd
 
     def to_dict(self, co2_g_per_kwh: float) -> dict[str, float]:
         return {
@@ -47,7 +57,9 @@ class ModeTotals:
             "kwh": self.kwh,
             "power_cost_usd": self.power_cost_usd,
             "revenue_usd": self.revenue_usd,
-            "net_usd": self.revenue_usd - self.power_cost_usd,
+            "switches": self.switches,
+            "switch_cost_usd": self.switch_cost_usd,
+            "net_usd": self.revenue_usd - self.power_cost_usd - self.switch_cost_usd,
             "mining_foregone_usd": self.mining_foregone_usd,
             "co2_kg": self.kwh * co2_g_per_kwh / 1000.0,
         }
@@ -81,6 +93,7 @@ def _days(start: float, seconds: float) -> Iterator[tuple[str, float]]:
 @dataclass
 class EnergyMeter:
     co2_g_per_kwh: float = 0.0
+    switch_cost_usd: float = 0.0
     units: dict[str, dict[str, ModeTotals]] = field(default_factory=dict)
     days: dict[str, dict[str, ModeTotals]] = field(default_factory=dict)
     _held: list[Unit] = field(default_factory=list)
@@ -101,7 +114,17 @@ class EnergyMeter:
                     used = interval(unit, self._quote, part)
                     modes.setdefault(unit.mode, ModeTotals()).add(used)
                     self.days.setdefault(day, {}).setdefault(unit.mode, ModeTotals()).add(used)
+        held = {unit.unit_id: unit.mode for unit in self._held}
+        for unit in units:
+            before = held.get(unit.unit_id)
+            if before is not None and before != unit.mode:
+                self._switched(unit, wall)
         self._held, self._quote, self._at, self._wall = list(units), quote, now, wall
+
+    def _switched(self, unit: Unit, wall: float) -> None:
+        day = datetime.fromtimestamp(wall, UTC).date().isoformat()
+        for book in (self.units.setdefault(unit.unit_id, {}), self.days.setdefault(day, {})):
+            book.setdefault(unit.mode, ModeTotals()).add(ModeTotals(switches=1, switch_cost_usd=self.switch_cost_usd))
 
     def view(self) -> dict[str, Any]:
         total = ModeTotals()

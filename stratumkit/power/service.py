@@ -68,7 +68,7 @@ class PowerService:
         self.leases = leases
         self.book = PriceBook(settings.constants, max_age_s=settings.price_max_age_s, safe_mode=settings.safe_mode)
         self.controller = PowerController(settings.policy)
-        self.meter = EnergyMeter(settings.co2_g_per_kwh)
+        self.meter = EnergyMeter(settings.co2_g_per_kwh, settings.policy.switch_cost_usd)
         self.series = None if settings.price_file is None else load_price_csv(settings.price_file)
         self._wake = trio.Event()
         self._conns: dict[str, RigConnection] = {}
@@ -343,7 +343,10 @@ class PowerService:
         energy = self.meter.view()["by_mode"]
         metric_family(out, "stratumkit_power_kwh_total", "counter", "Energy used, by mode.",
                       _labelled("mode", ((m, t["kwh"]) for m, t in energy.items())))  # fmt: skip
-        metric_family(out, "stratumkit_power_net_usd_total", "counter", "Revenue minus power cost, by mode.",
+        metric_family(out, "stratumkit_power_switch_cost_usd_total", "counter", "Priced cost of switches, by mode.",
+                      _labelled("mode", ((m, t["switch_cost_usd"]) for m, t in energy.items())))  # fmt: skip
+        metric_family(out, "stratumkit_power_net_usd_total", "counter",
+                      "Revenue minus power and switch cost, by mode.",
                       _labelled("mode", ((m, t["net_usd"]) for m, t in energy.items())))  # fmt: skip
         return "\n".join(out) + "\n"
 

@@ -62,3 +62,42 @@ def test_days_are_cut_at_midnight_utc() -> None:
     assert days["2025-01-15"]["by_mode"]["mining"]["seconds"] == 7200
     assert days["2025-01-16"]["total"]["kwh"] == pytest.approx(1.0)
     assert meter.view()["total"]["kwh"] == pytest.approx(3.0)
+
+
+def test_each_switch_is_booked_at_its_priced_cost_per_unit_and_day_and_counts_in_net() -> None:
+    meter = EnergyMeter(switch_cost_usd=0.05)
+    evening = 1_736_978_400.0  # 2025-01-15T22:00:00Z
+    plain = Unit("plain", "plain", False, 24e12, 1000.0)
+    meter.advance(0.0, evening, [RIG, plain], QUOTE)  # first seen: no switch
+    meter.advance(3600.0, evening + 3600, [with_mode(RIG, "diverted"), plain], QUOTE)  # rig: 1st switch
+    meter.advance(5400.0, evening + 5400, [with_mode(RIG, "diverted"), plain], QUOTE)  # no change
+    # after midnight: the rig is curtailed (2nd), the plain miner too (its 1st)
+    meter.advance(7800.0, evening + 7800, [with_mode(RIG, "curtailed"), with_mode(plain, "curtailed")], QUOTE)
+    meter.advance(9000.0, evening + 9000, [RIG, with_mode(plain, "curtailed")], QUOTE)  # rig back: 3rd
+    meter.advance(10800.0, evening + 10800, [], None)
+    view = meter.view()
+    rig = view["units"]["rig"]
+    assert rig["total"]["switches"] == 3 and rig["total"]["switch_cost_usd"] == pytest.approx(0.15)
+    assert {m: t["switches"] for m, t in rig["by_mode"].items()} == {"mining": 1, "diverted": 1, "curtailed": 1}
+    assert view["units"]["plain"]["total"]["switches"] == 1
+    # mining 1 h + 0.5 h at 0.05 USD/h and 0.10 USD/kWh x 1 kW; serving 7800 - 3600 s at 2 x 0.40 USD/h
+    revenue = 1.5 * 0.05 + (4200 / 3600) * 0.8
+    power = (1.5 + 4200 / 3600) * 0.1
+    assert rig["total"]["revenue_usd"] == pytest.approx(revenue)
+    assert rig["total"]["net_usd"] == pytest.approx(revenue - power - 0.15)
+    days = view["days"]
+    assert days["2025-01-15"]["total"]["switches"] == 1 and days["2025-01-15"]["by_mode"]["diverted"]["switches"] == 1
+    assert days["2025-01-16"]["total"]["switches"] == 3
+    assert days["2025-01-16"]["total"]["switch_cost_usd"] == pytest.approx(0.15)
+    assert view["total"]["switch_cost_usd"] == pytest.approx(0.2)
+    assert view["total"]["net_usd"] == pytest.approx(
+        view["total"]["revenue_usd"] - view["total"]["power_cost_usd"] - 0.2
+    )
+
+
+def test_a_switch_without_prices_is_still_booked_at_the_policys_price() -> None:
+    meter = EnergyMeter(switch_cost_usd=0.02)
+    meter.advance(0.0, 0.0, [RIG], None)
+    meter.advance(0.0, 0.0, [with_mode(RIG, "curtailed")], None)  # at the same moment: still a switch
+    assert meter.view()["units"]["rig"]["by_mode"]["curtailed"]["switch_cost_usd"] == pytest.approx(0.02)
+    assert meter.view()["unpriced_unit_seconds"] == 0.0

@@ -25,6 +25,7 @@ POWER = {
     "curtail_serving": True,
     "miner_j_per_th": 30.0,
 }
+SWITCH_COST = 1e-12
 
 
 def conn_mode(site: Site, unit: str) -> RigMode:
@@ -39,7 +40,8 @@ async def refused_as_curtailed(miner: Miner) -> None:
 async def test_prices_over_the_strike_curtail_rigs_and_miners_and_cheap_power_brings_them_back(
     tmp_path: Path,
 ) -> None:
-    async with open_site(tmp_path, power=POWER) as site:
+    # a switch cost below every unit's margin of gain (the plain miner earns nanodollars an hour)
+    async with open_site(tmp_path, power=POWER | {"switch_cost_usd": SWITCH_COST}) as site:
         rig = await site.add_rig("rig-a", power_w=400.0)
         plain = await Miner.connect(site.nursery, site.pool.port, "plain.1")
         agent = rig.agent
@@ -79,6 +81,12 @@ async def test_prices_over_the_strike_curtail_rigs_and_miners_and_cheap_power_br
         plain_unit = next(k for k in energy["units"] if k.startswith("plain.1@"))
         # a plain miner cannot be switched off: its power is still counted while curtailed
         assert energy["units"][plain_unit]["by_mode"]["curtailed"]["kwh"] > 0
+        # two switches each (curtailed, then mining), at the policy's price, counted in net
+        total = energy["units"]["rig-a"]["total"]
+        assert (rig_modes["curtailed"]["switches"], rig_modes["mining"]["switches"]) == (1, 1)
+        assert total["switch_cost_usd"] == 2 * SWITCH_COST
+        assert total["net_usd"] == total["revenue_usd"] - total["power_cost_usd"] - 2 * SWITCH_COST
+        assert energy["units"][plain_unit]["total"]["switches"] == 2
 
 
 async def test_an_operator_curtailment_overrides_the_policy_until_released(tmp_path: Path) -> None:
