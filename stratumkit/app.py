@@ -214,7 +214,7 @@ class App:
                             shutdown_trigger=shutdown_trigger,
                             sock=api_socket,
                             tls=self.api_tls,
-                            operator=PoolOperator(self.pool, self.leases, self.queue),
+                            operator=PoolOperator(self.pool, self.leases, self.queue, self.power.hashprice),
                             power=self.power,
                         )
                     )

@@ -303,8 +303,10 @@ def stats_text(stats: dict[str, Any]) -> str:
 
 def daily_text(report: dict[str, Any]) -> str:
     """The day's workers (shares, difficulty, earned, balance), its blocks, and the totals."""
+    usd = report.get("earned_usd") is not None
     workers = [
         (w["worker"], w["shares"], f"{w['difficulty']:.6g}", w["earned_sats"], w["balance_sats"])
+        + ((f"{w['earned_usd']:.6f}",) if usd else ())
         for w in report["workers"]
     ]
     head = (
@@ -312,13 +314,16 @@ def daily_text(report: dict[str, Any]) -> str:
         + (f" window {report['pplns_window']:g}x" if report["scheme"] == "pplns" else "")
         + f" fee {report['pool_fee']:g}: {report['shares']} shares, difficulty {report['difficulty']:.6g}"
     )
-    lines = [head, table(["WORKER", "SHARES", "DIFFICULTY", "EARNED", "BALANCE"], workers)]
+    headers = ["WORKER", "SHARES", "DIFFICULTY", "EARNED", "BALANCE"] + (["USD"] if usd else [])
+    lines = [head, table(headers, workers)]
     if report["blocks"]:
         rows = [
             (b["hash"][:16], b["status"], b["reward_sats"], b["paid_sats"], b["fee_sats"]) for b in report["blocks"]
         ]
         lines.append(table(["BLOCK", "STATUS", "REWARD", "PAID", "FEE"], rows))
     lines.append(f"earned {report['earned_sats']} sats, pool fee {report['fee_sats']} sats")
+    if usd:
+        lines[-1] += f"; {report['earned_usd']:.6f} USD at {report['hashprice_usd_per_th_day']:g} USD/TH/day"
     return "\n".join(lines)
 
 

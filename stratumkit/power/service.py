@@ -132,6 +132,11 @@ class PowerService:
         self._conns = conns
         return units
 
+    def hashprice(self) -> float | None:
+        """The hashprice in force, USD per TH/s per day (None with no quote): prices FPPS in USD."""
+        quote = self.book.status(trio.current_time()).quote
+        return None if quote is None else quote.hashprice_usd_per_th_day
+
     def gpu_hour_price(self, model: str | None) -> float | None:
         """The GPU-hour price in force for `model` (None with no quote): prices SLA credits."""
         quote = self.book.status(trio.current_time()).quote

@@ -11,6 +11,7 @@ the sessions once: a scrape with 10,000 miners costs a few milliseconds of the l
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -33,10 +34,17 @@ __all__ = ["PoolOperator"]
 
 
 class PoolOperator:
-    def __init__(self, pool: Pool, leases: LeaseService, queue: QueueEngine) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        leases: LeaseService,
+        queue: QueueEngine,
+        hashprice: Callable[[], float | None] | None = None,
+    ) -> None:
         self.pool = pool
         self.leases = leases
         self.queue = queue
+        self.hashprice = hashprice  # USD/TH/day in force (the power prices'), for FPPS in USD
         self._queues: set[str] = set()  # every queue a lease has named, since start
 
     async def blocks(self, limit: int, before: str | None) -> dict[str, Any]:
@@ -46,7 +54,8 @@ class PoolOperator:
         return await self.pool.history.series(bucket, since, worker, top)
 
     def payout_rules(self) -> PayoutRules:
-        """The config's scheme, window and fee; FPPS at the current template's reward and difficulty."""
+        """The config's scheme, window and fee; FPPS at the current template's reward and difficulty,
+        and in USD at the hashprice in force (if any)."""
         config, current = self.pool.config, self.pool.registry.current
         return PayoutRules(
             scheme=config.payout_scheme,
@@ -54,6 +63,7 @@ class PoolOperator:
             pool_fee=config.pool_fee,
             fpps_reward_sats=None if current is None else current.template.coinbasevalue,
             fpps_network_difficulty=None if current is None else target_to_difficulty(current.network_target),
+            hashprice_usd_per_th_day=None if self.hashprice is None else self.hashprice(),
         )
 
     async def daily(self, day: date) -> dict[str, Any]:

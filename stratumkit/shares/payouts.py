@@ -25,6 +25,11 @@ Rules:
   satoshis. The rate (reward and network difficulty) is the pool's current template's, given by
   the caller: a past day is priced at today's rate. The pool keeps the rest (`fee_sats`: the fee
   and the rounding); blocks the pool finds are the pool's.
+* FPPS in USD: when a hashprice (USD per TH/s per day, from the power prices) is given, each
+  worker's day is also priced in USD: its hashes (credited difficulty x 2^32, the work a share of
+  difficulty 1 stands for) x the hashprice / (10^12 x 86,400) x (1 - pool_fee). Like the rate, it
+  is the caller's current hashprice (a past day is priced at today's). The satoshis are unchanged
+  and stay exact; the USD figure is a float beside them (the total is the exact sum, rounded once).
 * Balance: what a worker earned on every day up to and including this one (nothing is paid out
   by this module; `balance_before_sats` is the balance at the day's start).
 """
@@ -38,6 +43,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
 from typing import Any
+
+#: Hashes one difficulty-1 share stands for.
+HASHES_PER_SHARE = 2**32
+#: Hashes in one TH/s sustained for a day (USD/TH/day -> USD per hash).
+HASHES_PER_TH_DAY = 10**12 * 86_400
 
 __all__ = ["PAYING", "SCHEMES", "PaidBlock", "PayoutRules", "daily_report", "day_bounds", "split_reward"]
 
@@ -67,6 +77,8 @@ class PayoutRules:
     #: FPPS's rate: the reward (sats) and network difficulty a share's expected value is taken at.
     fpps_reward_sats: int | None = None
     fpps_network_difficulty: float | None = None
+    #: FPPS's price in USD: the hashprice in force (USD per TH/s per day), None if unknown.
+    hashprice_usd_per_th_day: float | None = None
 
     def __post_init__(self) -> None:
         if self.scheme not in SCHEMES:
@@ -201,6 +213,8 @@ def daily_report(
         )
 
     expected_total = 0
+    earned_usd: dict[str, Fraction] = {}
+    usd_price = None if pplns or rules.hashprice_usd_per_th_day is None else _usd_per_difficulty(rules)
     if not pplns:
         rate = _fpps_rate(rules)
         gross_day = Fraction(0)
@@ -208,6 +222,8 @@ def daily_report(
             gross = Fraction(math.fsum(values)) * rate
             gross_day += gross
             earned[worker] = math.floor(gross * (1 - fee))
+            if usd_price is not None:
+                earned_usd[worker] = Fraction(math.fsum(values)) * usd_price
         for workers in before_difficulty.values():
             for worker, values in workers.items():
                 before[worker] += math.floor(Fraction(math.fsum(values)) * rate * (1 - fee))
@@ -215,7 +231,7 @@ def daily_report(
         fee_total = expected_total - sum(earned.values())
 
     names = sorted(set(day_shares) | set(earned) | set(before))
-    worker_rows = [
+    worker_rows: list[dict[str, Any]] = [
         {
             "worker": name,
             "shares": day_shares.get(name, 0),
@@ -226,6 +242,10 @@ def daily_report(
         }
         for name in names
     ]
+    if usd_price is not None:
+        for row in worker_rows:
+            row["hashes"] = row["difficulty"] * HASHES_PER_SHARE
+            row["earned_usd"] = float(earned_usd.get(row["worker"], Fraction(0)))
     return {
         "date": day.isoformat(),
         "from": start,
@@ -239,11 +259,20 @@ def daily_report(
         "shares": sum(day_shares.values()),
         "difficulty": math.fsum(d for values in day_difficulty.values() for d in values),
         "earned_sats": sum(earned.values()),
+        "hashprice_usd_per_th_day": None if pplns else rules.hashprice_usd_per_th_day,
+        "earned_usd": None if usd_price is None else float(sum(earned_usd.values(), Fraction(0))),
         "fee_sats": fee_total,
         "reward_sats": reward_total if pplns else expected_total,
         "blocks": block_rows,
         "workers": worker_rows,
     }
+
+
+def _usd_per_difficulty(rules: PayoutRules) -> Fraction:
+    """USD a worker earns per unit of credited difficulty under FPPS, net of the fee."""
+    assert rules.hashprice_usd_per_th_day is not None
+    hashprice = Fraction(rules.hashprice_usd_per_th_day)
+    return HASHES_PER_SHARE * hashprice / HASHES_PER_TH_DAY * (1 - rules.fee)
 
 
 def _fpps_rate(rules: PayoutRules) -> Fraction:

@@ -82,7 +82,7 @@ async def make_stack(tmp_path: Path) -> AsyncIterator[MakeStack]:
                 0,
                 api_token=api_token,
                 max_body_bytes=max_body_bytes,
-                operator=PoolOperator(app.pool, app.leases, app.queue),
+                operator=PoolOperator(app.pool, app.leases, app.queue, app.power.hashprice),
             )
             port = await nursery.start(serve)
             return Stack(app.pool, app.leases, port, api_token)

@@ -90,8 +90,12 @@ async def test_pplns_report_reconciles_with_the_share_log_and_the_blocks(
         assert row["paid_sats"] == REWARD - REWARD // 100
 
 
+#: Prices in the [power] table: the report prices FPPS at this hashprice (free power: the policy mines).
+PRICES = {"power_usd_per_kwh": 0.0, "hashprice_usd_per_th_day": 0.05, "gpu_usd_per_hour": 0.3}
+
+
 async def test_fpps_report_and_bad_queries(make_stack: MakeStack, nursery: trio.Nursery) -> None:
-    stack = await mined(make_stack, nursery, 1, payout_scheme="fpps", pool_fee=0.02)
+    stack = await mined(make_stack, nursery, 1, payout_scheme="fpps", pool_fee=0.02, power=PRICES)
     day = datetime.now(UTC).date()
     async with httpx.AsyncClient(base_url=stack.url) as http:
         report = (await http.get("/v1/reports/daily", params={"date": day.isoformat()})).json()
@@ -104,8 +108,17 @@ async def test_fpps_report_and_bad_queries(make_stack: MakeStack, nursery: trio.
     for row in report["workers"]:
         expected = row["difficulty"] * REWARD * 0.98 / rate["network_difficulty"]
         assert abs(row["earned_sats"] - expected) <= 1
+        # and in USD: its hashes at the hashprice, less the fee
+        assert row["hashes"] == row["difficulty"] * 2**32
+        assert math.isclose(row["earned_usd"], row["hashes"] * 0.05 / (1e12 * 86_400) * 0.98, rel_tol=1e-12)
     assert report["earned_sats"] + report["fee_sats"] == report["reward_sats"]
+    assert report["hashprice_usd_per_th_day"] == 0.05
+    assert math.isclose(report["earned_usd"], sum(w["earned_usd"] for w in report["workers"]), rel_tol=1e-12)
     assert default["date"] == (day - timedelta(days=1)).isoformat()
+    table = await run("report", "daily", "--date", day.isoformat(), api=stack.url)
+    lines = table.stdout.decode().splitlines()
+    assert lines[1].split() == ["WORKER", "SHARES", "DIFFICULTY", "EARNED", "BALANCE", "USD"]
+    assert lines[-1].endswith("USD at 0.05 USD/TH/day") and "sats" in lines[-1]
 
 
 async def test_only_the_operator_reads_the_report(make_stack: MakeStack) -> None:

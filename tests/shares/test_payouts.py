@@ -92,6 +92,37 @@ def test_fpps_pays_each_share_its_expected_value_less_the_fee() -> None:
     assert report["blocks"][0]["pays"] is False  # under FPPS blocks are the pool's
 
 
+def test_fpps_is_priced_in_usd_at_the_hashprice_and_the_sats_stay_exact() -> None:
+    # 2^32 hashes a difficulty-1 share: difficulty 20116.5676... is 8.64e16 hashes, one TH/s for a day
+    th_day = Fraction(10**12 * 86_400, 2**32)
+    shares = [(START + 1, "a", float(th_day), False), (START + 2, "b", 0.25, False), (START - 1, "a", 1.0, False)]
+    sats_only = PayoutRules(scheme="fpps", pool_fee=0.02, fpps_reward_sats=1000, fpps_network_difficulty=3.0)
+    priced = PayoutRules(
+        scheme="fpps", pool_fee=0.02, fpps_reward_sats=1000, fpps_network_difficulty=3.0, hashprice_usd_per_th_day=0.05
+    )
+    plain = daily_report(shares, [], DAY, sats_only)
+    report = daily_report(shares, [], DAY, priced)
+    assert (plain["earned_usd"], plain["hashprice_usd_per_th_day"]) == (None, None)
+    assert "earned_usd" not in plain["workers"][0]
+    # the satoshis are the same, to the last one
+    for key in ("earned_sats", "fee_sats", "reward_sats"):
+        assert report[key] == plain[key]
+    assert [(w["worker"], w["earned_sats"], w["balance_sats"]) for w in report["workers"]] == [
+        (w["worker"], w["earned_sats"], w["balance_sats"]) for w in plain["workers"]
+    ]
+    rows = {w["worker"]: w for w in report["workers"]}
+    a_diff = Fraction(float(th_day))  # the float the share log holds
+    assert rows["a"]["hashes"] == float(th_day) * 2**32
+    assert rows["a"]["earned_usd"] == float(a_diff * 2**32 * Fraction(0.05) / (10**12 * 86_400) * Fraction(98, 100))
+    assert rows["a"]["earned_usd"] == pytest.approx(0.05 * 0.98)  # one TH-day at 0.05 USD, less 2%
+    assert rows["b"]["earned_usd"] == pytest.approx(0.25 * 2**32 * 0.05 / 8.64e16 * 0.98)
+    assert report["hashprice_usd_per_th_day"] == 0.05
+    assert report["earned_usd"] == pytest.approx(rows["a"]["earned_usd"] + rows["b"]["earned_usd"])
+    # PPLNS pays blocks, not hash value: no USD figure even with a hashprice
+    pplns = daily_report(shares, [], DAY, PayoutRules(hashprice_usd_per_th_day=0.05))
+    assert pplns["earned_usd"] is None and "earned_usd" not in pplns["workers"][0]
+
+
 def test_bad_rules_are_refused_with_a_reason() -> None:
     with pytest.raises(ValueError, match="payout_scheme"):
         PayoutRules(scheme="pps")
