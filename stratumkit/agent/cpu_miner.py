@@ -4,7 +4,11 @@ It takes jobs from a StratumClient's notifications, scans nonce ranges in a work
 scan releases the GIL, so the event loop stays responsive), and submits every nonce that meets the
 share target. A new job or `pause()` takes effect at the next chunk boundary (`chunk` nonces:
 a few milliseconds of work), which bounds how fast the miner follows clean_jobs and leases. Below
-full duty the miner rests after each chunk (its shares sent first) in proportion; a new job or
+full duty the miner rests after each chunk (its shares sent first) for what is left of a cycle of
+the fastest chunk scan seen / duty: at duty x this machine's scan rate, the rate it declares. A
+scan slowed down by a busy machine (its thread preempted, a wait for a worker thread) eats into
+the rest instead of lengthening it: scaling the rest by each scan's own time made one scan slowed
+100-fold, when many miners resume at once, buy a rest of seconds without hashing. A new job or
 `resume()` ends the rest.
 """
 
@@ -28,6 +32,12 @@ def _timed_scan(header76: bytes, start: int, count: int, target: int, limit: int
     t0 = time.perf_counter()
     found = scan_nonces(header76, start, count, target, limit)
     return found, time.perf_counter() - t0
+
+
+def duty_rest(fastest_scan: float, duty: float, cycle_elapsed: float) -> float:
+    """Seconds to rest after a chunk: what is left of a cycle of ``fastest_scan / duty`` once
+    ``cycle_elapsed`` (the wait for a thread, the scan, the shares' send) has gone by."""
+    return max(0.0, fastest_scan / duty - cycle_elapsed)
 
 
 class CpuMiner:
@@ -64,6 +74,7 @@ class CpuMiner:
         self.rejections: list[tuple[int | None, str | None]] = []
         self.hashes = 0
         self.paused = False
+        self._fastest_scan: float | None = None  # seconds: the least a chunk's scan has taken
         self._work = trio.Event()
         self._en2 = itertools.count(lane, lanes)
 
@@ -116,6 +127,7 @@ class CpuMiner:
             for start in range(0, 1 << 32, self.chunk):
                 if self.job is not job or self.paused:
                     break
+                cycle = time.perf_counter()
                 found, took = await trio.to_thread.run_sync(
                     _timed_scan, header76, start, self.chunk, job.share_target, self.max_per_chunk
                 )
@@ -129,6 +141,9 @@ class CpuMiner:
                 if found:
                     await self.client.flush()
                 if self.duty < 1:
+                    fastest = took if self._fastest_scan is None else min(self._fastest_scan, took)
+                    self._fastest_scan = fastest
+                    rest = duty_rest(fastest, self.duty, time.perf_counter() - cycle)
                     self._work = trio.Event()
-                    with trio.move_on_after(took * (1 - self.duty) / self.duty):
+                    with trio.move_on_after(rest):
                         await self._work.wait()
