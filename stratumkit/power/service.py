@@ -32,6 +32,7 @@ import structlog
 import trio
 
 from stratumkit.api.metrics import _family as metric_family
+from stratumkit.lease.accounting import sla
 from stratumkit.lease.errors import LeaseError, RequestError
 from stratumkit.lease.model import ReleaseReason
 from stratumkit.lease.policy import Mode
@@ -300,13 +301,15 @@ class PowerService:
         return view
 
     def lease_records(self) -> list[dict[str, Any]]:
-        """Every lease with wall-clock start and end, GPU-hours and their worth at today's price."""
+        """Every lease with wall-clock start and end, GPU-hours and their worth at today's price,
+        and the SLA credit it is owed at that price (None without an availability target)."""
         now, wall = trio.current_time(), time.time()
         quote = self.book.status(now).quote
         out = []
         for lease in self.leases.controller.leases():
             usage = self.leases.controller.usage(lease.lease_id, now)
             model = lease.spec.selector.gpu_model
+            owed = sla(lease, now, self.leases.sla_restart_s)
             out.append(
                 {
                     "lease_id": lease.lease_id,
@@ -317,6 +320,7 @@ class PowerService:
                     "ended_at": None if lease.ended_at is None else wall - (now - lease.ended_at),
                     "gpu_hours": usage.gpu_hours,
                     "revenue_usd": None if quote is None else usage.gpu_hours * quote.gpu_hour(model),
+                    "sla_credit_usd": None if quote is None or owed is None else owed.credit_usd(quote.gpu_hour(model)),
                 }
             )
         return out
