@@ -389,18 +389,17 @@ class LeaseController:
         self._leases[lease_id] = replace(lease, ends_at=ends_at)
         return [LeaseExtended(lease_id, ends_at)]
 
-    def cancel(self, lease_id: str, now: float, *, reason: ReleaseReason = ReleaseReason.LEASE_ENDED) -> list[Action]:
+    def cancel(self, lease_id: str, now: float, *, curtailed: bool = False) -> list[Action]:
         """End a live lease now: its rigs are sent back, then it becomes CANCELLED.
 
-        ``reason`` is recorded on the stints it ends: CURTAILED for an operator's curtailment that
-        overrode the lease (each such stint is a forced restart for the SLA), else LEASE_ENDED."""
+        ``curtailed``: an operator's curtailment overrode the lease; its stints end with reason
+        CURTAILED (each a forced restart for the SLA) instead of LEASE_ENDED."""
         now = self._clock(now)
         lease = self.get(lease_id)
         if not lease.state.is_live:
             raise InvalidTransition(f"lease {lease_id!r} is {lease.state.value}; cannot cancel")
-        if reason not in (ReleaseReason.LEASE_ENDED, ReleaseReason.CURTAILED):
-            raise BadValue(f"a lease is cancelled with reason lease_ended or curtailed, not {reason!r}")
-        note = "curtailed by the operator" if reason is ReleaseReason.CURTAILED else None
+        reason = ReleaseReason.CURTAILED if curtailed else ReleaseReason.LEASE_ENDED
+        note = "curtailed by the operator" if curtailed else None
         actions: list[Action] = []
         if lease.state is LeaseState.REQUESTED:
             self._set_state(lease_id, LeaseState.CANCELLED, now, actions, note)

@@ -57,17 +57,7 @@ from .errors import LeaseError, RequestError, Unavailable
 from .ids import LEASE_ID_PREFIX, new_lease_id
 from .integrators import Integrators
 from .job_check import check_job
-from .model import (
-    GPU,
-    Assignment,
-    Lease,
-    LeaseSpec,
-    LeaseState,
-    ReleaseReason,
-    RigCapabilities,
-    RigPhase,
-    Selector,
-)
+from .model import GPU, Assignment, Lease, LeaseSpec, LeaseState, RigCapabilities, RigPhase, Selector
 from .persister import Persister
 from .queue_health import QueueHealth
 from .rig_auth import RigAuth
@@ -338,9 +328,9 @@ class LeaseService:
         await self._durable()
         return self.lease_view(lease_id)
 
-    async def cancel_lease(self, lease_id: str, *, reason: ReleaseReason = ReleaseReason.LEASE_ENDED) -> dict[str, Any]:
+    async def cancel_lease(self, lease_id: str, *, curtailed: bool = False) -> dict[str, Any]:
         try:
-            actions = self.controller.cancel(lease_id, trio.current_time(), reason=reason)
+            actions = self.controller.cancel(lease_id, trio.current_time(), curtailed=curtailed)
         except LeaseError as exc:
             raise RequestError(str(exc)) from None
         await self._apply(actions)

@@ -34,7 +34,6 @@ import trio
 from stratumkit.api.metrics import _family as metric_family
 from stratumkit.lease.accounting import sla
 from stratumkit.lease.errors import LeaseError, RequestError
-from stratumkit.lease.model import ReleaseReason
 from stratumkit.lease.policy import Mode
 from stratumkit.protocol.rig import RigCurtail
 from stratumkit.queue.engine import QueueError
@@ -272,7 +271,7 @@ class PowerService:
         async with self.leases.events() as events:
             for lease_id in sorted(lid for lid in lease_ids if lid is not None):
                 try:
-                    await self.leases.cancel_lease(lease_id, reason=ReleaseReason.CURTAILED)
+                    await self.leases.cancel_lease(lease_id, curtailed=True)
                 except RequestError as exc:
                     log.warning("lease not cancelled for a curtailment", lease=lease_id, error=str(exc))
             with trio.move_on_after(self.leases.controller.return_timeout_s + 1.0):

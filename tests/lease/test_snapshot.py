@@ -99,7 +99,7 @@ class TestRoundTrip:
         lease, actions = c.create(LeaseSpec(Selector(1), "q", 100.0, availability=0.99), now=0.0)
         (d,) = only(actions, DivertRig)
         c.rig_serving("a", d.token, 1.0)
-        c.cancel(lease.lease_id, 10.0, reason=ReleaseReason.CURTAILED)
+        c.cancel(lease.lease_id, 10.0, curtailed=True)
         r = LeaseController.restore(through_msgpack(c.snapshot(11.0)), now=11.0)
         assert r.leases() == c.leases()
         (restored,) = r.leases()
