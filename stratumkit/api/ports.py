@@ -38,6 +38,11 @@ class PoolView(Protocol):
 class LeaseAPI(Protocol):
     """The integrator's operations on rigs, leases and job queues."""
 
+    async def refresh(self) -> None:
+        """Called before the reads that do not await (rigs, leases, stats): a front end of a
+        shared lease plane fetches the plane's state here; a lone pool has nothing to do."""
+        ...
+
     def rigs(self) -> list[dict[str, Any]]: ...
 
     async def create_lease(self, body: dict[str, Any]) -> dict[str, Any]:

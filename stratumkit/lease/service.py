@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,6 +133,12 @@ class LeaseService:
         self.queue_health = QueueHealth()
         self.job_causes: OrderedDict[str, str] = OrderedDict()  # job id -> why a rig last gave it back
         self.job_records: OrderedDict[str, JobRecord] = OrderedDict()  # the latest, by job id
+        #: Every published event is also handed here (a shared lease plane puts it on its stream).
+        self.event_sink: Callable[[dict[str, Any]], None] | None = None
+        #: A shared lease plane (:mod:`stratumkit.plane`): a rig registering again while its old
+        #: connection (on another front end) is still linked is suspended, not disconnected, so
+        #: its resume token resumes its stint; so is every rig of a front end that vanished.
+        self.suspend_moved_rigs = False
 
     # ------------------------------------------------------------------ running
 
@@ -270,7 +276,38 @@ class LeaseService:
             return  # the pool is stopping: the stored stint waits for the rig to resume it
         await self._rig_gone(rig_id, link)
 
+    async def suspend(self, conn: RigConnection) -> None:
+        """The connection is gone with its front end (a shared lease plane): the rig keeps its
+        stint for the resume grace, as after a restart (the controller's ``rig_suspended``)."""
+        rig_id = conn.rig_id
+        link = self.links.get(rig_id or "")
+        if rig_id is None or link is None or link.conn is not conn:
+            return
+        del self.links[rig_id]
+        if self._frozen:
+            return
+        await self._rig_suspended(rig_id, link)
+
+    async def _rig_suspended(self, rig_id: str, link: RigLink) -> None:
+        try:
+            actions = self.controller.rig_suspended(rig_id, trio.current_time())
+        except LeaseError:
+            return
+        self.publish({"type": "rig.disconnected", "rig_id": rig_id, "suspended": True})
+        await self._apply(actions)
+        self._changed()
+        if link.claims:  # what its old connection held goes back now, as at a restore
+            link.claims.clear()
+            try:
+                await self.queue.requeue_consumer(rig_id)
+            except QueueError as exc:
+                log.error("requeue failed", rig=rig_id, error=str(exc))
+        self._poke()
+
     # ------------------------------------------------------------------ integrator API
+
+    async def refresh(self) -> None:
+        """Nothing to fetch: the API reads this process's controller."""
 
     def rigs(self) -> list[dict[str, Any]]:
         out = []
@@ -489,6 +526,8 @@ class LeaseService:
 
     def publish(self, event: dict[str, Any]) -> None:
         event.setdefault("time", time.time())
+        if self.event_sink is not None:
+            self.event_sink(event)
         for send in list(self._subscribers):
             try:
                 send.send_nowait(event)
@@ -618,7 +657,10 @@ class LeaseService:
         old = self.links.pop(rig_id, None)
         if old is not None:  # the controller has one connection per rig: the newer one wins
             old.conn.drop("the same rig registered on another connection")
-            await self._rig_gone(rig_id, old)
+            if self.suspend_moved_rigs and msg.resume_token is not None:
+                await self._rig_suspended(rig_id, old)  # it moved front ends: let it resume
+            else:
+                await self._rig_gone(rig_id, old)
         try:
             actions = self.controller.register_rig(
                 rig_id, worker, caps, trio.current_time(), resume_token=msg.resume_token

@@ -27,13 +27,13 @@ from .connection import TlsSocketConnection
 from .pool import Pool
 
 if TYPE_CHECKING:
-    from stratumkit.lease.service import LeaseService
+    from stratumkit.api.ports import LeaseAPI
 
 __all__ = ["PoolOperator"]
 
 
 class PoolOperator:
-    def __init__(self, pool: Pool, leases: LeaseService, queue: QueueEngine) -> None:
+    def __init__(self, pool: Pool, leases: LeaseAPI, queue: QueueEngine) -> None:
         self.pool = pool
         self.leases = leases
         self.queue = queue
@@ -90,7 +90,7 @@ class PoolOperator:
             rigs[modes.get(rig["rig_id"], "offline") if rig["connected"] else "offline"] += 1
         current = pool.registry.current
         healthy = getattr(pool.source, "healthy", True)  # the embedded chain is always there
-        self._queues.update(lease.spec.queue for lease in self.leases.controller.leases())
+        self._queues.update(str(lease["queue"]) for lease in self.leases.list_leases())
         queues: dict[str, dict[str, int]] = {}
         for name in sorted(self._queues):
             try:
