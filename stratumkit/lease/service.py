@@ -139,6 +139,13 @@ class LeaseService:
         #: connection (on another front end) is still linked is suspended, not disconnected, so
         #: its resume token resumes its stint; so is every rig of a front end that vanished.
         self.suspend_moved_rigs = False
+        #: A shared lease plane's new leader: the claims of restored rigs stay in the queue until
+        #: each rig registers again, so a rig whose connection outlived the old leader keeps the
+        #: jobs it is running (its front end hands them over, ``adopt_claims``); a rig that comes
+        #: back without them has them requeued then, one that never comes back when it is let go.
+        self.defer_restored_requeue = False
+        self._restored_claims: set[str] = set()
+        self._adopting: dict[str, list[ClaimedJob]] = {}
 
     # ------------------------------------------------------------------ running
 
@@ -181,6 +188,9 @@ class LeaseService:
         )
         requeued = 0
         for rig in self.controller.rigs():
+            if self.defer_restored_requeue:
+                self._restored_claims.add(rig.rig_id)
+                continue
             try:
                 requeued += await self.queue.requeue_consumer(rig.rig_id)
             except QueueError as exc:
@@ -275,6 +285,11 @@ class LeaseService:
         if self._frozen:
             return  # the pool is stopping: the stored stint waits for the rig to resume it
         await self._rig_gone(rig_id, link)
+
+    def adopt_claims(self, rig_id: str, claims: Sequence[ClaimedJob]) -> None:
+        """The jobs a restored rig's live connection holds: kept (not requeued) when its next
+        registration succeeds (see ``defer_restored_requeue``)."""
+        self._adopting[rig_id] = list(claims)
 
     async def suspend(self, conn: RigConnection) -> None:
         """The connection is gone with its front end (a shared lease plane): the rig keeps its
@@ -639,6 +654,7 @@ class LeaseService:
             conn.respond_error(request_id, f"rig registration refused: this connection is already rig {conn.rig_id!r}")
             return
         rig_id = msg.rig_id or worker
+        adopted = self._adopting.pop(rig_id, None)
         refusal = self.rig_auth.refusal(rig_id, msg.secret)
         if refusal is not None:  # not a rig: the connection goes on as a plain miner
             log.warning("rig registration refused", rig=rig_id, worker=worker, peer=conn.peer, reason=refusal)
@@ -669,6 +685,15 @@ class LeaseService:
             conn.respond_error(request_id, f"rig registration refused: {exc}")
             return
         self.links[rig_id] = RigLink(conn)
+        if rig_id in self._restored_claims:  # the old leader's claims were left in the queue
+            self._restored_claims.discard(rig_id)
+            if adopted is not None:
+                self.links[rig_id].claims = {claim.job_id: claim for claim in adopted}
+            else:
+                try:
+                    await self.queue.requeue_consumer(rig_id)
+                except QueueError as exc:
+                    log.error("requeue failed", rig=rig_id, error=str(exc))
         conn.register_rig(rig_id)
         conn.respond(request_id, wire.RegisterReply(rig_id).to_result())
         log.info("rig registered", rig=rig_id, gpus=[g.model for g in caps.gpus], models=list(caps.models))

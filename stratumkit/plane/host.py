@@ -11,6 +11,9 @@ Rules:
   epoch. Messages of one connection are carried out in order, one at a time, on that
   connection's own task (as the pool handles one connection's requests), so a slow call of one
   rig does not hold the others up.
+- Every answer to a rig carries the jobs its rig holds (the claims, without their payloads); a
+  hello brings them back, so a new leader keeps the jobs of a rig whose connection outlived the
+  old leader (``LeaseService.adopt_claims``) instead of requeueing them under it.
 - ``suspend`` (a front end stopped, or its alive key expired): its rigs are suspended, keeping
   their stints for the resume grace (``LeaseService.suspend``).
 - :func:`serve_call` answers an API call forwarded by another front end (``view`` gives every
@@ -19,6 +22,7 @@ Rules:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +36,7 @@ from stratumkit.lease.queue_health import is_outage
 from stratumkit.lease.service import LeaseService
 from stratumkit.protocol.events import ExtensionRequest
 from stratumkit.protocol.jsonrpc import RequestId
-from stratumkit.queue.engine import QueueClosed, QueueError, UnknownJob
+from stratumkit.queue.engine import ClaimedJob, QueueClosed, QueueError, UnknownJob
 from stratumkit.session.ports import RigMode
 
 __all__ = ["PlaneHost", "RemoteRigConnection", "error_reply", "serve_call"]
@@ -45,8 +49,17 @@ Send = Callable[[str, dict[str, Any]], None]
 class RemoteRigConnection:
     """A rig connection held by front end ``front_end`` (connection id ``cid``)."""
 
-    def __init__(self, send: Send, front_end: str, cid: str, epoch: int, first: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        send: Send,
+        front_end: str,
+        cid: str,
+        epoch: int,
+        first: dict[str, Any],
+        claims: Callable[[RemoteRigConnection], list[dict[str, Any]]] | None = None,
+    ) -> None:
         self.front_end = front_end
+        self._claims = claims
         self.cid = cid
         self._send = send
         self._epoch = epoch
@@ -93,10 +106,16 @@ class RemoteRigConnection:
         self._command("mode", mode=mode.value, d=difficulty)
 
     def respond(self, request_id: RequestId, result: Any) -> None:
-        self._command("respond", i=request_id, v=result)
+        self._command("respond", i=request_id, v=result, **self._held())
 
     def respond_error(self, request_id: RequestId, message: str) -> None:
-        self._command("error", i=request_id, v=message)
+        self._command("error", i=request_id, v=message, **self._held())
+
+    def _held(self) -> dict[str, Any]:
+        """The jobs the rig holds now, with every answer: the front end hands them to a new leader."""
+        if self._claims is None or self._rig_id is None:
+            return {}
+        return {"claims": self._claims(self)}
 
     def notify(self, method: str, params: Any) -> None:
         self._command("notify", m=method, p=params)
@@ -140,10 +159,19 @@ class PlaneHost:
             if message.get("k") != "req":
                 return  # a share or an end of a connection this leader never knew
             send, receive = trio.open_memory_channel[dict[str, Any]](math.inf)
-            remote = _Remote(RemoteRigConnection(self._send, key[0], key[1], self.epoch, message), send)
+            conn = RemoteRigConnection(self._send, key[0], key[1], self.epoch, message, self._claims_of)
+            remote = _Remote(conn, send)
             self._remotes[key] = remote
             self._nursery.start_soon(self._serve, key, remote.conn, receive)
         remote.inbox.send_nowait(message)
+
+    def _claims_of(self, conn: RemoteRigConnection) -> list[dict[str, Any]]:
+        link = self.service.links.get(conn.rig_id or "")
+        if link is None or link.conn is not conn:
+            return []
+        return [
+            {k: v for k, v in dataclasses.asdict(claim).items() if k != "payload"} for claim in link.claims.values()
+        ]
 
     def suspend(self, front_end: str) -> None:
         """The front end is gone: suspend the rigs of every one of its connections."""
@@ -165,6 +193,9 @@ class PlaneHost:
                     except (ValueError, TypeError) as exc:
                         log.warning("bad relayed request", front_end=key[0], error=str(exc))
                         continue
+                    held = message.get("claims")
+                    if isinstance(held, list) and isinstance(message.get("r"), str):  # a hello
+                        service.adopt_claims(message["r"], [ClaimedJob(payload={}, **claim) for claim in held])
                     await service.handle(conn, request)
                 elif kind == "share":
                     conn.shares += 1

@@ -127,6 +127,7 @@ class PlaneNode:
         )
         service = self._make_service(store)
         service.suspend_moved_rigs = True
+        service.defer_restored_requeue = True
         service.event_sink = self._events_out.send_nowait
         log.info("lease plane taken", front_end=self.front_end, epoch=epoch)
         with trio.CancelScope() as scope:

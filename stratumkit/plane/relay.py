@@ -14,8 +14,9 @@ ExtensionPort`); the relay decides nothing. Rules:
   lost the plane cannot touch a connection.
 - ``new_epoch``: a new leader. For every registered connection the relay sends a hello (the
   rig's registration again, quoting the token of the latest divert or return sent to it, so a
-  rig bound to a lease resumes its stint; the leader's answer to it is not passed on to the
-  rig), then every pending request again, in order (the old leader may never have seen them).
+  rig bound to a lease resumes its stint, with the jobs it holds, so it keeps them; the leader's
+  answer to it is not passed on to the rig), then every pending request again, in order (the
+  old leader may never have seen them).
 - ``freeze`` (the front end is stopping): every registered rig is sent as suspended (it keeps
   its stint, to resume on another front end) and nothing more is sent.
 """
@@ -52,6 +53,7 @@ class _Local:
     token: int | None = None  # of the latest divert or return the leader sent it
     pending: dict[RequestId, dict[str, Any]] = field(default_factory=dict)
     hellos: set[str] = field(default_factory=set)
+    claims: list[Any] = field(default_factory=list)  # the jobs it holds, as the leader last said
 
 
 class Relay:
@@ -104,6 +106,8 @@ class Relay:
         if kind in ("respond", "error"):
             request_id = command["i"]
             local.pending.pop(request_id, None)
+            if isinstance(command.get("claims"), list):
+                local.claims = command["claims"]
             if isinstance(request_id, str) and request_id in local.hellos:
                 local.hellos.discard(request_id)
                 if kind == "error":
@@ -170,7 +174,8 @@ class Relay:
         msg = dataclasses.replace(msg, rig_id=msg.rig_id or local.conn.rig_id, resume_token=local.token)
         hello_id = f"plane-hello-{next(self._numbers)}"
         local.hellos.add(hello_id)
-        return {"k": "req", "c": local.cid, "i": hello_id, "m": msg.METHOD, "p": msg.to_params()}
+        return {"k": "req", "c": local.cid, "i": hello_id, "m": msg.METHOD, "p": msg.to_params(),
+                "r": msg.rig_id, "claims": local.claims}  # fmt: skip
 
     def _emit(self, local: _Local, message: dict[str, Any]) -> None:
         if self._frozen:
