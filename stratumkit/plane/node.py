@@ -150,7 +150,10 @@ class PlaneNode:
             finally:
                 self.service = self.epoch = None
                 self._leading = None
-        log.warning("lease plane left", front_end=self.front_end, epoch=epoch)
+        if self._frozen:
+            log.info("lease plane given up at shutdown", front_end=self.front_end, epoch=epoch)
+        else:
+            log.warning("lease plane left", front_end=self.front_end, epoch=epoch)
 
     def _fenced(self) -> None:
         log.error("a newer leader has the lease plane: stepping down", front_end=self.front_end)
