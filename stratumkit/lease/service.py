@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -144,6 +144,9 @@ class LeaseService:
         #: jobs it is running (its front end hands them over, ``adopt_claims``); a rig that comes
         #: back without them has them requeued then, one that never comes back when it is let go.
         self.defer_restored_requeue = False
+        #: A shared lease plane's leader: asked before each tick acts on the queue and the rigs
+        #: (a leader that was paused may wake to deadlines long past); False stops the ticks.
+        self.still_leading: Callable[[], Awaitable[bool]] | None = None
         self._restored_claims: set[str] = set()
         self._adopting: dict[str, list[ClaimedJob]] = {}
 
@@ -164,6 +167,8 @@ class LeaseService:
                     with trio.move_on_at(deadline if deadline is not None else trio.current_time() + 3600):
                         await self._wake.wait()
                     self._wake = trio.Event()
+                    if self.still_leading is not None and not await self.still_leading():
+                        await trio.sleep_forever()  # a newer leader decides now: ended by its node
                     actions = self.controller.tick(trio.current_time())
                     await self._apply(actions)
                     if actions:

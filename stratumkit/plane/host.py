@@ -197,6 +197,8 @@ class PlaneHost:
                     if isinstance(held, list) and isinstance(message.get("r"), str):  # a hello
                         service.adopt_claims(message["r"], [ClaimedJob(payload={}, **claim) for claim in held])
                     await service.handle(conn, request)
+                    if conn.rig_id is None and not receive.statistics().current_buffer_used:
+                        return  # not a rig (refused): its next request starts over
                 elif kind == "share":
                     conn.shares += 1
                     if conn.rig_id is not None:

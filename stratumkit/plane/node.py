@@ -12,8 +12,9 @@ Every front end runs :meth:`PlaneNode.run`:
 Leading (``_lead``), in this order: a lease service on the shared store fenced by the new epoch,
 restored from it (``LeaseService.run``); the inbox, API and command pumps, from the streams' ends
 as they were before the restore; then the new epoch on the control stream, so every relay says
-hello. The lock is renewed every ``ttl_s / 3``; a renewal refused, no renewal for ``ttl_s``, or a
-fenced write refused ends the leadership at once (everything it started is cancelled), and the
+hello. The lock is renewed every ``ttl_s / 3``; a renewal refused, no renewal for ``ttl_s``, a
+fenced write refused, or an epoch that is not ours any more when the service is about to act on
+a deadline (``LeaseService.still_leading``) ends the leadership at once (everything it started is cancelled), and the
 front end goes back to standby. ``freeze`` (shutdown) saves the leases, suspends this front end's
 rigs and releases the lock, so another front end takes the plane without waiting for the ttl.
 """
@@ -117,7 +118,10 @@ class PlaneNode:
                     log.error("lease plane lock unavailable", error=str(exc))
                     epoch = None
                 if epoch is not None:
-                    await self._lead(epoch)
+                    try:
+                        await self._lead(epoch)
+                    except Exception as exc:  # Redis failing under the leader: stand by again
+                        log.error("lease plane leadership failed", epoch=epoch, error=repr(exc))
             await trio.sleep(self.ttl_s / 3)
 
     async def _lead(self, epoch: int) -> None:
@@ -128,6 +132,7 @@ class PlaneNode:
         service = self._make_service(store)
         service.suspend_moved_rigs = True
         service.defer_restored_requeue = True
+        service.still_leading = lambda: self._still_leading(epoch)
         service.event_sink = self._events_out.send_nowait
         log.info("lease plane taken", front_end=self.front_end, epoch=epoch)
         with trio.CancelScope() as scope:
@@ -154,6 +159,18 @@ class PlaneNode:
             log.info("lease plane given up at shutdown", front_end=self.front_end, epoch=epoch)
         else:
             log.warning("lease plane left", front_end=self.front_end, epoch=epoch)
+
+    async def _still_leading(self, epoch: int) -> bool:
+        """Whether the plane's epoch is still ours (no newer leader took the lock meanwhile)."""
+        try:
+            current = await self.lock.current_epoch()
+        except coredis.exceptions.RedisError as exc:
+            log.error("lease plane epoch unreadable", error=str(exc))
+            return False
+        if current != epoch:
+            self._fenced()
+            return False
+        return True
 
     def _fenced(self) -> None:
         log.error("a newer leader has the lease plane: stepping down", front_end=self.front_end)
@@ -239,14 +256,22 @@ class PlaneNode:
         except Exception as exc:  # told to the caller, whatever it is
             reply = error_reply(exc)
         key = self.keys.reply(str(call["reply"]))
-        await self.client.lpush(key, [msgpack.packb(reply)])
-        await self.client.pexpire(key, REPLY_TTL_MS)
+        try:
+            await self.client.lpush(key, [msgpack.packb(reply)])
+            await self.client.pexpire(key, REPLY_TTL_MS)
+        except coredis.exceptions.RedisError as exc:
+            log.error("lease plane reply not sent", error=str(exc))
 
     async def _watch_front_ends(self, host: PlaneHost) -> None:
         while True:
             await trio.sleep(self.ttl_s / 3)
             for front_end in host.front_ends():
-                if not await self.client.exists([self.keys.alive(front_end)]):
+                try:
+                    alive = await self.client.exists([self.keys.alive(front_end)])
+                except coredis.exceptions.RedisError as exc:
+                    log.error("front ends not checked", error=str(exc))
+                    break
+                if not alive:
                     log.warning("front end gone: its rigs are suspended", front_end=front_end)
                     host.suspend(front_end)
 

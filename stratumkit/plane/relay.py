@@ -87,11 +87,15 @@ class Relay:
             self._emit(local, {"k": "share", "c": local.cid})
 
     async def on_closed(self, conn: RigConnection) -> None:
-        local = self._by_conn.pop(id(conn), None)
+        local = self._by_conn.get(id(conn))
         if local is None:
             return
-        del self._by_id[local.cid]
+        self._forget(local)
         self._emit(local, {"k": "closed", "c": local.cid})
+
+    def _forget(self, local: _Local) -> None:
+        self._by_conn.pop(id(local.conn), None)
+        self._by_id.pop(local.cid, None)
 
     # ------------------------------------------------------------------ from the leader
 
@@ -117,6 +121,8 @@ class Relay:
                 conn.respond(request_id, command["v"])
             else:
                 conn.respond_error(request_id, command["v"])
+            if conn.rig_id is None and not local.pending:  # not a rig (refused): nothing to keep
+                self._forget(local)
         elif kind == "register":
             if conn.rig_id != command["r"]:
                 conn.register_rig(command["r"])

@@ -6,7 +6,8 @@ on a real SQLite queue and lease store.
 - a new leader (a new epoch, restored from the store) gets a hello for the rig, which resumes
   its stint with the job it holds, and a request the dead leader never answered; the old
   leader's commands no longer reach the rig;
-- a front end that vanished has its rig suspended; the rig resumes its stint through another.
+- a front end that vanished has its rig suspended; the rig resumes its stint through another;
+- a leader that lost the plane does not act on its deadlines (no commands, no requeues).
 """
 
 from __future__ import annotations
@@ -199,3 +200,28 @@ async def test_a_vanished_front_end_suspends_its_rig_which_resumes_through_anoth
     lease = service.lease_view(lease_id)
     assert lease["state"] == "serving" and [r["phase"] for r in lease["rigs"]] == ["serving"]
     assert service.rigs()[0]["connected"]
+
+
+async def test_a_leader_that_lost_the_plane_does_not_act_on_its_deadlines(
+    queue: SqliteQueueEngine, nursery: trio.Nursery, mock_clock: trio.testing.MockClock
+) -> None:
+    streams = Streams()
+    relay = streams.relay("fe-2")
+    service = plane_service(queue, None)
+    leading = True
+
+    async def still_leading() -> bool:
+        return leading
+
+    service.still_leading = still_leading
+    await streams.lead(nursery, service, epoch=1)
+    rig = FakeRig()
+    await call(relay, rig, registration())
+    lease_id = (await service.create_lease(dict(LEASE)))["lease_id"]
+    await trio.testing.wait_all_tasks_blocked()
+    rig.last(wire.LeaseDivert)
+    leading = False  # a newer leader took the plane while this one was paused
+    mock_clock.jump(60.0)  # far past the drain timeout (5 s)
+    await trio.testing.wait_all_tasks_blocked()
+    assert [method for method, _ in rig.notifications] == [wire.LeaseDivert.METHOD]  # no return sent
+    assert [r["phase"] for r in service.lease_view(lease_id)["rigs"]] == ["draining"]
