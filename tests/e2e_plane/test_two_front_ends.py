@@ -9,6 +9,9 @@ under a new epoch and restores the lease) or the follower (the leader suspends i
 rig's agent fails over to the surviving front end and resumes its stint with its token: the same
 two stints serve on, every job ends with exactly one recorded result, and when the lease is
 cancelled both rigs mine again.
+
+A paused leader (SIGSTOP past its lock's ttl) wakes to a newer leader and steps down without
+acting: the lease goes on with the same stints under the new epoch.
 """
 
 from __future__ import annotations
@@ -171,6 +174,84 @@ async def test_a_lease_across_two_front_ends_survives_a_kill_9_of_one(
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         for proc in agents.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+async def test_a_paused_leader_wakes_to_a_newer_one_and_steps_down(
+    tmp_path: Path, nursery: trio.Nursery, private_redis_server: RedisServer
+) -> None:
+    """SIGSTOP of the leading front end past its lock: the other takes the plane under a new
+    epoch and suspends the paused front end's rig; on SIGCONT the old leader finds its lock or
+    its epoch gone and steps down without acting, its relay says hello to the new leader, and the
+    lease goes on with the same two stints."""
+    (tmp_path / "logs").mkdir()
+    redis = private_redis_server.url
+    fronts = {
+        "A": await start_front_end(nursery, tmp_path, "A", 1, redis),
+        "B": await start_front_end(nursery, tmp_path, "B", 2, redis),
+    }
+    urls = {name: f"http://127.0.0.1:{await fe.api_port()}" for name, fe in fronts.items()}
+    env = child_env(PYTHONUNBUFFERED="1")
+    agents: list[subprocess.Popen[bytes]] = []
+    for rig, home in (("rig-1", "A"), ("rig-2", "B")):
+        with (tmp_path / "logs" / f"{rig}.log").open("wb") as out:
+            agents.append(
+                subprocess.Popen(
+                    cli_command(
+                        "agent",
+                        *("--pool", f"127.0.0.1:{fronts[home].port}"),
+                        *("--worker", f"{rig}.w", "--rig-id", rig, "--gpu", "RTX 4090:24576", "--duty", "0.15"),
+                    ),
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+    try:
+        async with PoolClient(urls["A"]) as client_a, PoolClient(urls["B"]) as client_b:
+            clients = {"A": client_a, "B": client_b}
+
+            async def two_rigs() -> bool:
+                return len([r for r in await client_b.rigs() if r["connected"]]) == 2
+
+            await wait_until_async(two_rigs, 90, what="both rigs registered")
+            leader = await leader_of(clients)
+            other = "B" if leader == "A" else "A"
+            lease_id = (await clients[other].create_lease(count=2, queue="embed", duration_s=600))["lease_id"]
+
+            async def serving() -> bool:
+                view = await clients[other].lease(lease_id)
+                return [r["phase"] for r in view["rigs"]] == ["serving", "serving"]
+
+            await wait_until_async(serving, 30, what="both rigs serving")
+            fronts[leader].freeze()  # SIGSTOP: the leader holds its lock, then loses it to the ttl
+            taken = await fronts[other].wait_event("lease plane taken", 30)
+            assert taken["epoch"] == 2
+            fronts[leader].thaw()
+            await fronts[leader].wait_event(
+                "lease plane left", 30, where=lambda e: e.get("epoch") == 1 and e.get("level") == "warning"
+            )
+            stepped_down = {"lease plane lock lost", "a newer leader has the lease plane: stepping down"}
+            assert any(e.get("event") in stepped_down for e in fronts[leader].events)
+            assert await leader_of(clients) == other
+
+            async def both_serving_again() -> bool:
+                rigs = await clients[other].rigs()
+                view = await clients[other].lease(lease_id)
+                return all(r["connected"] and r["lease_id"] == lease_id for r in rigs) and [
+                    r["phase"] for r in view["rigs"]
+                ] == ["serving", "serving"]
+
+            await wait_until_async(both_serving_again, 60, what="the same two stints serving under the new leader")
+            assert (await clients[leader].lease(lease_id))["state"] == "serving"  # forwarded to the new leader
+    finally:
+        for proc in agents:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in agents:
             try:
                 proc.wait(15)
             except subprocess.TimeoutExpired:
