@@ -30,9 +30,9 @@ Rules:
 
 - Exactly one decision-maker: only the holder of the lock runs a LeaseController, and every
   write it makes to the shared store is refused once its epoch is not the plane's.
-- Every front end, the leader's own included, reaches the leader through Redis streams: the
-  leader's local rigs take the same path as the others' (a hop of a millisecond or so), so a
-  change of leader never has to move a connection between two code paths.
+- Every front end reaches the leader through Redis streams with the same messages; the
+  leader's own relay hands them to its host in memory (and takes its commands the same way),
+  with the same epoch checks, so a change of leader changes only the transport of a connection.
 - The power layer (:mod:`stratumkit.power`) does not run on a shared plane (a ``[power]``
   table with ``lease_plane`` is refused).
 """

@@ -9,6 +9,10 @@ Every front end runs :meth:`PlaneNode.run`:
   falls ``buffer`` events behind is dropped, as on a lone pool;
 - the standby loop: try the leader lock every ``ttl_s / 3``; holding it, :meth:`_lead`.
 
+The leader's own rigs skip Redis: while a front end leads, its relay's messages of the leader's
+epoch go to the host directly, and the host's commands for this front end to the relay directly
+(the same messages, the same epoch checks; only the transport differs).
+
 Leading (``_lead``), in this order: a lease service on the shared store fenced by the new epoch,
 restored from it (``LeaseService.run``); the inbox, API and command pumps, from the streams' ends
 as they were before the restore; then the new epoch on the control stream, so every relay says
@@ -76,7 +80,8 @@ class PlaneNode:
         self._make_service = make_service
         self.lock = PlaneLock(client, self.keys, front_end, ttl_s)
         self._to_leader, self._outbox = trio.open_memory_channel[dict[str, Any]](math.inf)
-        self.relay = Relay(front_end, self._to_leader.send_nowait)
+        self.relay = Relay(front_end, self._from_relay)
+        self._host: PlaneHost | None = None  # while this front end leads
         self.service: LeaseService | None = None  # while this front end leads
         self.epoch: int | None = None  # while this front end leads
         self._commands_out, self._commands_in = trio.open_memory_channel[tuple[str, dict[str, Any]]](math.inf)
@@ -143,17 +148,17 @@ class PlaneNode:
                     inbox_from = await self._last_id(keys.inbox)
                     api_from = await self._last_id(keys.api)
                     await nursery.start(service.run)  # restores the shared store
-                    host = PlaneHost(service, epoch, lambda fe, command: self._commands_out.send_nowait((fe, command)))
+                    host = PlaneHost(service, epoch, self._to_front_end)
                     await nursery.start(host.run)
                     nursery.start_soon(self._tail, keys.inbox, inbox_from, host.dispatch)
                     nursery.start_soon(self._send_commands)
                     nursery.start_soon(self._send_events)
                     nursery.start_soon(self._tail, keys.api, api_from, lambda call: self._answer(nursery, call))
                     nursery.start_soon(self._watch_front_ends, host)
-                    self.service, self.epoch = service, epoch
+                    self.service, self.epoch, self._host = service, epoch, host
                     await self.client.xadd(keys.control, pack({"epoch": epoch, "leader": self.front_end}))
             finally:
-                self.service = self.epoch = None
+                self.service = self.epoch = self._host = None
                 self._leading = None
         if self._frozen:
             log.info("lease plane given up at shutdown", front_end=self.front_end, epoch=epoch)
@@ -216,6 +221,22 @@ class PlaneNode:
     def _on_control(self, message: dict[str, Any]) -> None:
         self.epoch_known = True
         self.relay.new_epoch(int(message["epoch"]))
+
+    def _from_relay(self, message: dict[str, Any]) -> None:
+        """A message of this front end's relay: straight to the host when this front end leads
+        under the message's epoch, else onto the inbox stream."""
+        host = self._host
+        if host is not None and message.get("e") == host.epoch:
+            host.dispatch(message)
+        else:
+            self._to_leader.send_nowait(message)
+
+    def _to_front_end(self, front_end: str, command: dict[str, Any]) -> None:
+        """A command of the host: straight to this front end's relay, else onto its stream."""
+        if front_end == self.front_end:
+            self.relay.apply(command)
+        else:
+            self._commands_out.send_nowait((front_end, command))
 
     async def _send_to_leader(self) -> None:
         async for message in self._outbox:
