@@ -182,7 +182,7 @@ class ApiApp(AsgiApp):
             return None
         handler: Handler = getattr(self, "_" + name)
         if name in _LEASE_READS:
-            await self.leases.refresh()
+            await self.leases.refresh(name, request.params.get("lease_id"))
         return await handler(request)
 
     def error_reply(self, error: HTTPError) -> Reply:

@@ -38,9 +38,10 @@ class PoolView(Protocol):
 class LeaseAPI(Protocol):
     """The integrator's operations on rigs, leases and job queues."""
 
-    async def refresh(self) -> None:
-        """Called before the reads that do not await (rigs, leases, stats): a front end of a
-        shared lease plane fetches the plane's state here; a lone pool has nothing to do."""
+    async def refresh(self, route: str, lease_id: str | None = None) -> None:
+        """Called before the reads that do not await (rigs, leases, stats) of `route` (the route's
+        name; `lease_id` for a lease's routes): a front end of a shared lease plane fetches what
+        the route reads from the plane here; a lone pool has nothing to do."""
         ...
 
     def rigs(self) -> list[dict[str, Any]]: ...

@@ -372,7 +372,8 @@ def run_front_ends(rounds: int = 30, rigs: int = 2, inference: str | None = None
         f"every round leases every rig"
     )
     r = trio.run(bench_front_ends, rounds, rigs, inference, front_ends)
-    print(f"API calls through front end {r['via'][0] + 1} (a follower: its lease calls are forwarded to the leader)")
+    role = "a follower: its lease calls are forwarded to the leader" if front_ends > 1 else "the leader"
+    print(f"API calls through front end {r['via'][0] + 1} ({role})")
     for name, label, target in (
         ("divert", "API call -> every rig serving", "target p99 <= 100 ms"),
         ("back", "lease end -> every rig's share", "target p99 <= 500 ms"),

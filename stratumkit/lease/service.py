@@ -326,7 +326,7 @@ class LeaseService:
 
     # ------------------------------------------------------------------ integrator API
 
-    async def refresh(self) -> None:
+    async def refresh(self, route: str, lease_id: str | None = None) -> None:
         """Nothing to fetch: the API reads this process's controller."""
 
     def rigs(self) -> list[dict[str, Any]]:

@@ -216,8 +216,18 @@ class PlaneHost:
 async def serve_call(service: LeaseService, method: str, args: list[Any]) -> Any:
     """One API call of another front end, on the leader's service."""
     match method:
-        case "view":
-            return {"rigs": service.rigs(), "leases": service.list_leases(), "stats": service.stats()}
+        case "view":  # what a front end's read needs: args = [parts, lease id or None]
+            parts, lease_id = set(args[0]), args[1]
+            view: dict[str, Any] = {}
+            if "rigs" in parts:
+                view["rigs"] = service.rigs()
+            if "leases" in parts:
+                view["leases"] = service.list_leases()
+            if "lease" in parts:
+                view["lease"] = service.lease_view(lease_id) if service.has_lease(lease_id) else None
+            if "stats" in parts:
+                view["stats"] = service.stats()
+            return view
         case "create_lease":
             return await service.create_lease(args[0])
         case "extend_lease":

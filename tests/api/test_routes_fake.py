@@ -62,7 +62,7 @@ class FakeLeases:
         self.rigs_value: list[dict[str, Any]] = [{"rig_id": "rig-a", "mode": "mining"}]
         self.broken = False
 
-    async def refresh(self) -> None:
+    async def refresh(self, route: str, lease_id: str | None = None) -> None:
         pass
 
     def rigs(self) -> list[dict[str, Any]]:
