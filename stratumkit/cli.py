@@ -268,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="serve processes sharing one lease plane on a private redis-server, the rigs spread over them; "
-        "every round leases every rig (default 1: one pool, as before)",
+        "the rounds take the rigs in turn (default 1: one pool, as before)",
     )
 
     b_curtail = benches.add_parser(
