@@ -3,8 +3,9 @@
 Rules:
 
 - On the leader, every call goes to its lease service directly.
-- On any other front end a call is forwarded: XADD to the plane's API stream with a reply key,
-  then BLPOP on that key; no answer within ``call_timeout_s`` is ``Unavailable`` (HTTP 503), as
+- On any other front end a call is forwarded: XADD to the plane's API stream with a reply key
+  and the epoch the front end knows (only the leader of that epoch answers), then BLPOP on that
+  key; no answer within ``call_timeout_s`` is ``Unavailable`` (HTTP 503), as
   is a plane with no leader. The leader's errors come back as the same errors (400, 404, 503).
 - The API's reads that do not await (rigs, leases, one lease, its owner, stats) are served from
   what :meth:`refresh` fetched from the leader just before (the API calls it before such

@@ -14,7 +14,8 @@ Rules:
 - Every answer to a rig carries the jobs its rig holds (the claims, without their payloads); a
   hello brings them back, so a new leader keeps the jobs of a rig whose connection outlived the
   old leader (``LeaseService.adopt_claims``) instead of requeueing them under it.
-- ``suspend`` (a front end stopped, or its alive key expired): its rigs are suspended, keeping
+- ``suspend`` (a front end stopped, its alive key expired, or it holds a new boot nonce: it was
+  restarted within the ttl): its rigs (of the connections it no longer has) are suspended, keeping
   their stints for the resume grace (``LeaseService.suspend``).
 - :func:`serve_call` answers an API call forwarded by another front end (``view`` gives every
   rig, lease and the stats at once, for a front end's reads).
@@ -173,11 +174,15 @@ class PlaneHost:
             {k: v for k, v in dataclasses.asdict(claim).items() if k != "payload"} for claim in link.claims.values()
         ]
 
-    def suspend(self, front_end: str) -> None:
-        """The front end is gone: suspend the rigs of every one of its connections."""
-        for (fe, _), remote in list(self._remotes.items()):
-            if fe == front_end:
+    def suspend(self, front_end: str, keep: str | None = None) -> int:
+        """The front end is gone (or restarted: ``keep`` is the boot nonce it runs under now):
+        suspend the rigs of every one of its connections (of an earlier boot); how many."""
+        gone = 0
+        for (fe, cid), remote in list(self._remotes.items()):
+            if fe == front_end and (keep is None or not cid.startswith(f"{keep}-")):
                 remote.inbox.send_nowait({"k": "suspend"})
+                gone += 1
+        return gone
 
     async def _serve(
         self, key: tuple[str, str], conn: RemoteRigConnection, receive: trio.MemoryReceiveChannel[dict[str, Any]]

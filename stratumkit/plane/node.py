@@ -4,7 +4,8 @@ Every front end runs :meth:`PlaneNode.run`:
 
 - the relay's pumps: its messages to the inbox stream (one task, so in order), the leader's
   commands from its own stream, new epochs from the control stream, and its alive key (PX
-  ``ttl_s``, renewed every ``ttl_s / 3``);
+  ``ttl_s``, renewed every ``ttl_s / 3``; its value is the relay's boot nonce, so the leader
+  also tells a restarted front end from the one whose connections it knew);
 - the events tail: the events stream to this front end's subscribers (``subscribe``); one that
   falls ``buffer`` events behind is dropped, as on a lone pool;
 - the standby loop: try the leader lock every ``ttl_s / 3``; holding it, :meth:`_lead`.
@@ -243,7 +244,7 @@ class PlaneNode:
             await self._xadd(self.keys.inbox, message)
 
     async def _alive(self) -> None:
-        await self.client.set(self.keys.alive(self.front_end), "1", px=int(self.ttl_s * 1000))
+        await self.client.set(self.keys.alive(self.front_end), self.relay.boot, px=int(self.ttl_s * 1000))
 
     async def _keep_alive(self) -> None:
         while True:
@@ -270,8 +271,8 @@ class PlaneNode:
 
     async def _answer_call(self, call: dict[str, Any]) -> None:
         service = self.service
-        if service is None:
-            return
+        if service is None or call.get("e") != self.epoch:
+            return  # a call for another leader (a paused old one must not answer for the new)
         try:
             reply: dict[str, Any] = {"ok": await serve_call(service, str(call["method"]), list(call["args"]))}
         except Exception as exc:  # told to the caller, whatever it is
@@ -288,13 +289,13 @@ class PlaneNode:
             await trio.sleep(self.ttl_s / 3)
             for front_end in host.front_ends():
                 try:
-                    alive = await self.client.exists([self.keys.alive(front_end)])
+                    boot = await self.client.get(self.keys.alive(front_end))
                 except coredis.exceptions.RedisError as exc:
                     log.error("front ends not checked", error=str(exc))
                     break
-                if not alive:
-                    log.warning("front end gone: its rigs are suspended", front_end=front_end)
-                    host.suspend(front_end)
+                running = None if boot is None else _text(boot)
+                if host.suspend(front_end, keep=running):
+                    log.warning("front end gone or restarted: its rigs are suspended", front_end=front_end)
 
     # ------------------------------------------------------------------ the API's side
 
@@ -304,7 +305,8 @@ class PlaneNode:
 
         call_id = secrets.token_hex(8)
         try:
-            await self._xadd(self.keys.api, {"method": method, "args": args, "reply": call_id})
+            call = {"method": method, "args": args, "reply": call_id, "e": self.relay.epoch}
+            await self._xadd(self.keys.api, call)
             got = await self.client.blpop([self.keys.reply(call_id)], timeout=self.call_timeout_s)
         except coredis.exceptions.RedisError as exc:
             raise Unavailable(f"the lease plane is unavailable: {exc}") from None

@@ -62,6 +62,8 @@ class Relay:
         self.epoch = 0
         self._send = send
         self._boot = secrets.token_hex(4)
+        #: Names this run of the front end: every connection id starts with it.
+        self.boot = self._boot
         self._numbers = itertools.count(1)
         self._by_conn: dict[int, _Local] = {}
         self._by_id: dict[str, _Local] = {}

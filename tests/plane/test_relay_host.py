@@ -189,7 +189,8 @@ async def test_a_vanished_front_end_suspends_its_rig_which_resumes_through_anoth
     divert = rig.last(wire.LeaseDivert)
     assert await call(first, rig, wire.LeaseServing(divert.token)) is True
 
-    host.suspend("fe-1")  # its alive key expired
+    assert host.suspend("fe-1", keep=first.boot) == 0  # alive, under the boot that has the rig
+    assert host.suspend("fe-1", keep="restarted") == 1  # restarted within the ttl (or gone: None)
     await trio.testing.wait_all_tasks_blocked()
     (view,) = service.rigs()
     assert not view["connected"] and view["lease_id"] == lease_id  # still bound: it may resume
