@@ -141,8 +141,8 @@ class Relay:
 
     def new_epoch(self, epoch: int) -> None:
         """A new leader took the plane: say hello for every rig, then send what is unanswered."""
-        if epoch <= self.epoch:
-            return
+        if epoch == self.epoch:
+            return  # the latest announcement wins, even a lower one (a Redis that lost its data)
         self.epoch = epoch
         for local in list(self._by_id.values()):
             hello = self._hello(local)
