@@ -8,6 +8,9 @@ rig only as a `RigConnection`, and the API knows both only through `stratumkit.a
     check_config(config)    every check that binds, writes and asks nothing (`serve --check-config`)
     open_app(config)        template source, queue, lease service, pool (not yet running)
     App.run()               pool, lease service and (when api_port is set) the HTTP API
+                            (with lease_plane: the plane node of `stratumkit.plane` in place of
+                            the lease service; the pool's extension port is its relay, the
+                            API's lease calls go to the plane's leader, and no power layer runs)
     serve(config)           `stratumkit serve`: App.run until SIGINT / SIGTERM; SIGHUP reloads
                             the TLS certificate (App.reload_certificate)
 """
@@ -40,8 +43,11 @@ from stratumkit.server.pool import Pool, payout_script
 from stratumkit.server.tls import api_context, reload_certificate, stratum_context
 
 if TYPE_CHECKING:
+    from stratumkit.api.ports import LeaseAPI
     from stratumkit.lease.service import LeaseService
     from stratumkit.lease.store import LeaseStore
+    from stratumkit.plane.api import PlaneLeases
+    from stratumkit.plane.node import PlaneNode
     from stratumkit.power.service import PowerService
 
 log = structlog.get_logger("stratumkit.serve")
@@ -137,6 +143,18 @@ def open_lease_store(config: PoolConfig, queue: QueueEngine) -> AbstractAsyncCon
     return open_sqlite_lease_store(config.data_path / "leases.sqlite")
 
 
+def open_plane(config: PoolConfig, queue: QueueEngine, make_service: Callable[[LeaseStore], LeaseService]) -> PlaneNode:
+    """This front end's node of the shared lease plane ``lease_plane`` (on the Redis queue's
+    connections): its front end id is ``fe-<instance_id>``, so give each front end its own."""
+    from stratumkit.plane.node import PlaneNode
+    from stratumkit.queue.redis import RedisQueueEngine
+
+    if not isinstance(queue, RedisQueueEngine):
+        raise ConfigError("lease_plane needs a Redis queue_url")
+    assert config.lease_plane is not None
+    return PlaneNode(queue.client, config.lease_plane, f"fe-{config.instance_id}", make_service)
+
+
 def tune_gc() -> None:
     """Garbage collection for a long-running server with many connections.
 
@@ -156,9 +174,11 @@ class App:
 
     config: PoolConfig
     pool: Pool
-    leases: LeaseService
+    leases: LeaseService | None  # None on a shared lease plane: the plane node runs one when it leads
     queue: QueueEngine
-    power: PowerService
+    power: PowerService | None
+    plane: PlaneNode | None = None
+    plane_api: PlaneLeases | None = None
     api_port: int | None = None
     #: The HTTPS API's context (api_tls), made at start so a certificate that does not load stops it.
     api_tls: ssl.SSLContext | None = None
@@ -197,8 +217,17 @@ class App:
             )
             with api_socket or contextlib.nullcontext():
                 await nursery.start(self.pool.run)
-                await nursery.start(self.leases.run)
-                await nursery.start(self.power.run)
+                api_leases: LeaseAPI
+                if self.plane is not None and self.plane_api is not None:
+                    await nursery.start(self.plane.run)
+                    nursery.start_soon(self.plane.keep_integrators, self.plane_api.integrators)
+                    api_leases = self.plane_api
+                else:
+                    assert self.leases is not None
+                    await nursery.start(self.leases.run)
+                    api_leases = self.leases
+                if self.power is not None:
+                    await nursery.start(self.power.run)
                 if api_port is not None:
                     from stratumkit.api.app import serve_api
                     from stratumkit.server.operator import PoolOperator
@@ -207,18 +236,31 @@ class App:
                         functools.partial(
                             serve_api,
                             self.pool,
-                            self.leases,
+                            api_leases,
                             config.api_host,
                             api_port,
                             api_token=config.api_token,
                             shutdown_trigger=shutdown_trigger,
                             sock=api_socket,
                             tls=self.api_tls,
-                            operator=PoolOperator(self.pool, self.leases, self.queue, self.power.hashprice),
+                            operator=PoolOperator(
+                                self.pool,
+                                api_leases,
+                                self.queue,
+                                None if self.power is None else self.power.hashprice,
+                            ),
                             power=self.power,
                         )
                     )
             task_status.started(self)
+
+    async def freeze(self) -> None:
+        """Stopping: leases are kept as they are, not ended by the shutdown (and on a shared
+        plane, this front end's rigs are suspended, to resume on another one)."""
+        if self.plane is not None:
+            await self.plane.freeze()
+        if self.leases is not None:
+            await self.leases.freeze()
 
 
 @asynccontextmanager
@@ -236,17 +278,31 @@ async def open_app(config: PoolConfig) -> AsyncIterator[App]:
     with hold_data_dir(config):
         source = make_source(config)
         await check_node(config)
-        async with open_queue(config) as queue, open_lease_store(config, queue) as store:
-            leases = LeaseService(
-                queue,
-                drain_timeout_s=config.lease_drain_timeout,
-                return_timeout_s=config.lease_return_timeout,
-                resume_grace_s=config.lease_resume_grace,
-                store=store,
-                check_jobs=config.check_jobs,
-                rig_auth=RigAuth(config.rig_secret, config.rig_secrets),
-                integrators=Integrators(config.integrator_tokens),
-            )
+        async with AsyncExitStack() as stack:
+            queue = await stack.enter_async_context(open_queue(config))
+
+            def make_service(store: LeaseStore | None) -> LeaseService:
+                return LeaseService(
+                    queue,
+                    drain_timeout_s=config.lease_drain_timeout,
+                    return_timeout_s=config.lease_return_timeout,
+                    resume_grace_s=config.lease_resume_grace,
+                    store=store,
+                    check_jobs=config.check_jobs,
+                    rig_auth=RigAuth(config.rig_secret, config.rig_secrets),
+                    integrators=Integrators(config.integrator_tokens),
+                )
+
+            if config.lease_plane is not None:
+                plane = open_plane(config, queue, make_service)
+                from stratumkit.plane.api import PlaneLeases
+
+                pool = Pool(config, source, extensions=plane.relay)
+                plane_api = PlaneLeases(plane, Integrators(config.integrator_tokens))
+                yield App(config, pool, None, queue, None, plane, plane_api, api_tls=make_api_tls(config))
+                return
+            store = await stack.enter_async_context(open_lease_store(config, queue))
+            leases = make_service(store)
             pool = Pool(config, source, extensions=leases)
             try:
                 power = PowerService(settings, pool, leases)
@@ -272,7 +328,7 @@ async def serve(config: PoolConfig, *, task_status: trio.TaskStatus[App] = trio.
                         continue
                     log.info("shutting down", signal=signal.Signals(signum).name)
                     stopping.set()  # event streams end cleanly first
-                    await app.leases.freeze()  # leases are kept as they are, not ended by the shutdown
+                    await app.freeze()  # leases are kept as they are, not ended by the shutdown
                     await trio.sleep(0.2)
                     app.pool.shutdown()
                     nursery.cancel_scope.cancel()
@@ -281,4 +337,14 @@ async def serve(config: PoolConfig, *, task_status: trio.TaskStatus[App] = trio.
             nursery.start_soon(wait_for_signal)
 
 
-__all__ = ["App", "check_config", "make_source", "open_app", "open_lease_store", "open_queue", "serve", "tune_gc"]
+__all__ = [
+    "App",
+    "check_config",
+    "make_source",
+    "open_app",
+    "open_lease_store",
+    "open_plane",
+    "open_queue",
+    "serve",
+    "tune_gc",
+]

@@ -35,7 +35,12 @@ def _bench(args: argparse.Namespace) -> int:
     elif args.what == "lease":
         from stratumkit.bench import lease as bench_lease
 
-        bench_lease.run(args.rounds, args.rigs, args.inference, args.restarts)
+        if args.front_ends > 1:
+            if args.restarts:
+                raise SystemExit("stratumkit bench lease: --restarts runs with one front end only")
+            bench_lease.run_front_ends(args.rounds, args.rigs, args.inference, args.front_ends)
+        else:
+            bench_lease.run(args.rounds, args.rigs, args.inference, args.restarts)
     elif args.what == "mining":
         from stratumkit.bench import mining as bench_mining
 
@@ -258,6 +263,13 @@ def build_parser() -> argparse.ArgumentParser:
     b_lease.add_argument("--rigs", type=int, default=2, help="agent processes (default 2)")
     b_lease.add_argument("--inference", default=None, help="agents' inference backend (e.g. minilm)")
     b_lease.add_argument("--restarts", type=int, default=0, help="pool restarts under a lease (default 0)")
+    b_lease.add_argument(
+        "--front-ends",
+        type=int,
+        default=1,
+        help="serve processes sharing one lease plane on a private redis-server, the rigs spread over them; "
+        "the rounds take the rigs in turn (default 1: one pool, as before)",
+    )
 
     b_curtail = benches.add_parser(
         "curtail", help="curtail and release a fleet of agents: how soon hashing stops and resumes"

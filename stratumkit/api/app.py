@@ -84,6 +84,9 @@ EVENT_BUFFER = 1000
 _OPERATOR_PATHS = frozenset({"/v1/blocks", "/v1/history", "/v1/reports/daily"})
 #: Routes answered only when the power layer runs in this process.
 _POWER_PATHS = frozenset({"/v1/policy"})
+#: Routes that read rigs, leases or lease stats (the lease layer's ``refresh`` comes first).
+_LEASE_READS = frozenset({"rigs", "list_leases", "get_lease", "extend_lease", "cancel_lease", "lease_jobs", "stats",
+                          "metrics"})  # fmt: skip
 #: The longest operator message sent to miners (what their screens can show).
 MAX_MESSAGE_CHARS = 512
 
@@ -178,6 +181,8 @@ class ApiApp(AsgiApp):
                 log.exception("event stream failed", path=request.path)
             return None
         handler: Handler = getattr(self, "_" + name)
+        if name in _LEASE_READS:
+            await self.leases.refresh(name, request.params.get("lease_id"))
         return await handler(request)
 
     def error_reply(self, error: HTTPError) -> Reply:

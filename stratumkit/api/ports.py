@@ -38,6 +38,12 @@ class PoolView(Protocol):
 class LeaseAPI(Protocol):
     """The integrator's operations on rigs, leases and job queues."""
 
+    async def refresh(self, route: str, lease_id: str | None = None) -> None:
+        """Called before the reads that do not await (rigs, leases, stats) of `route` (the route's
+        name; `lease_id` for a lease's routes): a front end of a shared lease plane fetches what
+        the route reads from the plane here; a lone pool has nothing to do."""
+        ...
+
     def rigs(self) -> list[dict[str, Any]]: ...
 
     async def create_lease(self, body: dict[str, Any]) -> dict[str, Any]:

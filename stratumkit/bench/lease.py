@@ -18,17 +18,24 @@ alternately with SIGKILL and SIGTERM, on the same ports and data directory, and 
 - of that, the pool's own part: from the moment every rig is registered again (seen in /v1/rigs)
   until all serve the lease (the rest is the agents' reconnect backoff and start-up);
 - the outage itself (signal -> /health answers), for context.
+
+With ``--front-ends N`` (``run_front_ends``) it runs N serve processes sharing one lease plane
+(``lease_plane``) on a private redis-server, the rigs spread over them; round n leases rig
+n mod rigs alone (so the front ends take turns), through the API of a front end that does not
+lead the plane, and times the same two figures.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -233,4 +240,163 @@ def run(rounds: int = 30, rigs: int = 2, inference: str | None = None, restarts:
             print(
                 f"{label:<32} p50 {1000 * percentile(v, 0.5):7.1f} ms   p99 {1000 * percentile(v, 0.99):7.1f} ms   "
                 f"max {1000 * max(v):7.1f} ms   (n={len(v)}, {target})"
+            )
+
+
+# ---------------------------------------------------------------------------- several front ends
+
+
+def _redis_server(directory: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """A private redis-server (no persistence) on a free loopback port, for the plane."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("stratumkit bench lease --front-ends needs redis-server on PATH")
+
+    def launch(ports: list[int]) -> subprocess.Popen[bytes]:
+        (port,) = ports
+        return subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(directory),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+
+    proc, (port,) = serve_on_free_ports(launch, 1)
+    return proc, port
+
+
+async def bench_front_ends(rounds: int, rigs: int, inference: str | None, front_ends: int) -> dict[str, Any]:
+    """Like `bench`, with `front_ends` serve processes on one lease plane: rig i connects to front
+    end i mod N first (the others after it, for failover) and has a GPU model of its own, so round
+    n can lease rig n mod rigs alone (the front ends take turns). The lease calls go through the
+    API of a front end that does not lead the plane (they are forwarded), and each round times,
+    as `bench` does, API call -> the lease serving and cancel -> the rig's next accepted share."""
+    with tempfile.TemporaryDirectory(prefix="stratumkit-bench-lease-") as tmp:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        redis, redis_port = await trio.to_thread.run_sync(_redis_server, Path(tmp))
+        url = f"redis://127.0.0.1:{redis_port}/0"
+        servers: list[subprocess.Popen[bytes]] = []
+        ports: list[tuple[int, int]] = []
+        agents: list[subprocess.Popen[bytes]] = []
+        try:
+            for n in range(front_ends):
+
+                def launch(pair: list[int], n: int = n) -> subprocess.Popen[bytes]:
+                    stratum, api = pair
+                    return subprocess.Popen(
+                        [sys.executable, "-m", "stratumkit.cli", "serve", "--host", "127.0.0.1",
+                         "--port", str(stratum), "--api-port", str(api), "--data-dir", str(Path(tmp) / f"fe{n}"),
+                         "--queue-url", url, "--lease-plane", "bench", "--instance-id", str(n + 1),
+                         "--start-difficulty", "0.0005", "--embedded-difficulty", "1", "--log-level", "warning"],
+                        env=env,
+                    )  # fmt: skip
+
+                server, (stratum, api) = await trio.to_thread.run_sync(serve_on_free_ports, launch, 2)
+                servers.append(server)
+                ports.append((stratum, api))
+            for i in range(rigs):
+                order = [ports[(i + k) % front_ends][0] for k in range(front_ends)]
+                cmd = [sys.executable, "-m", "stratumkit.cli", "agent"]
+                for stratum in order:
+                    cmd += ["--pool", f"127.0.0.1:{stratum}"]
+                cmd += ["--worker", f"bench{i}.rig", "--rig-id", f"bench-rig-{i}", "--gpu", f"BenchGPU-{i}:24576",
+                        "--duty", "0.2", "--log-level", "warning"]  # fmt: skip
+                if inference:
+                    cmd += ["--inference", inference]
+                agents.append(subprocess.Popen(cmd, env=env))
+            clients = [PoolClient(f"http://127.0.0.1:{api}") for _, api in ports]
+            for client in clients:
+                await _until(lambda client=client: _healthy(client), timeout=60, interval=0.05)
+            client = clients[0]
+
+            async def all_mining() -> bool:
+                listed = await client.rigs()
+                return len(listed) == rigs and all(r["accepted_shares"] > 0 for r in listed)
+
+            await _until(all_mining, timeout=90, interval=0.1)
+            planes = [(await c.stats())["leases"]["plane"] for c in clients]
+            via = next((i for i, p in enumerate(planes) if not p["leader"]), 0)
+            client = clients[via]
+            divert: list[float] = []
+            back: list[float] = []
+            for n in range(rounds):
+                rig = n % rigs  # round n leases rig n mod rigs alone: the front ends take turns
+                t0 = time.perf_counter()
+                lease = await client.create_lease(count=1, queue="bench", duration_s=3600, gpu_model=f"BenchGPU-{rig}")
+                lease_id = str(lease["lease_id"])
+
+                async def serving(lease_id: str = lease_id) -> bool:
+                    return bool((await client.lease(lease_id))["state"] == "serving")
+
+                await _until(serving)
+                divert.append(time.perf_counter() - t0)
+
+                async def shares(rig_id: str = f"bench-rig-{rig}") -> int:
+                    return int(next(r["accepted_shares"] for r in await client.rigs() if r["rig_id"] == rig_id))
+
+                before = await shares()
+                t1 = time.perf_counter()
+                await client.cancel_lease(lease_id)
+
+                async def mined(before: int = before) -> bool:
+                    return await shares() > before
+
+                await _until(mined)
+                back.append(time.perf_counter() - t1)
+            leader_side = (await clients[next((i for i, p in enumerate(planes) if p["leader"]), 0)].stats())["leases"]
+            for c in clients:
+                await c.aclose()
+        finally:
+            for proc in agents:
+                proc.send_signal(signal.SIGINT)
+            for proc in servers:
+                proc.send_signal(signal.SIGTERM)
+            for proc in [*agents, *servers]:
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            redis.terminate()
+            redis.wait(10)
+    return {"divert": divert, "back": back, "via": [via], "leader": [leader_side]}
+
+
+def run_front_ends(rounds: int = 30, rigs: int = 2, inference: str | None = None, front_ends: int = 2) -> None:
+    print(
+        f"stratumkit bench lease — {rounds} rounds, {rigs} agent processes over {front_ends} front ends "
+        f"(one lease plane on a private redis-server), inference backend: {inference or 'none'}; "
+        f"round n leases rig n mod {rigs} alone (rig i on front end i mod {front_ends})"
+    )
+    r = trio.run(bench_front_ends, rounds, rigs, inference, front_ends)
+    role = "a follower: its lease calls are forwarded to the leader" if front_ends > 1 else "the leader"
+    print(f"API calls through front end {r['via'][0] + 1} ({role})")
+    for name, label, target in (
+        ("divert", "API call -> rig serving", "target p99 <= 100 ms"),
+        ("back", "lease end -> first valid share", "target p99 <= 500 ms"),
+    ):
+        v = r[name]
+        print(
+            f"{label:<32} p50 {1000 * percentile(v, 0.5):7.1f} ms   p99 {1000 * percentile(v, 0.99):7.1f} ms   "
+            f"max {1000 * max(v):7.1f} ms   (n={len(v)}, {target})"
+        )
+    leader = r["leader"][0]
+    for name, label in (
+        ("divert_latency_s", "leader: divert -> serving ack"),
+        ("return_latency_s", "leader: return -> first share"),
+    ):
+        figures = leader.get(name)
+        if figures:
+            print(
+                f"{label:<32} p50 {1000 * figures['p50']:7.1f} ms   p99 {1000 * figures['p99']:7.1f} ms   "
+                f"max {1000 * figures['max']:7.1f} ms   (n={figures['n']}, the pool's own view)"
             )

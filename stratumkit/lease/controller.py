@@ -78,7 +78,10 @@ Rules
    for ``reconnect_grace_s``: if it registers again quoting its token (``resume_token``) it
    resumes and its current command is sent again; otherwise it is released (NOT_RESUMED), its
    stint ending, in the record and the accounting, at the restore.
-   A live disconnect ends the stint at once (rule 4), so only a restored rig can resume.
+   A live disconnect ends the stint at once (rule 4), so only a restored or suspended rig can
+   resume: ``rig_suspended`` (the rig's front end vanished, or the rig registered again on
+   another front end of a shared lease plane) disconnects the rig as a restore would, keeping its
+   stint and token for ``reconnect_grace_s``.
 9. Back to mining. After a clean return the I/O layer reports the rig's first accepted share
    with ``rig_mining``; it is written on the stint (``mining_at``) and closes the stint's
    mining latency. A rig drafted or disconnected before that share records none.
@@ -311,6 +314,20 @@ class LeaseController:
         if rig.lease_id is not None:
             self._leave(rig.lease_id, rig_id, RigPhase.LOST, ReleaseReason.DISCONNECTED, now, actions)
         return actions
+
+    def rig_suspended(self, rig_id: str, now: float) -> list[Action]:
+        """The rig's connection is gone with the front end that held it, not closed by the rig:
+        it is disconnected but keeps its stint and token for ``reconnect_grace_s`` (rule 8), as
+        after a restore. A rig bound to no lease is simply disconnected."""
+        now = self._clock(now)
+        rig = self.rig(rig_id)
+        if not rig.connected:
+            return []
+        if rig.lease_id is None:
+            return self.rig_disconnected(rig_id, now)
+        self._rigs[rig_id] = replace(rig, connected=False, resume_by=now + self.reconnect_grace_s)
+        self._awaiting_share.pop(rig_id, None)
+        return []
 
     def forget_rig(self, rig_id: str) -> None:
         """Drop a disconnected, unbound rig from the registry (lease records keep its stints)."""

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -137,6 +137,22 @@ class LeaseService:
         # of a GPU model (None: unknown, no USD figure); the power service sets both
         self.sla_restart_s: float = RESTART_CREDIT_S
         self.gpu_hour_price: Callable[[str | None], float | None] | None = None
+        #: Every published event is also handed here (a shared lease plane puts it on its stream).
+        self.event_sink: Callable[[dict[str, Any]], None] | None = None
+        #: A shared lease plane (:mod:`stratumkit.plane`): a rig registering again while its old
+        #: connection (on another front end) is still linked is suspended, not disconnected, so
+        #: its resume token resumes its stint; so is every rig of a front end that vanished.
+        self.suspend_moved_rigs = False
+        #: A shared lease plane's new leader: the claims of restored rigs stay in the queue until
+        #: each rig registers again, so a rig whose connection outlived the old leader keeps the
+        #: jobs it is running (its front end hands them over, ``adopt_claims``); a rig that comes
+        #: back without them has them requeued then, one that never comes back when it is let go.
+        self.defer_restored_requeue = False
+        #: A shared lease plane's leader: asked before each tick acts on the queue and the rigs
+        #: (a leader that was paused may wake to deadlines long past); False stops the ticks.
+        self.still_leading: Callable[[], Awaitable[bool]] | None = None
+        self._restored_claims: set[str] = set()
+        self._adopting: dict[str, list[ClaimedJob]] = {}
 
     # ------------------------------------------------------------------ running
 
@@ -155,6 +171,8 @@ class LeaseService:
                     with trio.move_on_at(deadline if deadline is not None else trio.current_time() + 3600):
                         await self._wake.wait()
                     self._wake = trio.Event()
+                    if self.still_leading is not None and not await self.still_leading():
+                        await trio.sleep_forever()  # a newer leader decides now: ended by its node
                     actions = self.controller.tick(trio.current_time())
                     await self._apply(actions)
                     if actions:
@@ -179,6 +197,9 @@ class LeaseService:
         )
         requeued = 0
         for rig in self.controller.rigs():
+            if self.defer_restored_requeue:
+                self._restored_claims.add(rig.rig_id)
+                continue
             try:
                 requeued += await self.queue.requeue_consumer(rig.rig_id)
             except QueueError as exc:
@@ -274,7 +295,43 @@ class LeaseService:
             return  # the pool is stopping: the stored stint waits for the rig to resume it
         await self._rig_gone(rig_id, link)
 
+    def adopt_claims(self, rig_id: str, claims: Sequence[ClaimedJob]) -> None:
+        """The jobs a restored rig's live connection holds: kept (not requeued) when its next
+        registration succeeds (see ``defer_restored_requeue``)."""
+        self._adopting[rig_id] = list(claims)
+
+    async def suspend(self, conn: RigConnection) -> None:
+        """The connection is gone with its front end (a shared lease plane): the rig keeps its
+        stint for the resume grace, as after a restart (the controller's ``rig_suspended``)."""
+        rig_id = conn.rig_id
+        link = self.links.get(rig_id or "")
+        if rig_id is None or link is None or link.conn is not conn:
+            return
+        del self.links[rig_id]
+        if self._frozen:
+            return
+        await self._rig_suspended(rig_id, link)
+
+    async def _rig_suspended(self, rig_id: str, link: RigLink) -> None:
+        try:
+            actions = self.controller.rig_suspended(rig_id, trio.current_time())
+        except LeaseError:
+            return
+        self.publish({"type": "rig.disconnected", "rig_id": rig_id, "suspended": True})
+        await self._apply(actions)
+        self._changed()
+        if link.claims:  # what its old connection held goes back now, as at a restore
+            link.claims.clear()
+            try:
+                await self.queue.requeue_consumer(rig_id)
+            except QueueError as exc:
+                log.error("requeue failed", rig=rig_id, error=str(exc))
+        self._poke()
+
     # ------------------------------------------------------------------ integrator API
+
+    async def refresh(self, route: str, lease_id: str | None = None) -> None:
+        """Nothing to fetch: the API reads this process's controller."""
 
     def rigs(self) -> list[dict[str, Any]]:
         out = []
@@ -495,6 +552,8 @@ class LeaseService:
 
     def publish(self, event: dict[str, Any]) -> None:
         event.setdefault("time", time.time())
+        if self.event_sink is not None:
+            self.event_sink(event)
         for send in list(self._subscribers):
             try:
                 send.send_nowait(event)
@@ -606,6 +665,7 @@ class LeaseService:
             conn.respond_error(request_id, f"rig registration refused: this connection is already rig {conn.rig_id!r}")
             return
         rig_id = msg.rig_id or worker
+        adopted = self._adopting.pop(rig_id, None)
         refusal = self.rig_auth.refusal(rig_id, msg.secret)
         if refusal is not None:  # not a rig: the connection goes on as a plain miner
             log.warning("rig registration refused", rig=rig_id, worker=worker, peer=conn.peer, reason=refusal)
@@ -624,7 +684,10 @@ class LeaseService:
         old = self.links.pop(rig_id, None)
         if old is not None:  # the controller has one connection per rig: the newer one wins
             old.conn.drop("the same rig registered on another connection")
-            await self._rig_gone(rig_id, old)
+            if self.suspend_moved_rigs and msg.resume_token is not None:
+                await self._rig_suspended(rig_id, old)  # it moved front ends: let it resume
+            else:
+                await self._rig_gone(rig_id, old)
         try:
             actions = self.controller.register_rig(
                 rig_id, worker, caps, trio.current_time(), resume_token=msg.resume_token
@@ -633,6 +696,15 @@ class LeaseService:
             conn.respond_error(request_id, f"rig registration refused: {exc}")
             return
         self.links[rig_id] = RigLink(conn)
+        if rig_id in self._restored_claims:  # the old leader's claims were left in the queue
+            self._restored_claims.discard(rig_id)
+            if adopted is not None:
+                self.links[rig_id].claims = {claim.job_id: claim for claim in adopted}
+            else:
+                try:
+                    await self.queue.requeue_consumer(rig_id)
+                except QueueError as exc:
+                    log.error("requeue failed", rig=rig_id, error=str(exc))
         conn.register_rig(rig_id)
         conn.respond(request_id, wire.RegisterReply(rig_id).to_result())
         log.info("rig registered", rig=rig_id, gpus=[g.model for g in caps.gpus], models=list(caps.models))

@@ -89,6 +89,7 @@ class PoolConfig:
     rig_secrets: dict[str, str] | None = None  # rig id -> that rig's own secret
     integrator_tokens: dict[str, str] | None = None  # integrator name -> API token; leases belong to their maker
     queue_url: str | None = None  # None: SQLite in data_dir ; redis://host:port/db for Redis
+    lease_plane: str | None = None  # a name: front ends with it (and one Redis queue_url) share one lease plane
     # per-worker earnings (stratumkit.shares.payouts): /v1/reports/daily and `stratumkit report daily`
     payout_scheme: str = "pplns"  # pplns | fpps
     pplns_window: float = 2.0  # PPLNS pays the last N x network difficulty of share difficulty
@@ -147,6 +148,15 @@ class PoolConfig:
                 raise ConfigError(f"{key} must be positive, got {getattr(self, key)}")
         if self.queue_url is not None and not self.queue_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"queue_url must be a redis://, rediss:// or unix:// URL, got {self.queue_url!r}")
+        if self.lease_plane is not None:
+            if self.queue_url is None:
+                raise ConfigError("lease_plane needs a Redis queue_url: the front ends share the plane through it")
+            if not self.lease_plane or not all(c.isalnum() or c in "_.-" for c in self.lease_plane):
+                raise ConfigError(
+                    f"lease_plane must be a name of letters, digits, '_', '.' and '-', got {self.lease_plane!r}"
+                )
+            if self.power:
+                raise ConfigError("the power layer ([power]) does not run on a shared lease_plane yet")
         for key in ("rig_secrets", "integrator_tokens"):  # name -> secret tables
             table = getattr(self, key) or {}
             if not all(isinstance(k, str) and k and isinstance(v, str) and v for k, v in table.items()):
@@ -219,6 +229,7 @@ KEY_HELP: dict[str, str] = {
     "pplns_window": "PPLNS window: this many times the network difficulty of share difficulty (default 2)",
     "pool_fee": "fraction of every reward the pool keeps, 0 <= fee < 1 (default 0)",
     "queue_url": "inference queue engine: redis://host:port/db (default: SQLite in data_dir)",
+    "lease_plane": "share one lease plane (rigs, leases, events) with every front end of this name on queue_url",
     "lease_drain_timeout": "seconds a diverted rig has to say it serves",
     "lease_return_timeout": "seconds a returning rig has to say it mines again",
     "lease_resume_grace": "seconds a leased rig has after a pool restart to resume its stint",

@@ -28,7 +28,7 @@ from .connection import TlsSocketConnection
 from .pool import Pool
 
 if TYPE_CHECKING:
-    from stratumkit.lease.service import LeaseService
+    from stratumkit.api.ports import LeaseAPI
 
 __all__ = ["PoolOperator"]
 
@@ -37,7 +37,7 @@ class PoolOperator:
     def __init__(
         self,
         pool: Pool,
-        leases: LeaseService,
+        leases: LeaseAPI,
         queue: QueueEngine,
         hashprice: Callable[[], float | None] | None = None,
     ) -> None:
@@ -100,7 +100,7 @@ class PoolOperator:
             rigs[modes.get(rig["rig_id"], "offline") if rig["connected"] else "offline"] += 1
         current = pool.registry.current
         healthy = getattr(pool.source, "healthy", True)  # the embedded chain is always there
-        self._queues.update(lease.spec.queue for lease in self.leases.controller.leases())
+        self._queues.update(str(lease["queue"]) for lease in self.leases.list_leases())
         queues: dict[str, dict[str, int]] = {}
         for name in sorted(self._queues):
             try:

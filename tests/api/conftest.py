@@ -74,6 +74,7 @@ async def make_stack(tmp_path: Path) -> AsyncIterator[MakeStack]:
             )  # fmt: skip
             app = await exits.enter_async_context(open_app(PoolConfig(**(values | config))))
             await nursery.start(app.run)
+            assert app.leases is not None and app.power is not None  # a lone pool, not a shared lease plane
             serve = partial(  # the API started here, to set max_body_bytes
                 serve_api,
                 app.pool,

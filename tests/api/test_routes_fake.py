@@ -62,6 +62,9 @@ class FakeLeases:
         self.rigs_value: list[dict[str, Any]] = [{"rig_id": "rig-a", "mode": "mining"}]
         self.broken = False
 
+    async def refresh(self, route: str, lease_id: str | None = None) -> None:
+        pass
+
     def rigs(self) -> list[dict[str, Any]]:
         return self.rigs_value
 

@@ -92,6 +92,7 @@ async def open_site(tmp_path: Path, **config: Any) -> AsyncIterator[Site]:
     await backend.start()
     async with open_app(cfg) as app, trio.open_nursery() as nursery:
         await nursery.start(app.run)
+        assert app.leases is not None and app.power is not None  # a lone pool, not a shared lease plane
         yield Site(app.pool, app.leases, nursery, backend, app.power)
         nursery.cancel_scope.cancel()
     await backend.close()
