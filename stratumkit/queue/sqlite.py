@@ -34,7 +34,6 @@ import dataclasses
 import os
 import sqlite3
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
@@ -107,6 +106,13 @@ _RELEASE_SET = """
     dead_at = CASE WHEN deliveries >= max_deliveries THEN :now END,
     consumer = NULL, token = NULL, deadline = NULL, visibility_timeout = NULL
 """
+
+#: A claim's new delivery (positional: consumer, timeout, deadline), and what it gives back.
+_CLAIM_UPDATE = (
+    "UPDATE jobs SET state = 'claimed', consumer = ?, token = lower(hex(randomblob(16))),"
+    " deliveries = deliveries + 1, visibility_timeout = ?, deadline = ?"
+)
+_CLAIM_RETURNING = "RETURNING seq, job_id, payload, deliveries, max_deliveries, token"
 
 
 @contextmanager
@@ -408,10 +414,10 @@ def _sweep(conn: sqlite3.Connection, queue: str, now: float) -> None:
 def _claim(
     conn: sqlite3.Connection, queue: str, consumer: str, timeout: float, max_jobs: int, now: float
 ) -> list[ClaimedJob]:
-    claimed: list[ClaimedJob] = []
+    deadline = now + timeout
     with _write(conn):
         _sweep(conn, queue, now)
-        seqs = [
+        expired = [
             row[0]
             for row in conn.execute(
                 "SELECT seq FROM jobs WHERE queue = ? AND state = 'claimed' AND deadline <= ?"
@@ -419,36 +425,38 @@ def _claim(
                 (queue, now, max_jobs),
             )
         ]
-        if len(seqs) < max_jobs:
-            seqs += [
-                row[0]
-                for row in conn.execute(
-                    "SELECT seq FROM jobs WHERE queue = ? AND state = 'ready' ORDER BY seq LIMIT ?",
-                    (queue, max_jobs - len(seqs)),
-                )
-            ]
-        for seq in seqs:
-            token = uuid.uuid4().hex
-            job_id, payload, deliveries, max_deliveries = conn.execute(
-                "UPDATE jobs SET state = 'claimed', consumer = ?, token = ?,"
-                " deliveries = deliveries + 1, visibility_timeout = ?, deadline = ?"
-                " WHERE seq = ? RETURNING job_id, payload, deliveries, max_deliveries",
-                (consumer, token, timeout, now + timeout, seq),
-            ).fetchone()
-            claimed.append(
-                ClaimedJob(
-                    job_id=job_id,
-                    queue=queue,
-                    payload=unpack_payload(payload),
-                    deliveries=deliveries,
-                    max_deliveries=max_deliveries,
-                    consumer=consumer,
-                    token=token,
-                    visibility_timeout=timeout,
-                    deadline=now + timeout,
-                )
+        # One UPDATE for the expired claims and one for new jobs, each token fresh from SQLite.
+        taken: dict[int, tuple[Any, ...]] = {}
+        if expired:
+            marks = ",".join("?" * len(expired))
+            for row in conn.execute(f"{_CLAIM_UPDATE} WHERE seq IN ({marks}) {_CLAIM_RETURNING}",
+                                    (consumer, timeout, deadline, *expired)):  # fmt: skip
+                taken[row[0]] = row
+        if len(expired) < max_jobs:
+            for row in conn.execute(
+                f"{_CLAIM_UPDATE} WHERE seq IN (SELECT seq FROM jobs WHERE queue = ? AND state = 'ready'"
+                f" ORDER BY seq LIMIT ?) {_CLAIM_RETURNING}",
+                (consumer, timeout, deadline, queue, max_jobs - len(expired)),
+            ):
+                taken[row[0]] = row
+        # RETURNING gives rows in no set order: expired claims first (oldest deadline first), then
+        # new jobs in enqueue order.
+        again = set(expired)
+        order = expired + sorted(seq for seq in taken if seq not in again)
+        return [
+            ClaimedJob(
+                job_id=job_id,
+                queue=queue,
+                payload=unpack_payload(payload),
+                deliveries=deliveries,
+                max_deliveries=max_deliveries,
+                consumer=consumer,
+                token=token,
+                visibility_timeout=timeout,
+                deadline=deadline,
             )
-    return claimed
+            for _, job_id, payload, deliveries, max_deliveries, token in (taken[seq] for seq in order)
+        ]
 
 
 def _check_current(conn: sqlite3.Connection, claim: ClaimedJob) -> None:
@@ -469,28 +477,46 @@ def _heartbeat(conn: sqlite3.Connection, claim: ClaimedJob, timeout: float, now:
 
 
 def _ack_many(conn: sqlite3.Connection, acks: list[tuple[ClaimedJob, bytes]], now: float) -> list[bool]:
+    """The batch in a few statements: one lookup of every job and its recorded result, then one
+    INSERT and one UPDATE per recorded ack (executemany). Answers as acks made one by one."""
+    ids = list(dict.fromkeys(claim.job_id for claim, _ in acks))
+    # job id -> (seq, state, current token, recorded result's token)
+    known: dict[str, tuple[int, str, str | None, str | None]] = {}
     with _write(conn):  # an UnknownJob rolls back the whole batch
-        return [_ack(conn, claim, data, now) for claim, data in acks]
-
-
-def _ack(conn: sqlite3.Connection, claim: ClaimedJob, data: bytes, now: float) -> bool:
-    """One ack inside the caller's transaction."""
-    row = conn.execute("SELECT token FROM results WHERE job_id = ?", (claim.job_id,)).fetchone()
-    if row is not None:
-        return bool(row[0] == claim.token)
-    try:
-        _check_current(conn, claim)
-    except StaleClaim:
-        return False
-    conn.execute(
-        "INSERT INTO results (job_id, token, consumer, deliveries, payload, completed_at) VALUES (?, ?, ?, ?, ?, ?)",
-        (claim.job_id, claim.token, claim.consumer, claim.deliveries, data, now),
-    )
-    conn.execute(
-        "UPDATE jobs SET state = 'done', token = NULL, deadline = NULL WHERE job_id = ?",
-        (claim.job_id,),
-    )
-    return True
+        for start in range(0, len(ids), _LOOKUP_CHUNK):
+            chunk = ids[start : start + _LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for job_id, seq, state, token, recorded in conn.execute(
+                "SELECT j.job_id, j.seq, j.state, j.token, r.token FROM jobs AS j LEFT JOIN results AS r USING (job_id)"
+                f" WHERE j.job_id IN ({marks})",
+                chunk,
+            ):
+                known[job_id] = (seq, state, token, recorded)
+        answers: list[bool] = []
+        results: list[tuple[str, str, str, int, bytes, float]] = []
+        done: list[tuple[int]] = []
+        for claim, data in acks:
+            found = known.get(claim.job_id)
+            if found is None:
+                raise UnknownJob(claim.job_id)
+            seq, state, token, recorded = found
+            if recorded is not None:
+                answers.append(recorded == claim.token)
+            elif state != "claimed" or token != claim.token:
+                answers.append(False)
+            else:
+                results.append((claim.job_id, claim.token, claim.consumer, claim.deliveries, data, now))
+                done.append((seq,))
+                known[claim.job_id] = (seq, "done", None, claim.token)
+                answers.append(True)
+        if results:
+            conn.executemany(
+                "INSERT INTO results (job_id, token, consumer, deliveries, payload, completed_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                results,
+            )
+            conn.executemany("UPDATE jobs SET state = 'done', token = NULL, deadline = NULL WHERE seq = ?", done)
+    return answers
 
 
 def _nack(conn: sqlite3.Connection, claim: ClaimedJob, now: float) -> None:
