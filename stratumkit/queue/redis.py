@@ -48,7 +48,9 @@ from typing import Any
 import coredis
 import coredis.exceptions
 import msgpack
+import trio
 
+from . import resp
 from .engine import (
     DEFAULT_MAX_DELIVERIES,
     MAX_VISIBILITY_TIMEOUT,
@@ -168,14 +170,14 @@ return {0}
 """
 
 # KEYS: stream, dead, counts   ARGV: consumer, horizon_ms, timeout_ms, max_jobs, reason
-# -> {server time, {{entry id, job id, payload, max deliveries, deliveries}, ...}}
+# -> msgpack {server time, {{entry id, job id, payload, max deliveries, deliveries}, ...}}
 _CLAIM = """
 local stream, dead, counts = KEYS[1], KEYS[2], KEYS[3]
 local consumer, horizon = ARGV[1], tonumber(ARGV[2])
 local timeout, want = tonumber(ARGV[3]), tonumber(ARGV[4])
 local out = {}
 local now = redis.call('TIME')
-if redis.call('EXISTS', stream) == 0 then return {now, out} end
+if redis.call('EXISTS', stream) == 0 then return cmsgpack.pack({now, out}) end
 local taken = {}
 local function take(id, f, deliveries)
   taken[#taken + 1] = id
@@ -214,7 +216,7 @@ if #out < want then
 end
 -- every taken entry gets this claim's deadline (as an idle time)
 chunked({'XCLAIM', stream, GROUP, consumer, 0}, taken, {'IDLE', horizon - timeout, 'JUSTID'})
-return {now, out}
+return cmsgpack.pack({now, out})
 """
 
 # KEYS: stream, jobs   ARGV: job_id, entry id, consumer, deliveries, idle_ms
@@ -226,34 +228,70 @@ return redis.call('TIME')
 """
 
 # KEYS: jobs   ARGV: prefix, msgpack [[job_id, entry id, consumer, deliveries, token, result, queue], ...]
-# -> {0, 1|0 per ack}, or {-1, position (1-based) of an ack whose job was never enqueued}
+# -> msgpack {0, 1|0 per ack}, or {-1, position (1-based) of an ack whose job was never enqueued}
 # The streams, counts and result hashes it touches are named from the prefix (see the layout).
+# Few calls per job (each redis.call costs a microsecond or two): the consumers' pending entries
+# come from one XPENDING per (queue, consumer) of the batch, a result's token is read only for an
+# ack that is not current (a current delivery has no result yet: recording one removes its entry).
 _ACK_MANY = """
 local prefix, acks = ARGV[1], cmsgpack.unpack(ARGV[2])
 local known = queues_of(KEYS[1], acks)
 for i = 1, #acks do
-  if not known[i] then return {-1, i} end
+  if not known[i] then return cmsgpack.pack({-1, i}) end
 end
 local t = redis.call('TIME')
 local at = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+local wanted = {}  -- queue -> consumer -> acks naming it
+for _, a in ipairs(acks) do
+  local by = wanted[a[7]] or {}
+  wanted[a[7]] = by
+  by[a[3]] = (by[a[3]] or 0) + 1
+end
+local pel = {}  -- queue -> consumer -> {entry id -> deliveries}, or false: look each entry up
+for queue, by in pairs(wanted) do
+  local stream = prefix .. ':q:' .. queue .. ':stream'
+  local exists = redis.call('EXISTS', stream) == 1
+  pel[queue] = {}
+  for consumer, n in pairs(by) do
+    local entries = {}
+    if exists then
+      local limit = n + 64
+      local p = redis.call('XPENDING', stream, GROUP, '-', '+', limit, consumer)
+      if #p >= limit then entries = false else
+        for _, e in ipairs(p) do entries[e[1]] = e[4] end
+      end
+    end
+    pel[queue][consumer] = entries
+  end
+end
 local out = {0}
 local acked, order = {}, {}  -- queue -> entry ids recorded; queues in first-seen order
+local here = {}  -- job id -> token recorded by this batch
 for _, a in ipairs(acks) do
   local job_id, entry_id, consumer, deliveries, token, queue = a[1], a[2], a[3], a[4], a[5], a[7]
-  local stream, result = prefix .. ':q:' .. queue .. ':stream', prefix .. ':result:' .. job_id
-  local recorded = redis.call('HGET', result, 'token')
   local answer = 0
-  if recorded then
-    if recorded == token then answer = 1 end
-  elseif current(stream, entry_id, consumer, deliveries) then
-    redis.call('HSET', result, 'token', token, 'queue', queue, 'payload', a[6],
+  local entries = pel[queue][consumer]
+  local is_current
+  if here[job_id] then
+    is_current = false
+  elseif entries then
+    is_current = entries[entry_id] == tonumber(deliveries)
+  else
+    is_current = current(prefix .. ':q:' .. queue .. ':stream', entry_id, consumer, deliveries)
+  end
+  if is_current then
+    redis.call('HSET', prefix .. ':result:' .. job_id, 'token', token, 'queue', queue, 'payload', a[6],
                'consumer', consumer, 'deliveries', deliveries, 'at', at)
+    here[job_id] = token
     if not acked[queue] then
       acked[queue] = {}
       order[#order + 1] = queue
     end
     acked[queue][#acked[queue] + 1] = entry_id
     answer = 1
+  else
+    local recorded = here[job_id] or redis.call('HGET', prefix .. ':result:' .. job_id, 'token')
+    if recorded == token then answer = 1 end
   end
   out[#out + 1] = answer
 end
@@ -264,7 +302,7 @@ for _, queue in ipairs(order) do
   chunked({'XDEL', stream}, entries)
   redis.call('HINCRBY', prefix .. ':q:' .. queue .. ':counts', 'done', #entries)
 end
-return out
+return cmsgpack.pack(out)
 """
 
 # KEYS: stream, jobs, dead, counts   ARGV: job_id, entry id, consumer, deliveries, horizon, reason
@@ -318,6 +356,12 @@ def _lua_pack(rows: list[Any]) -> bytes:
     return msgpack.packb(rows, use_bin_type=False)
 
 
+def _lua_unpack(data: bytes) -> Any:
+    """A script's reply packed with cmsgpack.pack: one bulk string to read instead of a RESP array
+    of every field (Lua strings come back as bytes)."""
+    return msgpack.unpackb(data, raw=True)
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -341,10 +385,13 @@ def _entry_id(claim: ClaimedJob) -> str:
 class RedisQueueEngine:
     """`QueueEngine` on Redis Streams. Open it with `open_redis_queue`."""
 
-    def __init__(self, client: coredis.Redis[bytes], *, prefix: str = "stratumkit:queue") -> None:
+    def __init__(
+        self, client: coredis.Redis[bytes], *, prefix: str = "stratumkit:queue", raw: resp.RawPool | None = None
+    ) -> None:
         self._client = client
         self._prefix = prefix
         self._closed = False
+        self._raw = raw  # the scripts' lean connections to the same server (coredis when None)
         self._scripts = {
             name: client.register_script(_PRELUDE + source)
             for name, source in {
@@ -378,9 +425,26 @@ class RedisQueueEngine:
     async def _script(self, name: str, keys: list[str], args: list[str | bytes | int]) -> Any:
         if self._closed:
             raise QueueClosed("the queue engine is closed")
+        if self._raw is not None:
+            return await self._raw_script(name, keys, args)
         try:
             return await self._scripts[name](keys=keys, args=args)
         except coredis.exceptions.RedisError as exc:
+            raise QueueError(f"redis {name} failed: {exc}") from exc
+
+    async def _raw_script(self, name: str, keys: list[str], args: list[str | bytes | int]) -> Any:
+        assert self._raw is not None
+        script = self._scripts[name]
+        sha = _text(script.sha)
+        try:
+            try:
+                return await self._raw.call("EVALSHA", sha, len(keys), *keys, *args)
+            except resp.RespError as exc:
+                if not str(exc).startswith("NOSCRIPT"):
+                    raise
+            await self._raw.call("SCRIPT", "LOAD", script.script)
+            return await self._raw.call("EVALSHA", sha, len(keys), *keys, *args)
+        except (resp.RespError, OSError, trio.BrokenResourceError) as exc:
             raise QueueError(f"redis {name} failed: {exc}") from exc
 
     async def _command(self, request: Any) -> Any:
@@ -436,10 +500,12 @@ class RedisQueueEngine:
         check_name("consumer", consumer)
         timeout = check_visibility_timeout(visibility_timeout)
         check_count("max_jobs", max_jobs)
-        now_reply, entries = await self._script(
-            "claim",
-            list(self._queue_keys(queue)),
-            [consumer, _HORIZON_MS, round(timeout * 1000), max_jobs, REASON_MAX_DELIVERIES],
+        now_reply, entries = _lua_unpack(
+            await self._script(
+                "claim",
+                list(self._queue_keys(queue)),
+                [consumer, _HORIZON_MS, round(timeout * 1000), max_jobs, REASON_MAX_DELIVERIES],
+            )
         )
         deadline = _seconds(now_reply) + timeout
         claimed = []
@@ -490,7 +556,7 @@ class RedisQueueEngine:
         ]
         if not rows:
             return []
-        reply = await self._script("ack_many", [self._key("jobs")], [self._prefix, _lua_pack(rows)])
+        reply = _lua_unpack(await self._script("ack_many", [self._key("jobs")], [self._prefix, _lua_pack(rows)]))
         if int(reply[0]) == -1:
             raise UnknownJob(acks[int(reply[1]) - 1][0].job_id)
         return [answer == 1 for answer in reply[1:]]
@@ -566,15 +632,20 @@ class RedisQueueEngine:
         return _letter(queue, entries[0]) if entries else None
 
     async def close(self) -> None:
-        """Refuse further calls; the connection closes when `open_redis_queue` exits."""
+        """Refuse further calls; the coredis connection closes when `open_redis_queue` exits."""
         self._closed = True
+        if self._raw is not None:
+            await self._raw.aclose()
 
 
 @asynccontextmanager
 async def open_redis_queue(
-    url: str = "redis://127.0.0.1:6379/0", *, prefix: str = "stratumkit:queue"
+    url: str = "redis://127.0.0.1:6379/0", *, prefix: str = "stratumkit:queue", raw_scripts: bool = True
 ) -> AsyncIterator[RedisQueueEngine]:
     """Connect to Redis at `url`, check its version, and yield the engine.
+
+    With `raw_scripts` (and a plain redis:// URL) the queue's scripts run on lean connections of
+    their own (`resp.RawPool`), everything else on coredis.
 
     coredis keeps its connections in a task group, so the engine lives inside this context. That
     task group wraps whatever crosses it in an exception group; a lone exception (the caller's
@@ -583,7 +654,8 @@ async def open_redis_queue(
     lone: BaseException | None = None
     try:
         async with client:
-            engine = RedisQueueEngine(client, prefix=prefix)
+            raw = resp.RawPool.from_url(url) if raw_scripts else None
+            engine = RedisQueueEngine(client, prefix=prefix, raw=raw)
             try:
                 await engine.check_server()
                 yield engine
