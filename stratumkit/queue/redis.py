@@ -9,6 +9,11 @@ Layout (every key under `prefix`):
 - `{prefix}:jobs`             hash job id -> queue: makes enqueue idempotent and ids global.
 - `{prefix}:queues`           set of queue names, for `requeue_consumer`.
 - `{prefix}:result:{job_id}`  hash: the one recorded result and the token of the delivery.
+- `{prefix}:enqueued`, `{prefix}:claimed` hashes job id -> when it was enqueued, last claimed
+  (server time, seconds): one HSET per batch, not per job.
+- `{prefix}:causes`           hash job id -> the last cause a consumer gave with `nack`.
+- `{prefix}:done`             sorted set of finished job ids by result time, for `expire_results`
+  (which deletes the result and the job's entries in the hashes above).
 
 Rules:
 - Batch arguments travel as one msgpack argument (cmsgpack in the script): one argument to
@@ -59,6 +64,7 @@ from .engine import (
     DeadLetter,
     InvalidArgument,
     Job,
+    JobInfo,
     JobResult,
     NewJob,
     QueueClosed,
@@ -67,6 +73,7 @@ from .engine import (
     StaleClaim,
     UnknownJob,
     check_batch,
+    check_cause,
     check_count,
     check_name,
     check_new_job,
@@ -76,6 +83,8 @@ from .engine import (
 )
 
 GROUP = "workers"
+#: Jobs one script of `expire_results` forgets.
+EXPIRE_CHUNK = 1000
 #: Oldest Redis with XPENDING ... IDLE and exclusive ranges.
 MIN_REDIS_VERSION = (6, 2)
 _HORIZON_MS = int(MAX_VISIBILITY_TIMEOUT * 1000)
@@ -142,7 +151,7 @@ local function release(stream, dead, counts, id, deliveries, horizon, reason)
 end
 """
 
-# KEYS: jobs, queues, stream, counts   ARGV: queue, msgpack [[job_id, payload, max_deliveries], ...]
+# KEYS: jobs, queues, stream, counts, enqueued   ARGV: queue, msgpack [[job_id, payload, max_deliveries], ...]
 # -> {0}, or {position (1-based) of a job whose id is used on another queue, that queue}
 _ENQUEUE_MANY = """
 local queue, jobs = ARGV[1], cmsgpack.unpack(ARGV[2])
@@ -153,23 +162,30 @@ end
 if redis.call('EXISTS', KEYS[3]) == 0 then
   redis.call('XGROUP', 'CREATE', KEYS[3], GROUP, '0', 'MKSTREAM')
 end
-local added, seen = 0, {}
+local t = redis.call('TIME')
+local at = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+local added, seen, ids, times = 0, {}, {}, {}
 for i, job in ipairs(jobs) do
   if not owners[i] and not seen[job[1]] then  -- new, and not earlier in this batch
     seen[job[1]] = true
-    -- the entry before the id, as one job alone always did: a write refused half way leaves a
-    -- job that may run twice, never an id that never runs
     redis.call('XADD', KEYS[3], '*', 'j', job[1], 'p', job[2], 'm', job[3])
-    redis.call('HSET', KEYS[1], job[1], queue)
+    ids[#ids + 1] = job[1]
+    ids[#ids + 1] = queue
+    times[#times + 1] = job[1]
+    times[#times + 1] = at
     added = added + 1
   end
 end
+-- the entries before the ids (one HSET for the batch), as one job alone always did: a write
+-- refused half way leaves a job that may run twice, never an id that never runs
+chunked({'HSET', KEYS[1]}, ids)
+chunked({'HSET', KEYS[5]}, times)
 redis.call('SADD', KEYS[2], queue)
 if added > 0 then redis.call('HINCRBY', KEYS[4], 'waiting', added) end
 return {0}
 """
 
-# KEYS: stream, dead, counts   ARGV: consumer, horizon_ms, timeout_ms, max_jobs, reason
+# KEYS: stream, dead, counts, claimed   ARGV: consumer, horizon_ms, timeout_ms, max_jobs, reason
 # -> msgpack {server time, {{entry id, job id, payload, max deliveries, deliveries}, ...}}
 _CLAIM = """
 local stream, dead, counts = KEYS[1], KEYS[2], KEYS[3]
@@ -216,6 +232,14 @@ if #out < want then
 end
 -- every taken entry gets this claim's deadline (as an idle time)
 chunked({'XCLAIM', stream, GROUP, consumer, 0}, taken, {'IDLE', horizon - timeout, 'JUSTID'})
+if #out > 0 then
+  local at, times = now[1] .. '.' .. string.format('%06d', tonumber(now[2])), {}
+  for _, o in ipairs(out) do
+    times[#times + 1] = o[2]
+    times[#times + 1] = at
+  end
+  chunked({'HSET', KEYS[4]}, times)
+end
 return cmsgpack.pack({now, out})
 """
 
@@ -229,7 +253,7 @@ return redis.call('TIME')
 
 # KEYS: jobs   ARGV: prefix, msgpack [[job_id, entry id, consumer, deliveries, token, result, queue], ...]
 # -> msgpack {0, 1|0 per ack}, or {-1, position (1-based) of an ack whose job was never enqueued}
-# The streams, counts and result hashes it touches are named from the prefix (see the layout).
+# The streams, counts, result hashes and the done set it touches are named from the prefix.
 # Few calls per job (each redis.call costs a microsecond or two): the consumers' pending entries
 # come from one XPENDING per (queue, consumer) of the batch, a result's token is read only for an
 # ack that is not current (a current delivery has no result yet: recording one removes its entry).
@@ -267,6 +291,7 @@ end
 local out = {0}
 local acked, order = {}, {}  -- queue -> entry ids recorded; queues in first-seen order
 local here = {}  -- job id -> token recorded by this batch
+local finished = {}  -- ZADD arguments: score (result time), job id
 for _, a in ipairs(acks) do
   local job_id, entry_id, consumer, deliveries, token, queue = a[1], a[2], a[3], a[4], a[5], a[7]
   local answer = 0
@@ -283,6 +308,8 @@ for _, a in ipairs(acks) do
     redis.call('HSET', prefix .. ':result:' .. job_id, 'token', token, 'queue', queue, 'payload', a[6],
                'consumer', consumer, 'deliveries', deliveries, 'at', at)
     here[job_id] = token
+    finished[#finished + 1] = at
+    finished[#finished + 1] = job_id
     if not acked[queue] then
       acked[queue] = {}
       order[#order + 1] = queue
@@ -302,15 +329,50 @@ for _, queue in ipairs(order) do
   chunked({'XDEL', stream}, entries)
   redis.call('HINCRBY', prefix .. ':q:' .. queue .. ':counts', 'done', #entries)
 end
+chunked({'ZADD', prefix .. ':done'}, finished)
 return cmsgpack.pack(out)
 """
 
-# KEYS: stream, jobs, dead, counts   ARGV: job_id, entry id, consumer, deliveries, horizon, reason
+# KEYS: stream, jobs, dead, counts, causes
+# ARGV: job_id, entry id, consumer, deliveries, horizon, reason, has cause (1|0), cause
 _NACK = """
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return -1 end
 if not current(KEYS[1], ARGV[2], ARGV[3], ARGV[4]) then return 0 end
+if ARGV[7] == '1' then redis.call('HSET', KEYS[5], ARGV[1], ARGV[8]) end
 release(KEYS[1], KEYS[3], KEYS[4], ARGV[2], tonumber(ARGV[4]), ARGV[5], ARGV[6])
 return 1
+"""
+
+# KEYS: jobs, enqueued, claimed, causes   ARGV: prefix, job_id
+# -> {queue or false, enqueued at, claimed at, cause, result time, dead letter id}
+_INFO = """
+local prefix, job_id = ARGV[1], ARGV[2]
+local queue = redis.call('HGET', KEYS[1], job_id)
+if not queue then return {false} end
+return {queue, redis.call('HGET', KEYS[2], job_id), redis.call('HGET', KEYS[3], job_id),
+        redis.call('HGET', KEYS[4], job_id), redis.call('HGET', prefix .. ':result:' .. job_id, 'at'),
+        redis.call('HGET', prefix .. ':q:' .. queue .. ':deadjobs', job_id)}
+"""
+
+# KEYS: done, jobs, enqueued, claimed, causes   ARGV: prefix, before (seconds), limit   -> jobs forgotten
+# (and taken off their queue's done count)
+_EXPIRE = """
+local prefix = ARGV[1]
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
+if #ids == 0 then return 0 end
+local results, rows, done = {}, {}, {}
+for i, id in ipairs(ids) do
+  results[i] = prefix .. ':result:' .. id
+  rows[i] = {id}
+end
+for _, queue in ipairs(queues_of(KEYS[2], rows)) do
+  if queue then done[queue] = (done[queue] or 0) + 1 end
+end
+for queue, n in pairs(done) do redis.call('HINCRBY', prefix .. ':q:' .. queue .. ':counts', 'done', -n) end
+chunked({'DEL'}, results)
+for k = 2, 5 do chunked({'HDEL', KEYS[k]}, ids) end
+chunked({'ZREM', KEYS[1]}, ids)
+return #ids
 """
 
 # KEYS: stream, dead, counts   ARGV: consumer, horizon, reason   -> jobs released
@@ -400,6 +462,8 @@ class RedisQueueEngine:
                 "heartbeat": _HEARTBEAT,
                 "ack_many": _ACK_MANY,
                 "nack": _NACK,
+                "info": _INFO,
+                "expire": _EXPIRE,
                 "requeue_consumer": _REQUEUE_CONSUMER,
                 "stats": _STATS,
             }.items()
@@ -485,7 +549,7 @@ class RedisQueueEngine:
         stream, _, counts = self._queue_keys(queue)
         reply = await self._script(
             "enqueue_many",
-            [self._key("jobs"), self._key("queues"), stream, counts],
+            [self._key("jobs"), self._key("queues"), stream, counts, self._key("enqueued")],
             [queue, _lua_pack(rows)],
         )
         if int(reply[0]) != 0:
@@ -503,7 +567,7 @@ class RedisQueueEngine:
         now_reply, entries = _lua_unpack(
             await self._script(
                 "claim",
-                list(self._queue_keys(queue)),
+                [*self._queue_keys(queue), self._key("claimed")],
                 [consumer, _HORIZON_MS, round(timeout * 1000), max_jobs, REASON_MAX_DELIVERIES],
             )
         )
@@ -561,12 +625,13 @@ class RedisQueueEngine:
             raise UnknownJob(acks[int(reply[1]) - 1][0].job_id)
         return [answer == 1 for answer in reply[1:]]
 
-    async def nack(self, claim: ClaimedJob) -> None:
+    async def nack(self, claim: ClaimedJob, *, cause: str | None = None) -> None:
+        cause = check_cause(cause)
         stream, dead, counts = self._queue_keys(claim.queue)
         reply = await self._script(
             "nack",
-            [stream, self._key("jobs"), dead, counts],
-            [*self._claim_args(claim), _HORIZON_MS, REASON_MAX_DELIVERIES],
+            [stream, self._key("jobs"), dead, counts, self._key("causes")],
+            [*self._claim_args(claim), _HORIZON_MS, REASON_MAX_DELIVERIES, int(cause is not None), cause or ""],
         )
         if reply == -1:
             raise UnknownJob(claim.job_id)
@@ -630,6 +695,35 @@ class RedisQueueEngine:
             return None
         entries = await self._command(self._client.xrange(dead, _text(entry_id), _text(entry_id)))
         return _letter(queue, entries[0]) if entries else None
+
+    async def info(self, job_id: str) -> JobInfo:
+        check_name("job_id", job_id)
+        keys = [self._key("jobs"), self._key("enqueued"), self._key("claimed"), self._key("causes")]
+        reply = await self._script("info", keys, [self._prefix, job_id])
+        if not reply or reply[0] is None:
+            raise UnknownJob(job_id)
+        queue, enqueued_at, claimed_at, cause, completed_at, dead = reply
+        state = "done" if completed_at is not None else "dead" if dead is not None else "pending"
+        return JobInfo(
+            job_id=job_id,
+            queue=_text(queue),
+            state=state,
+            # a job enqueued before the engine kept enqueue times: unknown (0)
+            enqueued_at=0.0 if enqueued_at is None else float(enqueued_at),
+            claimed_at=None if claimed_at is None else float(claimed_at),
+            completed_at=None if completed_at is None else float(completed_at),
+            cause=None if cause is None else _text(cause),
+        )
+
+    async def expire_results(self, before: float) -> int:
+        """In scripts of at most `EXPIRE_CHUNK` jobs, so other clients get their turn."""
+        keys = [self._key(k) for k in ("done", "jobs", "enqueued", "claimed", "causes")]
+        total = 0
+        while True:
+            n = int(await self._script("expire", keys, [self._prefix, repr(float(before)), EXPIRE_CHUNK]))
+            total += n
+            if n < EXPIRE_CHUNK:
+                return total
 
     async def close(self) -> None:
         """Refuse further calls; the coredis connection closes when `open_redis_queue` exits."""

@@ -47,6 +47,7 @@ from .engine import (
     DeadLetter,
     InvalidArgument,
     Job,
+    JobInfo,
     JobResult,
     NewJob,
     QueueClosed,
@@ -55,6 +56,7 @@ from .engine import (
     StaleClaim,
     UnknownJob,
     check_batch,
+    check_cause,
     check_count,
     check_name,
     check_new_job,
@@ -63,11 +65,13 @@ from .engine import (
     unpack_payload,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: PRAGMA application_id of a queue database: "SKQ1".
 APPLICATION_ID = 0x534B5131
 
 _T = TypeVar("_T")
+#: Jobs one transaction of `expire_results` forgets.
+EXPIRE_CHUNK = 1000
 
 _SCHEMA_V1 = """
 CREATE TABLE jobs (
@@ -99,6 +103,14 @@ CREATE TABLE results (
 ) WITHOUT ROWID;
 """
 
+#: Version 2: when each job was last claimed, the last cause a consumer gave back with it, and
+#: results findable by age (their expiry). A version 1 file is brought up to it when opened.
+_MIGRATE_V2 = """
+ALTER TABLE jobs ADD COLUMN claimed_at REAL;
+ALTER TABLE jobs ADD COLUMN last_cause TEXT;
+CREATE INDEX results_completed ON results (completed_at);
+"""
+
 #: Releasing a claim: back to ready, or dead-lettered when it has used all its deliveries.
 _RELEASE_SET = """
     state = CASE WHEN deliveries >= max_deliveries THEN 'dead' ELSE 'ready' END,
@@ -107,10 +119,10 @@ _RELEASE_SET = """
     consumer = NULL, token = NULL, deadline = NULL, visibility_timeout = NULL
 """
 
-#: A claim's new delivery (positional: consumer, timeout, deadline), and what it gives back.
+#: A claim's new delivery (positional: consumer, timeout, deadline, now), and what it gives back.
 _CLAIM_UPDATE = (
     "UPDATE jobs SET state = 'claimed', consumer = ?, token = lower(hex(randomblob(16))),"
-    " deliveries = deliveries + 1, visibility_timeout = ?, deadline = ?"
+    " deliveries = deliveries + 1, visibility_timeout = ?, deadline = ?, claimed_at = ?"
 )
 _CLAIM_RETURNING = "RETURNING seq, job_id, payload, deliveries, max_deliveries, token"
 
@@ -138,6 +150,13 @@ def _write(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
+def _statements(conn: sqlite3.Connection, script: str) -> None:
+    """One by one: executescript() would COMMIT the open transaction first."""
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
 def _connect(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
     try:
@@ -152,16 +171,16 @@ def _connect(path: str) -> sqlite3.Connection:
             if app_id == 0 and version == 0:
                 if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
                     raise QueueError(f"{path!r} is an SQLite database of something else")
-                # One by one: executescript() would COMMIT the open transaction first.
-                for statement in _SCHEMA_V1.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                _statements(conn, _SCHEMA_V1)
                 conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                version = 1
             elif app_id != APPLICATION_ID:
                 raise QueueError(f"{path!r} is not a queue database (application_id {app_id:#x})")
             elif version > SCHEMA_VERSION:
                 raise QueueError(f"{path!r} has schema version {version}; this code knows up to {SCHEMA_VERSION}")
+            if version < 2:
+                _statements(conn, _MIGRATE_V2)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except BaseException:
         conn.close()
         raise
@@ -326,8 +345,8 @@ class SqliteQueueEngine:
             return []
         return await self._run_write(_ack_many, packed, self._clock())
 
-    async def nack(self, claim: ClaimedJob) -> None:
-        await self._run_write(_nack, claim, self._clock())
+    async def nack(self, claim: ClaimedJob, *, cause: str | None = None) -> None:
+        await self._run_write(_nack, claim, check_cause(cause), self._clock())
 
     async def requeue_consumer(self, consumer: str) -> int:
         check_name("consumer", consumer)
@@ -349,6 +368,19 @@ class SqliteQueueEngine:
     async def dead_letter(self, job_id: str) -> DeadLetter | None:
         check_name("job_id", job_id)
         return await self._run(_dead_letter, job_id)
+
+    async def info(self, job_id: str) -> JobInfo:
+        check_name("job_id", job_id)
+        return await self._run(_info, job_id)
+
+    async def expire_results(self, before: float) -> int:
+        """In transactions of at most `EXPIRE_CHUNK` jobs, so other calls get their turn."""
+        total = 0
+        while True:
+            n = await self._run_write(_expire_results, float(before), EXPIRE_CHUNK)
+            total += n
+            if n < EXPIRE_CHUNK:
+                return total
 
     async def close(self) -> None:
         async with self._lock:
@@ -430,13 +462,13 @@ def _claim(
         if expired:
             marks = ",".join("?" * len(expired))
             for row in conn.execute(f"{_CLAIM_UPDATE} WHERE seq IN ({marks}) {_CLAIM_RETURNING}",
-                                    (consumer, timeout, deadline, *expired)):  # fmt: skip
+                                    (consumer, timeout, deadline, now, *expired)):  # fmt: skip
                 taken[row[0]] = row
         if len(expired) < max_jobs:
             for row in conn.execute(
                 f"{_CLAIM_UPDATE} WHERE seq IN (SELECT seq FROM jobs WHERE queue = ? AND state = 'ready'"
                 f" ORDER BY seq LIMIT ?) {_CLAIM_RETURNING}",
-                (consumer, timeout, deadline, queue, max_jobs - len(expired)),
+                (consumer, timeout, deadline, now, queue, max_jobs - len(expired)),
             ):
                 taken[row[0]] = row
         # RETURNING gives rows in no set order: expired claims first (oldest deadline first), then
@@ -519,13 +551,40 @@ def _ack_many(conn: sqlite3.Connection, acks: list[tuple[ClaimedJob, bytes]], no
     return answers
 
 
-def _nack(conn: sqlite3.Connection, claim: ClaimedJob, now: float) -> None:
+def _nack(conn: sqlite3.Connection, claim: ClaimedJob, cause: str | None, now: float) -> None:
     with _write(conn):
         _check_current(conn, claim)
         conn.execute(
-            f"UPDATE jobs SET {_RELEASE_SET} WHERE job_id = :job_id",
-            {"job_id": claim.job_id, "now": now, "reason": REASON_MAX_DELIVERIES},
+            f"UPDATE jobs SET {_RELEASE_SET}, last_cause = coalesce(:cause, last_cause) WHERE job_id = :job_id",
+            {"job_id": claim.job_id, "now": now, "reason": REASON_MAX_DELIVERIES, "cause": cause},
         )
+
+
+def _info(conn: sqlite3.Connection, job_id: str) -> JobInfo:
+    row = conn.execute(
+        "SELECT j.queue, j.state, j.enqueued_at, j.claimed_at, r.completed_at, j.last_cause"
+        " FROM jobs AS j LEFT JOIN results AS r USING (job_id) WHERE j.job_id = ?",
+        (job_id,),
+    ).fetchone()
+    if row is None:
+        raise UnknownJob(job_id)
+    queue, state, enqueued_at, claimed_at, completed_at, cause = row
+    state = "pending" if state in ("ready", "claimed") else state
+    return JobInfo(job_id, queue, state, enqueued_at, claimed_at, completed_at, cause)
+
+
+def _expire_results(conn: sqlite3.Connection, before: float, limit: int) -> int:
+    """Up to `limit` of the oldest results recorded before `before`, and their jobs."""
+    with _write(conn):
+        ids = [
+            (row[0],)
+            for row in conn.execute(
+                "SELECT job_id FROM results WHERE completed_at < ? ORDER BY completed_at LIMIT ?", (before, limit)
+            )
+        ]
+        conn.executemany("DELETE FROM results WHERE job_id = ?", ids)
+        conn.executemany("DELETE FROM jobs WHERE job_id = ?", ids)
+    return len(ids)
 
 
 def _requeue_consumer(conn: sqlite3.Connection, consumer: str, now: float) -> int:
