@@ -12,8 +12,8 @@ Layout (every key under `prefix`):
 - `{prefix}:enqueued`, `{prefix}:claimed` hashes job id -> when it was enqueued, last claimed
   (server time, seconds): one HSET per batch, not per job.
 - `{prefix}:causes`           hash job id -> the last cause a consumer gave with `nack`.
-- `{prefix}:done`             sorted set of finished job ids by result time, for `expire_results`
-  (which deletes the result and the job's entries in the hashes above).
+- `{prefix}:done`             list of "<result time> <job id>" in result order, for `expire_results`
+  (which deletes the result and the job's entries in the hashes above): one RPUSH per ack batch.
 
 Rules:
 - Batch arguments travel as one msgpack argument (cmsgpack in the script): one argument to
@@ -291,7 +291,7 @@ end
 local out = {0}
 local acked, order = {}, {}  -- queue -> entry ids recorded; queues in first-seen order
 local here = {}  -- job id -> token recorded by this batch
-local finished = {}  -- ZADD arguments: score (result time), job id
+local finished = {}  -- '<result time> <job id>' for the done list
 for _, a in ipairs(acks) do
   local job_id, entry_id, consumer, deliveries, token, queue = a[1], a[2], a[3], a[4], a[5], a[7]
   local answer = 0
@@ -308,8 +308,7 @@ for _, a in ipairs(acks) do
     redis.call('HSET', prefix .. ':result:' .. job_id, 'token', token, 'queue', queue, 'payload', a[6],
                'consumer', consumer, 'deliveries', deliveries, 'at', at)
     here[job_id] = token
-    finished[#finished + 1] = at
-    finished[#finished + 1] = job_id
+    finished[#finished + 1] = at .. ' ' .. job_id
     if not acked[queue] then
       acked[queue] = {}
       order[#order + 1] = queue
@@ -329,7 +328,7 @@ for _, queue in ipairs(order) do
   chunked({'XDEL', stream}, entries)
   redis.call('HINCRBY', prefix .. ':q:' .. queue .. ':counts', 'done', #entries)
 end
-chunked({'ZADD', prefix .. ':done'}, finished)
+chunked({'RPUSH', prefix .. ':done'}, finished)
 return cmsgpack.pack(out)
 """
 
@@ -355,23 +354,27 @@ return {queue, redis.call('HGET', KEYS[2], job_id), redis.call('HGET', KEYS[3], 
 """
 
 # KEYS: done, jobs, enqueued, claimed, causes   ARGV: prefix, before (seconds), limit   -> jobs forgotten
-# (and taken off their queue's done count)
+# (and taken off their queue's done count). The done list is in result order (scripts run one at a
+# time, stamped with the server's clock), so the expired ones are its head.
 _EXPIRE = """
-local prefix = ARGV[1]
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
-if #ids == 0 then return 0 end
-local results, rows, done = {}, {}, {}
-for i, id in ipairs(ids) do
-  results[i] = prefix .. ':result:' .. id
-  rows[i] = {id}
+local prefix, before = ARGV[1], tonumber(ARGV[2])
+local head = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
+local ids, results, rows, done = {}, {}, {}, {}
+for _, item in ipairs(head) do
+  local at, id = string.match(item, '^(%S+) (.+)$')
+  if tonumber(at) >= before then break end
+  ids[#ids + 1] = id
+  results[#ids] = prefix .. ':result:' .. id
+  rows[#ids] = {id}
 end
+if #ids == 0 then return 0 end
 for _, queue in ipairs(queues_of(KEYS[2], rows)) do
   if queue then done[queue] = (done[queue] or 0) + 1 end
 end
 for queue, n in pairs(done) do redis.call('HINCRBY', prefix .. ':q:' .. queue .. ':counts', 'done', -n) end
 chunked({'DEL'}, results)
 for k = 2, 5 do chunked({'HDEL', KEYS[k]}, ids) end
-chunked({'ZREM', KEYS[1]}, ids)
+redis.call('LTRIM', KEYS[1], #ids, -1)
 return #ids
 """
 
