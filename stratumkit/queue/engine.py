@@ -220,6 +220,22 @@ class QueueEngine(Protocol):
         `InvalidArgument`, and then nothing is recorded."""
         ...
 
+    async def ack_and_claim(
+        self,
+        acks: Sequence[tuple[ClaimedJob, dict[str, Any]]],
+        queue: str,
+        consumer: str,
+        visibility_timeout: float,
+        *,
+        max_jobs: int = 1,
+    ) -> tuple[list[bool], list[ClaimedJob]]:
+        """`ack_many(acks)` then `claim(...)` as one step: a consumer handing in a batch's results
+        and asking for the next batch in one round trip (one commit, one fsync). The acks are
+        recorded first, so the claim never returns a job just acked. An unknown job or bad result
+        raises as `ack_many` would, and then nothing is recorded or claimed; an empty `acks` is a
+        plain claim."""
+        ...
+
     async def nack(self, claim: ClaimedJob, *, cause: str | None = None) -> None:
         """Give the job back: ready again, or dead-lettered if out of deliveries. A `cause` (why
         the consumer could not run it) is stored with the job (`info`), replacing an earlier one.

@@ -187,13 +187,11 @@ return {0}
 
 # KEYS: stream, dead, counts, claimed   ARGV: consumer, horizon_ms, timeout_ms, max_jobs, reason
 # -> msgpack {server time, {{entry id, job id, payload, max deliveries, deliveries}, ...}}
-_CLAIM = """
-local stream, dead, counts = KEYS[1], KEYS[2], KEYS[3]
-local consumer, horizon = ARGV[1], tonumber(ARGV[2])
-local timeout, want = tonumber(ARGV[3]), tonumber(ARGV[4])
+_CLAIM_FN = """
+local function claim_jobs(stream, dead, counts, claimed, consumer, horizon, timeout, want, reason)
 local out = {}
 local now = redis.call('TIME')
-if redis.call('EXISTS', stream) == 0 then return cmsgpack.pack({now, out}) end
+if redis.call('EXISTS', stream) == 0 then return {now, out} end
 local taken = {}
 local function take(id, f, deliveries)
   taken[#taken + 1] = id
@@ -213,7 +211,7 @@ repeat
       local f = tomap(e[2])
       local n = p[4] + 1
       if n > tonumber(f.m) then
-        dead_letter(stream, dead, counts, id, n - 1, ARGV[5])
+        dead_letter(stream, dead, counts, id, n - 1, reason)
       else
         take(id, f, n)
       end
@@ -238,10 +236,18 @@ if #out > 0 then
     times[#times + 1] = o[2]
     times[#times + 1] = at
   end
-  chunked({'HSET', KEYS[4]}, times)
+  chunked({'HSET', claimed}, times)
 end
-return cmsgpack.pack({now, out})
+return {now, out}
+end
 """
+_CLAIM = (
+    _CLAIM_FN
+    + """
+return cmsgpack.pack(claim_jobs(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]),
+                                tonumber(ARGV[4]), ARGV[5]))
+"""
+)
 
 # KEYS: stream, jobs   ARGV: job_id, entry id, consumer, deliveries, idle_ms
 _HEARTBEAT = """
@@ -257,11 +263,11 @@ return redis.call('TIME')
 # Few calls per job (each redis.call costs a microsecond or two): the consumers' pending entries
 # come from one XPENDING per (queue, consumer) of the batch, a result's token is read only for an
 # ack that is not current (a current delivery has no result yet: recording one removes its entry).
-_ACK_MANY = """
-local prefix, acks = ARGV[1], cmsgpack.unpack(ARGV[2])
-local known = queues_of(KEYS[1], acks)
+_ACK_FN = """
+local function ack_jobs(prefix, jobs_key, acks)
+local known = queues_of(jobs_key, acks)
 for i = 1, #acks do
-  if not known[i] then return cmsgpack.pack({-1, i}) end
+  if not known[i] then return {-1, i} end
 end
 local t = redis.call('TIME')
 local at = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
@@ -329,8 +335,28 @@ for _, queue in ipairs(order) do
   redis.call('HINCRBY', prefix .. ':q:' .. queue .. ':counts', 'done', #entries)
 end
 chunked({'RPUSH', prefix .. ':done'}, finished)
-return cmsgpack.pack(out)
+return out
+end
 """
+_ACK_MANY = (
+    _ACK_FN
+    + """
+return cmsgpack.pack(ack_jobs(ARGV[1], KEYS[1], cmsgpack.unpack(ARGV[2])))
+"""
+)
+
+# KEYS: jobs, then claim's   ARGV: prefix, acks (as ack_many), then claim's
+# -> msgpack {ack_many's answer, claim's answer}; {ack_many's answer} alone if an ack's job is unknown
+_ACK_AND_CLAIM = (
+    _ACK_FN
+    + _CLAIM_FN
+    + """
+local acked = ack_jobs(ARGV[1], KEYS[1], cmsgpack.unpack(ARGV[2]))
+if acked[1] ~= 0 then return cmsgpack.pack({acked}) end
+return cmsgpack.pack({acked, claim_jobs(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[3], tonumber(ARGV[4]),
+                                        tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7])})
+"""
+)
 
 # KEYS: stream, jobs, dead, counts, causes
 # ARGV: job_id, entry id, consumer, deliveries, horizon, reason, has cause (1|0), cause
@@ -427,6 +453,25 @@ def _lua_unpack(data: bytes) -> Any:
     return msgpack.unpackb(data, raw=True)
 
 
+def _claimed(queue: str, consumer: str, timeout: float, now_reply: Any, entries: Any) -> list[ClaimedJob]:
+    """The claims a claim script's reply names."""
+    deadline = _seconds(now_reply) + timeout
+    return [
+        ClaimedJob(
+            job_id=_text(job_id),
+            queue=queue,
+            payload=unpack_payload(payload),
+            deliveries=int(deliveries),
+            max_deliveries=int(max_deliveries),
+            consumer=consumer,
+            token=_token(_text(entry_id), int(deliveries)),
+            visibility_timeout=timeout,
+            deadline=deadline,
+        )
+        for entry_id, job_id, payload, max_deliveries, deliveries in entries
+    ]
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -464,6 +509,7 @@ class RedisQueueEngine:
                 "claim": _CLAIM,
                 "heartbeat": _HEARTBEAT,
                 "ack_many": _ACK_MANY,
+                "ack_and_claim": _ACK_AND_CLAIM,
                 "nack": _NACK,
                 "info": _INFO,
                 "expire": _EXPIRE,
@@ -563,34 +609,38 @@ class RedisQueueEngine:
     async def claim(
         self, queue: str, consumer: str, visibility_timeout: float, *, max_jobs: int = 1
     ) -> list[ClaimedJob]:
+        keys, args, timeout = self._claim_call(queue, consumer, visibility_timeout, max_jobs)
+        now_reply, entries = _lua_unpack(await self._script("claim", keys, args))
+        return _claimed(queue, consumer, timeout, now_reply, entries)
+
+    def _claim_call(
+        self, queue: str, consumer: str, visibility_timeout: float, max_jobs: int
+    ) -> tuple[list[str], list[str | bytes | int], float]:
+        """The claim script's keys and arguments, and the checked timeout."""
         check_name("queue", queue)
         check_name("consumer", consumer)
         timeout = check_visibility_timeout(visibility_timeout)
         check_count("max_jobs", max_jobs)
-        now_reply, entries = _lua_unpack(
-            await self._script(
-                "claim",
-                [*self._queue_keys(queue), self._key("claimed")],
-                [consumer, _HORIZON_MS, round(timeout * 1000), max_jobs, REASON_MAX_DELIVERIES],
-            )
+        keys = [*self._queue_keys(queue), self._key("claimed")]
+        return keys, [consumer, _HORIZON_MS, round(timeout * 1000), max_jobs, REASON_MAX_DELIVERIES], timeout
+
+    async def ack_and_claim(
+        self,
+        acks: Sequence[tuple[ClaimedJob, dict[str, Any]]],
+        queue: str,
+        consumer: str,
+        visibility_timeout: float,
+        *,
+        max_jobs: int = 1,
+    ) -> tuple[list[bool], list[ClaimedJob]]:
+        rows = self._ack_rows(acks)
+        keys, args, timeout = self._claim_call(queue, consumer, visibility_timeout, max_jobs)
+        reply = _lua_unpack(
+            await self._script("ack_and_claim", [self._key("jobs"), *keys], [self._prefix, _lua_pack(rows), *args])
         )
-        deadline = _seconds(now_reply) + timeout
-        claimed = []
-        for entry_id, job_id, payload, max_deliveries, deliveries in entries:
-            claimed.append(
-                ClaimedJob(
-                    job_id=_text(job_id),
-                    queue=queue,
-                    payload=unpack_payload(payload),
-                    deliveries=int(deliveries),
-                    max_deliveries=int(max_deliveries),
-                    consumer=consumer,
-                    token=_token(_text(entry_id), int(deliveries)),
-                    visibility_timeout=timeout,
-                    deadline=deadline,
-                )
-            )
-        return claimed
+        answers = self._acked(acks, reply[0])
+        now_reply, entries = reply[1]
+        return answers, _claimed(queue, consumer, timeout, now_reply, entries)
 
     def _claim_args(self, claim: ClaimedJob) -> list[str | bytes | int]:
         return [claim.job_id, _entry_id(claim), claim.consumer, claim.deliveries]
@@ -616,14 +666,21 @@ class RedisQueueEngine:
         return acked
 
     async def ack_many(self, acks: Sequence[tuple[ClaimedJob, dict[str, Any]]]) -> list[bool]:
-        check_batch("acks", acks)
-        rows = [
-            [*self._claim_args(claim), claim.token, pack_payload("result", result), claim.queue]
-            for claim, result in acks
-        ]
+        rows = self._ack_rows(acks)
         if not rows:
             return []
         reply = _lua_unpack(await self._script("ack_many", [self._key("jobs")], [self._prefix, _lua_pack(rows)]))
+        return self._acked(acks, reply)
+
+    def _ack_rows(self, acks: Sequence[tuple[ClaimedJob, dict[str, Any]]]) -> list[list[str | bytes | int]]:
+        check_batch("acks", acks)
+        return [
+            [*self._claim_args(claim), claim.token, pack_payload("result", result), claim.queue]
+            for claim, result in acks
+        ]
+
+    @staticmethod
+    def _acked(acks: Sequence[tuple[ClaimedJob, dict[str, Any]]], reply: list[int]) -> list[bool]:
         if int(reply[0]) == -1:
             raise UnknownJob(acks[int(reply[1]) - 1][0].job_id)
         return [answer == 1 for answer in reply[1:]]

@@ -345,6 +345,23 @@ class SqliteQueueEngine:
             return []
         return await self._run_write(_ack_many, packed, self._clock())
 
+    async def ack_and_claim(
+        self,
+        acks: Sequence[tuple[ClaimedJob, dict[str, Any]]],
+        queue: str,
+        consumer: str,
+        visibility_timeout: float,
+        *,
+        max_jobs: int = 1,
+    ) -> tuple[list[bool], list[ClaimedJob]]:
+        check_batch("acks", acks)
+        packed = [(claim, pack_payload("result", result)) for claim, result in acks]
+        check_name("queue", queue)
+        check_name("consumer", consumer)
+        timeout = check_visibility_timeout(visibility_timeout)
+        check_count("max_jobs", max_jobs)
+        return await self._run_write(_ack_and_claim, packed, queue, consumer, timeout, max_jobs, self._clock())
+
     async def nack(self, claim: ClaimedJob, *, cause: str | None = None) -> None:
         await self._run_write(_nack, claim, check_cause(cause), self._clock())
 
@@ -549,6 +566,20 @@ def _ack_many(conn: sqlite3.Connection, acks: list[tuple[ClaimedJob, bytes]], no
             )
             conn.executemany("UPDATE jobs SET state = 'done', token = NULL, deadline = NULL WHERE seq = ?", done)
     return answers
+
+
+def _ack_and_claim(
+    conn: sqlite3.Connection,
+    acks: list[tuple[ClaimedJob, bytes]],
+    queue: str,
+    consumer: str,
+    timeout: float,
+    max_jobs: int,
+    now: float,
+) -> tuple[list[bool], list[ClaimedJob]]:
+    with _write(conn):  # an UnknownJob among the acks rolls back the claim too
+        answers = _ack_many(conn, acks, now) if acks else []
+        return answers, _claim(conn, queue, consumer, timeout, max_jobs, now)
 
 
 def _nack(conn: sqlite3.Connection, claim: ClaimedJob, cause: str | None, now: float) -> None:

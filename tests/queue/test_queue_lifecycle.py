@@ -3,6 +3,8 @@ again on a new engine on the same store (a restart)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from stratumkit.queue.engine import MAX_CAUSE, InvalidArgument, NewJob, UnknownJob
@@ -127,3 +129,41 @@ async def test_expire_in_chunks(harness: Harness, monkeypatch: pytest.MonkeyPatc
         assert await engine.expire_results(float("inf")) == 5
         stats = await engine.stats("q")
         assert (stats.ready, stats.done) == (0, 0)
+
+
+async def test_ack_and_claim_is_ack_many_then_claim(harness: Harness) -> None:
+    async with harness.open() as engine:
+        ids = await engine.enqueue_many("q", [NewJob({"i": i}) for i in range(5)])
+        answers, first = await engine.ack_and_claim([], "q", "rig-1", harness.timeout, max_jobs=2)
+        assert answers == [] and [c.job_id for c in first] == ids[:2]
+        await engine.nack(first[1])  # that claim is stale now; the job is ready again
+        answers, second = await engine.ack_and_claim(
+            [(first[0], {"r": 0}), (first[1], {"r": 9}), (first[0], {"r": 0})],
+            "q",
+            "rig-1",
+            harness.timeout,
+            max_jobs=16,
+        )
+        assert answers == [True, False, True]
+        # the released job first (delivered again), then the new ones; never the one just acked
+        assert [(c.job_id, c.deliveries) for c in second] == [(ids[1], 2), *((i, 1) for i in ids[2:])]
+        result = await engine.result(ids[0])
+        assert result is not None and result.payload == {"r": 0}
+        assert await engine.result(ids[1]) is None
+        stats = await engine.stats("q")
+        assert (stats.ready, stats.in_flight, stats.done) == (0, 4, 1)
+
+
+async def test_ack_and_claim_with_an_unknown_job_does_nothing(harness: Harness) -> None:
+    async with harness.open() as engine:
+        ids = await engine.enqueue_many("q", [NewJob({}) for _ in range(3)])
+        [claim] = await engine.claim("q", "rig-1", harness.timeout)
+        ghost = dataclasses.replace(claim, job_id="never-enqueued")
+        with pytest.raises(UnknownJob):
+            await engine.ack_and_claim([(claim, {}), (ghost, {})], "q", "rig-1", harness.timeout, max_jobs=2)
+        assert await engine.result(ids[0]) is None
+        stats = await engine.stats("q")
+        assert (stats.ready, stats.in_flight, stats.done) == (2, 1, 0)
+        with pytest.raises(InvalidArgument):
+            await engine.ack_and_claim([(claim, {})], "q", "rig-1", 0, max_jobs=2)
+        assert await engine.result(ids[0]) is None
