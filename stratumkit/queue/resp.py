@@ -22,6 +22,8 @@ from urllib.parse import unquote, urlsplit
 import trio
 
 Arg = str | bytes | int
+#: Seconds a new connection (TCP, then AUTH and SELECT) may take.
+CONNECT_TIMEOUT = 10.0
 
 
 class RespError(Exception):
@@ -98,14 +100,20 @@ class RawConnection:
 
     @classmethod
     async def open(cls, host: str, port: int, setup: list[tuple[Arg, ...]]) -> RawConnection:
-        stream = await trio.open_tcp_stream(host, port)
-        conn = cls(stream)
         try:
-            for command in setup:
-                await conn.call(*command)
-        except BaseException:
-            await conn.aclose()
-            raise
+            with trio.fail_after(CONNECT_TIMEOUT):
+                stream = await trio.open_tcp_stream(host, port)
+                conn = cls(stream)
+                try:
+                    for command in setup:
+                        await conn.call(*command)
+                except BaseException:
+                    await conn.aclose()
+                    raise
+        except trio.TooSlowError:
+            raise ConnectionLost(f"no connection to Redis at {host}:{port} within {CONNECT_TIMEOUT:.0f} s") from None
+        except OSError as exc:
+            raise ConnectionLost(f"cannot connect to Redis at {host}:{port}: {exc}") from exc
         return conn
 
     async def call(self, *args: Arg) -> Any:

@@ -64,3 +64,17 @@ async def test_engine_without_raw_scripts_still_works(redis_server: RedisServer)
         assert await engine.ack(claim, {"ok": True}) is True
         result = await engine.result(job_id)
         assert result is not None and result.payload == {"ok": True}
+
+
+async def test_a_server_that_is_gone_is_a_queue_error(private_redis_server: RedisServer) -> None:
+    """The raw connection reconnects after a restart, and a server that stays down is a QueueError."""
+    from stratumkit.queue.engine import QueueError
+
+    async with open_redis_queue(private_redis_server.url, prefix="gone") as engine:
+        await engine.enqueue("q", {})
+        private_redis_server.kill()
+        with pytest.raises(QueueError):
+            await engine.enqueue("q", {})
+        private_redis_server.start()
+        await engine.enqueue("q", {})
+        assert (await engine.stats("q")).ready == 2
