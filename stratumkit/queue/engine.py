@@ -17,7 +17,7 @@ mid-job and pool processes restart, so every engine keeps the same contract:
 - A job delivered `max_deliveries` times that is released again (nack, expiry, dead rig) goes to the
   queue's dead letters instead of back to ready.
 - Payloads and results are msgpack-able dicts; engines store the msgpack bytes.
-- Batches (`enqueue_many`, `ack_many`; `claim` takes `max_jobs`) are one round trip and one
+- Batches (`enqueue_many`, `ack_many`, `ack_and_claim`; `claim` takes `max_jobs`) are one round trip and one
   atomic step: the same answers as the single calls made one after another, all applied or none,
   and durable exactly as a single call is once they return. They exist for throughput: a round
   trip (and, on a durable store, an fsync) per batch instead of per job.
