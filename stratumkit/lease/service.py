@@ -459,7 +459,7 @@ class LeaseService:
         self.queue_health.succeeded()
         times = lifecycle(info)
         if result is None:
-            cause = info.cause or self.job_causes.get(job_id)  # the queue keeps it across restarts
+            cause = self.job_causes.get(job_id) or info.cause  # the queue keeps it across restarts
             extra = {**times} if cause is None else {**times, "last_cause": cause}
             if letter is not None:  # it will never have a result: say so instead of "pending"
                 extra.update({} if cause is None else {"cause": cause})
@@ -859,7 +859,7 @@ class LeaseService:
         for record in records:
             view = await self.job(record.job_id)
             view.update(rig=record.rig_id, claimed_at=record.claimed_at, finished_at=record.finished_at)
-            view.setdefault("started_at", record.claimed_at)
+            view["started_at"] = record.claimed_at  # the lease's rig began it at its claim
             out.append(view)
         return out
 

@@ -41,6 +41,7 @@ async def test_job_view_times(service: LeaseService) -> None:
     assert listed["job_id"] == job_id and listed["rig"] == "rig-a"
     assert {"enqueued_at", "claimed_at", "started_at", "completed_at", "finished_at"} <= set(listed)
     assert listed["enqueued_at"] == done["enqueued_at"] and listed["completed_at"] == done["completed_at"]
+    assert listed["started_at"] == listed["claimed_at"] and listed["finished_at"] is not None
 
 
 async def test_a_released_job_shows_its_cause_while_pending(service: LeaseService) -> None:
