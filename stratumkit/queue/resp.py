@@ -9,7 +9,8 @@ per round trip that was most of the drain's time.
 What it does: plain `redis://[user:password@]host[:port][/db]` URLs (anything else, such as TLS or
 a unix socket, gets `None` from `RawPool.from_url` and the engine keeps coredis), RESP2 replies
 (simple strings, errors, integers, bulk strings, arrays), one call at a time per connection. A
-pool hands each concurrent call a connection of its own (opened on demand, kept while idle); a
+pool hands each concurrent call a connection of its own (opened on demand, up to `MAX_IDLE` kept
+while idle); a
 call cut short by cancellation or an error closes its connection, because where its reply stands
 on the wire is unknown.
 """
@@ -24,6 +25,8 @@ import trio
 Arg = str | bytes | int
 #: Seconds a new connection (TCP, then AUTH and SELECT) may take.
 CONNECT_TIMEOUT = 10.0
+#: Idle connections a pool keeps for the next calls; a burst of more concurrent calls closes the rest.
+MAX_IDLE = 16
 
 
 class RespError(Exception):
@@ -200,7 +203,7 @@ class RawPool:
         return reply
 
     async def _keep(self, conn: RawConnection) -> None:
-        if self._closed:
+        if self._closed or len(self._idle) >= MAX_IDLE:
             await conn.aclose()
         else:
             self._idle.append(conn)

@@ -78,3 +78,26 @@ async def test_a_server_that_is_gone_is_a_queue_error(private_redis_server: Redi
         private_redis_server.start()
         await engine.enqueue("q", {})
         assert (await engine.stats("q")).ready == 2
+
+
+async def test_concurrent_calls_get_connections_of_their_own(redis_server: RedisServer) -> None:
+    import trio
+
+    from stratumkit.queue import resp
+
+    pool = RawPool.from_url(redis_server.url)
+    assert pool is not None
+    replies: list[object] = []
+
+    async def one(i: int) -> None:
+        replies.append(await pool.call("EVAL", "redis.call('SET', KEYS[1], ARGV[1]) return ARGV[1]", 1, f"resp:{i}", i))
+
+    try:
+        async with trio.open_nursery() as nursery:
+            for i in range(resp.MAX_IDLE + 4):
+                nursery.start_soon(one, i)
+        assert sorted(int(r) for r in replies) == list(range(resp.MAX_IDLE + 4))  # type: ignore[call-overload]
+        assert len(pool._idle) == resp.MAX_IDLE
+    finally:
+        await pool.aclose()
+    assert pool._idle == []
