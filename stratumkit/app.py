@@ -37,6 +37,7 @@ from stratumkit.failures import ConfigError, StartupFailure, damaged_file
 from stratumkit.jobs.sources import EmbeddedTemplateSource, TemplateSource
 from stratumkit.preflight import check_data_dir, check_node, hold_data_dir
 from stratumkit.queue.engine import QueueEngine
+from stratumkit.queue.expiry import expire_results_every
 from stratumkit.server.config import PoolConfig, flag_of
 from stratumkit.server.listeners import bind_socket
 from stratumkit.server.pool import Pool, payout_script
@@ -228,6 +229,7 @@ class App:
                     api_leases = self.leases
                 if self.power is not None:
                     await nursery.start(self.power.run)
+                await nursery.start(expire_results_every, self.queue, config.job_result_ttl)
                 if api_port is not None:
                     from stratumkit.api.app import serve_api
                     from stratumkit.server.operator import PoolOperator

@@ -64,6 +64,7 @@ def _bench(args: argparse.Namespace) -> int:
             redis_url=args.redis_url,
             redis_fsync=args.redis_fsync,
             as_json=args.json,
+            ack_with_claim=args.ack_with_claim,
         )
     elif args.what == "curtail":
         from stratumkit.bench import curtail as bench_curtail
@@ -320,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="enqueue all then drain, or producer and consumer at once (default phases)",
     )
     b_queue.add_argument("--prefetch", action="store_true", help="send the next claim with each batch's acks")
+    b_queue.add_argument(
+        "--ack-with-claim", action="store_true", help="hand in each batch's results and claim the next in one call"
+    )
     b_queue.add_argument("--held", type=int, default=0, help="jobs another consumer holds in flight (default 0)")
     b_queue.add_argument("--runs", type=int, default=1, help="runs of each engine and batch size (default 1)")
     b_queue.add_argument("--redis-url", default=None, help="an existing Redis (default: start a private one)")

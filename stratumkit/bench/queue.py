@@ -11,6 +11,8 @@ directory, or a key prefix on Redis), as the pool's lease service and a second p
 flight, as a rig that asks for work before it hands in results): on Redis both share a round
 trip, on SQLite a group commit. `--held N` has another consumer hold N claimed jobs through the
 run, as leased rigs do (a claim then looks through N jobs in flight for expired ones).
+`--ack-with-claim` has the consumer hand in each batch's results and claim the next batch in one
+`ack_and_claim` call (one round trip and one script on Redis, one transaction on SQLite).
 `--queue-shape concurrent` runs producer and consumer at once instead (cycle: jobs / time to the last ack).
 
 Each run also gives CPU per job: the bench process's own (all its threads: SQLite works in worker
@@ -70,6 +72,7 @@ class Run:
     client_cpu_us: float
     server_cpu_us: float | None
     cpu_pressure: float | None
+    ack_with_claim: bool = False
 
 
 Opener = Callable[[], AbstractAsyncContextManager[QueueEngine]]
@@ -110,12 +113,22 @@ async def _ack(engine: QueueEngine, claims: list[ClaimedJob], batch: int) -> Non
 
 
 async def _consume(engine: QueueEngine, jobs: int, batch: int, claim_batch: int, prefetch: bool,
-                   produced: trio.Event) -> None:  # fmt: skip
+                   produced: trio.Event, together: bool = False) -> None:  # fmt: skip
     """Claim and ack until `jobs` are done. With `prefetch` the next claim is sent while the last
-    batch's acks are (two calls in flight: one round trip on Redis, one group commit on SQLite)."""
+    batch's acks are (two calls in flight: one round trip on Redis, one group commit on SQLite);
+    `together` sends both in one `ack_and_claim` call."""
     done = 0
     claims = await engine.claim(QUEUE, "bench-rig", 300.0, max_jobs=claim_batch)
     while claims or done < jobs:
+        if claims and together:
+            answers, after = await engine.ack_and_claim(
+                [(claim, RESULT) for claim in claims], QUEUE, "bench-rig", 300.0, max_jobs=claim_batch
+            )
+            if not all(answers):
+                raise RuntimeError("an ack was refused: the bench's own claims went stale")
+            done += len(claims)
+            claims = after
+            continue
         if not claims:
             if produced.is_set():
                 raise RuntimeError(f"the queue ran dry after {done} of {jobs} jobs")
@@ -134,7 +147,7 @@ async def _consume(engine: QueueEngine, jobs: int, batch: int, claim_batch: int,
 
 async def measure(
     opener: Opener, server_cpu: ServerCpu, name: str, shape: str, jobs: int, batch: int, claim_batch: int,
-    prefetch: bool = False, held: int = 0,
+    prefetch: bool = False, held: int = 0, together: bool = False,
 ) -> Run:  # fmt: skip
     """One run on a fresh queue; raises if a job is lost or acked twice (the counts must add up).
     `held` jobs are claimed by another consumer first and stay in flight through the run."""
@@ -150,7 +163,7 @@ async def measure(
             await _produce(producer, jobs, batch)
             t_enqueued = time.perf_counter()
             produced.set()
-            await _consume(consumer, jobs, batch, claim_batch, prefetch, produced)
+            await _consume(consumer, jobs, batch, claim_batch, prefetch, produced, together)
         else:
             t_enqueued = t0
 
@@ -162,7 +175,7 @@ async def measure(
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(produce)
-                nursery.start_soon(_consume, consumer, jobs, batch, claim_batch, prefetch, produced)
+                nursery.start_soon(_consume, consumer, jobs, batch, claim_batch, prefetch, produced, together)
         t_end = time.perf_counter()
         cpu = time.process_time() - cpu0
         server1 = await server_cpu()
@@ -173,7 +186,7 @@ async def measure(
     drain_s = t_end - t_enqueued if shape == "phases" else t_end - t0
     server_us = None if server0 is None or server1 is None else (server1 - server0) / jobs * 1e6
     return Run(name, shape, jobs, batch, claim_batch, prefetch, jobs / enqueue_s, jobs / drain_s,
-               jobs / (t_end - t0), t_end - t0, cpu / jobs * 1e6, server_us, cpu_pressure())  # fmt: skip
+               jobs / (t_end - t0), t_end - t0, cpu / jobs * 1e6, server_us, cpu_pressure(), together)  # fmt: skip
 
 
 # --- stores ------------------------------------------------------------------------------------
@@ -249,6 +262,7 @@ async def bench(
     redis_url: str | None,
     fsync: str,
     report: Callable[[Run], None],
+    together: bool = False,
 ) -> None:
     async with _stores(engines, redis_url, fsync) as (directory, url):
         n = 0
@@ -261,7 +275,16 @@ async def bench(
                             opener = _opener(engine, directory, url, n)
                             report(
                                 await measure(
-                                    opener, server_cpu, engine, shape, jobs, batch, claim_batch, prefetch, held
+                                    opener,
+                                    server_cpu,
+                                    engine,
+                                    shape,
+                                    jobs,
+                                    batch,
+                                    claim_batch,
+                                    prefetch,
+                                    held,
+                                    together,
                                 )
                             )
 
@@ -279,10 +302,12 @@ def run(
     redis_url: str | None = None,
     redis_fsync: str = "always",
     as_json: bool = False,
+    ack_with_claim: bool = False,
 ) -> None:
     if not as_json:
         where = redis_url or f"a private redis-server, appendfsync {redis_fsync}"
         ahead = ", the next claim sent with the acks" if prefetch else ""
+        ahead += ", acks and the next claim in one call" if ack_with_claim else ""
         ahead += f", {held:,} jobs held in flight by another consumer" if held else ""
         print(f"queue throughput, jobs/s ({shape}; claims of {claim_batch}{ahead}; redis: {where})")
         print(
@@ -302,4 +327,5 @@ def run(
                 flush=True,
             )
 
-    trio.run(bench, engines, counts, batches, claim_batch, shape, prefetch, held, runs, redis_url, redis_fsync, report)
+    trio.run(bench, engines, counts, batches, claim_batch, shape, prefetch, held, runs, redis_url, redis_fsync, report,
+             ack_with_claim)  # fmt: skip

@@ -57,6 +57,7 @@ from .errors import LeaseError, RequestError, Unavailable
 from .ids import LEASE_ID_PREFIX, new_lease_id
 from .integrators import Integrators
 from .job_check import check_job
+from .job_times import lifecycle
 from .model import GPU, Assignment, Lease, LeaseSpec, LeaseState, RigCapabilities, RigPhase, Selector
 from .persister import Persister
 from .queue_health import QueueHealth
@@ -513,15 +514,18 @@ class LeaseService:
         try:
             result = await self.queue.result(job_id)
             letter = None if result is not None else await self.queue.dead_letter(job_id)
+            info = await self.queue.info(job_id)
         except UnknownJob:
             raise
         except QueueError as exc:
             raise self._refusal(exc) from None
         self.queue_health.succeeded()
+        times = lifecycle(info)
         if result is None:
-            cause = self.job_causes.get(job_id)
-            extra = {} if cause is None else {"last_cause": cause}
+            cause = self.job_causes.get(job_id) or info.cause  # the queue keeps it across restarts
+            extra = {**times} if cause is None else {**times, "last_cause": cause}
             if letter is not None:  # it will never have a result: say so instead of "pending"
+                extra.update({} if cause is None else {"cause": cause})
                 return {"job_id": job_id, "status": "dead", "queue": letter.job.queue, "reason": letter.reason,
                         "deliveries": letter.job.deliveries, "dead_at": letter.dead_at, **extra}  # fmt: skip
             return {"job_id": job_id, "status": "pending", **extra}
@@ -532,6 +536,7 @@ class LeaseService:
             "result": result.payload,
             "rig": result.consumer,
             "deliveries": result.deliveries,
+            **times,
             "completed_at": result.completed_at,
         }
         cause = failure_cause(result.payload)
@@ -892,10 +897,12 @@ class LeaseService:
         link.claims.pop(claim.job_id, None)
         stint = self._bound_stint(rig_id)
         failed = stint is not None and stint.phase is RigPhase.SERVING  # not a release at the lease's end
+        cause = None
         if failed or msg.cause is not None:
-            self._note_cause(claim.job_id, msg.cause or "given back by the rig while serving (its backend failed)")
+            cause = msg.cause or "given back by the rig while serving (its backend failed)"
+            self._note_cause(claim.job_id, cause)
         try:
-            await self.queue.nack(claim)
+            await self.queue.nack(claim, cause=cause)
         except QueueError as exc:
             conn.respond_error(request_id, f"release refused: {exc}")
             return
@@ -930,6 +937,7 @@ class LeaseService:
         for record in records:
             view = await self.job(record.job_id)
             view.update(rig=record.rig_id, claimed_at=record.claimed_at, finished_at=record.finished_at)
+            view["started_at"] = record.claimed_at  # the lease's rig began it at its claim
             out.append(view)
         return out
 

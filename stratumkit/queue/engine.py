@@ -17,7 +17,7 @@ mid-job and pool processes restart, so every engine keeps the same contract:
 - A job delivered `max_deliveries` times that is released again (nack, expiry, dead rig) goes to the
   queue's dead letters instead of back to ready.
 - Payloads and results are msgpack-able dicts; engines store the msgpack bytes.
-- Batches (`enqueue_many`, `ack_many`; `claim` takes `max_jobs`) are one round trip and one
+- Batches (`enqueue_many`, `ack_many`, `ack_and_claim`; `claim` takes `max_jobs`) are one round trip and one
   atomic step: the same answers as the single calls made one after another, all applied or none,
   and durable exactly as a single call is once they return. They exist for throughput: a round
   trip (and, on a durable store, an fsync) per batch instead of per job.
@@ -140,6 +140,24 @@ class DeadLetter:
 
 
 @dataclass(frozen=True)
+class JobInfo:
+    """Where a job stands and when things happened to it (wall-clock seconds, engine clock).
+
+    `state` is "pending" (waiting or claimed), "done" (it has a result) or "dead" (dead-lettered).
+    `claimed_at` is the latest delivery's claim, None before the first; `completed_at` is when
+    its result was recorded. `cause` is the last cause a consumer gave when it released the job
+    (`nack(..., cause=)`), kept with the job so it outlives the process that heard it."""
+
+    job_id: str
+    queue: str
+    state: str
+    enqueued_at: float
+    claimed_at: float | None
+    completed_at: float | None
+    cause: str | None
+
+
+@dataclass(frozen=True)
 class QueueStats:
     """Counts for one queue. `ready` includes claims whose visibility timeout has run out."""
 
@@ -202,8 +220,25 @@ class QueueEngine(Protocol):
         `InvalidArgument`, and then nothing is recorded."""
         ...
 
-    async def nack(self, claim: ClaimedJob) -> None:
-        """Give the job back: ready again, or dead-lettered if out of deliveries.
+    async def ack_and_claim(
+        self,
+        acks: Sequence[tuple[ClaimedJob, dict[str, Any]]],
+        queue: str,
+        consumer: str,
+        visibility_timeout: float,
+        *,
+        max_jobs: int = 1,
+    ) -> tuple[list[bool], list[ClaimedJob]]:
+        """`ack_many(acks)` then `claim(...)` as one step: a consumer handing in a batch's results
+        and asking for the next batch in one round trip (one commit, one fsync). The acks are
+        recorded first, so the claim never returns a job just acked. An unknown job or bad result
+        raises as `ack_many` would, and then nothing is recorded or claimed; an empty `acks` is a
+        plain claim."""
+        ...
+
+    async def nack(self, claim: ClaimedJob, *, cause: str | None = None) -> None:
+        """Give the job back: ready again, or dead-lettered if out of deliveries. A `cause` (why
+        the consumer could not run it) is stored with the job (`info`), replacing an earlier one.
         Raises `StaleClaim` if the claim was superseded."""
         ...
 
@@ -227,6 +262,15 @@ class QueueEngine(Protocol):
     async def dead_letter(self, job_id: str) -> DeadLetter | None:
         """The job's dead letter if it was taken out of circulation, else None (UnknownJob for
         an id never enqueued): how a caller waiting on a result learns it will never come."""
+        ...
+
+    async def info(self, job_id: str) -> JobInfo:
+        """The job's state, times and last cause. `UnknownJob` for an unknown (or expired) id."""
+        ...
+
+    async def expire_results(self, before: float) -> int:
+        """Forget finished jobs whose result was recorded before wall-clock time `before`: the
+        result and the job (its id becomes unknown, and may be enqueued again). Returns how many."""
         ...
 
     async def close(self) -> None:
@@ -280,6 +324,18 @@ def check_visibility_timeout(value: object) -> float:
     if seconds > MAX_VISIBILITY_TIMEOUT:
         raise InvalidArgument(f"visibility_timeout must be at most {MAX_VISIBILITY_TIMEOUT:.0f} s, got {seconds}")
     return seconds
+
+
+#: Longest release cause kept with a job (characters); longer ones are cut.
+MAX_CAUSE = 1000
+
+
+def check_cause(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidArgument(f"cause must be a string, not {type(value).__name__}")
+    return value[:MAX_CAUSE]
 
 
 def check_count(kind: str, value: object) -> int:

@@ -9,6 +9,11 @@ Layout (every key under `prefix`):
 - `{prefix}:jobs`             hash job id -> queue: makes enqueue idempotent and ids global.
 - `{prefix}:queues`           set of queue names, for `requeue_consumer`.
 - `{prefix}:result:{job_id}`  hash: the one recorded result and the token of the delivery.
+- `{prefix}:enqueued`, `{prefix}:claimed` hashes job id -> when it was enqueued, last claimed
+  (server time, seconds): one HSET per batch, not per job.
+- `{prefix}:causes`           hash job id -> the last cause a consumer gave with `nack`.
+- `{prefix}:done`             list of "<result time> <job id>" in result order, for `expire_results`
+  (which deletes the result and the job's entries in the hashes above): one RPUSH per ack batch.
 
 Rules:
 - Batch arguments travel as one msgpack argument (cmsgpack in the script): one argument to
@@ -48,7 +53,9 @@ from typing import Any
 import coredis
 import coredis.exceptions
 import msgpack
+import trio
 
+from . import resp
 from .engine import (
     DEFAULT_MAX_DELIVERIES,
     MAX_VISIBILITY_TIMEOUT,
@@ -57,6 +64,7 @@ from .engine import (
     DeadLetter,
     InvalidArgument,
     Job,
+    JobInfo,
     JobResult,
     NewJob,
     QueueClosed,
@@ -65,6 +73,7 @@ from .engine import (
     StaleClaim,
     UnknownJob,
     check_batch,
+    check_cause,
     check_count,
     check_name,
     check_new_job,
@@ -74,6 +83,8 @@ from .engine import (
 )
 
 GROUP = "workers"
+#: Jobs one script of `expire_results` forgets.
+EXPIRE_CHUNK = 1000
 #: Oldest Redis with XPENDING ... IDLE and exclusive ranges.
 MIN_REDIS_VERSION = (6, 2)
 _HORIZON_MS = int(MAX_VISIBILITY_TIMEOUT * 1000)
@@ -140,7 +151,7 @@ local function release(stream, dead, counts, id, deliveries, horizon, reason)
 end
 """
 
-# KEYS: jobs, queues, stream, counts   ARGV: queue, msgpack [[job_id, payload, max_deliveries], ...]
+# KEYS: jobs, queues, stream, counts, enqueued   ARGV: queue, msgpack [[job_id, payload, max_deliveries], ...]
 # -> {0}, or {position (1-based) of a job whose id is used on another queue, that queue}
 _ENQUEUE_MANY = """
 local queue, jobs = ARGV[1], cmsgpack.unpack(ARGV[2])
@@ -151,28 +162,33 @@ end
 if redis.call('EXISTS', KEYS[3]) == 0 then
   redis.call('XGROUP', 'CREATE', KEYS[3], GROUP, '0', 'MKSTREAM')
 end
-local added, seen = 0, {}
+local t = redis.call('TIME')
+local at = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+local added, seen, ids, times = 0, {}, {}, {}
 for i, job in ipairs(jobs) do
   if not owners[i] and not seen[job[1]] then  -- new, and not earlier in this batch
     seen[job[1]] = true
-    -- the entry before the id, as one job alone always did: a write refused half way leaves a
-    -- job that may run twice, never an id that never runs
     redis.call('XADD', KEYS[3], '*', 'j', job[1], 'p', job[2], 'm', job[3])
-    redis.call('HSET', KEYS[1], job[1], queue)
+    ids[#ids + 1] = job[1]
+    ids[#ids + 1] = queue
+    times[#times + 1] = job[1]
+    times[#times + 1] = at
     added = added + 1
   end
 end
+-- the entries before the ids (one HSET for the batch), as one job alone always did: a write
+-- refused half way leaves a job that may run twice, never an id that never runs
+chunked({'HSET', KEYS[1]}, ids)
+chunked({'HSET', KEYS[5]}, times)
 redis.call('SADD', KEYS[2], queue)
 if added > 0 then redis.call('HINCRBY', KEYS[4], 'waiting', added) end
 return {0}
 """
 
-# KEYS: stream, dead, counts   ARGV: consumer, horizon_ms, timeout_ms, max_jobs, reason
-# -> {server time, {{entry id, job id, payload, max deliveries, deliveries}, ...}}
-_CLAIM = """
-local stream, dead, counts = KEYS[1], KEYS[2], KEYS[3]
-local consumer, horizon = ARGV[1], tonumber(ARGV[2])
-local timeout, want = tonumber(ARGV[3]), tonumber(ARGV[4])
+# KEYS: stream, dead, counts, claimed   ARGV: consumer, horizon_ms, timeout_ms, max_jobs, reason
+# -> msgpack {server time, {{entry id, job id, payload, max deliveries, deliveries}, ...}}
+_CLAIM_FN = """
+local function claim_jobs(stream, dead, counts, claimed, consumer, horizon, timeout, want, reason)
 local out = {}
 local now = redis.call('TIME')
 if redis.call('EXISTS', stream) == 0 then return {now, out} end
@@ -195,7 +211,7 @@ repeat
       local f = tomap(e[2])
       local n = p[4] + 1
       if n > tonumber(f.m) then
-        dead_letter(stream, dead, counts, id, n - 1, ARGV[5])
+        dead_letter(stream, dead, counts, id, n - 1, reason)
       else
         take(id, f, n)
       end
@@ -214,8 +230,24 @@ if #out < want then
 end
 -- every taken entry gets this claim's deadline (as an idle time)
 chunked({'XCLAIM', stream, GROUP, consumer, 0}, taken, {'IDLE', horizon - timeout, 'JUSTID'})
+if #out > 0 then
+  local at, times = now[1] .. '.' .. string.format('%06d', tonumber(now[2])), {}
+  for _, o in ipairs(out) do
+    times[#times + 1] = o[2]
+    times[#times + 1] = at
+  end
+  chunked({'HSET', claimed}, times)
+end
 return {now, out}
+end
 """
+_CLAIM = (
+    _CLAIM_FN
+    + """
+return cmsgpack.pack(claim_jobs(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]),
+                                tonumber(ARGV[4]), ARGV[5]))
+"""
+)
 
 # KEYS: stream, jobs   ARGV: job_id, entry id, consumer, deliveries, idle_ms
 _HEARTBEAT = """
@@ -226,34 +258,72 @@ return redis.call('TIME')
 """
 
 # KEYS: jobs   ARGV: prefix, msgpack [[job_id, entry id, consumer, deliveries, token, result, queue], ...]
-# -> {0, 1|0 per ack}, or {-1, position (1-based) of an ack whose job was never enqueued}
-# The streams, counts and result hashes it touches are named from the prefix (see the layout).
-_ACK_MANY = """
-local prefix, acks = ARGV[1], cmsgpack.unpack(ARGV[2])
-local known = queues_of(KEYS[1], acks)
+# -> msgpack {0, 1|0 per ack}, or {-1, position (1-based) of an ack whose job was never enqueued}
+# The streams, counts, result hashes and the done set it touches are named from the prefix.
+# Few calls per job (each redis.call costs a microsecond or two): the consumers' pending entries
+# come from one XPENDING per (queue, consumer) of the batch, a result's token is read only for an
+# ack that is not current (a current delivery has no result yet: recording one removes its entry).
+_ACK_FN = """
+local function ack_jobs(prefix, jobs_key, acks)
+local known = queues_of(jobs_key, acks)
 for i = 1, #acks do
   if not known[i] then return {-1, i} end
 end
 local t = redis.call('TIME')
 local at = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+local wanted = {}  -- queue -> consumer -> acks naming it
+for _, a in ipairs(acks) do
+  local by = wanted[a[7]] or {}
+  wanted[a[7]] = by
+  by[a[3]] = (by[a[3]] or 0) + 1
+end
+local pel = {}  -- queue -> consumer -> {entry id -> deliveries}, or false: look each entry up
+for queue, by in pairs(wanted) do
+  local stream = prefix .. ':q:' .. queue .. ':stream'
+  local exists = redis.call('EXISTS', stream) == 1
+  pel[queue] = {}
+  for consumer, n in pairs(by) do
+    local entries = {}
+    if exists then
+      local limit = n + 64
+      local p = redis.call('XPENDING', stream, GROUP, '-', '+', limit, consumer)
+      if #p >= limit then entries = false else
+        for _, e in ipairs(p) do entries[e[1]] = e[4] end
+      end
+    end
+    pel[queue][consumer] = entries
+  end
+end
 local out = {0}
 local acked, order = {}, {}  -- queue -> entry ids recorded; queues in first-seen order
+local here = {}  -- job id -> token recorded by this batch
+local finished = {}  -- '<result time> <job id>' for the done list
 for _, a in ipairs(acks) do
   local job_id, entry_id, consumer, deliveries, token, queue = a[1], a[2], a[3], a[4], a[5], a[7]
-  local stream, result = prefix .. ':q:' .. queue .. ':stream', prefix .. ':result:' .. job_id
-  local recorded = redis.call('HGET', result, 'token')
   local answer = 0
-  if recorded then
-    if recorded == token then answer = 1 end
-  elseif current(stream, entry_id, consumer, deliveries) then
-    redis.call('HSET', result, 'token', token, 'queue', queue, 'payload', a[6],
+  local entries = pel[queue][consumer]
+  local is_current
+  if here[job_id] then
+    is_current = false
+  elseif entries then
+    is_current = entries[entry_id] == tonumber(deliveries)
+  else
+    is_current = current(prefix .. ':q:' .. queue .. ':stream', entry_id, consumer, deliveries)
+  end
+  if is_current then
+    redis.call('HSET', prefix .. ':result:' .. job_id, 'token', token, 'queue', queue, 'payload', a[6],
                'consumer', consumer, 'deliveries', deliveries, 'at', at)
+    here[job_id] = token
+    finished[#finished + 1] = at .. ' ' .. job_id
     if not acked[queue] then
       acked[queue] = {}
       order[#order + 1] = queue
     end
     acked[queue][#acked[queue] + 1] = entry_id
     answer = 1
+  else
+    local recorded = here[job_id] or redis.call('HGET', prefix .. ':result:' .. job_id, 'token')
+    if recorded == token then answer = 1 end
   end
   out[#out + 1] = answer
 end
@@ -264,15 +334,74 @@ for _, queue in ipairs(order) do
   chunked({'XDEL', stream}, entries)
   redis.call('HINCRBY', prefix .. ':q:' .. queue .. ':counts', 'done', #entries)
 end
+chunked({'RPUSH', prefix .. ':done'}, finished)
 return out
+end
 """
+_ACK_MANY = (
+    _ACK_FN
+    + """
+return cmsgpack.pack(ack_jobs(ARGV[1], KEYS[1], cmsgpack.unpack(ARGV[2])))
+"""
+)
 
-# KEYS: stream, jobs, dead, counts   ARGV: job_id, entry id, consumer, deliveries, horizon, reason
+# KEYS: jobs, then claim's   ARGV: prefix, acks (as ack_many), then claim's
+# -> msgpack {ack_many's answer, claim's answer}; {ack_many's answer} alone if an ack's job is unknown
+_ACK_AND_CLAIM = (
+    _ACK_FN
+    + _CLAIM_FN
+    + """
+local acked = ack_jobs(ARGV[1], KEYS[1], cmsgpack.unpack(ARGV[2]))
+if acked[1] ~= 0 then return cmsgpack.pack({acked}) end
+return cmsgpack.pack({acked, claim_jobs(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[3], tonumber(ARGV[4]),
+                                        tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7])})
+"""
+)
+
+# KEYS: stream, jobs, dead, counts, causes
+# ARGV: job_id, entry id, consumer, deliveries, horizon, reason, has cause (1|0), cause
 _NACK = """
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return -1 end
 if not current(KEYS[1], ARGV[2], ARGV[3], ARGV[4]) then return 0 end
+if ARGV[7] == '1' then redis.call('HSET', KEYS[5], ARGV[1], ARGV[8]) end
 release(KEYS[1], KEYS[3], KEYS[4], ARGV[2], tonumber(ARGV[4]), ARGV[5], ARGV[6])
 return 1
+"""
+
+# KEYS: jobs, enqueued, claimed, causes   ARGV: prefix, job_id
+# -> {queue or false, enqueued at, claimed at, cause, result time, dead letter id}
+_INFO = """
+local prefix, job_id = ARGV[1], ARGV[2]
+local queue = redis.call('HGET', KEYS[1], job_id)
+if not queue then return {false} end
+return {queue, redis.call('HGET', KEYS[2], job_id), redis.call('HGET', KEYS[3], job_id),
+        redis.call('HGET', KEYS[4], job_id), redis.call('HGET', prefix .. ':result:' .. job_id, 'at'),
+        redis.call('HGET', prefix .. ':q:' .. queue .. ':deadjobs', job_id)}
+"""
+
+# KEYS: done, jobs, enqueued, claimed, causes   ARGV: prefix, before (seconds), limit   -> jobs forgotten
+# (and taken off their queue's done count). The done list is in result order (scripts run one at a
+# time, stamped with the server's clock), so the expired ones are its head.
+_EXPIRE = """
+local prefix, before = ARGV[1], tonumber(ARGV[2])
+local head = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
+local ids, results, rows, done = {}, {}, {}, {}
+for _, item in ipairs(head) do
+  local at, id = string.match(item, '^(%S+) (.+)$')
+  if tonumber(at) >= before then break end
+  ids[#ids + 1] = id
+  results[#ids] = prefix .. ':result:' .. id
+  rows[#ids] = {id}
+end
+if #ids == 0 then return 0 end
+for _, queue in ipairs(queues_of(KEYS[2], rows)) do
+  if queue then done[queue] = (done[queue] or 0) + 1 end
+end
+for queue, n in pairs(done) do redis.call('HINCRBY', prefix .. ':q:' .. queue .. ':counts', 'done', -n) end
+chunked({'DEL'}, results)
+for k = 2, 5 do chunked({'HDEL', KEYS[k]}, ids) end
+redis.call('LTRIM', KEYS[1], #ids, -1)
+return #ids
 """
 
 # KEYS: stream, dead, counts   ARGV: consumer, horizon, reason   -> jobs released
@@ -318,6 +447,31 @@ def _lua_pack(rows: list[Any]) -> bytes:
     return msgpack.packb(rows, use_bin_type=False)
 
 
+def _lua_unpack(data: bytes) -> Any:
+    """A script's reply packed with cmsgpack.pack: one bulk string to read instead of a RESP array
+    of every field (Lua strings come back as bytes)."""
+    return msgpack.unpackb(data, raw=True)
+
+
+def _claimed(queue: str, consumer: str, timeout: float, now_reply: Any, entries: Any) -> list[ClaimedJob]:
+    """The claims a claim script's reply names."""
+    deadline = _seconds(now_reply) + timeout
+    return [
+        ClaimedJob(
+            job_id=_text(job_id),
+            queue=queue,
+            payload=unpack_payload(payload),
+            deliveries=int(deliveries),
+            max_deliveries=int(max_deliveries),
+            consumer=consumer,
+            token=_token(_text(entry_id), int(deliveries)),
+            visibility_timeout=timeout,
+            deadline=deadline,
+        )
+        for entry_id, job_id, payload, max_deliveries, deliveries in entries
+    ]
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -341,10 +495,13 @@ def _entry_id(claim: ClaimedJob) -> str:
 class RedisQueueEngine:
     """`QueueEngine` on Redis Streams. Open it with `open_redis_queue`."""
 
-    def __init__(self, client: coredis.Redis[bytes], *, prefix: str = "stratumkit:queue") -> None:
+    def __init__(
+        self, client: coredis.Redis[bytes], *, prefix: str = "stratumkit:queue", raw: resp.RawPool | None = None
+    ) -> None:
         self._client = client
         self._prefix = prefix
         self._closed = False
+        self._raw = raw  # the scripts' lean connections to the same server (coredis when None)
         self._scripts = {
             name: client.register_script(_PRELUDE + source)
             for name, source in {
@@ -352,7 +509,10 @@ class RedisQueueEngine:
                 "claim": _CLAIM,
                 "heartbeat": _HEARTBEAT,
                 "ack_many": _ACK_MANY,
+                "ack_and_claim": _ACK_AND_CLAIM,
                 "nack": _NACK,
+                "info": _INFO,
+                "expire": _EXPIRE,
                 "requeue_consumer": _REQUEUE_CONSUMER,
                 "stats": _STATS,
             }.items()
@@ -378,9 +538,26 @@ class RedisQueueEngine:
     async def _script(self, name: str, keys: list[str], args: list[str | bytes | int]) -> Any:
         if self._closed:
             raise QueueClosed("the queue engine is closed")
+        if self._raw is not None:
+            return await self._raw_script(name, keys, args)
         try:
             return await self._scripts[name](keys=keys, args=args)
         except coredis.exceptions.RedisError as exc:
+            raise QueueError(f"redis {name} failed: {exc}") from exc
+
+    async def _raw_script(self, name: str, keys: list[str], args: list[str | bytes | int]) -> Any:
+        assert self._raw is not None
+        script = self._scripts[name]
+        sha = _text(script.sha)
+        try:
+            try:
+                return await self._raw.call("EVALSHA", sha, len(keys), *keys, *args)
+            except resp.RespError as exc:
+                if not str(exc).startswith("NOSCRIPT"):
+                    raise
+            await self._raw.call("SCRIPT", "LOAD", script.script)
+            return await self._raw.call("EVALSHA", sha, len(keys), *keys, *args)
+        except (resp.RespError, OSError, trio.BrokenResourceError) as exc:
             raise QueueError(f"redis {name} failed: {exc}") from exc
 
     async def _command(self, request: Any) -> Any:
@@ -421,7 +598,7 @@ class RedisQueueEngine:
         stream, _, counts = self._queue_keys(queue)
         reply = await self._script(
             "enqueue_many",
-            [self._key("jobs"), self._key("queues"), stream, counts],
+            [self._key("jobs"), self._key("queues"), stream, counts, self._key("enqueued")],
             [queue, _lua_pack(rows)],
         )
         if int(reply[0]) != 0:
@@ -432,32 +609,38 @@ class RedisQueueEngine:
     async def claim(
         self, queue: str, consumer: str, visibility_timeout: float, *, max_jobs: int = 1
     ) -> list[ClaimedJob]:
+        keys, args, timeout = self._claim_call(queue, consumer, visibility_timeout, max_jobs)
+        now_reply, entries = _lua_unpack(await self._script("claim", keys, args))
+        return _claimed(queue, consumer, timeout, now_reply, entries)
+
+    def _claim_call(
+        self, queue: str, consumer: str, visibility_timeout: float, max_jobs: int
+    ) -> tuple[list[str], list[str | bytes | int], float]:
+        """The claim script's keys and arguments, and the checked timeout."""
         check_name("queue", queue)
         check_name("consumer", consumer)
         timeout = check_visibility_timeout(visibility_timeout)
         check_count("max_jobs", max_jobs)
-        now_reply, entries = await self._script(
-            "claim",
-            list(self._queue_keys(queue)),
-            [consumer, _HORIZON_MS, round(timeout * 1000), max_jobs, REASON_MAX_DELIVERIES],
+        keys = [*self._queue_keys(queue), self._key("claimed")]
+        return keys, [consumer, _HORIZON_MS, round(timeout * 1000), max_jobs, REASON_MAX_DELIVERIES], timeout
+
+    async def ack_and_claim(
+        self,
+        acks: Sequence[tuple[ClaimedJob, dict[str, Any]]],
+        queue: str,
+        consumer: str,
+        visibility_timeout: float,
+        *,
+        max_jobs: int = 1,
+    ) -> tuple[list[bool], list[ClaimedJob]]:
+        rows = self._ack_rows(acks)
+        keys, args, timeout = self._claim_call(queue, consumer, visibility_timeout, max_jobs)
+        reply = _lua_unpack(
+            await self._script("ack_and_claim", [self._key("jobs"), *keys], [self._prefix, _lua_pack(rows), *args])
         )
-        deadline = _seconds(now_reply) + timeout
-        claimed = []
-        for entry_id, job_id, payload, max_deliveries, deliveries in entries:
-            claimed.append(
-                ClaimedJob(
-                    job_id=_text(job_id),
-                    queue=queue,
-                    payload=unpack_payload(payload),
-                    deliveries=int(deliveries),
-                    max_deliveries=int(max_deliveries),
-                    consumer=consumer,
-                    token=_token(_text(entry_id), int(deliveries)),
-                    visibility_timeout=timeout,
-                    deadline=deadline,
-                )
-            )
-        return claimed
+        answers = self._acked(acks, reply[0])
+        now_reply, entries = reply[1]
+        return answers, _claimed(queue, consumer, timeout, now_reply, entries)
 
     def _claim_args(self, claim: ClaimedJob) -> list[str | bytes | int]:
         return [claim.job_id, _entry_id(claim), claim.consumer, claim.deliveries]
@@ -483,24 +666,32 @@ class RedisQueueEngine:
         return acked
 
     async def ack_many(self, acks: Sequence[tuple[ClaimedJob, dict[str, Any]]]) -> list[bool]:
+        rows = self._ack_rows(acks)
+        if not rows:
+            return []
+        reply = _lua_unpack(await self._script("ack_many", [self._key("jobs")], [self._prefix, _lua_pack(rows)]))
+        return self._acked(acks, reply)
+
+    def _ack_rows(self, acks: Sequence[tuple[ClaimedJob, dict[str, Any]]]) -> list[list[str | bytes | int]]:
         check_batch("acks", acks)
-        rows = [
+        return [
             [*self._claim_args(claim), claim.token, pack_payload("result", result), claim.queue]
             for claim, result in acks
         ]
-        if not rows:
-            return []
-        reply = await self._script("ack_many", [self._key("jobs")], [self._prefix, _lua_pack(rows)])
+
+    @staticmethod
+    def _acked(acks: Sequence[tuple[ClaimedJob, dict[str, Any]]], reply: list[int]) -> list[bool]:
         if int(reply[0]) == -1:
             raise UnknownJob(acks[int(reply[1]) - 1][0].job_id)
         return [answer == 1 for answer in reply[1:]]
 
-    async def nack(self, claim: ClaimedJob) -> None:
+    async def nack(self, claim: ClaimedJob, *, cause: str | None = None) -> None:
+        cause = check_cause(cause)
         stream, dead, counts = self._queue_keys(claim.queue)
         reply = await self._script(
             "nack",
-            [stream, self._key("jobs"), dead, counts],
-            [*self._claim_args(claim), _HORIZON_MS, REASON_MAX_DELIVERIES],
+            [stream, self._key("jobs"), dead, counts, self._key("causes")],
+            [*self._claim_args(claim), _HORIZON_MS, REASON_MAX_DELIVERIES, int(cause is not None), cause or ""],
         )
         if reply == -1:
             raise UnknownJob(claim.job_id)
@@ -565,16 +756,50 @@ class RedisQueueEngine:
         entries = await self._command(self._client.xrange(dead, _text(entry_id), _text(entry_id)))
         return _letter(queue, entries[0]) if entries else None
 
+    async def info(self, job_id: str) -> JobInfo:
+        check_name("job_id", job_id)
+        keys = [self._key("jobs"), self._key("enqueued"), self._key("claimed"), self._key("causes")]
+        reply = await self._script("info", keys, [self._prefix, job_id])
+        if not reply or reply[0] is None:
+            raise UnknownJob(job_id)
+        queue, enqueued_at, claimed_at, cause, completed_at, dead = reply
+        state = "done" if completed_at is not None else "dead" if dead is not None else "pending"
+        return JobInfo(
+            job_id=job_id,
+            queue=_text(queue),
+            state=state,
+            # a job enqueued before the engine kept enqueue times: unknown (0)
+            enqueued_at=0.0 if enqueued_at is None else float(enqueued_at),
+            claimed_at=None if claimed_at is None else float(claimed_at),
+            completed_at=None if completed_at is None else float(completed_at),
+            cause=None if cause is None else _text(cause),
+        )
+
+    async def expire_results(self, before: float) -> int:
+        """In scripts of at most `EXPIRE_CHUNK` jobs, so other clients get their turn."""
+        keys = [self._key(k) for k in ("done", "jobs", "enqueued", "claimed", "causes")]
+        total = 0
+        while True:
+            n = int(await self._script("expire", keys, [self._prefix, repr(float(before)), EXPIRE_CHUNK]))
+            total += n
+            if n < EXPIRE_CHUNK:
+                return total
+
     async def close(self) -> None:
-        """Refuse further calls; the connection closes when `open_redis_queue` exits."""
+        """Refuse further calls; the coredis connection closes when `open_redis_queue` exits."""
         self._closed = True
+        if self._raw is not None:
+            await self._raw.aclose()
 
 
 @asynccontextmanager
 async def open_redis_queue(
-    url: str = "redis://127.0.0.1:6379/0", *, prefix: str = "stratumkit:queue"
+    url: str = "redis://127.0.0.1:6379/0", *, prefix: str = "stratumkit:queue", raw_scripts: bool = True
 ) -> AsyncIterator[RedisQueueEngine]:
     """Connect to Redis at `url`, check its version, and yield the engine.
+
+    With `raw_scripts` (and a plain redis:// URL) the queue's scripts run on lean connections of
+    their own (`resp.RawPool`), everything else on coredis.
 
     coredis keeps its connections in a task group, so the engine lives inside this context. That
     task group wraps whatever crosses it in an exception group; a lone exception (the caller's
@@ -583,7 +808,8 @@ async def open_redis_queue(
     lone: BaseException | None = None
     try:
         async with client:
-            engine = RedisQueueEngine(client, prefix=prefix)
+            raw = resp.RawPool.from_url(url) if raw_scripts else None
+            engine = RedisQueueEngine(client, prefix=prefix, raw=raw)
             try:
                 await engine.check_server()
                 yield engine

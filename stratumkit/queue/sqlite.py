@@ -34,7 +34,6 @@ import dataclasses
 import os
 import sqlite3
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
@@ -48,6 +47,7 @@ from .engine import (
     DeadLetter,
     InvalidArgument,
     Job,
+    JobInfo,
     JobResult,
     NewJob,
     QueueClosed,
@@ -56,6 +56,7 @@ from .engine import (
     StaleClaim,
     UnknownJob,
     check_batch,
+    check_cause,
     check_count,
     check_name,
     check_new_job,
@@ -64,11 +65,13 @@ from .engine import (
     unpack_payload,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: PRAGMA application_id of a queue database: "SKQ1".
 APPLICATION_ID = 0x534B5131
 
 _T = TypeVar("_T")
+#: Jobs one transaction of `expire_results` forgets.
+EXPIRE_CHUNK = 1000
 
 _SCHEMA_V1 = """
 CREATE TABLE jobs (
@@ -100,6 +103,14 @@ CREATE TABLE results (
 ) WITHOUT ROWID;
 """
 
+#: Version 2: when each job was last claimed, the last cause a consumer gave back with it, and
+#: results findable by age (their expiry). A version 1 file is brought up to it when opened.
+_MIGRATE_V2 = """
+ALTER TABLE jobs ADD COLUMN claimed_at REAL;
+ALTER TABLE jobs ADD COLUMN last_cause TEXT;
+CREATE INDEX results_completed ON results (completed_at);
+"""
+
 #: Releasing a claim: back to ready, or dead-lettered when it has used all its deliveries.
 _RELEASE_SET = """
     state = CASE WHEN deliveries >= max_deliveries THEN 'dead' ELSE 'ready' END,
@@ -107,6 +118,13 @@ _RELEASE_SET = """
     dead_at = CASE WHEN deliveries >= max_deliveries THEN :now END,
     consumer = NULL, token = NULL, deadline = NULL, visibility_timeout = NULL
 """
+
+#: A claim's new delivery (positional: consumer, timeout, deadline, now), and what it gives back.
+_CLAIM_UPDATE = (
+    "UPDATE jobs SET state = 'claimed', consumer = ?, token = lower(hex(randomblob(16))),"
+    " deliveries = deliveries + 1, visibility_timeout = ?, deadline = ?, claimed_at = ?"
+)
+_CLAIM_RETURNING = "RETURNING seq, job_id, payload, deliveries, max_deliveries, token"
 
 
 @contextmanager
@@ -132,6 +150,13 @@ def _write(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
+def _statements(conn: sqlite3.Connection, script: str) -> None:
+    """One by one: executescript() would COMMIT the open transaction first."""
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
 def _connect(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
     try:
@@ -146,16 +171,16 @@ def _connect(path: str) -> sqlite3.Connection:
             if app_id == 0 and version == 0:
                 if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
                     raise QueueError(f"{path!r} is an SQLite database of something else")
-                # One by one: executescript() would COMMIT the open transaction first.
-                for statement in _SCHEMA_V1.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                _statements(conn, _SCHEMA_V1)
                 conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                version = 1
             elif app_id != APPLICATION_ID:
                 raise QueueError(f"{path!r} is not a queue database (application_id {app_id:#x})")
             elif version > SCHEMA_VERSION:
                 raise QueueError(f"{path!r} has schema version {version}; this code knows up to {SCHEMA_VERSION}")
+            if version < 2:
+                _statements(conn, _MIGRATE_V2)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except BaseException:
         conn.close()
         raise
@@ -320,8 +345,25 @@ class SqliteQueueEngine:
             return []
         return await self._run_write(_ack_many, packed, self._clock())
 
-    async def nack(self, claim: ClaimedJob) -> None:
-        await self._run_write(_nack, claim, self._clock())
+    async def ack_and_claim(
+        self,
+        acks: Sequence[tuple[ClaimedJob, dict[str, Any]]],
+        queue: str,
+        consumer: str,
+        visibility_timeout: float,
+        *,
+        max_jobs: int = 1,
+    ) -> tuple[list[bool], list[ClaimedJob]]:
+        check_batch("acks", acks)
+        packed = [(claim, pack_payload("result", result)) for claim, result in acks]
+        check_name("queue", queue)
+        check_name("consumer", consumer)
+        timeout = check_visibility_timeout(visibility_timeout)
+        check_count("max_jobs", max_jobs)
+        return await self._run_write(_ack_and_claim, packed, queue, consumer, timeout, max_jobs, self._clock())
+
+    async def nack(self, claim: ClaimedJob, *, cause: str | None = None) -> None:
+        await self._run_write(_nack, claim, check_cause(cause), self._clock())
 
     async def requeue_consumer(self, consumer: str) -> int:
         check_name("consumer", consumer)
@@ -343,6 +385,19 @@ class SqliteQueueEngine:
     async def dead_letter(self, job_id: str) -> DeadLetter | None:
         check_name("job_id", job_id)
         return await self._run(_dead_letter, job_id)
+
+    async def info(self, job_id: str) -> JobInfo:
+        check_name("job_id", job_id)
+        return await self._run(_info, job_id)
+
+    async def expire_results(self, before: float) -> int:
+        """In transactions of at most `EXPIRE_CHUNK` jobs, so other calls get their turn."""
+        total = 0
+        while True:
+            n = await self._run_write(_expire_results, float(before), EXPIRE_CHUNK)
+            total += n
+            if n < EXPIRE_CHUNK:
+                return total
 
     async def close(self) -> None:
         async with self._lock:
@@ -408,10 +463,10 @@ def _sweep(conn: sqlite3.Connection, queue: str, now: float) -> None:
 def _claim(
     conn: sqlite3.Connection, queue: str, consumer: str, timeout: float, max_jobs: int, now: float
 ) -> list[ClaimedJob]:
-    claimed: list[ClaimedJob] = []
+    deadline = now + timeout
     with _write(conn):
         _sweep(conn, queue, now)
-        seqs = [
+        expired = [
             row[0]
             for row in conn.execute(
                 "SELECT seq FROM jobs WHERE queue = ? AND state = 'claimed' AND deadline <= ?"
@@ -419,36 +474,38 @@ def _claim(
                 (queue, now, max_jobs),
             )
         ]
-        if len(seqs) < max_jobs:
-            seqs += [
-                row[0]
-                for row in conn.execute(
-                    "SELECT seq FROM jobs WHERE queue = ? AND state = 'ready' ORDER BY seq LIMIT ?",
-                    (queue, max_jobs - len(seqs)),
-                )
-            ]
-        for seq in seqs:
-            token = uuid.uuid4().hex
-            job_id, payload, deliveries, max_deliveries = conn.execute(
-                "UPDATE jobs SET state = 'claimed', consumer = ?, token = ?,"
-                " deliveries = deliveries + 1, visibility_timeout = ?, deadline = ?"
-                " WHERE seq = ? RETURNING job_id, payload, deliveries, max_deliveries",
-                (consumer, token, timeout, now + timeout, seq),
-            ).fetchone()
-            claimed.append(
-                ClaimedJob(
-                    job_id=job_id,
-                    queue=queue,
-                    payload=unpack_payload(payload),
-                    deliveries=deliveries,
-                    max_deliveries=max_deliveries,
-                    consumer=consumer,
-                    token=token,
-                    visibility_timeout=timeout,
-                    deadline=now + timeout,
-                )
+        # One UPDATE for the expired claims and one for new jobs, each token fresh from SQLite.
+        taken: dict[int, tuple[Any, ...]] = {}
+        if expired:
+            marks = ",".join("?" * len(expired))
+            for row in conn.execute(f"{_CLAIM_UPDATE} WHERE seq IN ({marks}) {_CLAIM_RETURNING}",
+                                    (consumer, timeout, deadline, now, *expired)):  # fmt: skip
+                taken[row[0]] = row
+        if len(expired) < max_jobs:
+            for row in conn.execute(
+                f"{_CLAIM_UPDATE} WHERE seq IN (SELECT seq FROM jobs WHERE queue = ? AND state = 'ready'"
+                f" ORDER BY seq LIMIT ?) {_CLAIM_RETURNING}",
+                (consumer, timeout, deadline, now, queue, max_jobs - len(expired)),
+            ):
+                taken[row[0]] = row
+        # RETURNING gives rows in no set order: expired claims first (oldest deadline first), then
+        # new jobs in enqueue order.
+        again = set(expired)
+        order = expired + sorted(seq for seq in taken if seq not in again)
+        return [
+            ClaimedJob(
+                job_id=job_id,
+                queue=queue,
+                payload=unpack_payload(payload),
+                deliveries=deliveries,
+                max_deliveries=max_deliveries,
+                consumer=consumer,
+                token=token,
+                visibility_timeout=timeout,
+                deadline=deadline,
             )
-    return claimed
+            for _, job_id, payload, deliveries, max_deliveries, token in (taken[seq] for seq in order)
+        ]
 
 
 def _check_current(conn: sqlite3.Connection, claim: ClaimedJob) -> None:
@@ -469,37 +526,96 @@ def _heartbeat(conn: sqlite3.Connection, claim: ClaimedJob, timeout: float, now:
 
 
 def _ack_many(conn: sqlite3.Connection, acks: list[tuple[ClaimedJob, bytes]], now: float) -> list[bool]:
+    """The batch in a few statements: one lookup of every job and its recorded result, then one
+    INSERT and one UPDATE per recorded ack (executemany). Answers as acks made one by one."""
+    ids = list(dict.fromkeys(claim.job_id for claim, _ in acks))
+    # job id -> (seq, state, current token, recorded result's token)
+    known: dict[str, tuple[int, str, str | None, str | None]] = {}
     with _write(conn):  # an UnknownJob rolls back the whole batch
-        return [_ack(conn, claim, data, now) for claim, data in acks]
+        for start in range(0, len(ids), _LOOKUP_CHUNK):
+            chunk = ids[start : start + _LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for job_id, seq, state, token, recorded in conn.execute(
+                "SELECT j.job_id, j.seq, j.state, j.token, r.token FROM jobs AS j LEFT JOIN results AS r USING (job_id)"
+                f" WHERE j.job_id IN ({marks})",
+                chunk,
+            ):
+                known[job_id] = (seq, state, token, recorded)
+        answers: list[bool] = []
+        results: list[tuple[str, str, str, int, bytes, float]] = []
+        done: list[tuple[int]] = []
+        for claim, data in acks:
+            found = known.get(claim.job_id)
+            if found is None:
+                raise UnknownJob(claim.job_id)
+            seq, state, token, recorded = found
+            if recorded is not None:
+                answers.append(recorded == claim.token)
+            elif state != "claimed" or token != claim.token:
+                answers.append(False)
+            else:
+                results.append((claim.job_id, claim.token, claim.consumer, claim.deliveries, data, now))
+                done.append((seq,))
+                known[claim.job_id] = (seq, "done", None, claim.token)
+                answers.append(True)
+        if results:
+            conn.executemany(
+                "INSERT INTO results (job_id, token, consumer, deliveries, payload, completed_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                results,
+            )
+            conn.executemany("UPDATE jobs SET state = 'done', token = NULL, deadline = NULL WHERE seq = ?", done)
+    return answers
 
 
-def _ack(conn: sqlite3.Connection, claim: ClaimedJob, data: bytes, now: float) -> bool:
-    """One ack inside the caller's transaction."""
-    row = conn.execute("SELECT token FROM results WHERE job_id = ?", (claim.job_id,)).fetchone()
-    if row is not None:
-        return bool(row[0] == claim.token)
-    try:
-        _check_current(conn, claim)
-    except StaleClaim:
-        return False
-    conn.execute(
-        "INSERT INTO results (job_id, token, consumer, deliveries, payload, completed_at) VALUES (?, ?, ?, ?, ?, ?)",
-        (claim.job_id, claim.token, claim.consumer, claim.deliveries, data, now),
-    )
-    conn.execute(
-        "UPDATE jobs SET state = 'done', token = NULL, deadline = NULL WHERE job_id = ?",
-        (claim.job_id,),
-    )
-    return True
+def _ack_and_claim(
+    conn: sqlite3.Connection,
+    acks: list[tuple[ClaimedJob, bytes]],
+    queue: str,
+    consumer: str,
+    timeout: float,
+    max_jobs: int,
+    now: float,
+) -> tuple[list[bool], list[ClaimedJob]]:
+    with _write(conn):  # an UnknownJob among the acks rolls back the claim too
+        answers = _ack_many(conn, acks, now) if acks else []
+        return answers, _claim(conn, queue, consumer, timeout, max_jobs, now)
 
 
-def _nack(conn: sqlite3.Connection, claim: ClaimedJob, now: float) -> None:
+def _nack(conn: sqlite3.Connection, claim: ClaimedJob, cause: str | None, now: float) -> None:
     with _write(conn):
         _check_current(conn, claim)
         conn.execute(
-            f"UPDATE jobs SET {_RELEASE_SET} WHERE job_id = :job_id",
-            {"job_id": claim.job_id, "now": now, "reason": REASON_MAX_DELIVERIES},
+            f"UPDATE jobs SET {_RELEASE_SET}, last_cause = coalesce(:cause, last_cause) WHERE job_id = :job_id",
+            {"job_id": claim.job_id, "now": now, "reason": REASON_MAX_DELIVERIES, "cause": cause},
         )
+
+
+def _info(conn: sqlite3.Connection, job_id: str) -> JobInfo:
+    row = conn.execute(
+        "SELECT j.queue, j.state, j.enqueued_at, j.claimed_at, r.completed_at, j.last_cause"
+        " FROM jobs AS j LEFT JOIN results AS r USING (job_id) WHERE j.job_id = ?",
+        (job_id,),
+    ).fetchone()
+    if row is None:
+        raise UnknownJob(job_id)
+    queue, state, enqueued_at, claimed_at, completed_at, cause = row
+    state = "pending" if state in ("ready", "claimed") else state
+    return JobInfo(job_id, queue, state, enqueued_at, claimed_at, completed_at, cause)
+
+
+def _expire_results(conn: sqlite3.Connection, before: float, limit: int) -> int:
+    """Up to `limit` of the oldest results recorded before `before`, and their jobs."""
+    with _write(conn):
+        ids = [
+            (row[0],)
+            for row in conn.execute(
+                "SELECT job_id FROM results WHERE completed_at < ? ORDER BY completed_at LIMIT ?", (before, limit)
+            )
+        ]
+        conn.executemany("DELETE FROM results WHERE job_id = ?", ids)
+        conn.executemany("DELETE FROM jobs WHERE job_id = ?", ids)
+    return len(ids)
 
 
 def _requeue_consumer(conn: sqlite3.Connection, consumer: str, now: float) -> int:

@@ -90,6 +90,7 @@ class PoolConfig:
     integrator_tokens: dict[str, str] | None = None  # integrator name -> API token; leases belong to their maker
     queue_url: str | None = None  # None: SQLite in data_dir ; redis://host:port/db for Redis
     lease_plane: str | None = None  # a name: front ends with it (and one Redis queue_url) share one lease plane
+    job_result_ttl: float = 7 * 24 * 3600.0  # seconds a finished job's result is kept (0: forever)
     # per-worker earnings (stratumkit.shares.payouts): /v1/reports/daily and `stratumkit report daily`
     payout_scheme: str = "pplns"  # pplns | fpps
     pplns_window: float = 2.0  # PPLNS pays the last N x network difficulty of share difficulty
@@ -117,6 +118,10 @@ class PoolConfig:
                     raise ConfigError(f"{key}: {why}: {path}")
         if not 0 < self.min_difficulty <= self.start_difficulty <= self.max_difficulty:
             raise ConfigError("need 0 < min_difficulty <= start_difficulty <= max_difficulty")
+        if not self.job_result_ttl >= 0:
+            raise ConfigError(
+                f"job_result_ttl must be >= 0 seconds (0: keep results forever), got {self.job_result_ttl}"
+            )
         if not 2 <= self.extranonce2_size <= 16:
             raise ConfigError("extranonce2_size must be 2..16 (what miners accept)")
         if not 0 <= self.instance_id <= 255:
@@ -230,6 +235,7 @@ KEY_HELP: dict[str, str] = {
     "pool_fee": "fraction of every reward the pool keeps, 0 <= fee < 1 (default 0)",
     "queue_url": "inference queue engine: redis://host:port/db (default: SQLite in data_dir)",
     "lease_plane": "share one lease plane (rigs, leases, events) with every front end of this name on queue_url",
+    "job_result_ttl": "seconds a finished job and its result are kept, then forgotten (default a week; 0: forever)",
     "lease_drain_timeout": "seconds a diverted rig has to say it serves",
     "lease_return_timeout": "seconds a returning rig has to say it mines again",
     "lease_resume_grace": "seconds a leased rig has after a pool restart to resume its stint",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from functools import partial
 from typing import Any
 
@@ -66,7 +67,9 @@ async def test_client_mirrors_the_routes(stack: Stack, nursery: trio.Nursery) ->
         assert (await client.lease(lease_id))["state"] == "cancelled"
 
         job_id = await client.submit_job("embed", {"input": ["a"]})
-        assert await client.job(job_id) == {"job_id": job_id, "status": "pending"}
+        pending = await client.job(job_id)
+        assert pending == {"job_id": job_id, "status": "pending", "enqueued_at": pending["enqueued_at"]}
+        assert abs(pending["enqueued_at"] - time.time()) < 60
         assert await client.submit_job("embed", {"input": ["b"]}, job_id="fixed-1") == "fixed-1"
         ids = await client.submit_jobs("embed", [{"n": n} for n in range(5)])
         assert len(set(ids)) == 5 and job_id not in ids

@@ -159,10 +159,9 @@ async def test_jobs(stack: Stack) -> None:
         one = await http.post("/v1/queues/embed/jobs", json={"payload": {"input": ["hello"]}})
         assert one.status_code == 201, one.text
         job_id = one.json()["job_id"]
-        assert (await http.get(f"/v1/jobs/{job_id}")).json() == {
-            "job_id": job_id,
-            "status": "pending",
-        }
+        view = (await http.get(f"/v1/jobs/{job_id}")).json()
+        assert view == {"job_id": job_id, "status": "pending", "enqueued_at": view["enqueued_at"]}
+        assert isinstance(view["enqueued_at"], float)
 
         named = {"payload": {"input": ["again"]}, "job_id": "tenant-a/job-1"}
         first = await http.post("/v1/queues/team/embed/jobs", json=named)

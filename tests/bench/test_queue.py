@@ -11,12 +11,23 @@ from stratumkit.queue.sqlite import open_sqlite_queue
 
 
 @pytest.mark.parametrize(
-    ("shape", "batch", "prefetch", "held"),
-    [("phases", 1, False, 0), ("phases", 16, True, 7), ("concurrent", 16, False, 0), ("concurrent", 5, True, 3)],
+    ("shape", "batch", "prefetch", "held", "together"),
+    [
+        ("phases", 1, False, 0, False),
+        ("phases", 16, True, 7, False),
+        ("concurrent", 16, False, 0, False),
+        ("concurrent", 5, True, 3, False),
+        ("phases", 16, False, 2, True),
+        ("concurrent", 5, False, 0, True),
+    ],
 )
-async def test_a_run_drains_every_job(tmp_path: Path, shape: str, batch: int, prefetch: bool, held: int) -> None:
+async def test_a_run_drains_every_job(
+    tmp_path: Path, shape: str, batch: int, prefetch: bool, held: int, together: bool
+) -> None:
     path = tmp_path / "q.sqlite3"
-    run = await measure(lambda: open_sqlite_queue(path), no_server, "sqlite", shape, 50, batch, 4, prefetch, held)
+    opener = lambda: open_sqlite_queue(path)  # noqa: E731
+    run = await measure(opener, no_server, "sqlite", shape, 50, batch, 4, prefetch, held, together)
+    assert run.ack_with_claim is together
     assert (run.engine, run.shape, run.jobs, run.batch, run.claim_batch, run.prefetch) == (
         "sqlite", shape, 50, batch, 4, prefetch)  # fmt: skip
     assert run.cycle_per_s > 0 and run.client_cpu_us > 0 and run.server_cpu_us is None

@@ -53,6 +53,7 @@ def test_an_unknown_key_is_an_error_naming_it(tmp_path: Path) -> None:
         ('payout_scheme = "pps"\n', "payout_scheme"),
         ("pool_fee = 1.0\n", "pool_fee"),
         ("pplns_window = 0\n", "pplns_window"),
+        ("job_result_ttl = -1\n", "job_result_ttl"),
         ("port = [\n", "not valid TOML"),
     ],
 )

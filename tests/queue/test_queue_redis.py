@@ -8,7 +8,7 @@ import random
 import pytest
 import trio
 
-from stratumkit.queue.engine import NewJob, QueueEngine, QueueError
+from stratumkit.queue.engine import ClaimedJob, NewJob, QueueEngine, QueueError
 from stratumkit.queue.redis import open_redis_queue
 
 from . import queue_harness
@@ -61,20 +61,32 @@ async def test_kill_9_of_redis_server_loses_nothing(private_redis_server: RedisS
         assert (stats.ready, stats.in_flight, stats.done, stats.dead) == (0, 7, 3, 1)
 
 
-async def test_kill_9_of_redis_server_keeps_every_batch_that_returned(private_redis_server: RedisServer) -> None:
+@pytest.mark.parametrize("combined", [False, True])
+async def test_kill_9_of_redis_server_keeps_every_batch_that_returned(
+    private_redis_server: RedisServer, combined: bool
+) -> None:
     """A producer enqueues 16 jobs per `enqueue_many` and acks half of each claimed 16 with
-    `ack_many` until redis-server is killed mid-stream: every batch that returned is there after the
-    restart, and the batch the kill cut short is there whole or not at all."""
+    `ack_many` (combined: with the next claim, in `ack_and_claim`) until redis-server is killed
+    mid-stream: every batch that returned is there after the restart, and the batch the kill cut
+    short is there whole or not at all."""
     server, batch = private_redis_server, 16
     enqueued: list[str] = []
     acked: list[str] = []
 
     async def work(engine: QueueEngine) -> None:
         n = 0
+        held: list[ClaimedJob] = []
         while True:
             jobs = [NewJob({"n": i}, job_id=f"job-{i}") for i in range(n, n + batch)]
             n += batch
             enqueued.extend(await engine.enqueue_many("q", jobs))
+            if combined:
+                acks = [(claim, {"n": claim.payload["n"]}) for claim in held]
+                answers, claims = await engine.ack_and_claim(acks, "q", "rig-1", 600, max_jobs=batch)
+                assert all(answers)
+                acked.extend(claim.job_id for claim in held)
+                held = claims[::2]
+                continue
             claims = (await engine.claim("q", "rig-1", 600, max_jobs=batch))[::2]
             answers = await engine.ack_many([(claim, {"n": claim.payload["n"]}) for claim in claims])
             assert all(answers)
