@@ -7,19 +7,19 @@ writer and a reader task, timeouts) against a few tens here: at a claim of 16 an
 per round trip that was most of the drain's time.
 
 What it does: plain `redis://[user:password@]host[:port][/db]` URLs (anything else, such as TLS or
-a unix socket, gets `None` from `RawPool.from_url` and the engine keeps coredis), RESP2 replies
-(simple strings, errors, integers, bulk strings, arrays), one call at a time per connection. A
-pool hands each concurrent call a connection of its own (opened on demand, up to `MAX_IDLE` kept
-while idle); a
-call cut short by cancellation or an error closes its connection, because where its reply stands
-on the wire is unknown.
+a unix socket, gets `None` from `RawPool.from_url` and the engine keeps coredis), RESP2 encoded
+and parsed by hiredis (the C parser redis-py uses), one call at a time per connection. A pool hands
+each concurrent call a connection of its own (opened on demand, up to `MAX_IDLE` kept while
+idle); a call cut short by cancellation or an error closes its connection, because where its reply
+stands on the wire is unknown.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
+import hiredis
 import trio
 
 Arg = str | bytes | int
@@ -30,7 +30,7 @@ MAX_IDLE = 16
 
 
 class RespError(Exception):
-    """An error reply from the server, or a reply this parser cannot read."""
+    """An error reply from the server, or a reply the parser cannot read."""
 
 
 class ConnectionLost(RespError):
@@ -38,60 +38,19 @@ class ConnectionLost(RespError):
 
 
 class UnreadableReply(RespError):
-    """Bytes this parser does not understand: the connection is out of step."""
-
-
-class _Incomplete(Exception):
-    """The buffer ends before the reply does."""
+    """Bytes the parser does not understand: the connection is out of step."""
 
 
 def encode_command(args: tuple[Arg, ...]) -> bytes:
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        if isinstance(arg, bytes):
-            data = arg
-        elif isinstance(arg, str):
-            data = arg.encode()
-        elif isinstance(arg, int) and not isinstance(arg, bool):
-            data = b"%d" % arg
-        else:
-            raise TypeError(f"a Redis argument is str, bytes or int, not {type(arg).__name__}")
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
+    """One command in RESP (hiredis's encoder; it refuses arguments other than str, bytes and numbers)."""
+    packed: bytes = hiredis.pack_command(cast(Any, args))  # its stub types the tuple as one item long
+    return packed
 
 
-def parse_reply(buffer: bytes | bytearray, pos: int = 0) -> tuple[Any, int]:
-    """One reply from `buffer` at `pos`: (value, position after it). Error replies come back as
-    `RespError` values (inside arrays too), for the caller to raise. `_Incomplete` if the buffer
-    ends first."""
-    end = buffer.find(b"\r\n", pos)
-    if end < 0:
-        raise _Incomplete
-    kind, line = buffer[pos : pos + 1], bytes(buffer[pos + 1 : end])
-    pos = end + 2
-    if kind == b"$":
-        size = int(line)
-        if size < 0:
-            return None, pos
-        if len(buffer) < pos + size + 2:
-            raise _Incomplete
-        return bytes(buffer[pos : pos + size]), pos + size + 2
-    if kind == b":":
-        return int(line), pos
-    if kind == b"*":
-        count = int(line)
-        if count < 0:
-            return None, pos
-        items = []
-        for _ in range(count):
-            item, pos = parse_reply(buffer, pos)
-            items.append(item)
-        return items, pos
-    if kind == b"+":
-        return line, pos
-    if kind == b"-":
-        return RespError(line.decode(errors="replace")), pos
-    raise UnreadableReply(f"unreadable reply from Redis: {bytes(buffer[pos - len(line) - 3 : end])!r}")
+def reply_reader() -> hiredis.Reader:
+    """hiredis's RESP2 reader: error replies come back as `RespError` values (inside arrays too),
+    for the caller to raise; bytes it cannot read raise `UnreadableReply`."""
+    return hiredis.Reader(replyError=RespError, protocolError=UnreadableReply)
 
 
 class RawConnection:
@@ -99,7 +58,7 @@ class RawConnection:
 
     def __init__(self, stream: trio.SocketStream) -> None:
         self._stream = stream
-        self._buffer = bytearray()
+        self._reader = reply_reader()
 
     @classmethod
     async def open(cls, host: str, port: int, setup: list[tuple[Arg, ...]]) -> RawConnection:
@@ -128,20 +87,15 @@ class RawConnection:
     async def _call(self, args: tuple[Arg, ...]) -> Any:
         await self._stream.send_all(encode_command(args))
         while True:
-            if self._buffer:
-                try:
-                    value, used = parse_reply(self._buffer)
-                except _Incomplete:
-                    pass
-                else:
-                    del self._buffer[:used]
-                    if isinstance(value, RespError):
-                        raise value
-                    return value
+            value = self._reader.gets()
+            if value is not False:  # False: no whole reply yet
+                if isinstance(value, RespError):
+                    raise value
+                return value
             data = await self._stream.receive_some(65536)
             if not data:
                 raise ConnectionLost("Redis closed the connection")
-            self._buffer += data
+            self._reader.feed(data)
 
     async def aclose(self) -> None:
         with trio.CancelScope(shield=True):

@@ -1,11 +1,11 @@
-"""The Redis engine's lean script connection: its RESP2 codec, its URLs, a server restart."""
+"""The Redis engine's lean script connection: its RESP2 codec (hiredis, as configured), its URLs, a server restart."""
 
 from __future__ import annotations
 
 import pytest
 
 from stratumkit.queue.redis import open_redis_queue
-from stratumkit.queue.resp import RawPool, RespError, UnreadableReply, _Incomplete, encode_command, parse_reply
+from stratumkit.queue.resp import RawPool, RespError, UnreadableReply, encode_command, reply_reader
 
 from .queue_harness import RedisServer
 
@@ -14,24 +14,28 @@ def test_encode_command() -> None:
     assert encode_command(("EVALSHA", b"\x00\xff", 3)) == b"*3\r\n$7\r\nEVALSHA\r\n$2\r\n\x00\xff\r\n$1\r\n3\r\n"
 
 
-def test_parse_reply_reads_every_kind() -> None:
-    data = b"*6\r\n+OK\r\n:-7\r\n$3\r\na\r\n\r\n$-1\r\n*1\r\n*0\r\n-ERR no\r\n"
-    value, end = parse_reply(data)
-    assert end == len(data)
+def read(data: bytes) -> object:
+    reader = reply_reader()
+    reader.feed(data)
+    return reader.gets()
+
+
+def test_reader_reads_every_kind() -> None:
+    value = read(b"*6\r\n+OK\r\n:-7\r\n$3\r\na\r\n\r\n$-1\r\n*1\r\n*0\r\n-ERR no\r\n")
+    assert isinstance(value, list)
     assert value[:5] == [b"OK", -7, b"a\r\n", None, [[]]]
     assert isinstance(value[5], RespError) and str(value[5]) == "ERR no"
 
 
 @pytest.mark.parametrize("cut", range(1, 20))
-def test_parse_reply_waits_for_the_whole_reply(cut: int) -> None:
+def test_reader_waits_for_the_whole_reply(cut: int) -> None:
     data = b"*2\r\n$5\r\nhello\r\n:42\r\n"
-    with pytest.raises(_Incomplete):
-        parse_reply(data[: min(cut, len(data) - 1)])
+    assert read(data[: min(cut, len(data) - 1)]) is False
 
 
-def test_parse_reply_refuses_what_it_cannot_read() -> None:
+def test_reader_refuses_what_it_cannot_read() -> None:
     with pytest.raises(UnreadableReply):
-        parse_reply(b"%2\r\n")
+        read(b"?2\r\n")
 
 
 def test_from_url() -> None:
