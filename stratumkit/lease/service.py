@@ -54,6 +54,7 @@ from .accounting import RESTART_CREDIT_S, SlaUsage, rig_usage, sla
 from .actions import Action, DivertRig, LeaseExtended, LeaseStateChanged, RequeueInFlight, ReturnRig, RigReleased
 from .controller import LeaseController
 from .errors import LeaseError, RequestError, Unavailable
+from .fan_out import FanOut
 from .ids import LEASE_ID_PREFIX, new_lease_id
 from .integrators import Integrators
 from .job_check import check_job
@@ -126,7 +127,7 @@ class LeaseService:
         self.links: dict[str, RigLink] = {}
         self.divert_latencies: deque[float] = deque(maxlen=stats_window)
         self.return_latencies: deque[float] = deque(maxlen=stats_window)
-        self._subscribers: set[trio.MemorySendChannel[dict[str, Any]]] = set()
+        self._fan_out = FanOut()
         self._wake = trio.Event()
         self._enqueued = trio.Event()  # set, then replaced, by each enqueue: wakes waiting claims
         self._nursery: trio.Nursery | None = None
@@ -547,24 +548,14 @@ class LeaseService:
     @asynccontextmanager
     async def events(self, buffer: int = 1000) -> AsyncIterator[trio.MemoryReceiveChannel[dict[str, Any]]]:
         """Subscribe to lease and job events; a subscriber that falls `buffer` behind is dropped."""
-        send, receive = trio.open_memory_channel[dict[str, Any]](buffer)
-        self._subscribers.add(send)
-        try:
+        async with self._fan_out.subscribe(buffer) as receive:
             yield receive
-        finally:
-            self._subscribers.discard(send)
-            send.close()
 
     def publish(self, event: dict[str, Any]) -> None:
         event.setdefault("time", time.time())
         if self.event_sink is not None:
             self.event_sink(event)
-        for send in list(self._subscribers):
-            try:
-                send.send_nowait(event)
-            except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-                self._subscribers.discard(send)
-                send.close()
+        self._fan_out.send(event)
 
     def stats(self) -> dict[str, Any]:
         return {

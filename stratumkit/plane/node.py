@@ -38,6 +38,7 @@ import msgpack
 import structlog
 import trio
 
+from stratumkit.lease.fan_out import FanOut
 from stratumkit.lease.integrators import Integrators
 from stratumkit.lease.redis_store import RedisLeaseStore
 from stratumkit.lease.service import LeaseService
@@ -87,7 +88,7 @@ class PlaneNode:
         self.epoch: int | None = None  # while this front end leads
         self._commands_out, self._commands_in = trio.open_memory_channel[tuple[str, dict[str, Any]]](math.inf)
         self._events_out, self._events_in = trio.open_memory_channel[dict[str, Any]](math.inf)
-        self._subscribers: set[trio.MemorySendChannel[dict[str, Any]]] = set()
+        self._events = FanOut()
         self._leading: trio.CancelScope | None = None
         self._frozen = False
         self.epoch_known = False
@@ -110,7 +111,7 @@ class PlaneNode:
             nursery.start_soon(self._send_to_leader)
             nursery.start_soon(self._tail, self.keys.front_end(self.front_end), commands_from, self.relay.apply)
             nursery.start_soon(self._tail, self.keys.control, control_from, self._on_control)
-            nursery.start_soon(self._tail, self.keys.events, events_from, self._fan_out)
+            nursery.start_soon(self._tail, self.keys.events, events_from, self._events.send)
             nursery.start_soon(self._keep_alive)
             nursery.start_soon(self._standby)
             task_status.started()
@@ -332,21 +333,8 @@ class PlaneNode:
 
     @asynccontextmanager
     async def subscribe(self, buffer: int = 1000) -> AsyncIterator[trio.MemoryReceiveChannel[dict[str, Any]]]:
-        send, receive = trio.open_memory_channel[dict[str, Any]](buffer)
-        self._subscribers.add(send)
-        try:
+        async with self._events.subscribe(buffer) as receive:
             yield receive
-        finally:
-            self._subscribers.discard(send)
-            send.close()
-
-    def _fan_out(self, event: dict[str, Any]) -> None:
-        for send in list(self._subscribers):
-            try:
-                send.send_nowait(event)
-            except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-                self._subscribers.discard(send)
-                send.close()
 
     # ------------------------------------------------------------------ streams
 

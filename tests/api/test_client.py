@@ -160,12 +160,12 @@ async def test_stream_subscribes_before_headers_and_unsubscribes_on_disconnect(
     async with PoolClient(stack.url) as client:
         events = client.events()
         await events.open()
-        assert len(stack.leases._subscribers) == 1
+        assert len(stack.leases._fan_out) == 1
         stack.leases.publish({"type": "test.ping", "n": 1})  # published right after the headers
         assert (await next_event(events, {"type": "test.ping"}))["n"] == 1
         await events.aclose()
         with trio.fail_after(TIMEOUT):
-            while stack.leases._subscribers:  # the server noticed the disconnect
+            while len(stack.leases._fan_out):  # the server noticed the disconnect
                 await trio.sleep(0.01)
         with pytest.raises(StopAsyncIteration):
             await events.__anext__()
@@ -185,7 +185,7 @@ async def test_a_subscriber_that_falls_behind_is_dropped(stack: Stack) -> None:
         assert numbers == list(range(len(numbers)))
         assert EVENT_BUFFER <= len(numbers) <= EVENT_BUFFER + 1
         assert received[-1]["type"] == "stream.dropped"
-    assert not stack.leases._subscribers
+    assert not len(stack.leases._fan_out)
 
 
 async def test_streams_end_when_the_server_shuts_down(stack: Stack, nursery: trio.Nursery) -> None:
