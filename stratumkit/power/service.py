@@ -19,6 +19,15 @@ Steps run one at a time (a lock): a step awaits the queue's counts and the lease
 Every order is published on the lease service's event stream (``power.order``) and logged.
 Energy and money are booked at every step (:class:`~.energy.EnergyMeter`); leases are reported
 with their wall-clock start and end (the controller's times, translated to unix time).
+
+On a shared lease plane (``on_plane``) the service runs on the leader only, over the leader's
+lease service: every registered rig of the plane is a unit (its connection is the lease service's
+link, a :class:`~stratumkit.plane.host.RemoteRigConnection` for a rig of any front end, the
+leader's own included), and the orders go to it through that front end's relay. Plain miners
+are units only on the leader's own stratum port: those of other front ends are not reached
+(not counted, not curtailed, sent work as usual), and a curtailment's answer says so
+(``not_reached``). Its state (prices posted through the API, the energy meters, the policy's
+dwell, an operator curtailment) is in memory and starts over on a leader change.
 """
 
 from __future__ import annotations
@@ -51,7 +60,7 @@ if TYPE_CHECKING:
     from stratumkit.lease.service import LeaseService
     from stratumkit.server.pool import Pool
 
-__all__ = ["FIRST_SHARE_AFTER_RESTORE_S", "POLICY_OWNER", "PowerService"]
+__all__ = ["FIRST_SHARE_AFTER_RESTORE_S", "NOT_REACHED", "POLICY_OWNER", "PowerService"]
 
 log = structlog.get_logger("stratumkit.power")
 
@@ -59,11 +68,14 @@ log = structlog.get_logger("stratumkit.power")
 FIRST_SHARE_AFTER_RESTORE_S = 0.1
 #: The owner of the leases the policy makes (the auto-lease queue's).
 POLICY_OWNER = "stratumkit.power"
+#: On a shared plane, what a curtailment does not reach (its answer's ``not_reached``).
+NOT_REACHED = "plain (non-agent) miners on front ends other than the leader: not counted, not curtailed, still mining"
 
 
 class PowerService:
-    def __init__(self, settings: PowerSettings, pool: Pool, leases: LeaseService) -> None:
+    def __init__(self, settings: PowerSettings, pool: Pool, leases: LeaseService, *, on_plane: bool = False) -> None:
         self.settings = settings
+        self.on_plane = on_plane
         self.pool = pool
         self.leases = leases
         self.book = PriceBook(settings.constants, max_age_s=settings.price_max_age_s, safe_mode=settings.safe_mode)
@@ -113,15 +125,10 @@ class PowerService:
                 continue
             rig_id = session.rig_id
             link = links.get(rig_id or "")
+            if self.on_plane and rig_id is not None and link is not None:
+                continue  # the plane's rig: its unit is its link's (below)
             if rig_id is not None and link is not None and link.conn is conn:
-                rig = self.leases.controller.rig(rig_id)
-                caps = rig.caps
-                model = caps.gpus[0].model if caps.gpus else None
-                leased = (
-                    rig.lease_id is not None and self.leases.controller.get(rig.lease_id).spec.owner != POLICY_OWNER
-                )
-                unit = Unit(rig_id, session.worker, True, caps.hashrate, caps.power_w, caps.gpu_count, model,
-                            leased=leased, mode=conn.mode.value)  # fmt: skip
+                unit = self._rig_unit(rig_id, session.worker, conn)
             else:
                 hashrate = session.difficulty * 2**32 / interval
                 power = hashrate / 1e12 * self.settings.miner_j_per_th
@@ -129,8 +136,21 @@ class PowerService:
                             mode=conn.mode.value)  # fmt: skip
             units.append(unit)
             conns[unit.unit_id] = conn
+        if self.on_plane:  # every rig of the plane, on whichever front end it is connected
+            for rig_id, link in list(links.items()):
+                if rig_id not in conns:
+                    units.append(self._rig_unit(rig_id, link.conn.worker, link.conn))
+                    conns[rig_id] = link.conn
         self._conns = conns
         return units
+
+    def _rig_unit(self, rig_id: str, worker: str | None, conn: RigConnection) -> Unit:
+        rig = self.leases.controller.rig(rig_id)
+        caps = rig.caps
+        model = caps.gpus[0].model if caps.gpus else None
+        leased = rig.lease_id is not None and self.leases.controller.get(rig.lease_id).spec.owner != POLICY_OWNER
+        return Unit(rig_id, worker, True, caps.hashrate, caps.power_w, caps.gpu_count, model,
+                    leased=leased, mode=conn.mode.value)  # fmt: skip
 
     def hashprice(self) -> float | None:
         """The hashprice in force, USD per TH/s per day (None with no quote): prices FPPS in USD."""
@@ -260,9 +280,12 @@ class PowerService:
         if shed.overridden:
             await self._end_leases(shed.overridden)
         await self.step()
-        log.info("operator curtailment", **shed.to_dict())
-        self.leases.publish({"type": "power.curtailed", **shed.to_dict()})
-        return shed.to_dict()
+        answer = shed.to_dict()
+        if self.on_plane:
+            answer["not_reached"] = NOT_REACHED
+        log.info("operator curtailment", **answer)
+        self.leases.publish({"type": "power.curtailed", **answer})
+        return answer
 
     async def _end_leases(self, rig_ids: tuple[str, ...]) -> None:
         """Cancel the leases of these rigs and wait (within the return timeout) until they mine."""
