@@ -167,6 +167,7 @@ class PlaneNode:
                     nursery.start_soon(self._watch_front_ends, host)
                     if self._make_power is not None:
                         self.power = self._make_power(service)
+                        self.power.keeper = KeptCurtailment(self.client, keys.power_curtailment, service)
                         await nursery.start(self.power.run)
                     self.service, self.epoch, self._host = service, epoch, host
                     await self.client.xadd(keys.control, pack({"epoch": epoch, "leader": self.front_end}))
@@ -400,6 +401,38 @@ class PlaneNode:
                         log.warning("bad lease plane message", stream=key, error=str(exc))
                         continue
                     handle(message)
+
+
+class KeptCurtailment:
+    """The plane's operator curtailment in Redis (a ``CurtailmentKeeper``): written by the leader
+    when it is made or released (not once the epoch is another's), read by the next leader. A
+    Redis error is logged: the curtailment holds on this leader, only not on the next."""
+
+    def __init__(self, client: coredis.Redis[bytes], key: str, service: LeaseService) -> None:
+        self.client = client
+        self.key = key
+        self.service = service
+
+    async def save(self, record: dict[str, Any] | None) -> None:
+        still_leading = self.service.still_leading
+        try:
+            if still_leading is not None and not await still_leading():
+                return
+            if record is None:
+                await self.client.delete([self.key])
+            else:
+                await self.client.set(self.key, msgpack.packb(record))
+        except coredis.exceptions.RedisError as exc:
+            log.error("curtailment not kept for the next leader", error=str(exc))
+
+    async def load(self) -> dict[str, Any] | None:
+        try:
+            raw = await self.client.get(self.key)
+        except coredis.exceptions.RedisError as exc:
+            log.error("kept curtailment unreadable", error=str(exc))
+            return None
+        record = None if raw is None else msgpack.unpackb(raw)
+        return record if isinstance(record, dict) else None
 
 
 def _text(value: str | bytes) -> str:

@@ -26,16 +26,22 @@ link, a :class:`~stratumkit.plane.host.RemoteRigConnection` for a rig of any fro
 leader's own included), and the orders go to it through that front end's relay. Plain miners
 are units only on the leader's own stratum port: those of other front ends are not reached
 (not counted, not curtailed, sent work as usual), and a curtailment's answer says so
-(``not_reached``). Its state (prices posted through the API, the energy meters, the policy's
-dwell, an operator curtailment) is in memory and starts over on a leader change.
+(``not_reached``). An operator curtailment is kept in the plane's Redis (``keeper``: saved when
+it is made or released, loaded by the next leader's service at its start, which holds the same
+units); the rest of its state (prices posted through the API, the energy meters, the policy's
+dwell, the orders' history) is in memory and starts over on a leader change. On a plane the
+policy also runs ``FIRST_STEP_ON_PLANE_S`` after the service starts and then every
+``policy_interval_s`` even with no prices, so a new leader brings back to the safe mode a rig an
+old one left curtailed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 import trio
@@ -49,7 +55,7 @@ from stratumkit.queue.engine import QueueError
 from stratumkit.session.ports import RigConnection, RigMode
 
 from .controller import PowerController
-from .curtail import Unit, parse_curtail
+from .curtail import CurtailRequest, Shed, Unit, parse_curtail
 from .energy import EnergyMeter
 from .feeds import follow_series, poll_url, replay_series
 from .prices import PriceBook
@@ -66,10 +72,23 @@ log = structlog.get_logger("stratumkit.power")
 
 #: A restored rig's first share difficulty is set so that a share is expected this soon.
 FIRST_SHARE_AFTER_RESTORE_S = 0.1
+#: On a shared plane, a new leader's first step comes this long after it took the plane (or sooner
+#: on a price or an operator call), once the front ends have said hello for their rigs.
+FIRST_STEP_ON_PLANE_S = 1.0
 #: The owner of the leases the policy makes (the auto-lease queue's).
 POLICY_OWNER = "stratumkit.power"
 #: On a shared plane, what a curtailment does not reach (its answer's ``not_reached``).
 NOT_REACHED = "plain (non-agent) miners on front ends other than the leader: not counted, not curtailed, still mining"
+
+
+class CurtailmentKeeper(Protocol):
+    """Where an operator curtailment outlives the service (a shared plane's Redis)."""
+
+    async def save(self, record: dict[str, Any] | None) -> None:
+        """Keep `record` (None: there is none now)."""
+        ...
+
+    async def load(self) -> dict[str, Any] | None: ...
 
 
 class PowerService:
@@ -85,6 +104,7 @@ class PowerService:
         self._wake = trio.Event()
         self._conns: dict[str, RigConnection] = {}
         self._lock = trio.Lock()
+        self.keeper: CurtailmentKeeper | None = None
         leases.sla_restart_s = settings.sla_restart_credit_s
         leases.gpu_hour_price = self.gpu_hour_price
 
@@ -99,15 +119,65 @@ class PowerService:
                 nursery.start_soon(replay_series, self.series, cfg.price_file_speed, self._feed)
             if cfg.price_url is not None:
                 nursery.start_soon(poll_url, cfg.price_url, cfg.price_poll_interval_s, self._feed)
+            await self._restore()
             task_status.started()
+            if self.on_plane:  # a new leader: once the front ends said hello for their rigs
+                with trio.move_on_after(FIRST_STEP_ON_PLANE_S):
+                    await self._wake.wait()
+                self._wake = trio.Event()
+                await self.step()
             while True:
                 # with no prices and no curtailment there is nothing to decide on a timer (a
-                # pool without a [power] table never walks its connections for it)
-                idle = self.book.quote is None and not self.controller.operator and cfg.safe_mode == "mine"
+                # pool without a [power] table never walks its connections for it); on a plane
+                # there may be rigs an earlier leader left curtailed
+                idle = (
+                    self.book.quote is None
+                    and not self.controller.operator
+                    and cfg.safe_mode == "mine"
+                    and not self.on_plane
+                )
                 with trio.move_on_after(math.inf if idle else cfg.policy_interval_s):
                     await self._wake.wait()
                 self._wake = trio.Event()
                 await self.step()
+
+    async def _restore(self) -> None:
+        """The curtailment the keeper holds (an earlier leader's), in force again."""
+        if self.keeper is None:
+            return
+        try:
+            record = await self.keeper.load()
+            if record is None:
+                return
+            request = CurtailRequest(**{**record["request"], "rigs": tuple(record["request"]["rigs"])})
+            kept = record["shed"]
+            shed = Shed(
+                tuple(kept["curtailed"]),
+                tuple(kept["withheld"]),
+                tuple(kept["kept_leased"]),
+                None if kept["target_kw"] is None else float(kept["target_kw"]),
+                float(kept["shed_kw"]),
+                tuple(kept["unknown"]),
+                tuple(kept["overridden"]),
+            )
+            operator = {str(unit): until for unit, until in record["operator"].items()}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            log.error("kept curtailment not restored", error=repr(exc))
+            return
+        self.controller.curtailment = (request, shed)
+        self.controller.operator = operator
+        log.info("operator curtailment restored", units=sorted(operator))
+
+    async def _keep(self) -> None:
+        if self.keeper is None:
+            return
+        curtailment = self.controller.curtailment
+        record = None
+        if curtailment is not None:
+            request, shed = curtailment
+            record = {"request": request.to_dict(), "shed": dataclasses.asdict(shed),
+                      "operator": dict(self.controller.operator)}  # fmt: skip
+        await self.keeper.save(record)
 
     def _feed(self, data: object, source: str) -> None:
         self.book.update(data, source, trio.current_time())
@@ -277,6 +347,7 @@ class PowerService:
     async def curtail(self, body: object) -> dict[str, Any]:
         request = parse_curtail(body, time.time())
         shed = self.controller.curtail(request, self.units())
+        await self._keep()
         if shed.overridden:
             await self._end_leases(shed.overridden)
         await self.step()
@@ -311,6 +382,7 @@ class PowerService:
 
     async def release(self) -> dict[str, Any]:
         released = self.controller.release()
+        await self._keep()
         await self.step()
         self.leases.publish({"type": "power.released", "units": released})
         return {"released": released}

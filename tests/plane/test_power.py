@@ -80,3 +80,56 @@ async def test_a_follower_gets_the_leaders_refusals_and_no_power_layer_is_unavai
         await serve_call(service, "power", ["POST", "/v1/prices", {"power_usd_per_kwh": 45}], power=power)
     with pytest.raises(Unavailable, match="not running"):
         await serve_call(service, "power", ["GET", "/v1/policy", None])
+
+
+class MemoryKeeper:
+    """The plane's kept curtailment, as the Redis key holds it."""
+
+    def __init__(self) -> None:
+        self.record: dict[str, Any] | None = None
+
+    async def save(self, record: dict[str, Any] | None) -> None:
+        self.record = record
+
+    async def load(self) -> dict[str, Any] | None:
+        return self.record
+
+
+async def test_a_new_leader_holds_the_curtailment_the_old_one_made_until_it_is_released(
+    queue: SqliteQueueEngine, nursery: trio.Nursery
+) -> None:
+    streams = Streams()
+    relay = streams.relay("fe-2")
+    keeper = MemoryKeeper()
+    old = plane_service(queue, None)
+    await streams.lead(nursery, old, epoch=1)
+    rig, other = FakeRig(), FakeRig(worker="rig-c.w")
+    await call(relay, rig, registration("rig-b"))
+    await call(relay, other, registration("rig-c"))
+    async with trio.open_nursery() as leading:  # the old leader's power service, while it leads
+        old_power = PowerService(power_settings({}), cast(Any, leader_pool()), old, on_plane=True)
+        old_power.keeper = keeper
+        await leading.start(old_power.run)
+        await old_power.curtail({"rigs": ["rig-b"], "duration_s": 3600})
+        await trio.testing.wait_all_tasks_blocked()
+        leading.cancel_scope.cancel()
+    assert rig.mode is RigMode.CURTAILED and keeper.record is not None
+
+    streams.host = None  # the old leader is gone; a new one takes the plane and the kept curtailment
+    new = plane_service(queue, None)
+    await streams.lead(nursery, new, epoch=2)
+    power = PowerService(power_settings({}), cast(Any, leader_pool()), new, on_plane=True)
+    power.keeper = keeper
+    await nursery.start(power.run)
+    assert set(power.controller.operator) == {"rig-b"}
+    assert power.policy_view()["curtailment"]["result"]["curtailed"] == ["rig-b"]
+    sent = len(rig.notifications)
+    await power.step()
+    await trio.testing.wait_all_tasks_blocked()
+    assert rig.mode is RigMode.CURTAILED and rig.notifications[sent:] == []  # held, not switched again
+    assert {u.unit_id: u.mode for u in power.units()} == {"rig-b": "curtailed", "rig-c": "mining"}
+
+    assert (await power.release())["released"] == ["rig-b"]
+    await trio.testing.wait_all_tasks_blocked()
+    assert rig.modes[-1][0] is RigMode.MINING and curtail_sent(rig) == [True, False]
+    assert keeper.record is None
