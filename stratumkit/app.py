@@ -327,7 +327,15 @@ async def open_app(config: PoolConfig) -> AsyncIterator[App]:
                 pool = Pool(config, source, extensions=plane.relay)
                 plane_api = PlaneLeases(plane, Integrators(config.integrator_tokens))
                 yield App(
-                    config, pool, None, queue, None, plane, plane_api, PlanePower(plane), api_tls=make_api_tls(config)
+                    config,
+                    pool,
+                    None,
+                    queue,
+                    None,
+                    plane,
+                    plane_api,
+                    PlanePower(plane, curtail_wait_s=config.lease_return_timeout + 1.0),
+                    api_tls=make_api_tls(config),
                 )
                 return
             store = await stack.enter_async_context(open_lease_store(config, queue))

@@ -207,13 +207,15 @@ class PlanePower:
     The power service runs on the leader only (``PlaneNode.power``): on the leader a route is
     answered by it directly; on any other front end it is forwarded to the leader as a lease call
     is (no leader, or no answer within ``call_timeout_s``: ``Unavailable``, 503; a refused price or
-    curtailment: 400 with the leader's reason). ``/health``'s ``power`` part and the power
+    curtailment: 400 with the leader's reason); a curtailment waits ``curtail_wait_s`` more for
+    the answer, as the leader may wait for overridden leases' rigs to mine. ``/health``'s ``power`` part and the power
     metrics are the leader's own; a follower says it does not run the power layer and exports no
     power metrics.
     """
 
-    def __init__(self, node: PlaneNode) -> None:
+    def __init__(self, node: PlaneNode, *, curtail_wait_s: float = 0.0) -> None:
         self.node = node
+        self.curtail_wait_s = curtail_wait_s
 
     async def call(self, method: str, path: str, body: object) -> dict[str, Any]:
         power = self.node.power
@@ -221,7 +223,8 @@ class PlanePower:
             return await power.call(method, path, body)
         if self.node.service is not None:
             raise Unavailable("the power layer is not running on this front end (it is starting with the plane)")
-        reply = await self.node.forward("power", [method, path, body])
+        timeout = self.node.call_timeout_s + (self.curtail_wait_s if path == "/v1/curtail" else 0.0)
+        reply = await self.node.forward("power", [method, path, body], timeout_s=timeout)
         if "ok" in reply and isinstance(reply["ok"], dict):
             answer: dict[str, Any] = reply["ok"]
             return answer

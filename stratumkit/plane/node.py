@@ -313,19 +313,21 @@ class PlaneNode:
 
     # ------------------------------------------------------------------ the API's side
 
-    async def forward(self, method: str, args: list[Any]) -> dict[str, Any]:
-        """A call on the leader: its reply ({"ok": ...} or {"error": ..., "message": ...})."""
+    async def forward(self, method: str, args: list[Any], *, timeout_s: float | None = None) -> dict[str, Any]:
+        """A call on the leader: its reply ({"ok": ...} or {"error": ..., "message": ...}) within
+        ``timeout_s`` (default ``call_timeout_s``)."""
         from stratumkit.lease.errors import Unavailable
 
+        timeout = self.call_timeout_s if timeout_s is None else timeout_s
         call_id = secrets.token_hex(8)
         try:
             call = {"method": method, "args": args, "reply": call_id, "e": self.relay.epoch}
             await self._xadd(self.keys.api, call)
-            got = await self.client.blpop([self.keys.reply(call_id)], timeout=self.call_timeout_s)
+            got = await self.client.blpop([self.keys.reply(call_id)], timeout=timeout)
         except coredis.exceptions.RedisError as exc:
             raise Unavailable(f"the lease plane is unavailable: {exc}") from None
         if not got:
-            raise Unavailable(f"the lease plane's leader did not answer within {self.call_timeout_s:g} s")
+            raise Unavailable(f"the lease plane's leader did not answer within {timeout:g} s")
         reply = msgpack.unpackb(got[1])
         if not isinstance(reply, dict):
             raise Unavailable("the lease plane's leader sent a reply that is not a map")

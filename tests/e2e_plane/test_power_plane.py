@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from stratumkit.client import PoolClient
+from stratumkit.client import APIError, PoolClient
 from tests.e2e_plane.test_two_front_ends import leader_of, start_front_end
 from tests.queue.queue_harness import RedisServer
 from tests.support.processes import ServeProcess, child_env, cli_command
@@ -140,6 +140,18 @@ async def test_a_curtailment_on_the_follower_curtails_its_rig_through_the_leader
         assert policy["curtailment"]["result"]["curtailed"] == ["rig-f"]
 
         await release_and_mine(plane, plane.follower)
+
+        # prices and energy through the follower are the leader's
+        with pytest.raises(APIError) as refused:
+            await on_follower.set_prices(power_usd_per_kwh=45)
+        assert refused.value.status == 400 and "-10..10" in refused.value.message
+        pushed = await on_follower.set_prices(
+            power_usd_per_kwh=0.01, hashprice_usd_per_th_day=0.05, gpu_usd_per_hour=0.35
+        )
+        assert pushed["source"] == "api" and pushed["fresh"] is True
+        assert (await plane.clients[plane.leader].prices())["source"] == "api"
+        energy = await on_follower.energy()
+        assert energy["units"]["rig-f"]["by_mode"]["mining"]["kwh"] > 0
 
 
 async def test_a_new_leader_holds_the_curtailment_of_the_one_killed_until_released(

@@ -133,3 +133,45 @@ async def test_a_new_leader_holds_the_curtailment_the_old_one_made_until_it_is_r
     await trio.testing.wait_all_tasks_blocked()
     assert rig.modes[-1][0] is RigMode.MINING and curtail_sent(rig) == [True, False]
     assert keeper.record is None
+
+
+class FollowerNode:
+    """A plane node that does not lead: each forwarded call gets the leader's canned reply."""
+
+    call_timeout_s = 5.0
+    power = None
+    service = None
+
+    def __init__(self, reply: dict[str, Any]) -> None:
+        self.reply = reply
+        self.calls: list[tuple[str, list[Any], float | None]] = []
+
+    async def forward(self, method: str, args: list[Any], *, timeout_s: float | None = None) -> dict[str, Any]:
+        self.calls.append((method, args, timeout_s))
+        return self.reply
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        ({"error": "request", "message": "give exactly one target"}, RequestError),
+        ({"error": "unavailable", "message": "the power layer is not running"}, Unavailable),
+        ({"error": "internal", "message": "KeyError"}, RuntimeError),
+    ],
+)
+async def test_a_followers_power_routes_are_the_leaders_answers(reply: dict[str, Any], error: type[Exception]) -> None:
+    from stratumkit.plane.api import PlanePower
+
+    node = FollowerNode({"ok": {"released": []}})
+    power = PlanePower(cast(Any, node), curtail_wait_s=11.0)
+    assert await power.call("POST", "/v1/curtail/release", {}) == {"released": []}
+    await power.call("POST", "/v1/curtail", {"all": True})
+    assert node.calls == [
+        ("power", ["POST", "/v1/curtail/release", {}], 5.0),
+        ("power", ["POST", "/v1/curtail", {"all": True}], 16.0),  # the leader may wait for leases to end
+    ]
+    assert power.health() == {"runs_here": False, "note": "the power layer runs on the lease plane's leader"}
+    assert power.metrics() == ""
+    node.reply = reply
+    with pytest.raises(error, match=reply["message"]):
+        await power.call("GET", "/v1/policy", None)
