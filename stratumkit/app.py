@@ -314,14 +314,15 @@ async def open_app(config: PoolConfig) -> AsyncIterator[App]:
             if config.lease_plane is not None:
                 from stratumkit.plane.api import PlaneLeases, PlanePower
 
-                if settings.price_file is not None:  # read again by each leader: refused here, not there
+                series = None
+                if settings.price_file is not None:  # read once, here: each leader replays it
                     try:
-                        load_price_csv(settings.price_file)
+                        series = load_price_csv(settings.price_file)
                     except BadPrice as exc:
                         raise ConfigError(f"power.price_file: {exc}") from None
 
                 def make_power(service: LeaseService) -> PowerService:
-                    return PowerService(settings, pool, service, on_plane=True)
+                    return PowerService(settings, pool, service, on_plane=True, series=series)
 
                 plane = open_plane(config, queue, make_service, make_power)
                 pool = Pool(config, source, extensions=plane.relay)

@@ -59,7 +59,7 @@ from .curtail import CurtailRequest, Shed, Unit, parse_curtail
 from .energy import EnergyMeter
 from .feeds import follow_series, poll_url, replay_series
 from .prices import PriceBook
-from .series import load_price_csv
+from .series import PriceSeries, load_price_csv
 from .settings import PowerSettings
 
 if TYPE_CHECKING:
@@ -92,7 +92,16 @@ class CurtailmentKeeper(Protocol):
 
 
 class PowerService:
-    def __init__(self, settings: PowerSettings, pool: Pool, leases: LeaseService, *, on_plane: bool = False) -> None:
+    def __init__(
+        self,
+        settings: PowerSettings,
+        pool: Pool,
+        leases: LeaseService,
+        *,
+        on_plane: bool = False,
+        series: PriceSeries | None = None,
+    ) -> None:
+        """`series`: the price file already read (else it is read here, BadPrice if it does not)."""
         self.settings = settings
         self.on_plane = on_plane
         self.pool = pool
@@ -100,7 +109,9 @@ class PowerService:
         self.book = PriceBook(settings.constants, max_age_s=settings.price_max_age_s, safe_mode=settings.safe_mode)
         self.controller = PowerController(settings.policy)
         self.meter = EnergyMeter(settings.co2_g_per_kwh, settings.policy.switch_cost_usd)
-        self.series = None if settings.price_file is None else load_price_csv(settings.price_file)
+        if series is None and settings.price_file is not None:
+            series = load_price_csv(settings.price_file)
+        self.series = series
         self._wake = trio.Event()
         self._conns: dict[str, RigConnection] = {}
         self._lock = trio.Lock()

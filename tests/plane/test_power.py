@@ -69,6 +69,38 @@ async def test_the_leaders_power_service_curtails_and_restores_a_rig_of_another_
     assert rig.modes[-1][1] is not None  # fresh difficulty: its first share comes at once
 
 
+class LocalConn(FakeRig):
+    """A connection of the leader's own stratum port (what the power service reads of it)."""
+
+    closed = False
+
+    @property
+    def session(self) -> Any:
+        return SimpleNamespace(worker=self.worker, rig_id=self.rig_id, difficulty=1.0)
+
+
+async def test_the_leaders_own_rig_is_one_unit_and_its_plain_miners_are_units(
+    queue: SqliteQueueEngine, nursery: trio.Nursery
+) -> None:
+    streams = Streams()
+    own = streams.relay("fe-1")  # the leader's own relay: its rigs reach its host in memory too
+    service = plane_service(queue, None)
+    await streams.lead(nursery, service, epoch=1)
+    rig, plain = LocalConn(worker="rig-l.w"), LocalConn(worker="plain.w", peer="192.0.2.9:5000")
+    await call(own, rig, registration("rig-l"))
+    pool = leader_pool()
+    pool.sessions = [rig, plain]
+    power = PowerService(power_settings({}), cast(Any, pool), service, on_plane=True)
+    units = {u.unit_id: u for u in power.units()}
+    assert sorted(units) == ["plain.w@192.0.2.9:5000", "rig-l"]
+    assert units["rig-l"].rig and not units["plain.w@192.0.2.9:5000"].rig
+    answer = await power.curtail({"all": True})
+    await trio.testing.wait_all_tasks_blocked()
+    assert answer["curtailed"] == ["rig-l"] and answer["not_curtailable"] == ["plain.w@192.0.2.9:5000"]
+    assert rig.mode is RigMode.CURTAILED and curtail_sent(rig) == [True]
+    assert plain.mode is RigMode.CURTAILED and curtail_sent(plain) == []  # sent no work
+
+
 async def test_a_follower_gets_the_leaders_refusals_and_no_power_layer_is_unavailable(
     queue: SqliteQueueEngine, nursery: trio.Nursery
 ) -> None:
