@@ -165,11 +165,12 @@ class PlaneNode:
                     nursery.start_soon(self._send_events)
                     nursery.start_soon(self._tail, keys.api, api_from, lambda call: self._answer(nursery, call))
                     nursery.start_soon(self._watch_front_ends, host)
+                    power = None
                     if self._make_power is not None:
-                        self.power = self._make_power(service)
-                        self.power.keeper = KeptCurtailment(self.client, keys.power_curtailment, service)
-                        await nursery.start(self.power.run)
-                    self.service, self.epoch, self._host = service, epoch, host
+                        power = self._make_power(service)
+                        power.keeper = KeptCurtailment(self.client, keys.power_curtailment, service)
+                        await nursery.start(power.run)  # with the kept curtailment in force
+                    self.service, self.epoch, self._host, self.power = service, epoch, host, power
                     await self.client.xadd(keys.control, pack({"epoch": epoch, "leader": self.front_end}))
             finally:
                 self.service = self.epoch = self._host = self.power = None
