@@ -10,7 +10,8 @@ rig only as a `RigConnection`, and the API knows both only through `stratumkit.a
     App.run()               pool, lease service and (when api_port is set) the HTTP API
                             (with lease_plane: the plane node of `stratumkit.plane` in place of
                             the lease service; the pool's extension port is its relay, the
-                            API's lease calls go to the plane's leader, and no power layer runs)
+                            API's lease and power calls go to the plane's leader, which alone
+                            runs the power service, while it leads)
     serve(config)           `stratumkit serve`: App.run until SIGINT / SIGTERM; SIGHUP reloads
                             the TLS certificate (App.reload_certificate)
 """
@@ -44,10 +45,10 @@ from stratumkit.server.pool import Pool, payout_script
 from stratumkit.server.tls import api_context, reload_certificate, stratum_context
 
 if TYPE_CHECKING:
-    from stratumkit.api.ports import LeaseAPI
+    from stratumkit.api.ports import LeaseAPI, PowerAPI
     from stratumkit.lease.service import LeaseService
     from stratumkit.lease.store import LeaseStore
-    from stratumkit.plane.api import PlaneLeases
+    from stratumkit.plane.api import PlaneLeases, PlanePower
     from stratumkit.plane.node import PlaneNode
     from stratumkit.power.service import PowerService
 
@@ -144,16 +145,22 @@ def open_lease_store(config: PoolConfig, queue: QueueEngine) -> AbstractAsyncCon
     return open_sqlite_lease_store(config.data_path / "leases.sqlite")
 
 
-def open_plane(config: PoolConfig, queue: QueueEngine, make_service: Callable[[LeaseStore], LeaseService]) -> PlaneNode:
+def open_plane(
+    config: PoolConfig,
+    queue: QueueEngine,
+    make_service: Callable[[LeaseStore], LeaseService],
+    make_power: Callable[[LeaseService], PowerService] | None = None,
+) -> PlaneNode:
     """This front end's node of the shared lease plane ``lease_plane`` (on the Redis queue's
-    connections): its front end id is ``fe-<instance_id>``, so give each front end its own."""
+    connections): its front end id is ``fe-<instance_id>``, so give each front end its own.
+    ``make_power``: the power service the node runs on its lease service while it leads."""
     from stratumkit.plane.node import PlaneNode
     from stratumkit.queue.redis import RedisQueueEngine
 
     if not isinstance(queue, RedisQueueEngine):
         raise ConfigError("lease_plane needs a Redis queue_url")
     assert config.lease_plane is not None
-    return PlaneNode(queue.client, config.lease_plane, f"fe-{config.instance_id}", make_service)
+    return PlaneNode(queue.client, config.lease_plane, f"fe-{config.instance_id}", make_service, make_power=make_power)
 
 
 def tune_gc() -> None:
@@ -177,9 +184,10 @@ class App:
     pool: Pool
     leases: LeaseService | None  # None on a shared lease plane: the plane node runs one when it leads
     queue: QueueEngine
-    power: PowerService | None
+    power: PowerService | None  # None on a shared lease plane: the plane node runs one when it leads
     plane: PlaneNode | None = None
     plane_api: PlaneLeases | None = None
+    plane_power: PlanePower | None = None
     api_port: int | None = None
     #: The HTTPS API's context (api_tls), made at start so a certificate that does not load stops it.
     api_tls: ssl.SSLContext | None = None
@@ -216,6 +224,7 @@ class App:
                 if api_port is not None
                 else None
             )
+            power_api: PowerAPI | None = self.power if self.plane_power is None else self.plane_power
             with api_socket or contextlib.nullcontext():
                 await nursery.start(self.pool.run)
                 api_leases: LeaseAPI
@@ -249,12 +258,18 @@ class App:
                                 self.pool,
                                 api_leases,
                                 self.queue,
-                                None if self.power is None else self.power.hashprice,
+                                self._hashprice,
                             ),
-                            power=self.power,
+                            power=power_api,
                         )
                     )
             task_status.started(self)
+
+    def _hashprice(self) -> float | None:
+        """The power prices' hashprice in force (None with none), for FPPS in USD: this process's
+        power service, or on a shared plane the leader's while this front end leads."""
+        power = self.power if self.plane is None else self.plane.power
+        return None if power is None else power.hashprice()
 
     async def freeze(self) -> None:
         """Stopping: leases are kept as they are, not ended by the shutdown (and on a shared
@@ -272,6 +287,7 @@ async def open_app(config: PoolConfig) -> AsyncIterator[App]:
     from stratumkit.lease.rig_auth import RigAuth
     from stratumkit.lease.service import LeaseService
     from stratumkit.power.prices import BadPrice
+    from stratumkit.power.series import load_price_csv
     from stratumkit.power.service import PowerService
     from stratumkit.power.settings import power_settings
 
@@ -296,12 +312,32 @@ async def open_app(config: PoolConfig) -> AsyncIterator[App]:
                 )
 
             if config.lease_plane is not None:
-                plane = open_plane(config, queue, make_service)
-                from stratumkit.plane.api import PlaneLeases
+                from stratumkit.plane.api import PlaneLeases, PlanePower
 
+                series = None
+                if settings.price_file is not None:  # read once, here: each leader replays it
+                    try:
+                        series = load_price_csv(settings.price_file)
+                    except BadPrice as exc:
+                        raise ConfigError(f"power.price_file: {exc}") from None
+
+                def make_power(service: LeaseService) -> PowerService:
+                    return PowerService(settings, pool, service, on_plane=True, series=series)
+
+                plane = open_plane(config, queue, make_service, make_power)
                 pool = Pool(config, source, extensions=plane.relay)
                 plane_api = PlaneLeases(plane, Integrators(config.integrator_tokens))
-                yield App(config, pool, None, queue, None, plane, plane_api, api_tls=make_api_tls(config))
+                yield App(
+                    config,
+                    pool,
+                    None,
+                    queue,
+                    None,
+                    plane,
+                    plane_api,
+                    PlanePower(plane, curtail_wait_s=config.lease_return_timeout + 1.0),
+                    api_tls=make_api_tls(config),
+                )
                 return
             store = await stack.enter_async_context(open_lease_store(config, queue))
             leases = make_service(store)

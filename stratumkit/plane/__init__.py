@@ -33,6 +33,8 @@ Rules:
 - Every front end reaches the leader through Redis streams with the same messages; the
   leader's own relay hands them to its host in memory (and takes its commands the same way),
   with the same epoch checks, so a change of leader changes only the transport of a connection.
-- The power layer (:mod:`stratumkit.power`) does not run on a shared plane (a ``[power]``
-  table with ``lease_plane`` is refused).
+- The power layer (:mod:`stratumkit.power`) runs on the leader only, over its lease service
+  (started when a front end takes the plane, stopped when it leaves it); its API routes on other
+  front ends are forwarded to it (:class:`~.api.PlanePower`). Plain miners of other front ends
+  are not reached by it.
 """

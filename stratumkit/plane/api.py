@@ -33,7 +33,7 @@ from stratumkit.queue.engine import UnknownJob
 if TYPE_CHECKING:
     from .node import PlaneNode
 
-__all__ = ["PlaneLeases"]
+__all__ = ["PlaneLeases", "PlanePower"]
 
 #: What each API route reads of the plane (`refresh`); a route not named here reads everything.
 _PARTS: dict[str, tuple[str, ...]] = {
@@ -199,3 +199,48 @@ class PlaneLeases:
             parts = {"queue": {"status": "unknown"}, "lease_store": {"status": "unavailable", "error": str(exc)}}
         parts["lease_plane"] = {"status": "ok" if self.node.epoch_known else "unavailable", **self.node.describe()}
         return parts
+
+
+class PlanePower:
+    """The HTTP API's power routes on a front end of a shared lease plane (a ``PowerAPI``).
+
+    The power service runs on the leader only (``PlaneNode.power``): on the leader a route is
+    answered by it directly; on any other front end it is forwarded to the leader as a lease call
+    is (no leader, or no answer within ``call_timeout_s``: ``Unavailable``, 503; a refused price or
+    curtailment: 400 with the leader's reason); a curtailment waits ``curtail_wait_s`` more for
+    the answer, as the leader may wait for overridden leases' rigs to mine. ``/health``'s ``power`` part and the power
+    metrics are the leader's own; a follower says it does not run the power layer and exports no
+    power metrics.
+    """
+
+    def __init__(self, node: PlaneNode, *, curtail_wait_s: float = 0.0) -> None:
+        self.node = node
+        self.curtail_wait_s = curtail_wait_s
+
+    async def call(self, method: str, path: str, body: object) -> dict[str, Any]:
+        power = self.node.power
+        if power is not None:
+            return await power.call(method, path, body)
+        if self.node.service is not None:
+            raise Unavailable("the power layer is not running on this front end (it is starting with the plane)")
+        timeout = self.node.call_timeout_s + (self.curtail_wait_s if path == "/v1/curtail" else 0.0)
+        reply = await self.node.forward("power", [method, path, body], timeout_s=timeout)
+        if "ok" in reply and isinstance(reply["ok"], dict):
+            answer: dict[str, Any] = reply["ok"]
+            return answer
+        kind, message = reply.get("error"), str(reply.get("message"))
+        if kind == "request":
+            raise RequestError(message)
+        if kind == "unavailable":
+            raise Unavailable(message)
+        raise RuntimeError(f"the lease plane's leader failed the call: {message}")
+
+    def health(self) -> dict[str, Any]:
+        power = self.node.power
+        if power is not None:
+            return {**power.health(), "runs_here": True}
+        return {"runs_here": False, "note": "the power layer runs on the lease plane's leader"}
+
+    def metrics(self) -> str:
+        power = self.node.power
+        return power.metrics() if power is not None else ""

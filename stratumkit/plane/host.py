@@ -18,7 +18,8 @@ Rules:
   restarted within the ttl): its rigs (of the connections it no longer has) are suspended, keeping
   their stints for the resume grace (``LeaseService.suspend``).
 - :func:`serve_call` answers an API call forwarded by another front end (``view`` gives every
-  rig, lease and the stats at once, for a front end's reads).
+  rig, lease and the stats at once, for a front end's reads; ``power`` a /v1 power route on the
+  leader's power service).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 import trio
@@ -39,6 +40,9 @@ from stratumkit.protocol.events import ExtensionRequest
 from stratumkit.protocol.jsonrpc import RequestId
 from stratumkit.queue.engine import ClaimedJob, QueueClosed, QueueError, UnknownJob
 from stratumkit.session.ports import RigMode
+
+if TYPE_CHECKING:
+    from stratumkit.api.ports import PowerAPI
 
 __all__ = ["PlaneHost", "RemoteRigConnection", "error_reply", "serve_call"]
 
@@ -218,9 +222,17 @@ class PlaneHost:
             self._remotes.pop(key, None)
 
 
-async def serve_call(service: LeaseService, method: str, args: list[Any]) -> Any:
-    """One API call of another front end, on the leader's service."""
+async def serve_call(service: LeaseService, method: str, args: list[Any], *, power: PowerAPI | None = None) -> Any:
+    """One API call of another front end, on the leader's service (``power``: a /v1 power route,
+    args = [method, path, body], on the leader's power service; its ValueErrors are the client's)."""
     match method:
+        case "power":
+            if power is None:
+                raise Unavailable("the power layer is not running on the lease plane's leader")
+            try:
+                return await power.call(str(args[0]), str(args[1]), args[2])
+            except ValueError as exc:  # BadPrice, BadCurtail
+                raise RequestError(str(exc)) from None
         case "view":  # what a front end's read needs: args = [parts, lease id or None]
             parts, lease_id = set(args[0]), args[1]
             view: dict[str, Any] = {}

@@ -9,6 +9,7 @@
     stratumkit:plane:P:api           stream: API calls forwarded to the leader
     stratumkit:plane:P:reply:ID      list: the answer to one API call (BLPOP, expires)
     stratumkit:plane:P:events        stream: every lease and job event (capped, MAXLEN ~)
+    stratumkit:plane:P:power:curtailment  the operator curtailment in force (msgpack), for the next leader
     stratumkit:leases:plane:P        prefix of the shared lease store
 
 Every stream entry has one field, ``m``: a msgpack map.
@@ -67,6 +68,10 @@ class PlaneKeys:
     @property
     def events(self) -> str:
         return f"{self.base}:events"
+
+    @property
+    def power_curtailment(self) -> str:
+        return f"{self.base}:power:curtailment"
 
     @property
     def store_prefix(self) -> str:

@@ -16,12 +16,14 @@ epoch go to the host directly, and the host's commands for this front end to the
 
 Leading (``_lead``), in this order: a lease service on the shared store fenced by the new epoch,
 restored from it (``LeaseService.run``); the inbox, API and command pumps, from the streams' ends
-as they were before the restore; then the new epoch on the control stream, so every relay says
-hello. The lock is renewed every ``ttl_s / 3``; a renewal refused, no renewal for ``ttl_s``, a
-fenced write refused, or an epoch that is not ours any more when the service is about to act on
-a deadline (``LeaseService.still_leading``) ends the leadership at once (everything it started is cancelled), and the
-front end goes back to standby. ``freeze`` (shutdown) saves the leases, suspends this front end's
-rigs and releases the lock, so another front end takes the plane without waiting for the ttl.
+as they were before the restore; with ``make_power``, the power service on the new lease service
+(``power``: it runs while this front end leads, and stops with the leadership); then the new epoch
+on the control stream, so every relay says hello. The lock is renewed every ``ttl_s / 3``; a
+renewal refused, no renewal for ``ttl_s``, a fenced write refused, or an epoch that is not ours
+any more when the service is about to act on a deadline (``LeaseService.still_leading``) ends the
+leadership at once (everything it started is cancelled), and the front end goes back to standby.
+``freeze`` (shutdown) saves the leases, suspends this front end's rigs and releases the lock, so
+another front end takes the plane without waiting for the ttl.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import math
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import coredis
 import coredis.exceptions
@@ -43,6 +45,9 @@ from stratumkit.lease.integrators import Integrators
 from stratumkit.lease.redis_store import RedisLeaseStore
 from stratumkit.lease.service import LeaseService
 from stratumkit.lease.store import LeaseStore
+
+if TYPE_CHECKING:
+    from stratumkit.power.service import PowerService
 
 from .host import PlaneHost, error_reply, serve_call
 from .keys import STREAM_MAXLEN, PlaneKeys, pack, unpack
@@ -61,6 +66,7 @@ CALL_TIMEOUT_S = 5.0
 REPLY_TTL_MS = 30_000
 
 MakeService = Callable[[LeaseStore], LeaseService]
+MakePower = Callable[[LeaseService], "PowerService"]
 
 
 class PlaneNode:
@@ -73,6 +79,7 @@ class PlaneNode:
         *,
         ttl_s: float = 3.0,
         call_timeout_s: float = CALL_TIMEOUT_S,
+        make_power: MakePower | None = None,
     ) -> None:
         self.client = client
         self.keys = PlaneKeys(plane)
@@ -80,12 +87,14 @@ class PlaneNode:
         self.ttl_s = ttl_s
         self.call_timeout_s = call_timeout_s
         self._make_service = make_service
+        self._make_power = make_power
         self.lock = PlaneLock(client, self.keys, front_end, ttl_s)
         self._to_leader, self._outbox = trio.open_memory_channel[dict[str, Any]](math.inf)
         self.relay = Relay(front_end, self._from_relay)
         self._host: PlaneHost | None = None  # while this front end leads
         self.service: LeaseService | None = None  # while this front end leads
         self.epoch: int | None = None  # while this front end leads
+        self.power: PowerService | None = None  # while this front end leads (with make_power)
         self._commands_out, self._commands_in = trio.open_memory_channel[tuple[str, dict[str, Any]]](math.inf)
         self._events_out, self._events_in = trio.open_memory_channel[dict[str, Any]](math.inf)
         self._events = FanOut()
@@ -157,10 +166,15 @@ class PlaneNode:
                     nursery.start_soon(self._send_events)
                     nursery.start_soon(self._tail, keys.api, api_from, lambda call: self._answer(nursery, call))
                     nursery.start_soon(self._watch_front_ends, host)
-                    self.service, self.epoch, self._host = service, epoch, host
+                    power = None
+                    if self._make_power is not None:
+                        power = self._make_power(service)
+                        power.keeper = KeptCurtailment(self.client, keys.power_curtailment, service)
+                        await nursery.start(power.run)  # with the kept curtailment in force
+                    self.service, self.epoch, self._host, self.power = service, epoch, host, power
                     await self.client.xadd(keys.control, pack({"epoch": epoch, "leader": self.front_end}))
             finally:
-                self.service = self.epoch = self._host = None
+                self.service = self.epoch = self._host = self.power = None
                 self._leading = None
         if self._frozen:
             log.info("lease plane given up at shutdown", front_end=self.front_end, epoch=epoch)
@@ -275,7 +289,8 @@ class PlaneNode:
         if service is None or call.get("e") != self.epoch:
             return  # a call for another leader (a paused old one must not answer for the new)
         try:
-            reply: dict[str, Any] = {"ok": await serve_call(service, str(call["method"]), list(call["args"]))}
+            method, args = str(call["method"]), list(call["args"])
+            reply: dict[str, Any] = {"ok": await serve_call(service, method, args, power=self.power)}
         except Exception as exc:  # told to the caller, whatever it is
             reply = error_reply(exc)
         key = self.keys.reply(str(call["reply"]))
@@ -300,19 +315,21 @@ class PlaneNode:
 
     # ------------------------------------------------------------------ the API's side
 
-    async def forward(self, method: str, args: list[Any]) -> dict[str, Any]:
-        """A call on the leader: its reply ({"ok": ...} or {"error": ..., "message": ...})."""
+    async def forward(self, method: str, args: list[Any], *, timeout_s: float | None = None) -> dict[str, Any]:
+        """A call on the leader: its reply ({"ok": ...} or {"error": ..., "message": ...}) within
+        ``timeout_s`` (default ``call_timeout_s``)."""
         from stratumkit.lease.errors import Unavailable
 
+        timeout = self.call_timeout_s if timeout_s is None else timeout_s
         call_id = secrets.token_hex(8)
         try:
             call = {"method": method, "args": args, "reply": call_id, "e": self.relay.epoch}
             await self._xadd(self.keys.api, call)
-            got = await self.client.blpop([self.keys.reply(call_id)], timeout=self.call_timeout_s)
+            got = await self.client.blpop([self.keys.reply(call_id)], timeout=timeout)
         except coredis.exceptions.RedisError as exc:
             raise Unavailable(f"the lease plane is unavailable: {exc}") from None
         if not got:
-            raise Unavailable(f"the lease plane's leader did not answer within {self.call_timeout_s:g} s")
+            raise Unavailable(f"the lease plane's leader did not answer within {timeout:g} s")
         reply = msgpack.unpackb(got[1])
         if not isinstance(reply, dict):
             raise Unavailable("the lease plane's leader sent a reply that is not a map")
@@ -375,6 +392,38 @@ class PlaneNode:
                         log.warning("bad lease plane message", stream=key, error=str(exc))
                         continue
                     handle(message)
+
+
+class KeptCurtailment:
+    """The plane's operator curtailment in Redis (a ``CurtailmentKeeper``): written by the leader
+    when it is made or released (not once the epoch is another's), read by the next leader. A
+    Redis error is logged: the curtailment holds on this leader, only not on the next."""
+
+    def __init__(self, client: coredis.Redis[bytes], key: str, service: LeaseService) -> None:
+        self.client = client
+        self.key = key
+        self.service = service
+
+    async def save(self, record: dict[str, Any] | None) -> None:
+        still_leading = self.service.still_leading
+        try:
+            if still_leading is not None and not await still_leading():
+                return
+            if record is None:
+                await self.client.delete([self.key])
+            else:
+                await self.client.set(self.key, msgpack.packb(record))
+        except coredis.exceptions.RedisError as exc:
+            log.error("curtailment not kept for the next leader", error=str(exc))
+
+    async def load(self) -> dict[str, Any] | None:
+        try:
+            raw = await self.client.get(self.key)
+        except coredis.exceptions.RedisError as exc:
+            log.error("kept curtailment unreadable", error=str(exc))
+            return None
+        record = None if raw is None else msgpack.unpackb(raw)
+        return record if isinstance(record, dict) else None
 
 
 def _text(value: str | bytes) -> str:

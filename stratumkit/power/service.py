@@ -19,14 +19,29 @@ Steps run one at a time (a lock): a step awaits the queue's counts and the lease
 Every order is published on the lease service's event stream (``power.order``) and logged.
 Energy and money are booked at every step (:class:`~.energy.EnergyMeter`); leases are reported
 with their wall-clock start and end (the controller's times, translated to unix time).
+
+On a shared lease plane (``on_plane``) the service runs on the leader only, over the leader's
+lease service: every registered rig of the plane is a unit (its connection is the lease service's
+link, a :class:`~stratumkit.plane.host.RemoteRigConnection` for a rig of any front end, the
+leader's own included), and the orders go to it through that front end's relay. Plain miners
+are units only on the leader's own stratum port: those of other front ends are not reached
+(not counted, not curtailed, sent work as usual), and a curtailment's answer says so
+(``not_reached``). An operator curtailment is kept in the plane's Redis (``keeper``: saved when
+it is made or released, loaded by the next leader's service at its start, which holds the same
+units); the rest of its state (prices posted through the API, the energy meters, the policy's
+dwell, the orders' history) is in memory and starts over on a leader change. On a plane the
+policy also runs ``FIRST_STEP_ON_PLANE_S`` after the service starts and then every
+``policy_interval_s`` even with no prices, so a new leader brings back to the safe mode a rig an
+old one left curtailed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 import trio
@@ -40,39 +55,67 @@ from stratumkit.queue.engine import QueueError
 from stratumkit.session.ports import RigConnection, RigMode
 
 from .controller import PowerController
-from .curtail import Unit, parse_curtail
+from .curtail import CurtailRequest, Shed, Unit, parse_curtail
 from .energy import EnergyMeter
 from .feeds import follow_series, poll_url, replay_series
 from .prices import PriceBook
-from .series import load_price_csv
+from .series import PriceSeries, load_price_csv
 from .settings import PowerSettings
 
 if TYPE_CHECKING:
     from stratumkit.lease.service import LeaseService
     from stratumkit.server.pool import Pool
 
-__all__ = ["FIRST_SHARE_AFTER_RESTORE_S", "POLICY_OWNER", "PowerService"]
+__all__ = ["FIRST_SHARE_AFTER_RESTORE_S", "NOT_REACHED", "POLICY_OWNER", "PowerService"]
 
 log = structlog.get_logger("stratumkit.power")
 
 #: A restored rig's first share difficulty is set so that a share is expected this soon.
 FIRST_SHARE_AFTER_RESTORE_S = 0.1
+#: On a shared plane, a new leader's first step comes this long after it took the plane (or sooner
+#: on a price or an operator call), once the front ends have said hello for their rigs.
+FIRST_STEP_ON_PLANE_S = 1.0
 #: The owner of the leases the policy makes (the auto-lease queue's).
 POLICY_OWNER = "stratumkit.power"
+#: On a shared plane, what a curtailment does not reach (its answer's ``not_reached``).
+NOT_REACHED = "plain (non-agent) miners on front ends other than the leader: not counted, not curtailed, still mining"
+
+
+class CurtailmentKeeper(Protocol):
+    """Where an operator curtailment outlives the service (a shared plane's Redis)."""
+
+    async def save(self, record: dict[str, Any] | None) -> None:
+        """Keep `record` (None: there is none now)."""
+        ...
+
+    async def load(self) -> dict[str, Any] | None: ...
 
 
 class PowerService:
-    def __init__(self, settings: PowerSettings, pool: Pool, leases: LeaseService) -> None:
+    def __init__(
+        self,
+        settings: PowerSettings,
+        pool: Pool,
+        leases: LeaseService,
+        *,
+        on_plane: bool = False,
+        series: PriceSeries | None = None,
+    ) -> None:
+        """`series`: the price file already read (else it is read here, BadPrice if it does not)."""
         self.settings = settings
+        self.on_plane = on_plane
         self.pool = pool
         self.leases = leases
         self.book = PriceBook(settings.constants, max_age_s=settings.price_max_age_s, safe_mode=settings.safe_mode)
         self.controller = PowerController(settings.policy)
         self.meter = EnergyMeter(settings.co2_g_per_kwh, settings.policy.switch_cost_usd)
-        self.series = None if settings.price_file is None else load_price_csv(settings.price_file)
+        if series is None and settings.price_file is not None:
+            series = load_price_csv(settings.price_file)
+        self.series = series
         self._wake = trio.Event()
         self._conns: dict[str, RigConnection] = {}
         self._lock = trio.Lock()
+        self.keeper: CurtailmentKeeper | None = None
         leases.sla_restart_s = settings.sla_restart_credit_s
         leases.gpu_hour_price = self.gpu_hour_price
 
@@ -87,15 +130,65 @@ class PowerService:
                 nursery.start_soon(replay_series, self.series, cfg.price_file_speed, self._feed)
             if cfg.price_url is not None:
                 nursery.start_soon(poll_url, cfg.price_url, cfg.price_poll_interval_s, self._feed)
+            await self._restore()
             task_status.started()
+            if self.on_plane:  # a new leader: once the front ends said hello for their rigs
+                with trio.move_on_after(FIRST_STEP_ON_PLANE_S):
+                    await self._wake.wait()
+                self._wake = trio.Event()
+                await self.step()
             while True:
                 # with no prices and no curtailment there is nothing to decide on a timer (a
-                # pool without a [power] table never walks its connections for it)
-                idle = self.book.quote is None and not self.controller.operator and cfg.safe_mode == "mine"
+                # pool without a [power] table never walks its connections for it); on a plane
+                # there may be rigs an earlier leader left curtailed
+                idle = (
+                    self.book.quote is None
+                    and not self.controller.operator
+                    and cfg.safe_mode == "mine"
+                    and not self.on_plane
+                )
                 with trio.move_on_after(math.inf if idle else cfg.policy_interval_s):
                     await self._wake.wait()
                 self._wake = trio.Event()
                 await self.step()
+
+    async def _restore(self) -> None:
+        """The curtailment the keeper holds (an earlier leader's), in force again."""
+        if self.keeper is None:
+            return
+        try:
+            record = await self.keeper.load()
+            if record is None:
+                return
+            request = CurtailRequest(**{**record["request"], "rigs": tuple(record["request"]["rigs"])})
+            kept = record["shed"]
+            shed = Shed(
+                tuple(kept["curtailed"]),
+                tuple(kept["withheld"]),
+                tuple(kept["kept_leased"]),
+                None if kept["target_kw"] is None else float(kept["target_kw"]),
+                float(kept["shed_kw"]),
+                tuple(kept["unknown"]),
+                tuple(kept["overridden"]),
+            )
+            operator = {str(unit): until for unit, until in record["operator"].items()}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            log.error("kept curtailment not restored", error=repr(exc))
+            return
+        self.controller.curtailment = (request, shed)
+        self.controller.operator = operator
+        log.info("operator curtailment restored", units=sorted(operator))
+
+    async def _keep(self) -> None:
+        if self.keeper is None:
+            return
+        curtailment = self.controller.curtailment
+        record = None
+        if curtailment is not None:
+            request, shed = curtailment
+            record = {"request": request.to_dict(), "shed": dataclasses.asdict(shed),
+                      "operator": dict(self.controller.operator)}  # fmt: skip
+        await self.keeper.save(record)
 
     def _feed(self, data: object, source: str) -> None:
         self.book.update(data, source, trio.current_time())
@@ -113,15 +206,10 @@ class PowerService:
                 continue
             rig_id = session.rig_id
             link = links.get(rig_id or "")
+            if self.on_plane and rig_id is not None and link is not None:
+                continue  # the plane's rig: its unit is its link's (below)
             if rig_id is not None and link is not None and link.conn is conn:
-                rig = self.leases.controller.rig(rig_id)
-                caps = rig.caps
-                model = caps.gpus[0].model if caps.gpus else None
-                leased = (
-                    rig.lease_id is not None and self.leases.controller.get(rig.lease_id).spec.owner != POLICY_OWNER
-                )
-                unit = Unit(rig_id, session.worker, True, caps.hashrate, caps.power_w, caps.gpu_count, model,
-                            leased=leased, mode=conn.mode.value)  # fmt: skip
+                unit = self._rig_unit(rig_id, session.worker, conn)
             else:
                 hashrate = session.difficulty * 2**32 / interval
                 power = hashrate / 1e12 * self.settings.miner_j_per_th
@@ -129,8 +217,21 @@ class PowerService:
                             mode=conn.mode.value)  # fmt: skip
             units.append(unit)
             conns[unit.unit_id] = conn
+        if self.on_plane:  # every rig of the plane, on whichever front end it is connected
+            for rig_id, link in list(links.items()):
+                if rig_id not in conns:
+                    units.append(self._rig_unit(rig_id, link.conn.worker, link.conn))
+                    conns[rig_id] = link.conn
         self._conns = conns
         return units
+
+    def _rig_unit(self, rig_id: str, worker: str | None, conn: RigConnection) -> Unit:
+        rig = self.leases.controller.rig(rig_id)
+        caps = rig.caps
+        model = caps.gpus[0].model if caps.gpus else None
+        leased = rig.lease_id is not None and self.leases.controller.get(rig.lease_id).spec.owner != POLICY_OWNER
+        return Unit(rig_id, worker, True, caps.hashrate, caps.power_w, caps.gpu_count, model,
+                    leased=leased, mode=conn.mode.value)  # fmt: skip
 
     def hashprice(self) -> float | None:
         """The hashprice in force, USD per TH/s per day (None with no quote): prices FPPS in USD."""
@@ -257,12 +358,16 @@ class PowerService:
     async def curtail(self, body: object) -> dict[str, Any]:
         request = parse_curtail(body, time.time())
         shed = self.controller.curtail(request, self.units())
+        await self._keep()
         if shed.overridden:
             await self._end_leases(shed.overridden)
         await self.step()
-        log.info("operator curtailment", **shed.to_dict())
-        self.leases.publish({"type": "power.curtailed", **shed.to_dict()})
-        return shed.to_dict()
+        answer = shed.to_dict()
+        if self.on_plane:
+            answer["not_reached"] = NOT_REACHED
+        log.info("operator curtailment", **answer)
+        self.leases.publish({"type": "power.curtailed", **answer})
+        return answer
 
     async def _end_leases(self, rig_ids: tuple[str, ...]) -> None:
         """Cancel the leases of these rigs and wait (within the return timeout) until they mine."""
@@ -288,6 +393,7 @@ class PowerService:
 
     async def release(self) -> dict[str, Any]:
         released = self.controller.release()
+        await self._keep()
         await self.step()
         self.leases.publish({"type": "power.released", "units": released})
         return {"released": released}

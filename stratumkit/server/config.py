@@ -160,8 +160,6 @@ class PoolConfig:
                 raise ConfigError(
                     f"lease_plane must be a name of letters, digits, '_', '.' and '-', got {self.lease_plane!r}"
                 )
-            if self.power:
-                raise ConfigError("the power layer ([power]) does not run on a shared lease_plane yet")
         for key in ("rig_secrets", "integrator_tokens"):  # name -> secret tables
             table = getattr(self, key) or {}
             if not all(isinstance(k, str) and k and isinstance(v, str) and v for k, v in table.items()):
