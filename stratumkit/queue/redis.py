@@ -1,40 +1,46 @@
-"""The distributed queue engine: Redis Streams through coredis (anyio, so it runs on trio).
+"""The distributed queue engine: lists, hashes and sorted sets in Redis (through coredis, anyio,
+so it runs on trio; the hot scripts on `resp` connections).
 
-Layout (every key under `prefix`):
-- `{prefix}:q:{queue}:stream` one stream per queue, read by the consumer group `workers`; an entry
-  holds the job id (j), its msgpack payload (p) and its max deliveries (m).
-- `{prefix}:q:{queue}:dead`   the queue's dead letters (a stream: j, p, m, deliveries n, reason r).
-- `{prefix}:q:{queue}:deadjobs` hash job id -> its entry id in the dead stream.
-- `{prefix}:q:{queue}:counts` hash: waiting (never delivered), done, dead.
-- `{prefix}:jobs`             hash job id -> queue: makes enqueue idempotent and ids global.
-- `{prefix}:queues`           set of queue names, for `requeue_consumer`.
-- `{prefix}:result:{job_id}`  hash: the one recorded result and the token of the delivery.
+Layout (every key under `prefix`; a queue's keys under `{prefix}:q:{queue}`):
+- `...:ready`     list of the ids of the queue's jobs never delivered, in enqueue order.
+- `...:entries`   hash job id -> '<max deliveries> <msgpack payload>', while the job is not done.
+- `...:claims`    hash job id -> '<incarnation> <deliveries> <consumer>', its current delivery, while
+  the job is not done (consumer empty before its first, `~released` after a release). The
+  incarnation is a number of the queue's own (`counts` field seq) given at enqueue, so a claim of
+  a job id enqueued again after its result expired is never current for the new job.
+- `...:deadlines` sorted set job id -> deadline (server time, microseconds) of the jobs in flight.
+- `...:dead`      the queue's dead letters (a stream: j, p, m, deliveries n, reason r).
+- `...:deadjobs`  hash job id -> its entry id in the dead stream.
+- `...:counts`    hash: done, dead, seq.
+- `{prefix}:jobs`     hash job id -> queue: makes enqueue idempotent and ids global.
+- `{prefix}:queues`   set of queue names, for `requeue_consumer`.
+- `{prefix}:results`  hash job id -> msgpack [token, queue, payload, consumer, deliveries, at]: the
+  one recorded result (its token says which delivery recorded it).
 - `{prefix}:enqueued`, `{prefix}:claimed` hashes job id -> when it was enqueued, last claimed
   (server time, seconds): one HSET per batch, not per job.
-- `{prefix}:causes`           hash job id -> the last cause a consumer gave with `nack`.
-- `{prefix}:done`             list of "<result time> <job id>" in result order, for `expire_results`
+- `{prefix}:causes`   hash job id -> the last cause a consumer gave with `nack`.
+- `{prefix}:done`     list of "<result time> <job id>" in result order, for `expire_results`
   (which deletes the result and the job's entries in the hashes above): one RPUSH per ack batch.
 
 Rules:
-- Batch arguments travel as one msgpack argument (cmsgpack in the script): one argument to
-  encode and parse instead of several per job. The scripts build the queue and result key names
-  they touch from the prefix, so the engine needs one Redis server (not a Cluster).
+- Batch arguments travel as one msgpack argument (cmsgpack in the script). The scripts build the
+  queue key names they touch from the prefix, so the engine needs one Redis server (not a Cluster).
 - Every operation is one Lua script, so each check-and-change is atomic on the server; a batch
   (`enqueue_many`, `ack_many`, a claim of `max_jobs`) is one script too: one round trip, all of
   it or none (its checks come before its first write), and one AOF write to fsync.
-- Ownership and delivery counts live in the group's pending entries list (PEL). A claim's token is
-  the entry id plus the delivery count; it is current while the PEL shows the entry owned by the
-  claim's consumer with that count. Every new delivery (XREADGROUP, XCLAIM without JUSTID) bumps
-  the count; heartbeats and releases use XCLAIM ... JUSTID, which does not.
-- Deadlines are idle times. With `H = MAX_VISIBILITY_TIMEOUT`, a claim with timeout `vt` has its
-  idle time set to `H - vt` (XCLAIM ... IDLE), so it reaches `H` exactly at its deadline, and
-  `XPENDING ... IDLE H` finds precisely the claims whose own timeout ran out, whatever timeout
-  each claimer chose (a claim takes them over with `XCLAIM ... min-idle H`). A heartbeat sets it
-  to `H - vt` again. A released job (nack, dead rig) is handed to the reserved consumer
-  `~released` with idle `H`: claimable at once, and no longer current for the rig that had it.
-  The server's clock is the only clock.
-- A result is written only when its hash has no token yet (the only-once guard), in the same
-  script as the XACK and XDEL of the entry.
+- A batch costs a few Redis commands, each with many fields (one HMGET, HSET, ZADD, ZREM, HDEL of
+  the batch's jobs), not a few per job: a command called from Lua costs a microsecond or more of
+  its own, and every write command is one more to propagate to the AOF. (The earlier layout on
+  Redis Streams cost an XADD per job, and each XREADGROUP, XCLAIM and XDEL wrote one AOF command
+  per entry.)
+- A claim's token is '<incarnation>/<deliveries>'; the claim is current while the job's claims
+  value is exactly its incarnation, deliveries and consumer. Every new delivery bumps the count; a
+  heartbeat moves the deadline and keeps the value; a release (nack, a rig gone) writes
+  `~released` and a deadline of now, so the job is claimable at once and no longer current for
+  the rig that had it. A claim takes the jobs past their deadline first (one ZRANGEBYSCORE),
+  earliest first, then ready ones (LPOP count). The server's clock is the only clock.
+- A result is written only by a current delivery, and recording it ends the delivery (the job
+  leaves the claims, entries and deadlines), in the same script: results are recorded once.
 - A job that would be delivered again after `max_deliveries` deliveries is moved to the dead
   stream instead (at claim time, on release, or when `stats` looks).
 
@@ -58,7 +64,6 @@ import trio
 from . import resp
 from .engine import (
     DEFAULT_MAX_DELIVERIES,
-    MAX_VISIBILITY_TIMEOUT,
     REASON_MAX_DELIVERIES,
     ClaimedJob,
     DeadLetter,
@@ -82,25 +87,22 @@ from .engine import (
     unpack_payload,
 )
 
-GROUP = "workers"
 #: Jobs one script of `expire_results` forgets.
 EXPIRE_CHUNK = 1000
-#: Oldest Redis with XPENDING ... IDLE and exclusive ranges.
+#: Oldest Redis with LPOP ... count.
 MIN_REDIS_VERSION = (6, 2)
-_HORIZON_MS = int(MAX_VISIBILITY_TIMEOUT * 1000)
 
-_PRELUDE = f"""
-local GROUP = '{GROUP}'
+_PRELUDE = """
 local RELEASED = '~released'
 -- ids per call of a many-id command (Lua's unpack stops at a few thousand values)
 local CHUNK = 1000
 -- redis.call(head..., ids..., tail...) in calls of at most CHUNK ids; array replies concatenated
 local function chunked(head, ids, tail)
-  local replies = {{}}
+  local replies = {}
   for i = 1, #ids, CHUNK do
-    local args = {{unpack(head)}}
+    local args = {unpack(head)}
     for j = i, math.min(i + CHUNK - 1, #ids) do args[#args + 1] = ids[j] end
-    for _, v in ipairs(tail or {{}}) do args[#args + 1] = v end
+    for _, v in ipairs(tail or {}) do args[#args + 1] = v end
     local r = redis.call(unpack(args))
     if type(r) == 'table' then
       for _, v in ipairs(r) do replies[#replies + 1] = v end
@@ -110,230 +112,244 @@ local function chunked(head, ids, tail)
 end
 -- the queue of each row's job (its first field) from the jobs hash, false where there is none
 local function queues_of(jobs_key, rows)
-  local ids = {{}}
+  local ids = {}
   for i, row in ipairs(rows) do ids[i] = row[1] end
-  return chunked({{'HMGET', jobs_key}}, ids)
+  return chunked({'HMGET', jobs_key}, ids)
 end
-local function tomap(flat)
-  local m = {{}}
-  for i = 1, #flat, 2 do m[flat[i]] = flat[i + 1] end
-  return m
+-- a TIME reply as '<seconds>.<microseconds>', and as microseconds
+local function stamp(t) return t[1] .. '.' .. string.format('%06d', tonumber(t[2])) end
+local function micros(t) return tonumber(t[1]) * 1000000 + tonumber(t[2]) end
+-- an entries value '<max deliveries> <payload>' -> max deliveries (a number), payload
+local function split_entry(v)
+  local s = string.find(v, ' ', 1, true)
+  return tonumber(string.sub(v, 1, s - 1)), string.sub(v, s + 1)
 end
-local function entry(stream, id)
-  local e = redis.call('XRANGE', stream, id, id)
-  if #e == 0 then return nil end
-  return tomap(e[1][2])
+-- a claims value '<incarnation> <deliveries> <consumer>' -> incarnation, deliveries (a number), consumer
+local function split_claim(v)
+  local inc, n, consumer = string.match(v, '^(%d+) (%d+) (.*)$')
+  return inc, tonumber(n), consumer
 end
-local function dead_letter(stream, dead, counts, id, deliveries, reason)
-  local f = entry(stream, id)
-  if f then
-    local letter = redis.call('XADD', dead, '*', 'j', f.j, 'p', f.p, 'm', f.m, 'n', deliveries, 'r', reason)
-    redis.call('HSET', dead .. 'jobs', f.j, letter)
-    redis.call('HINCRBY', counts, 'dead', 1)
+-- the job leaves its queue for the dead stream (with its payload, when its entry is still there)
+local function dead_letter(qk, id, deliveries, reason)
+  local v = redis.call('HGET', qk .. ':entries', id)
+  if v then
+    local m, p = split_entry(v)
+    local letter = redis.call('XADD', qk .. ':dead', '*', 'j', id, 'p', p, 'm', m, 'n', deliveries, 'r', reason)
+    redis.call('HSET', qk .. ':deadjobs', id, letter)
+    redis.call('HINCRBY', qk .. ':counts', 'dead', 1)
   end
-  redis.call('XACK', stream, GROUP, id)
-  redis.call('XDEL', stream, id)
+  redis.call('ZREM', qk .. ':deadlines', id)
+  redis.call('HDEL', qk .. ':entries', id)
+  redis.call('HDEL', qk .. ':claims', id)
 end
--- 1 if the entry is pending, owned by consumer, with this delivery count
-local function current(stream, id, consumer, deliveries)
-  if redis.call('EXISTS', stream) == 0 then return false end
-  local p = redis.call('XPENDING', stream, GROUP, id, id, 1)
-  return #p == 1 and p[1][2] == consumer and p[1][4] == tonumber(deliveries)
+-- true if the job's current delivery is this one (incarnation, deliveries, consumer)
+local function current(qk, id, inc, consumer, deliveries)
+  return redis.call('HGET', qk .. ':claims', id) == inc .. ' ' .. deliveries .. ' ' .. consumer
 end
--- release a pending entry: dead letter if out of deliveries, else claimable at once
-local function release(stream, dead, counts, id, deliveries, horizon, reason)
-  local f = entry(stream, id)
-  if f == nil or deliveries >= tonumber(f.m) then
-    dead_letter(stream, dead, counts, id, deliveries, reason)
+-- release a delivery: dead letter if out of deliveries, else claimable at once (deadline now)
+local function release(qk, id, inc, deliveries, now, reason)
+  local v = redis.call('HGET', qk .. ':entries', id)
+  if v == false or deliveries >= split_entry(v) then
+    dead_letter(qk, id, deliveries, reason)
   else
-    redis.call('XCLAIM', stream, GROUP, RELEASED, 0, id, 'IDLE', horizon, 'JUSTID')
+    redis.call('HSET', qk .. ':claims', id, inc .. ' ' .. deliveries .. ' ' .. RELEASED)
+    redis.call('ZADD', qk .. ':deadlines', now, id)
   end
 end
 """
 
-# KEYS: jobs, queues, stream, counts, enqueued   ARGV: queue, msgpack [[job_id, payload, max_deliveries], ...]
+# KEYS: jobs, queues, enqueued   ARGV: queue key, queue, msgpack [[job_id, payload, max_deliveries], ...]
 # -> {0}, or {position (1-based) of a job whose id is used on another queue, that queue}
 _ENQUEUE_MANY = """
-local queue, jobs = ARGV[1], cmsgpack.unpack(ARGV[2])
+local qk, queue, jobs = ARGV[1], ARGV[2], cmsgpack.unpack(ARGV[3])
 local owners = queues_of(KEYS[1], jobs)
 for i = 1, #jobs do
   if owners[i] and owners[i] ~= queue then return {i, owners[i]} end
 end
-if redis.call('EXISTS', KEYS[3]) == 0 then
-  redis.call('XGROUP', 'CREATE', KEYS[3], GROUP, '0', 'MKSTREAM')
-end
-local t = redis.call('TIME')
-local at = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
-local added, seen, ids, times = 0, {}, {}, {}
+local seen, new = {}, {}
 for i, job in ipairs(jobs) do
   if not owners[i] and not seen[job[1]] then  -- new, and not earlier in this batch
     seen[job[1]] = true
-    redis.call('XADD', KEYS[3], '*', 'j', job[1], 'p', job[2], 'm', job[3])
-    ids[#ids + 1] = job[1]
-    ids[#ids + 1] = queue
-    times[#times + 1] = job[1]
-    times[#times + 1] = at
-    added = added + 1
+    new[#new + 1] = job
   end
+end
+if #new == 0 then return {0} end
+local at = stamp(redis.call('TIME'))
+local first = redis.call('HINCRBY', qk .. ':counts', 'seq', #new) - #new
+local entries, claims, ready, ids, times = {}, {}, {}, {}, {}
+for k, job in ipairs(new) do
+  local id = job[1]
+  entries[#entries + 1] = id
+  entries[#entries + 1] = job[3] .. ' ' .. job[2]
+  claims[#claims + 1] = id
+  claims[#claims + 1] = (first + k) .. ' 0 '
+  ready[k] = id
+  ids[#ids + 1] = id
+  ids[#ids + 1] = queue
+  times[#times + 1] = id
+  times[#times + 1] = at
 end
 -- the entries before the ids (one HSET for the batch), as one job alone always did: a write
 -- refused half way leaves a job that may run twice, never an id that never runs
+chunked({'HSET', qk .. ':entries'}, entries)
+chunked({'HSET', qk .. ':claims'}, claims)
+chunked({'RPUSH', qk .. ':ready'}, ready)
 chunked({'HSET', KEYS[1]}, ids)
-chunked({'HSET', KEYS[5]}, times)
+chunked({'HSET', KEYS[3]}, times)
 redis.call('SADD', KEYS[2], queue)
-if added > 0 then redis.call('HINCRBY', KEYS[4], 'waiting', added) end
 return {0}
 """
 
-# KEYS: stream, dead, counts, claimed   ARGV: consumer, horizon_ms, timeout_ms, max_jobs, reason
-# -> msgpack {server time, {{entry id, job id, payload, max deliveries, deliveries}, ...}}
+# KEYS: claimed   ARGV: queue key, consumer, timeout_ms, max_jobs, reason
+# -> msgpack {server time, {{incarnation, job id, payload, max deliveries, deliveries}, ...}}
 _CLAIM_FN = """
-local function claim_jobs(stream, dead, counts, claimed, consumer, horizon, timeout, want, reason)
-local out = {}
-local now = redis.call('TIME')
-if redis.call('EXISTS', stream) == 0 then return {now, out} end
-local taken = {}
-local function take(id, f, deliveries)
-  taken[#taken + 1] = id
-  out[#out + 1] = {id, f.j, f.p, f.m, deliveries}
-end
--- expired claims, oldest entry first: one XPENDING IDLE scan of the PEL (in C) per round, not a
--- walk through the whole PEL a few entries per call, which cost every claim O(jobs in flight)
-local start = '-'
+local function claim_jobs(qk, claimed, consumer, timeout, want, reason)
+local t = redis.call('TIME')
+local now = micros(t)
+local deadlines, claims, entries = qk .. ':deadlines', qk .. ':claims', qk .. ':entries'
+local taken = {}  -- {id, incarnation, deliveries, max deliveries, payload}
+-- claims past their deadline (and released ones) first, earliest deadline first: one
+-- ZRANGEBYSCORE per round, however many jobs are in flight
+local kept = 0  -- expired entries taken this claim: they stay in the set until their new deadline
 repeat
-  local asked = want - #out
-  local expired = redis.call('XPENDING', stream, GROUP, 'IDLE', horizon, start, '+', asked)
-  for _, p in ipairs(expired) do
-    local id = p[1]
-    start = '(' .. id
-    local e = redis.call('XCLAIM', stream, GROUP, consumer, horizon, id)[1]
-    if e then  -- a new delivery: XCLAIM counted it
-      local f = tomap(e[2])
-      local n = p[4] + 1
-      if n > tonumber(f.m) then
-        dead_letter(stream, dead, counts, id, n - 1, reason)
+  local asked = want - #taken
+  local expired = redis.call('ZRANGEBYSCORE', deadlines, '-inf', now, 'LIMIT', kept, asked)
+  if #expired == 0 then break end
+  local cl, en = chunked({'HMGET', claims}, expired), chunked({'HMGET', entries}, expired)
+  for i, id in ipairs(expired) do
+    if cl[i] and en[i] then
+      local inc, n = split_claim(cl[i])
+      local m, p = split_entry(en[i])
+      if n + 1 > m then
+        dead_letter(qk, id, n, reason)
       else
-        take(id, f, n)
+        taken[#taken + 1] = {id, inc, n + 1, m, p}
+        kept = kept + 1
       end
-    else  -- its entry is gone from the stream
-      redis.call('XACK', stream, GROUP, id)
+    else  -- its job is gone
+      redis.call('ZREM', deadlines, id)
     end
   end
-until #expired < asked or #out >= want
-if #out < want then
-  local r = redis.call('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', want - #out,
-                       'STREAMS', stream, '>')
-  if r then
-    for _, e in ipairs(r[1][2]) do take(e[1], tomap(e[2]), 1) end
-    if #r[1][2] > 0 then redis.call('HINCRBY', counts, 'waiting', -#r[1][2]) end
+until #expired < asked or #taken >= want
+if #taken < want then
+  local ready = redis.call('LPOP', qk .. ':ready', want - #taken)
+  if ready then
+    local cl, en = chunked({'HMGET', claims}, ready), chunked({'HMGET', entries}, ready)
+    for i, id in ipairs(ready) do
+      if cl[i] and en[i] then
+        local inc, n = split_claim(cl[i])
+        local m, p = split_entry(en[i])
+        taken[#taken + 1] = {id, inc, n + 1, m, p}
+      end
+    end
   end
 end
--- every taken entry gets this claim's deadline (as an idle time)
-chunked({'XCLAIM', stream, GROUP, consumer, 0}, taken, {'IDLE', horizon - timeout, 'JUSTID'})
-if #out > 0 then
-  local at, times = now[1] .. '.' .. string.format('%06d', tonumber(now[2])), {}
-  for _, o in ipairs(out) do
-    times[#times + 1] = o[2]
+local out = {}
+if #taken > 0 then
+  -- every taken job gets this claim's deadline, a microsecond apart in claim order (so they
+  -- expire in that order), one ZADD and one HSET each for the batch
+  local base, at = now + timeout * 1000, stamp(t)
+  local scores, owners, times = {}, {}, {}
+  for i, j in ipairs(taken) do
+    scores[#scores + 1] = base + i - 1
+    scores[#scores + 1] = j[1]
+    owners[#owners + 1] = j[1]
+    owners[#owners + 1] = j[2] .. ' ' .. j[3] .. ' ' .. consumer
+    times[#times + 1] = j[1]
     times[#times + 1] = at
+    out[i] = {j[2], j[1], j[5], j[4], j[3]}
   end
+  chunked({'ZADD', deadlines}, scores)
+  chunked({'HSET', claims}, owners)
   chunked({'HSET', claimed}, times)
 end
-return {now, out}
+return {t, out}
 end
 """
 _CLAIM = (
     _CLAIM_FN
     + """
-return cmsgpack.pack(claim_jobs(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]),
-                                tonumber(ARGV[4]), ARGV[5]))
+return cmsgpack.pack(claim_jobs(ARGV[1], KEYS[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]))
 """
 )
 
-# KEYS: stream, jobs   ARGV: job_id, entry id, consumer, deliveries, idle_ms
+# KEYS: jobs   ARGV: queue key, job_id, incarnation, consumer, deliveries, timeout_ms
 _HEARTBEAT = """
-if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return -1 end
-if not current(KEYS[1], ARGV[2], ARGV[3], ARGV[4]) then return 0 end
-redis.call('XCLAIM', KEYS[1], GROUP, ARGV[3], 0, ARGV[2], 'IDLE', ARGV[5], 'JUSTID')
-return redis.call('TIME')
+if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then return -1 end
+if not current(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]) then return 0 end
+local t = redis.call('TIME')
+redis.call('ZADD', ARGV[1] .. ':deadlines', micros(t) + tonumber(ARGV[6]) * 1000, ARGV[2])
+return t
 """
 
-# KEYS: jobs   ARGV: prefix, msgpack [[job_id, entry id, consumer, deliveries, token, result, queue], ...]
+# KEYS: jobs, results   ARGV: prefix, msgpack [[job_id, incarnation, consumer, deliveries, token, result, queue], ...]
 # -> msgpack {0, 1|0 per ack}, or {-1, position (1-based) of an ack whose job was never enqueued}
-# The streams, counts, result hashes and the done set it touches are named from the prefix.
-# Few calls per job (each redis.call costs a microsecond or two): the consumers' pending entries
-# come from one XPENDING per (queue, consumer) of the batch, a result's token is read only for an
-# ack that is not current (a current delivery has no result yet: recording one removes its entry).
+# The queues' keys are named from the prefix. A few calls per queue of the batch, not per job:
+# one HMGET of the deliveries, then one ZREM, HDEL, HDEL for the recorded ones and one HSET of
+# their results; a result's token is read only for an ack that is not current (a current
+# delivery has no result yet: recording one ends it).
 _ACK_FN = """
-local function ack_jobs(prefix, jobs_key, acks)
+local function ack_jobs(prefix, jobs_key, results_key, acks)
 local known = queues_of(jobs_key, acks)
 for i = 1, #acks do
   if not known[i] then return {-1, i} end
 end
-local t = redis.call('TIME')
-local at = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
-local wanted = {}  -- queue -> consumer -> acks naming it
-for _, a in ipairs(acks) do
-  local by = wanted[a[7]] or {}
-  wanted[a[7]] = by
-  by[a[3]] = (by[a[3]] or 0) + 1
-end
-local pel = {}  -- queue -> consumer -> {entry id -> deliveries}, or false: look each entry up
-for queue, by in pairs(wanted) do
-  local stream = prefix .. ':q:' .. queue .. ':stream'
-  local exists = redis.call('EXISTS', stream) == 1
-  pel[queue] = {}
-  for consumer, n in pairs(by) do
-    local entries = {}
-    if exists then
-      local limit = n + 64
-      local p = redis.call('XPENDING', stream, GROUP, '-', '+', limit, consumer)
-      if #p >= limit then entries = false else
-        for _, e in ipairs(p) do entries[e[1]] = e[4] end
-      end
-    end
-    pel[queue][consumer] = entries
+local at = stamp(redis.call('TIME'))
+local rows, order = {}, {}  -- queue -> {ids, positions}; queues in first-seen order
+for i, a in ipairs(acks) do
+  local r = rows[a[7]]
+  if not r then
+    r = {{}, {}}
+    rows[a[7]] = r
+    order[#order + 1] = a[7]
   end
+  r[1][#r[1] + 1] = a[1]
+  r[2][#r[2] + 1] = i
+end
+local state = {}  -- position -> the job's current delivery ('<incarnation> <deliveries> <consumer>')
+for _, queue in ipairs(order) do
+  local r = rows[queue]
+  local values = chunked({'HMGET', prefix .. ':q:' .. queue .. ':claims'}, r[1])
+  for k, i in ipairs(r[2]) do state[i] = values[k] end
 end
 local out = {0}
-local acked, order = {}, {}  -- queue -> entry ids recorded; queues in first-seen order
+local acked = {}  -- queue -> job ids recorded
 local here = {}  -- job id -> token recorded by this batch
-local finished = {}  -- '<result time> <job id>' for the done list
-for _, a in ipairs(acks) do
-  local job_id, entry_id, consumer, deliveries, token, queue = a[1], a[2], a[3], a[4], a[5], a[7]
+local results, finished = {}, {}  -- results HSET arguments; '<result time> <job id>' for the done list
+for i, a in ipairs(acks) do
+  local job_id, inc, consumer, deliveries, token, queue = a[1], a[2], a[3], a[4], a[5], a[7]
   local answer = 0
-  local entries = pel[queue][consumer]
-  local is_current
-  if here[job_id] then
-    is_current = false
-  elseif entries then
-    is_current = entries[entry_id] == tonumber(deliveries)
-  else
-    is_current = current(prefix .. ':q:' .. queue .. ':stream', entry_id, consumer, deliveries)
-  end
-  if is_current then
-    redis.call('HSET', prefix .. ':result:' .. job_id, 'token', token, 'queue', queue, 'payload', a[6],
-               'consumer', consumer, 'deliveries', deliveries, 'at', at)
+  if not here[job_id] and state[i] == inc .. ' ' .. deliveries .. ' ' .. consumer then
+    results[#results + 1] = job_id
+    results[#results + 1] = cmsgpack.pack({token, queue, a[6], consumer, deliveries, at})
     here[job_id] = token
     finished[#finished + 1] = at .. ' ' .. job_id
-    if not acked[queue] then
-      acked[queue] = {}
-      order[#order + 1] = queue
-    end
-    acked[queue][#acked[queue] + 1] = entry_id
+    local ids = acked[queue] or {}
+    acked[queue] = ids
+    ids[#ids + 1] = job_id
     answer = 1
   else
-    local recorded = here[job_id] or redis.call('HGET', prefix .. ':result:' .. job_id, 'token')
+    local recorded = here[job_id]
+    if not recorded then
+      local v = redis.call('HGET', results_key, job_id)
+      if v then recorded = cmsgpack.unpack(v)[1] end
+    end
     if recorded == token then answer = 1 end
   end
   out[#out + 1] = answer
 end
--- the recorded entries leave the PEL and the stream, a few calls per queue
+-- the recorded jobs leave their queues, a few calls per queue
 for _, queue in ipairs(order) do
-  local stream, entries = prefix .. ':q:' .. queue .. ':stream', acked[queue]
-  chunked({'XACK', stream, GROUP}, entries)
-  chunked({'XDEL', stream}, entries)
-  redis.call('HINCRBY', prefix .. ':q:' .. queue .. ':counts', 'done', #entries)
+  local ids = acked[queue]
+  if ids then
+    local qk = prefix .. ':q:' .. queue
+    chunked({'ZREM', qk .. ':deadlines'}, ids)
+    chunked({'HDEL', qk .. ':claims'}, ids)
+    chunked({'HDEL', qk .. ':entries'}, ids)
+    redis.call('HINCRBY', qk .. ':counts', 'done', #ids)
+  end
 end
+chunked({'HSET', results_key}, results)
 chunked({'RPUSH', prefix .. ':done'}, finished)
 return out
 end
@@ -341,56 +357,55 @@ end
 _ACK_MANY = (
     _ACK_FN
     + """
-return cmsgpack.pack(ack_jobs(ARGV[1], KEYS[1], cmsgpack.unpack(ARGV[2])))
+return cmsgpack.pack(ack_jobs(ARGV[1], KEYS[1], KEYS[2], cmsgpack.unpack(ARGV[2])))
 """
 )
 
-# KEYS: jobs, then claim's   ARGV: prefix, acks (as ack_many), then claim's
+# KEYS: jobs, results, then claim's   ARGV: prefix, acks (as ack_many), then claim's
 # -> msgpack {ack_many's answer, claim's answer}; {ack_many's answer} alone if an ack's job is unknown
 _ACK_AND_CLAIM = (
     _ACK_FN
     + _CLAIM_FN
     + """
-local acked = ack_jobs(ARGV[1], KEYS[1], cmsgpack.unpack(ARGV[2]))
+local acked = ack_jobs(ARGV[1], KEYS[1], KEYS[2], cmsgpack.unpack(ARGV[2]))
 if acked[1] ~= 0 then return cmsgpack.pack({acked}) end
-return cmsgpack.pack({acked, claim_jobs(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[3], tonumber(ARGV[4]),
-                                        tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7])})
+return cmsgpack.pack({acked, claim_jobs(ARGV[3], KEYS[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7])})
 """
 )
 
-# KEYS: stream, jobs, dead, counts, causes
-# ARGV: job_id, entry id, consumer, deliveries, horizon, reason, has cause (1|0), cause
+# KEYS: jobs, causes
+# ARGV: queue key, job_id, incarnation, consumer, deliveries, reason, has cause (1|0), cause
 _NACK = """
-if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return -1 end
-if not current(KEYS[1], ARGV[2], ARGV[3], ARGV[4]) then return 0 end
-if ARGV[7] == '1' then redis.call('HSET', KEYS[5], ARGV[1], ARGV[8]) end
-release(KEYS[1], KEYS[3], KEYS[4], ARGV[2], tonumber(ARGV[4]), ARGV[5], ARGV[6])
+if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then return -1 end
+if not current(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]) then return 0 end
+if ARGV[7] == '1' then redis.call('HSET', KEYS[2], ARGV[2], ARGV[8]) end
+release(ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[5]), micros(redis.call('TIME')), ARGV[6])
 return 1
 """
 
-# KEYS: jobs, enqueued, claimed, causes   ARGV: prefix, job_id
+# KEYS: jobs, enqueued, claimed, causes, results   ARGV: prefix, job_id
 # -> {queue or false, enqueued at, claimed at, cause, result time, dead letter id}
 _INFO = """
 local prefix, job_id = ARGV[1], ARGV[2]
 local queue = redis.call('HGET', KEYS[1], job_id)
 if not queue then return {false} end
+local result = redis.call('HGET', KEYS[5], job_id)
 return {queue, redis.call('HGET', KEYS[2], job_id), redis.call('HGET', KEYS[3], job_id),
-        redis.call('HGET', KEYS[4], job_id), redis.call('HGET', prefix .. ':result:' .. job_id, 'at'),
+        redis.call('HGET', KEYS[4], job_id), result and cmsgpack.unpack(result)[6],
         redis.call('HGET', prefix .. ':q:' .. queue .. ':deadjobs', job_id)}
 """
 
-# KEYS: done, jobs, enqueued, claimed, causes   ARGV: prefix, before (seconds), limit   -> jobs forgotten
-# (and taken off their queue's done count). The done list is in result order (scripts run one at a
-# time, stamped with the server's clock), so the expired ones are its head.
+# KEYS: done, jobs, enqueued, claimed, causes, results   ARGV: prefix, before (seconds), limit
+# -> jobs forgotten (and taken off their queue's done count). The done list is in result order
+# (scripts run one at a time, stamped with the server's clock), so the expired ones are its head.
 _EXPIRE = """
 local prefix, before = ARGV[1], tonumber(ARGV[2])
 local head = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
-local ids, results, rows, done = {}, {}, {}, {}
+local ids, rows, done = {}, {}, {}
 for _, item in ipairs(head) do
   local at, id = string.match(item, '^(%S+) (.+)$')
   if tonumber(at) >= before then break end
   ids[#ids + 1] = id
-  results[#ids] = prefix .. ':result:' .. id
   rows[#ids] = {id}
 end
 if #ids == 0 then return 0 end
@@ -398,46 +413,48 @@ for _, queue in ipairs(queues_of(KEYS[2], rows)) do
   if queue then done[queue] = (done[queue] or 0) + 1 end
 end
 for queue, n in pairs(done) do redis.call('HINCRBY', prefix .. ':q:' .. queue .. ':counts', 'done', -n) end
-chunked({'DEL'}, results)
-for k = 2, 5 do chunked({'HDEL', KEYS[k]}, ids) end
+for k = 2, 6 do chunked({'HDEL', KEYS[k]}, ids) end
 redis.call('LTRIM', KEYS[1], #ids, -1)
 return #ids
 """
 
-# KEYS: stream, dead, counts   ARGV: consumer, horizon, reason   -> jobs released
+# ARGV: queue key, consumer, reason   -> jobs released
+# Reads the queue's whole claims hash (every job not done yet): for a rig that went away, not per job.
 _REQUEUE_CONSUMER = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local qk, consumer = ARGV[1], ARGV[2]
+local all = redis.call('HGETALL', qk .. ':claims')
+local now = micros(redis.call('TIME'))
 local released = 0
-while true do
-  local p = redis.call('XPENDING', KEYS[1], GROUP, '-', '+', 1000, ARGV[1])
-  if #p == 0 then break end
-  for _, e in ipairs(p) do
-    release(KEYS[1], KEYS[2], KEYS[3], e[1], e[4], ARGV[2], ARGV[3])
+for i = 1, #all, 2 do
+  local inc, n, owner = split_claim(all[i + 1])
+  if owner == consumer then
+    release(qk, all[i], inc, n, now, ARGV[3])
     released = released + 1
   end
 end
-redis.call('XGROUP', 'DELCONSUMER', KEYS[1], GROUP, ARGV[1])
 return released
 """
 
-# KEYS: stream, dead, counts   ARGV: horizon, reason   -> {ready, in flight, done, dead}
+# ARGV: queue key, reason   -> {ready, in flight, done, dead}
 _STATS = """
+local qk = ARGV[1]
+local deadlines = qk .. ':deadlines'
 local expired = 0
-local pending = 0
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  for _, e in ipairs(redis.call('XPENDING', KEYS[1], GROUP, 'IDLE', ARGV[1], '-', '+', 1000000)) do
-    local f = entry(KEYS[1], e[1])
-    if f == nil or e[4] >= tonumber(f.m) then
-      dead_letter(KEYS[1], KEYS[2], KEYS[3], e[1], e[4], ARGV[2])
+local due = redis.call('ZRANGEBYSCORE', deadlines, '-inf', micros(redis.call('TIME')))
+if #due > 0 then
+  local cl, en = chunked({'HMGET', qk .. ':claims'}, due), chunked({'HMGET', qk .. ':entries'}, due)
+  for i, id in ipairs(due) do
+    if cl[i] and en[i] then
+      local _, n = split_claim(cl[i])
+      if n >= split_entry(en[i]) then dead_letter(qk, id, n, ARGV[2]) else expired = expired + 1 end
     else
-      expired = expired + 1
+      redis.call('ZREM', deadlines, id)
     end
   end
-  pending = redis.call('XPENDING', KEYS[1], GROUP)[1]
 end
-local c = redis.call('HMGET', KEYS[3], 'waiting', 'done', 'dead')
-local waiting = tonumber(c[1]) or 0
-return {waiting + expired, pending - expired, tonumber(c[2]) or 0, tonumber(c[3]) or 0}
+local c = redis.call('HMGET', qk .. ':counts', 'done', 'dead')
+return {redis.call('LLEN', qk .. ':ready') + expired, redis.call('ZCARD', deadlines) - expired,
+        tonumber(c[1]) or 0, tonumber(c[2]) or 0}
 """
 
 
@@ -493,7 +510,7 @@ def _entry_id(claim: ClaimedJob) -> str:
 
 
 class RedisQueueEngine:
-    """`QueueEngine` on Redis Streams. Open it with `open_redis_queue`."""
+    """`QueueEngine` on Redis lists, hashes and sorted sets. Open it with `open_redis_queue`."""
 
     def __init__(
         self, client: coredis.Redis[bytes], *, prefix: str = "stratumkit:queue", raw: resp.RawPool | None = None
@@ -528,12 +545,9 @@ class RedisQueueEngine:
     def _key(self, *parts: str) -> str:
         return ":".join((self._prefix, *parts))
 
-    def _queue_keys(self, queue: str) -> tuple[str, str, str]:
-        return (
-            self._key("q", queue, "stream"),
-            self._key("q", queue, "dead"),
-            self._key("q", queue, "counts"),
-        )
+    def _queue_key(self, queue: str) -> str:
+        """The prefix of a queue's keys (`:ready`, `:entries`, `:claims`, `:deadlines`, `:dead`, ...)."""
+        return self._key("q", queue)
 
     async def _script(self, name: str, keys: list[str], args: list[str | bytes | int]) -> Any:
         if self._closed:
@@ -569,7 +583,7 @@ class RedisQueueEngine:
             raise QueueError(f"redis command failed: {exc}") from exc
 
     async def check_server(self) -> None:
-        """Refuse a server too old for XPENDING ... IDLE."""
+        """Refuse a server too old for LPOP ... count."""
         info = await self._command(self._client.info("server"))
         version = str(info.get("redis_version", "0"))
         parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
@@ -595,11 +609,10 @@ class RedisQueueEngine:
         rows = [check_new_job(job) for job in jobs]
         if not rows:
             return []
-        stream, _, counts = self._queue_keys(queue)
         reply = await self._script(
             "enqueue_many",
-            [self._key("jobs"), self._key("queues"), stream, counts, self._key("enqueued")],
-            [queue, _lua_pack(rows)],
+            [self._key("jobs"), self._key("queues"), self._key("enqueued")],
+            [self._queue_key(queue), queue, _lua_pack(rows)],
         )
         if int(reply[0]) != 0:
             job_id = rows[int(reply[0]) - 1][0]
@@ -621,8 +634,9 @@ class RedisQueueEngine:
         check_name("consumer", consumer)
         timeout = check_visibility_timeout(visibility_timeout)
         check_count("max_jobs", max_jobs)
-        keys = [*self._queue_keys(queue), self._key("claimed")]
-        return keys, [consumer, _HORIZON_MS, round(timeout * 1000), max_jobs, REASON_MAX_DELIVERIES], timeout
+        keys = [self._key("claimed")]
+        args: list[str | bytes | int] = [self._queue_key(queue), consumer, round(timeout * 1000), max_jobs]
+        return keys, [*args, REASON_MAX_DELIVERIES], timeout
 
     async def ack_and_claim(
         self,
@@ -636,7 +650,7 @@ class RedisQueueEngine:
         rows = self._ack_rows(acks)
         keys, args, timeout = self._claim_call(queue, consumer, visibility_timeout, max_jobs)
         reply = _lua_unpack(
-            await self._script("ack_and_claim", [self._key("jobs"), *keys], [self._prefix, _lua_pack(rows), *args])
+            await self._script("ack_and_claim", [*self._ack_keys(), *keys], [self._prefix, _lua_pack(rows), *args])
         )
         answers = self._acked(acks, reply[0])
         now_reply, entries = reply[1]
@@ -649,11 +663,10 @@ class RedisQueueEngine:
         timeout = check_visibility_timeout(
             claim.visibility_timeout if visibility_timeout is None else visibility_timeout
         )
-        stream, _, _ = self._queue_keys(claim.queue)
         reply = await self._script(
             "heartbeat",
-            [stream, self._key("jobs")],
-            [*self._claim_args(claim), _HORIZON_MS - round(timeout * 1000)],
+            [self._key("jobs")],
+            [self._queue_key(claim.queue), *self._claim_args(claim), round(timeout * 1000)],
         )
         if reply == -1:
             raise UnknownJob(claim.job_id)
@@ -669,8 +682,11 @@ class RedisQueueEngine:
         rows = self._ack_rows(acks)
         if not rows:
             return []
-        reply = _lua_unpack(await self._script("ack_many", [self._key("jobs")], [self._prefix, _lua_pack(rows)]))
+        reply = _lua_unpack(await self._script("ack_many", self._ack_keys(), [self._prefix, _lua_pack(rows)]))
         return self._acked(acks, reply)
+
+    def _ack_keys(self) -> list[str]:
+        return [self._key("jobs"), self._key("results")]
 
     def _ack_rows(self, acks: Sequence[tuple[ClaimedJob, dict[str, Any]]]) -> list[list[str | bytes | int]]:
         check_batch("acks", acks)
@@ -687,11 +703,16 @@ class RedisQueueEngine:
 
     async def nack(self, claim: ClaimedJob, *, cause: str | None = None) -> None:
         cause = check_cause(cause)
-        stream, dead, counts = self._queue_keys(claim.queue)
         reply = await self._script(
             "nack",
-            [stream, self._key("jobs"), dead, counts, self._key("causes")],
-            [*self._claim_args(claim), _HORIZON_MS, REASON_MAX_DELIVERIES, int(cause is not None), cause or ""],
+            [self._key("jobs"), self._key("causes")],
+            [
+                self._queue_key(claim.queue),
+                *self._claim_args(claim),
+                REASON_MAX_DELIVERIES,
+                int(cause is not None),
+                cause or "",
+            ],
         )
         if reply == -1:
             raise UnknownJob(claim.job_id)
@@ -704,42 +725,36 @@ class RedisQueueEngine:
         released = 0
         for queue in sorted(_text(q) for q in queues):
             released += int(
-                await self._script(
-                    "requeue_consumer",
-                    list(self._queue_keys(queue)),
-                    [consumer, _HORIZON_MS, REASON_MAX_DELIVERIES],
-                )
+                await self._script("requeue_consumer", [], [self._queue_key(queue), consumer, REASON_MAX_DELIVERIES])
             )
         return released
 
     async def result(self, job_id: str) -> JobResult | None:
         check_name("job_id", job_id)
-        fields = await self._command(self._client.hgetall(self._key("result", job_id)))
-        if not fields:
+        packed = await self._command(self._client.hget(self._key("results"), job_id))
+        if packed is None:
             if await self._command(self._client.hget(self._key("jobs"), job_id)) is None:
                 raise UnknownJob(job_id)
             return None
-        f = {_text(k): v for k, v in fields.items()}
+        _, queue, payload, consumer, deliveries, at = _lua_unpack(packed)
         return JobResult(
             job_id=job_id,
-            queue=_text(f["queue"]),
-            payload=unpack_payload(f["payload"]),
-            consumer=_text(f["consumer"]),
-            deliveries=int(f["deliveries"]),
-            completed_at=float(f["at"]),
+            queue=_text(queue),
+            payload=unpack_payload(payload),
+            consumer=_text(consumer),
+            deliveries=int(deliveries),
+            completed_at=float(_text(at)),
         )
 
     async def stats(self, queue: str) -> QueueStats:
         check_name("queue", queue)
-        ready, in_flight, done, dead = await self._script(
-            "stats", list(self._queue_keys(queue)), [_HORIZON_MS, REASON_MAX_DELIVERIES]
-        )
+        ready, in_flight, done, dead = await self._script("stats", [], [self._queue_key(queue), REASON_MAX_DELIVERIES])
         return QueueStats(queue=queue, ready=int(ready), in_flight=int(in_flight), done=int(done), dead=int(dead))
 
     async def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
         check_name("queue", queue)
         check_count("limit", limit)
-        _, dead, _ = self._queue_keys(queue)
+        dead = self._queue_key(queue) + ":dead"
         entries = await self._command(self._client.xrange(dead, count=limit))
         return [_letter(queue, entry) for entry in entries]
 
@@ -749,7 +764,7 @@ class RedisQueueEngine:
         if queue is None:
             raise UnknownJob(job_id)
         queue = _text(queue)
-        _, dead, _ = self._queue_keys(queue)
+        dead = self._queue_key(queue) + ":dead"
         entry_id = await self._command(self._client.hget(dead + "jobs", job_id))
         if entry_id is None:
             return None
@@ -758,7 +773,7 @@ class RedisQueueEngine:
 
     async def info(self, job_id: str) -> JobInfo:
         check_name("job_id", job_id)
-        keys = [self._key("jobs"), self._key("enqueued"), self._key("claimed"), self._key("causes")]
+        keys = [self._key(k) for k in ("jobs", "enqueued", "claimed", "causes", "results")]
         reply = await self._script("info", keys, [self._prefix, job_id])
         if not reply or reply[0] is None:
             raise UnknownJob(job_id)
@@ -777,7 +792,7 @@ class RedisQueueEngine:
 
     async def expire_results(self, before: float) -> int:
         """In scripts of at most `EXPIRE_CHUNK` jobs, so other clients get their turn."""
-        keys = [self._key(k) for k in ("done", "jobs", "enqueued", "claimed", "causes")]
+        keys = [self._key(k) for k in ("done", "jobs", "enqueued", "claimed", "causes", "results")]
         total = 0
         while True:
             n = int(await self._script("expire", keys, [self._prefix, repr(float(before)), EXPIRE_CHUNK]))
