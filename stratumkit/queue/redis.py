@@ -3,28 +3,31 @@ so it runs on trio; the hot scripts on `resp` connections).
 
 Layout (every key under `prefix`; a queue's keys under `{prefix}:q:{queue}`):
 - `...:ready`     list of the ids of the queue's jobs never delivered, in enqueue order.
-- `...:entries`   hash job id -> '<max deliveries> <msgpack payload>', while the job is not done.
-- `...:claims`    hash job id -> '<incarnation> <deliveries> <consumer>', its current delivery, while
-  the job is not done (consumer empty before its first, `~released` after a release). The
-  incarnation is a number of the queue's own (`counts` field seq) given at enqueue, so a claim of
-  a job id enqueued again after its result expired is never current for the new job.
 - `...:deadlines` sorted set job id -> deadline (server time, microseconds) of the jobs in flight.
 - `...:dead`      the queue's dead letters (a stream: j, p, m, deliveries n, reason r).
 - `...:deadjobs`  hash job id -> its entry id in the dead stream.
 - `...:counts`    hash: done, dead, seq.
-- `{prefix}:jobs`     hash job id -> queue: makes enqueue idempotent and ids global.
-- `{prefix}:queues`   set of queue names, for `requeue_consumer`.
-- `{prefix}:results`  hash job id -> msgpack [token, queue, payload, consumer, deliveries, at]: the
-  one recorded result (its token says which delivery recorded it).
-- `{prefix}:enqueued`, `{prefix}:claimed` hashes job id -> when it was enqueued, last claimed
-  (server time, seconds): one HSET per batch, not per job.
+- `{prefix}:jobs`     hash job id -> '<queue> <enqueued at>' (server time, seconds): makes enqueue
+  idempotent and ids global.
+- `{prefix}:entries`  hash job id -> '<incarnation> <max deliveries> <msgpack payload>', while the
+  job is not done. The incarnation is a number of the queue's own (`counts` field seq) given to
+  an enqueue batch, so a claim of a job id enqueued again after its result expired is never
+  current for the new job.
+- `{prefix}:claims`   hash job id -> '<incarnation> <deliveries> <consumer>', its current delivery,
+  from its first delivery until it is done (`~released` for the consumer after a release).
+- `{prefix}:queues`   set of queue names.
+- `{prefix}:results`  hash job id -> '<result time> <token> <queue> <consumer> <msgpack result>':
+  the one recorded result (its token says which delivery recorded it).
+- `{prefix}:claimed`  hash job id -> when it was last claimed (server time, seconds).
 - `{prefix}:causes`   hash job id -> the last cause a consumer gave with `nack`.
-- `{prefix}:done`     list of "<result time> <job id>" in result order, for `expire_results`
-  (which deletes the result and the job's entries in the hashes above): one RPUSH per ack batch.
+- `{prefix}:done`     list of "<result time> <job id> ..." (an ack batch's jobs) in result order,
+  for `expire_results` (which deletes the result and the job's entries in the hashes above).
 
 Rules:
-- Batch arguments travel as one msgpack argument (cmsgpack in the script). The scripts build the
-  queue key names they touch from the prefix, so the engine needs one Redis server (not a Cluster).
+- Batch arguments travel as plain script arguments, a few per job, in the strings the hashes keep
+  (the client builds them; the script stores them as they come, no cmsgpack to unpack or pack),
+  and replies are flat arrays of those strings. The scripts build the queue key names they touch
+  from the prefix, so the engine needs one Redis server (not a Cluster).
 - Every operation is one Lua script, so each check-and-change is atomic on the server; a batch
   (`enqueue_many`, `ack_many`, a claim of `max_jobs`) is one script too: one round trip, all of
   it or none (its checks come before its first write), and one AOF write to fsync.
@@ -58,7 +61,6 @@ from typing import Any
 
 import coredis
 import coredis.exceptions
-import msgpack
 import trio
 
 from . import resp
@@ -94,44 +96,42 @@ MIN_REDIS_VERSION = (6, 2)
 
 _PRELUDE = """
 local RELEASED = '~released'
--- ids per call of a many-id command (Lua's unpack stops at a few thousand values)
+-- values per call of a many-value command (Lua's unpack stops at a few thousand values)
 local CHUNK = 1000
--- redis.call(head..., ids..., tail...) in calls of at most CHUNK ids; array replies concatenated
-local function chunked(head, ids, tail)
+-- redis.call(cmd, key, values[from]...) in calls of at most CHUNK values (an even number: pairs stay
+-- whole); array replies concatenated
+local function many(cmd, key, values, from)
+  from = from or 1
+  local last = #values
+  if last < from then return {} end
+  if last - from < CHUNK then return redis.call(cmd, key, unpack(values, from, last)) end
   local replies = {}
-  for i = 1, #ids, CHUNK do
-    local args = {unpack(head)}
-    for j = i, math.min(i + CHUNK - 1, #ids) do args[#args + 1] = ids[j] end
-    for _, v in ipairs(tail or {}) do args[#args + 1] = v end
-    local r = redis.call(unpack(args))
+  for i = from, last, CHUNK do
+    local r = redis.call(cmd, key, unpack(values, i, math.min(i + CHUNK - 1, last)))
     if type(r) == 'table' then
       for _, v in ipairs(r) do replies[#replies + 1] = v end
     end
   end
   return replies
 end
--- the queue of each row's job (its first field) from the jobs hash, false where there is none
-local function queues_of(jobs_key, rows)
-  local ids = {}
-  for i, row in ipairs(rows) do ids[i] = row[1] end
-  return chunked({'HMGET', jobs_key}, ids)
-end
 -- a TIME reply as '<seconds>.<microseconds>', and as microseconds
 local function stamp(t) return t[1] .. '.' .. string.format('%06d', tonumber(t[2])) end
 local function micros(t) return tonumber(t[1]) * 1000000 + tonumber(t[2]) end
--- an entries value '<max deliveries> <payload>' -> max deliveries (a number), payload
+-- an entries value '<incarnation> <max deliveries> <payload>' -> max deliveries (a number), payload
 local function split_entry(v)
-  local s = string.find(v, ' ', 1, true)
-  return tonumber(string.sub(v, 1, s - 1)), string.sub(v, s + 1)
+  local m, at = string.match(v, '^%d+ (%d+) ()')
+  return tonumber(m), string.sub(v, at)
 end
+-- a jobs value '<queue> <enqueued at>' -> queue
+local function queue_of(v) return string.match(v, '^%S+') end
 -- a claims value '<incarnation> <deliveries> <consumer>' -> incarnation, deliveries (a number), consumer
 local function split_claim(v)
   local inc, n, consumer = string.match(v, '^(%d+) (%d+) (.*)$')
   return inc, tonumber(n), consumer
 end
 -- the job leaves its queue for the dead stream (with its payload, when its entry is still there)
-local function dead_letter(qk, id, deliveries, reason)
-  local v = redis.call('HGET', qk .. ':entries', id)
+local function dead_letter(prefix, qk, id, deliveries, reason)
+  local v = redis.call('HGET', prefix .. ':entries', id)
   if v then
     local m, p = split_entry(v)
     local letter = redis.call('XADD', qk .. ':dead', '*', 'j', id, 'p', p, 'm', m, 'n', deliveries, 'r', reason)
@@ -139,314 +139,326 @@ local function dead_letter(qk, id, deliveries, reason)
     redis.call('HINCRBY', qk .. ':counts', 'dead', 1)
   end
   redis.call('ZREM', qk .. ':deadlines', id)
-  redis.call('HDEL', qk .. ':entries', id)
-  redis.call('HDEL', qk .. ':claims', id)
-end
--- true if the job's current delivery is this one (incarnation, deliveries, consumer)
-local function current(qk, id, inc, consumer, deliveries)
-  return redis.call('HGET', qk .. ':claims', id) == inc .. ' ' .. deliveries .. ' ' .. consumer
+  redis.call('HDEL', prefix .. ':entries', id)
+  redis.call('HDEL', prefix .. ':claims', id)
 end
 -- release a delivery: dead letter if out of deliveries, else claimable at once (deadline now)
-local function release(qk, id, inc, deliveries, now, reason)
-  local v = redis.call('HGET', qk .. ':entries', id)
+local function release(prefix, qk, id, inc, deliveries, now, reason)
+  local v = redis.call('HGET', prefix .. ':entries', id)
   if v == false or deliveries >= split_entry(v) then
-    dead_letter(qk, id, deliveries, reason)
+    dead_letter(prefix, qk, id, deliveries, reason)
   else
-    redis.call('HSET', qk .. ':claims', id, inc .. ' ' .. deliveries .. ' ' .. RELEASED)
+    redis.call('HSET', prefix .. ':claims', id, inc .. ' ' .. deliveries .. ' ' .. RELEASED)
     redis.call('ZADD', qk .. ':deadlines', now, id)
   end
 end
 """
 
-# KEYS: jobs, queues, enqueued   ARGV: queue key, queue, msgpack [[job_id, payload, max_deliveries], ...]
+# KEYS: jobs, queues, entries   ARGV: queue key, queue, then per job: job_id, '<max deliveries>
+# <payload>' (distinct job ids: the engine drops an id's repeats in a batch)
 # -> {0}, or {position (1-based) of a job whose id is used on another queue, that queue}
+# Three many-field writes for the batch (entries, ready list, jobs): the claims hash gets a job
+# at its first delivery, and what a batch's jobs share (incarnation, queue, time) is one string.
 _ENQUEUE_MANY = """
-local qk, queue, jobs = ARGV[1], ARGV[2], cmsgpack.unpack(ARGV[3])
-local owners = queues_of(KEYS[1], jobs)
-for i = 1, #jobs do
-  if owners[i] and owners[i] ~= queue then return {i, owners[i]} end
-end
-local seen, new = {}, {}
-for i, job in ipairs(jobs) do
-  if not owners[i] and not seen[job[1]] then  -- new, and not earlier in this batch
-    seen[job[1]] = true
-    new[#new + 1] = job
+local qk, queue = ARGV[1], ARGV[2]
+local n = (#ARGV - 2) / 2
+local ids = {}
+for i = 1, n do ids[i] = ARGV[2 * i + 1] end
+local owners = many('HMGET', KEYS[1], ids)
+local keep = {}
+for i = 1, n do
+  local owner = owners[i]
+  if owner then
+    owner = queue_of(owner)
+    if owner ~= queue then return {i, owner} end
+  else
+    keep[#keep + 1] = i
   end
 end
-if #new == 0 then return {0} end
-local at = stamp(redis.call('TIME'))
-local first = redis.call('HINCRBY', qk .. ':counts', 'seq', #new) - #new
-local entries, claims, ready, ids, times = {}, {}, {}, {}, {}
-for k, job in ipairs(new) do
-  local id = job[1]
-  entries[#entries + 1] = id
-  entries[#entries + 1] = job[3] .. ' ' .. job[2]
-  claims[#claims + 1] = id
-  claims[#claims + 1] = (first + k) .. ' 0 '
+if #keep == 0 then return {0} end
+-- one incarnation for the batch: an id is in a batch once
+local fresh = redis.call('HINCRBY', qk .. ':counts', 'seq', 1) .. ' '
+local known = queue .. ' ' .. stamp(redis.call('TIME'))
+local entries, jobs, ready = {}, {}, {}
+for k, i in ipairs(keep) do
+  local id = ids[i]
+  entries[2 * k - 1] = id
+  entries[2 * k] = fresh .. ARGV[2 * i + 2]
+  jobs[2 * k - 1] = id
+  jobs[2 * k] = known
   ready[k] = id
-  ids[#ids + 1] = id
-  ids[#ids + 1] = queue
-  times[#times + 1] = id
-  times[#times + 1] = at
 end
--- the entries before the ids (one HSET for the batch), as one job alone always did: a write
--- refused half way leaves a job that may run twice, never an id that never runs
-chunked({'HSET', qk .. ':entries'}, entries)
-chunked({'HSET', qk .. ':claims'}, claims)
-chunked({'RPUSH', qk .. ':ready'}, ready)
-chunked({'HSET', KEYS[1]}, ids)
-chunked({'HSET', KEYS[3]}, times)
+-- the entries before the ids, as one job alone always did: a write refused half way leaves a
+-- job that may run twice, never an id that never runs
+many('HSET', KEYS[3], entries)
+many('RPUSH', qk .. ':ready', ready)
+many('HSET', KEYS[1], jobs)
 redis.call('SADD', KEYS[2], queue)
 return {0}
 """
 
-# KEYS: claimed   ARGV: queue key, consumer, timeout_ms, max_jobs, reason
-# -> msgpack {server time, {{incarnation, job id, payload, max deliveries, deliveries}, ...}}
+# KEYS: claimed, entries, claims   ARGV: prefix, queue key, consumer, timeout_ms, max_jobs, reason
+# -> {server time seconds, microseconds, then per job: job id, '<incarnation> <deliveries>
+# <consumer>', '<incarnation> <max deliveries> <payload>'}
 _CLAIM_FN = """
-local function claim_jobs(qk, claimed, consumer, timeout, want, reason)
-local t = redis.call('TIME')
+local function claim_jobs(t, prefix, claimed, entries, claims, qk, consumer, timeout, want, reason)
 local now = micros(t)
-local deadlines, claims, entries = qk .. ':deadlines', qk .. ':claims', qk .. ':entries'
-local taken = {}  -- {id, incarnation, deliveries, max deliveries, payload}
+local deadlines = qk .. ':deadlines'
+local out = {t[1], t[2]}
+local ids, owners = {}, {}  -- the taken jobs; claims HSET arguments
+local function take(id, delivery, entry)
+  ids[#ids + 1] = id
+  owners[#owners + 1] = id
+  owners[#owners + 1] = delivery
+  out[#out + 1] = id
+  out[#out + 1] = delivery
+  out[#out + 1] = entry
+end
 -- claims past their deadline (and released ones) first, earliest deadline first: one
 -- ZRANGEBYSCORE per round, however many jobs are in flight
-local kept = 0  -- expired entries taken this claim: they stay in the set until their new deadline
+local kept = 0  -- expired jobs taken this claim: they stay in the set until their new deadline
 repeat
-  local asked = want - #taken
+  local asked = want - #ids
   local expired = redis.call('ZRANGEBYSCORE', deadlines, '-inf', now, 'LIMIT', kept, asked)
   if #expired == 0 then break end
-  local cl, en = chunked({'HMGET', claims}, expired), chunked({'HMGET', entries}, expired)
+  local cl, en = many('HMGET', claims, expired), many('HMGET', entries, expired)
   for i, id in ipairs(expired) do
     if cl[i] and en[i] then
       local inc, n = split_claim(cl[i])
-      local m, p = split_entry(en[i])
-      if n + 1 > m then
-        dead_letter(qk, id, n, reason)
+      if n + 1 > split_entry(en[i]) then
+        dead_letter(prefix, qk, id, n, reason)
       else
-        taken[#taken + 1] = {id, inc, n + 1, m, p}
+        take(id, inc .. ' ' .. (n + 1) .. ' ' .. consumer, en[i])
         kept = kept + 1
       end
     else  -- its job is gone
       redis.call('ZREM', deadlines, id)
     end
   end
-until #expired < asked or #taken >= want
-if #taken < want then
-  local ready = redis.call('LPOP', qk .. ':ready', want - #taken)
-  if ready then
-    local cl, en = chunked({'HMGET', claims}, ready), chunked({'HMGET', entries}, ready)
+until #expired < asked or #ids >= want
+if #ids < want then
+  local ready = redis.call('LPOP', qk .. ':ready', want - #ids)
+  if ready then  -- never delivered: its first delivery
+    local en = many('HMGET', entries, ready)
+    local first = ' 1 ' .. consumer
     for i, id in ipairs(ready) do
-      if cl[i] and en[i] then
-        local inc, n = split_claim(cl[i])
-        local m, p = split_entry(en[i])
-        taken[#taken + 1] = {id, inc, n + 1, m, p}
-      end
+      local v = en[i]
+      if v then take(id, string.match(v, '^%d+') .. first, v) end
     end
   end
 end
-local out = {}
-if #taken > 0 then
+if #ids > 0 then
   -- every taken job gets this claim's deadline, a microsecond apart in claim order (so they
-  -- expire in that order), one ZADD and one HSET each for the batch
+  -- expire in that order): one ZADD and one HSET each for the batch
   local base, at = now + timeout * 1000, stamp(t)
-  local scores, owners, times = {}, {}, {}
-  for i, j in ipairs(taken) do
-    scores[#scores + 1] = base + i - 1
-    scores[#scores + 1] = j[1]
-    owners[#owners + 1] = j[1]
-    owners[#owners + 1] = j[2] .. ' ' .. j[3] .. ' ' .. consumer
-    times[#times + 1] = j[1]
-    times[#times + 1] = at
-    out[i] = {j[2], j[1], j[5], j[4], j[3]}
+  local scores, times = {}, {}
+  for i, id in ipairs(ids) do
+    scores[2 * i - 1] = base + i - 1
+    scores[2 * i] = id
+    times[2 * i - 1] = id
+    times[2 * i] = at
   end
-  chunked({'ZADD', deadlines}, scores)
-  chunked({'HSET', claims}, owners)
-  chunked({'HSET', claimed}, times)
+  many('ZADD', deadlines, scores)
+  many('HSET', claims, owners)
+  many('HSET', claimed, times)
 end
-return {t, out}
+return out
 end
 """
 _CLAIM = (
     _CLAIM_FN
     + """
-return cmsgpack.pack(claim_jobs(ARGV[1], KEYS[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]))
+return claim_jobs(redis.call('TIME'), ARGV[1], KEYS[1], KEYS[2], KEYS[3], ARGV[2], ARGV[3], tonumber(ARGV[4]),
+                  tonumber(ARGV[5]), ARGV[6])
 """
 )
 
-# KEYS: jobs   ARGV: queue key, job_id, incarnation, consumer, deliveries, timeout_ms
+# KEYS: jobs, claims   ARGV: queue key, job_id, delivery ('<incarnation> <deliveries> <consumer>'), timeout_ms
 _HEARTBEAT = """
 if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then return -1 end
-if not current(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]) then return 0 end
+if redis.call('HGET', KEYS[2], ARGV[2]) ~= ARGV[3] then return 0 end
 local t = redis.call('TIME')
-redis.call('ZADD', ARGV[1] .. ':deadlines', micros(t) + tonumber(ARGV[6]) * 1000, ARGV[2])
+redis.call('ZADD', ARGV[1] .. ':deadlines', micros(t) + tonumber(ARGV[4]) * 1000, ARGV[2])
 return t
 """
 
-# KEYS: jobs, results   ARGV: prefix, msgpack [[job_id, incarnation, consumer, deliveries, token, result, queue], ...]
-# -> msgpack {0, 1|0 per ack}, or {-1, position (1-based) of an ack whose job was never enqueued}
-# The queues' keys are named from the prefix. A few calls per queue of the batch, not per job:
-# one HMGET of the deliveries, then one ZREM, HDEL, HDEL for the recorded ones and one HSET of
-# their results; a result's token is read only for an ack that is not current (a current
-# delivery has no result yet: recording one ends it).
+# KEYS: jobs, results, entries, claims   ARGV: prefix, ..., then from `first` per ack: job_id,
+# queue, delivery ('<incarnation> <deliveries> <consumer>'), token, '<token> <queue> <consumer>
+# <msgpack result>' (what the results hash keeps, after '<result time> ')
+# -> {0, 1|0 per ack}, or {-1, position (1-based) of an ack whose job was never enqueued}
+# A few calls for the batch, not per job: one HMGET of the deliveries, then for the recorded ones
+# one HDEL of each hash, one ZREM per queue, one HSET of their results and one RPUSH; a result's
+# token is read only for an ack that is not current (a current delivery has no result yet:
+# recording one ends it).
 _ACK_FN = """
-local function ack_jobs(prefix, jobs_key, results_key, acks)
-local known = queues_of(jobs_key, acks)
-for i = 1, #acks do
-  if not known[i] then return {-1, i} end
-end
-local at = stamp(redis.call('TIME'))
-local rows, order = {}, {}  -- queue -> {ids, positions}; queues in first-seen order
-for i, a in ipairs(acks) do
-  local r = rows[a[7]]
-  if not r then
-    r = {{}, {}}
-    rows[a[7]] = r
-    order[#order + 1] = a[7]
-  end
-  r[1][#r[1] + 1] = a[1]
-  r[2][#r[2] + 1] = i
-end
-local state = {}  -- position -> the job's current delivery ('<incarnation> <deliveries> <consumer>')
-for _, queue in ipairs(order) do
-  local r = rows[queue]
-  local values = chunked({'HMGET', prefix .. ':q:' .. queue .. ':claims'}, r[1])
-  for k, i in ipairs(r[2]) do state[i] = values[k] end
-end
+local function ack_jobs(t, prefix, jobs, results, entries, claims, first)
+local count = (#ARGV - first + 1) / 5
+if count == 0 then return {0} end
+local ids = {}
+for i = 1, count do ids[i] = ARGV[first + 5 * i - 5] end
+local state = many('HMGET', claims, ids)
 local out = {0}
-local acked = {}  -- queue -> job ids recorded
 local here = {}  -- job id -> token recorded by this batch
-local results, finished = {}, {}  -- results HSET arguments; '<result time> <job id>' for the done list
-for i, a in ipairs(acks) do
-  local job_id, inc, consumer, deliveries, token, queue = a[1], a[2], a[3], a[4], a[5], a[7]
-  local answer = 0
-  if not here[job_id] and state[i] == inc .. ' ' .. deliveries .. ' ' .. consumer then
-    results[#results + 1] = job_id
-    results[#results + 1] = cmsgpack.pack({token, queue, a[6], consumer, deliveries, at})
-    here[job_id] = token
-    finished[#finished + 1] = at .. ' ' .. job_id
-    local ids = acked[queue] or {}
-    acked[queue] = ids
-    ids[#ids + 1] = job_id
-    answer = 1
-  else
-    local recorded = here[job_id]
-    if not recorded then
-      local v = redis.call('HGET', results_key, job_id)
-      if v then recorded = cmsgpack.unpack(v)[1] end
+local done, rows, byq, order, stale = {}, {}, {}, {}, {}
+local at = stamp(t)
+local head = at .. ' '
+for i = 1, count do
+  local a = first + 5 * i - 5
+  local id = ids[i]
+  if state[i] == ARGV[a + 2] and not here[id] then
+    local queue = ARGV[a + 1]
+    done[#done + 1] = id
+    rows[#rows + 1] = id
+    rows[#rows + 1] = head .. ARGV[a + 4]
+    here[id] = ARGV[a + 3]
+    local l = byq[queue]
+    if not l then
+      l = {}
+      byq[queue] = l
+      order[#order + 1] = queue
     end
-    if recorded == token then answer = 1 end
+    l[#l + 1] = id
+    out[i + 1] = 1
+  else
+    stale[#stale + 1] = i
+    out[i + 1] = 0
   end
-  out[#out + 1] = answer
 end
--- the recorded jobs leave their queues, a few calls per queue
+if #stale > 0 then  -- not current: an unknown job refuses the batch, a recorded token answers 1
+  local sids = {}
+  for k, i in ipairs(stale) do sids[k] = ids[i] end
+  local known = many('HMGET', jobs, sids)
+  for k, i in ipairs(stale) do
+    if not known[k] then return {-1, i} end
+  end
+  for _, i in ipairs(stale) do
+    local token = ARGV[first + 5 * i - 2]
+    local recorded = here[ids[i]]
+    if not recorded then
+      local v = redis.call('HGET', results, ids[i])
+      if v then recorded = string.match(v, '^%S+ (%S+)') end
+    end
+    if recorded == token then out[i + 1] = 1 end
+  end
+end
+if #done == 0 then return out end
+-- the recorded jobs leave their queues
 for _, queue in ipairs(order) do
-  local ids = acked[queue]
-  if ids then
-    local qk = prefix .. ':q:' .. queue
-    chunked({'ZREM', qk .. ':deadlines'}, ids)
-    chunked({'HDEL', qk .. ':claims'}, ids)
-    chunked({'HDEL', qk .. ':entries'}, ids)
-    redis.call('HINCRBY', qk .. ':counts', 'done', #ids)
-  end
+  local qk = prefix .. ':q:' .. queue
+  many('ZREM', qk .. ':deadlines', byq[queue])
+  redis.call('HINCRBY', qk .. ':counts', 'done', #byq[queue])
 end
-chunked({'HSET', results_key}, results)
-chunked({'RPUSH', prefix .. ':done'}, finished)
+many('HDEL', claims, done)
+many('HDEL', entries, done)
+many('HSET', results, rows)
+redis.call('RPUSH', prefix .. ':done', head .. table.concat(done, ' '))
 return out
 end
 """
 _ACK_MANY = (
     _ACK_FN
     + """
-return cmsgpack.pack(ack_jobs(ARGV[1], KEYS[1], KEYS[2], cmsgpack.unpack(ARGV[2])))
+return ack_jobs(redis.call('TIME'), ARGV[1], KEYS[1], KEYS[2], KEYS[3], KEYS[4], 2)
 """
 )
 
-# KEYS: jobs, results, then claim's   ARGV: prefix, acks (as ack_many), then claim's
-# -> msgpack {ack_many's answer, claim's answer}; {ack_many's answer} alone if an ack's job is unknown
+# KEYS: jobs, results, entries, claims, claimed   ARGV: prefix, then claim's ARGV after its prefix,
+# then the acks (as ack_many's)
+# -> {ack_many's answer, claim's answer}; {ack_many's answer} alone if an ack's job is unknown
 _ACK_AND_CLAIM = (
     _ACK_FN
     + _CLAIM_FN
     + """
-local acked = ack_jobs(ARGV[1], KEYS[1], KEYS[2], cmsgpack.unpack(ARGV[2]))
-if acked[1] ~= 0 then return cmsgpack.pack({acked}) end
-return cmsgpack.pack({acked, claim_jobs(ARGV[3], KEYS[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7])})
+local t = redis.call('TIME')
+local acked = ack_jobs(t, ARGV[1], KEYS[1], KEYS[2], KEYS[3], KEYS[4], 7)
+if acked[1] ~= 0 then return {acked} end
+return {acked, claim_jobs(t, ARGV[1], KEYS[5], KEYS[3], KEYS[4], ARGV[2], ARGV[3], tonumber(ARGV[4]),
+                          tonumber(ARGV[5]), ARGV[6])}
 """
 )
 
-# KEYS: jobs, causes
-# ARGV: queue key, job_id, incarnation, consumer, deliveries, reason, has cause (1|0), cause
+# KEYS: jobs, causes, claims
+# ARGV: prefix, queue key, job_id, delivery, reason, has cause (1|0), cause
 _NACK = """
-if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then return -1 end
-if not current(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]) then return 0 end
-if ARGV[7] == '1' then redis.call('HSET', KEYS[2], ARGV[2], ARGV[8]) end
-release(ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[5]), micros(redis.call('TIME')), ARGV[6])
+if redis.call('HEXISTS', KEYS[1], ARGV[3]) == 0 then return -1 end
+local v = redis.call('HGET', KEYS[3], ARGV[3])
+if v ~= ARGV[4] then return 0 end
+if ARGV[6] == '1' then redis.call('HSET', KEYS[2], ARGV[3], ARGV[7]) end
+local inc, n = split_claim(v)
+release(ARGV[1], ARGV[2], ARGV[3], inc, n, micros(redis.call('TIME')), ARGV[5])
 return 1
 """
 
-# KEYS: jobs, enqueued, claimed, causes, results   ARGV: prefix, job_id
+# KEYS: jobs, claimed, causes, results   ARGV: prefix, job_id
 # -> {queue or false, enqueued at, claimed at, cause, result time, dead letter id}
 _INFO = """
 local prefix, job_id = ARGV[1], ARGV[2]
-local queue = redis.call('HGET', KEYS[1], job_id)
-if not queue then return {false} end
-local result = redis.call('HGET', KEYS[5], job_id)
-return {queue, redis.call('HGET', KEYS[2], job_id), redis.call('HGET', KEYS[3], job_id),
-        redis.call('HGET', KEYS[4], job_id), result and cmsgpack.unpack(result)[6],
-        redis.call('HGET', prefix .. ':q:' .. queue .. ':deadjobs', job_id)}
+local known = redis.call('HGET', KEYS[1], job_id)
+if not known then return {false} end
+local queue, enqueued = string.match(known, '^(%S+) (%S+)$')
+local result = redis.call('HGET', KEYS[4], job_id)
+return {queue, enqueued, redis.call('HGET', KEYS[2], job_id), redis.call('HGET', KEYS[3], job_id),
+        result and string.match(result, '^%S+'), redis.call('HGET', prefix .. ':q:' .. queue .. ':deadjobs', job_id)}
 """
 
-# KEYS: done, jobs, enqueued, claimed, causes, results   ARGV: prefix, before (seconds), limit
+# KEYS: done, jobs, claimed, causes, results   ARGV: prefix, before (seconds), limit
 # -> jobs forgotten (and taken off their queue's done count). The done list is in result order
-# (scripts run one at a time, stamped with the server's clock), so the expired ones are its head.
+# (scripts run one at a time, stamped with the server's clock), so the expired ones are its head;
+# an item is '<result time> <job id> ...', an ack batch's jobs; whole items go, until `limit` jobs.
 _EXPIRE = """
-local prefix, before = ARGV[1], tonumber(ARGV[2])
-local head = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
-local ids, rows, done = {}, {}, {}
+local prefix, before, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local head = redis.call('LRANGE', KEYS[1], 0, limit - 1)
+local ids, items, done = {}, 0, {}
 for _, item in ipairs(head) do
-  local at, id = string.match(item, '^(%S+) (.+)$')
+  if #ids >= limit then break end
+  local at, rest = string.match(item, '^(%S+) (.+)$')
   if tonumber(at) >= before then break end
-  ids[#ids + 1] = id
-  rows[#ids] = {id}
+  for id in string.gmatch(rest, '%S+') do ids[#ids + 1] = id end
+  items = items + 1
 end
 if #ids == 0 then return 0 end
-for _, queue in ipairs(queues_of(KEYS[2], rows)) do
-  if queue then done[queue] = (done[queue] or 0) + 1 end
+for _, known in ipairs(many('HMGET', KEYS[2], ids)) do
+  if known then
+    local queue = queue_of(known)
+    done[queue] = (done[queue] or 0) + 1
+  end
 end
 for queue, n in pairs(done) do redis.call('HINCRBY', prefix .. ':q:' .. queue .. ':counts', 'done', -n) end
-for k = 2, 6 do chunked({'HDEL', KEYS[k]}, ids) end
-redis.call('LTRIM', KEYS[1], #ids, -1)
+for k = 2, 5 do many('HDEL', KEYS[k], ids) end
+redis.call('LTRIM', KEYS[1], items, -1)
 return #ids
 """
 
-# ARGV: queue key, consumer, reason   -> jobs released
-# Reads the queue's whole claims hash (every job not done yet): for a rig that went away, not per job.
+# KEYS: jobs, claims   ARGV: prefix, consumer, reason   -> jobs released
+# Reads the whole claims hash (every job not done yet): for a rig that went away, not per job.
 _REQUEUE_CONSUMER = """
-local qk, consumer = ARGV[1], ARGV[2]
-local all = redis.call('HGETALL', qk .. ':claims')
+local prefix, consumer = ARGV[1], ARGV[2]
+local all = redis.call('HGETALL', KEYS[2])
 local now = micros(redis.call('TIME'))
 local released = 0
 for i = 1, #all, 2 do
   local inc, n, owner = split_claim(all[i + 1])
   if owner == consumer then
-    release(qk, all[i], inc, n, now, ARGV[3])
+    local queue = queue_of(redis.call('HGET', KEYS[1], all[i]))
+    release(prefix, prefix .. ':q:' .. queue, all[i], inc, n, now, ARGV[3])
     released = released + 1
   end
 end
 return released
 """
 
-# ARGV: queue key, reason   -> {ready, in flight, done, dead}
+# KEYS: entries, claims   ARGV: prefix, queue key, reason   -> {ready, in flight, done, dead}
 _STATS = """
-local qk = ARGV[1]
+local prefix, qk = ARGV[1], ARGV[2]
 local deadlines = qk .. ':deadlines'
 local expired = 0
 local due = redis.call('ZRANGEBYSCORE', deadlines, '-inf', micros(redis.call('TIME')))
 if #due > 0 then
-  local cl, en = chunked({'HMGET', qk .. ':claims'}, due), chunked({'HMGET', qk .. ':entries'}, due)
+  local en, cl = many('HMGET', KEYS[1], due), many('HMGET', KEYS[2], due)
   for i, id in ipairs(due) do
     if cl[i] and en[i] then
       local _, n = split_claim(cl[i])
-      if n >= split_entry(en[i]) then dead_letter(qk, id, n, ARGV[2]) else expired = expired + 1 end
+      if n >= split_entry(en[i]) then dead_letter(prefix, qk, id, n, ARGV[3]) else expired = expired + 1 end
     else
       redis.call('ZREM', deadlines, id)
     end
@@ -458,35 +470,28 @@ return {redis.call('LLEN', qk .. ':ready') + expired, redis.call('ZCARD', deadli
 """
 
 
-def _lua_pack(rows: list[Any]) -> bytes:
-    """msgpack for a script's cmsgpack.unpack: the old raw type for bytes, which it reads (it
-    refuses the bin types)."""
-    return msgpack.packb(rows, use_bin_type=False)
-
-
-def _lua_unpack(data: bytes) -> Any:
-    """A script's reply packed with cmsgpack.pack: one bulk string to read instead of a RESP array
-    of every field (Lua strings come back as bytes)."""
-    return msgpack.unpackb(data, raw=True)
-
-
-def _claimed(queue: str, consumer: str, timeout: float, now_reply: Any, entries: Any) -> list[ClaimedJob]:
-    """The claims a claim script's reply names."""
-    deadline = _seconds(now_reply) + timeout
-    return [
-        ClaimedJob(
-            job_id=_text(job_id),
-            queue=queue,
-            payload=unpack_payload(payload),
-            deliveries=int(deliveries),
-            max_deliveries=int(max_deliveries),
-            consumer=consumer,
-            token=_token(_text(entry_id), int(deliveries)),
-            visibility_timeout=timeout,
-            deadline=deadline,
+def _claimed(queue: str, consumer: str, timeout: float, reply: list[Any]) -> list[ClaimedJob]:
+    """The claims a claim script's reply names: the server time, then per job its id, delivery
+    ('<incarnation> <deliveries> <consumer>') and entry ('<incarnation> <max deliveries> <payload>')."""
+    deadline = _seconds(reply) + timeout
+    claims = []
+    for i in range(2, len(reply), 3):
+        incarnation, deliveries, _ = reply[i + 1].split(b" ", 2)
+        _, max_deliveries, payload = reply[i + 2].split(b" ", 2)
+        claims.append(
+            ClaimedJob(
+                job_id=reply[i].decode(),
+                queue=queue,
+                payload=unpack_payload(payload),
+                deliveries=int(deliveries),
+                max_deliveries=int(max_deliveries),
+                consumer=consumer,
+                token=f"{incarnation.decode()}/{int(deliveries)}",
+                visibility_timeout=timeout,
+                deadline=deadline,
+            )
         )
-        for entry_id, job_id, payload, max_deliveries, deliveries in entries
-    ]
+    return claims
 
 
 def _text(value: Any) -> str:
@@ -498,15 +503,12 @@ def _seconds(time_reply: Sequence[Any]) -> float:
     return int(time_reply[0]) + int(time_reply[1]) / 1e6
 
 
-def _token(entry_id: str, deliveries: int) -> str:
-    return f"{entry_id}/{deliveries}"
-
-
-def _entry_id(claim: ClaimedJob) -> str:
-    entry_id, sep, deliveries = claim.token.partition("/")
-    if not sep or deliveries != str(claim.deliveries):
+def _delivery(claim: ClaimedJob) -> str:
+    """What the claims hash holds for the job while this claim is current."""
+    incarnation, sep, deliveries = claim.token.partition("/")
+    if not sep or not incarnation.isdigit() or deliveries != str(claim.deliveries):
         raise InvalidArgument(f"claim token {claim.token!r} was not issued by the Redis engine")
-    return entry_id
+    return f"{incarnation} {deliveries} {claim.consumer}"
 
 
 class RedisQueueEngine:
@@ -609,34 +611,38 @@ class RedisQueueEngine:
         rows = [check_new_job(job) for job in jobs]
         if not rows:
             return []
-        reply = await self._script(
-            "enqueue_many",
-            [self._key("jobs"), self._key("queues"), self._key("enqueued")],
-            [self._queue_key(queue), queue, _lua_pack(rows)],
-        )
+        args: list[str | bytes | int] = [self._queue_key(queue), queue]
+        sent: dict[str, None] = {}  # an id's first row in the batch counts, its repeats do not
+        for job_id, payload, max_deliveries in rows:
+            if job_id not in sent:
+                sent[job_id] = None
+                args += (job_id, b"%d %b" % (max_deliveries, payload))
+        reply = await self._script("enqueue_many", self._enqueue_keys(), args)
         if int(reply[0]) != 0:
-            job_id = rows[int(reply[0]) - 1][0]
+            job_id = list(sent)[int(reply[0]) - 1]
             raise InvalidArgument(f"job id {job_id!r} is already used on queue {_text(reply[1])!r}")
         return [job_id for job_id, _, _ in rows]
+
+    def _enqueue_keys(self) -> list[str]:
+        return [self._key(k) for k in ("jobs", "queues", "entries")]
 
     async def claim(
         self, queue: str, consumer: str, visibility_timeout: float, *, max_jobs: int = 1
     ) -> list[ClaimedJob]:
-        keys, args, timeout = self._claim_call(queue, consumer, visibility_timeout, max_jobs)
-        now_reply, entries = _lua_unpack(await self._script("claim", keys, args))
-        return _claimed(queue, consumer, timeout, now_reply, entries)
+        args, timeout = self._claim_call(queue, consumer, visibility_timeout, max_jobs)
+        reply = await self._script("claim", [self._key("claimed"), self._key("entries"), self._key("claims")], args)
+        return _claimed(queue, consumer, timeout, reply)
 
     def _claim_call(
         self, queue: str, consumer: str, visibility_timeout: float, max_jobs: int
-    ) -> tuple[list[str], list[str | bytes | int], float]:
-        """The claim script's keys and arguments, and the checked timeout."""
+    ) -> tuple[list[str | bytes | int], float]:
+        """The claim script's arguments (after the prefix), and the checked timeout."""
         check_name("queue", queue)
         check_name("consumer", consumer)
         timeout = check_visibility_timeout(visibility_timeout)
         check_count("max_jobs", max_jobs)
-        keys = [self._key("claimed")]
         args: list[str | bytes | int] = [self._queue_key(queue), consumer, round(timeout * 1000), max_jobs]
-        return keys, [*args, REASON_MAX_DELIVERIES], timeout
+        return [self._prefix, *args, REASON_MAX_DELIVERIES], timeout
 
     async def ack_and_claim(
         self,
@@ -648,16 +654,10 @@ class RedisQueueEngine:
         max_jobs: int = 1,
     ) -> tuple[list[bool], list[ClaimedJob]]:
         rows = self._ack_rows(acks)
-        keys, args, timeout = self._claim_call(queue, consumer, visibility_timeout, max_jobs)
-        reply = _lua_unpack(
-            await self._script("ack_and_claim", [*self._ack_keys(), *keys], [self._prefix, _lua_pack(rows), *args])
-        )
+        args, timeout = self._claim_call(queue, consumer, visibility_timeout, max_jobs)
+        reply = await self._script("ack_and_claim", [*self._ack_keys(), self._key("claimed")], [*args, *rows])
         answers = self._acked(acks, reply[0])
-        now_reply, entries = reply[1]
-        return answers, _claimed(queue, consumer, timeout, now_reply, entries)
-
-    def _claim_args(self, claim: ClaimedJob) -> list[str | bytes | int]:
-        return [claim.job_id, _entry_id(claim), claim.consumer, claim.deliveries]
+        return answers, _claimed(queue, consumer, timeout, reply[1])
 
     async def heartbeat(self, claim: ClaimedJob, visibility_timeout: float | None = None) -> ClaimedJob:
         timeout = check_visibility_timeout(
@@ -665,8 +665,8 @@ class RedisQueueEngine:
         )
         reply = await self._script(
             "heartbeat",
-            [self._key("jobs")],
-            [self._queue_key(claim.queue), *self._claim_args(claim), round(timeout * 1000)],
+            [self._key("jobs"), self._key("claims")],
+            [self._queue_key(claim.queue), claim.job_id, _delivery(claim), round(timeout * 1000)],
         )
         if reply == -1:
             raise UnknownJob(claim.job_id)
@@ -682,18 +682,22 @@ class RedisQueueEngine:
         rows = self._ack_rows(acks)
         if not rows:
             return []
-        reply = _lua_unpack(await self._script("ack_many", self._ack_keys(), [self._prefix, _lua_pack(rows)]))
+        reply = await self._script("ack_many", self._ack_keys(), [self._prefix, *rows])
         return self._acked(acks, reply)
 
     def _ack_keys(self) -> list[str]:
-        return [self._key("jobs"), self._key("results")]
+        return [self._key(k) for k in ("jobs", "results", "entries", "claims")]
 
-    def _ack_rows(self, acks: Sequence[tuple[ClaimedJob, dict[str, Any]]]) -> list[list[str | bytes | int]]:
+    @staticmethod
+    def _ack_rows(acks: Sequence[tuple[ClaimedJob, dict[str, Any]]]) -> list[str | bytes | int]:
+        """Five script arguments per ack: job id, queue, delivery, token, and the result as the
+        results hash keeps it after its time ('<token> <queue> <consumer> <msgpack result>')."""
         check_batch("acks", acks)
-        return [
-            [*self._claim_args(claim), claim.token, pack_payload("result", result), claim.queue]
-            for claim, result in acks
-        ]
+        rows: list[str | bytes | int] = []
+        for claim, result in acks:
+            record = f"{claim.token} {claim.queue} {claim.consumer} ".encode() + pack_payload("result", result)
+            rows += (claim.job_id, claim.queue, _delivery(claim), claim.token, record)
+        return rows
 
     @staticmethod
     def _acked(acks: Sequence[tuple[ClaimedJob, dict[str, Any]]], reply: list[int]) -> list[bool]:
@@ -705,10 +709,12 @@ class RedisQueueEngine:
         cause = check_cause(cause)
         reply = await self._script(
             "nack",
-            [self._key("jobs"), self._key("causes")],
+            [self._key("jobs"), self._key("causes"), self._key("claims")],
             [
+                self._prefix,
                 self._queue_key(claim.queue),
-                *self._claim_args(claim),
+                claim.job_id,
+                _delivery(claim),
                 REASON_MAX_DELIVERIES,
                 int(cause is not None),
                 cause or "",
@@ -721,22 +727,18 @@ class RedisQueueEngine:
 
     async def requeue_consumer(self, consumer: str) -> int:
         check_name("consumer", consumer)
-        queues = await self._command(self._client.smembers(self._key("queues")))
-        released = 0
-        for queue in sorted(_text(q) for q in queues):
-            released += int(
-                await self._script("requeue_consumer", [], [self._queue_key(queue), consumer, REASON_MAX_DELIVERIES])
-            )
-        return released
+        keys = [self._key("jobs"), self._key("claims")]
+        return int(await self._script("requeue_consumer", keys, [self._prefix, consumer, REASON_MAX_DELIVERIES]))
 
     async def result(self, job_id: str) -> JobResult | None:
         check_name("job_id", job_id)
-        packed = await self._command(self._client.hget(self._key("results"), job_id))
-        if packed is None:
+        kept = await self._command(self._client.hget(self._key("results"), job_id))
+        if kept is None:
             if await self._command(self._client.hget(self._key("jobs"), job_id)) is None:
                 raise UnknownJob(job_id)
             return None
-        _, queue, payload, consumer, deliveries, at = _lua_unpack(packed)
+        at, token, queue, consumer, payload = kept.split(b" ", 4)
+        deliveries = token.rpartition(b"/")[2]
         return JobResult(
             job_id=job_id,
             queue=_text(queue),
@@ -748,7 +750,11 @@ class RedisQueueEngine:
 
     async def stats(self, queue: str) -> QueueStats:
         check_name("queue", queue)
-        ready, in_flight, done, dead = await self._script("stats", [], [self._queue_key(queue), REASON_MAX_DELIVERIES])
+        ready, in_flight, done, dead = await self._script(
+            "stats",
+            [self._key("entries"), self._key("claims")],
+            [self._prefix, self._queue_key(queue), REASON_MAX_DELIVERIES],
+        )
         return QueueStats(queue=queue, ready=int(ready), in_flight=int(in_flight), done=int(done), dead=int(dead))
 
     async def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
@@ -760,10 +766,10 @@ class RedisQueueEngine:
 
     async def dead_letter(self, job_id: str) -> DeadLetter | None:
         check_name("job_id", job_id)
-        queue = await self._command(self._client.hget(self._key("jobs"), job_id))
-        if queue is None:
+        known = await self._command(self._client.hget(self._key("jobs"), job_id))
+        if known is None:
             raise UnknownJob(job_id)
-        queue = _text(queue)
+        queue = _text(known).partition(" ")[0]
         dead = self._queue_key(queue) + ":dead"
         entry_id = await self._command(self._client.hget(dead + "jobs", job_id))
         if entry_id is None:
@@ -773,7 +779,7 @@ class RedisQueueEngine:
 
     async def info(self, job_id: str) -> JobInfo:
         check_name("job_id", job_id)
-        keys = [self._key(k) for k in ("jobs", "enqueued", "claimed", "causes", "results")]
+        keys = [self._key(k) for k in ("jobs", "claimed", "causes", "results")]
         reply = await self._script("info", keys, [self._prefix, job_id])
         if not reply or reply[0] is None:
             raise UnknownJob(job_id)
@@ -792,7 +798,7 @@ class RedisQueueEngine:
 
     async def expire_results(self, before: float) -> int:
         """In scripts of at most `EXPIRE_CHUNK` jobs, so other clients get their turn."""
-        keys = [self._key(k) for k in ("done", "jobs", "enqueued", "claimed", "causes", "results")]
+        keys = [self._key(k) for k in ("done", "jobs", "claimed", "causes", "results")]
         total = 0
         while True:
             n = int(await self._script("expire", keys, [self._prefix, repr(float(before)), EXPIRE_CHUNK]))
