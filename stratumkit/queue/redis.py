@@ -4,7 +4,7 @@ so it runs on trio; the hot scripts on `resp` connections).
 Layout (every key under `prefix`; a queue's keys under `{prefix}:q:{queue}`):
 - `...:ready`     list of the ids of the queue's jobs never delivered, in enqueue order.
 - `...:deadlines` sorted set job id -> deadline (server time, microseconds) of the jobs in flight.
-- `...:dead`      the queue's dead letters (a stream: j, p, m, deliveries n, reason r).
+- `...:dead`      the queue's dead letters (a stream: j, p, m, deliveries n, reason r, claimed c).
 - `...:deadjobs`  hash job id -> its entry id in the dead stream.
 - `...:counts`    hash: done, dead, seq.
 - `{prefix}:jobs`     hash job id -> '<queue> <enqueued at>' (server time, seconds): makes enqueue
@@ -13,12 +13,12 @@ Layout (every key under `prefix`; a queue's keys under `{prefix}:q:{queue}`):
   job is not done. The incarnation is a number of the queue's own (`counts` field seq) given to
   an enqueue batch, so a claim of a job id enqueued again after its result expired is never
   current for the new job.
-- `{prefix}:claims`   hash job id -> '<incarnation> <deliveries> <consumer>', its current delivery,
-  from its first delivery until it is done (`~released` for the consumer after a release).
+- `{prefix}:claims`   hash job id -> '<incarnation> <deliveries> <claimed at> <consumer>', its
+  current delivery, from its first delivery until it is done (`~released` for the consumer after
+  a release); claimed at is the server time (seconds) of that delivery.
 - `{prefix}:queues`   set of queue names.
 - `{prefix}:results`  hash job id -> '<result time> <token> <queue> <consumer> <msgpack result>':
   the one recorded result (its token says which delivery recorded it).
-- `{prefix}:claimed`  hash job id -> when it was last claimed (server time, seconds).
 - `{prefix}:causes`   hash job id -> the last cause a consumer gave with `nack`.
 - `{prefix}:done`     list of "<result time> <job id> ..." (an ack batch's jobs) in result order,
   for `expire_results` (which deletes the result and the job's entries in the hashes above).
@@ -36,8 +36,8 @@ Rules:
   its own, and every write command is one more to propagate to the AOF. (The earlier layout on
   Redis Streams cost an XADD per job, and each XREADGROUP, XCLAIM and XDEL wrote one AOF command
   per entry.)
-- A claim's token is '<incarnation>/<deliveries>'; the claim is current while the job's claims
-  value is exactly its incarnation, deliveries and consumer. Every new delivery bumps the count; a
+- A claim's token is '<incarnation>/<deliveries>/<claimed at>'; the claim is current while the
+  job's claims value is exactly those and its consumer. Every new delivery bumps the count; a
   heartbeat moves the deadline and keeps the value; a release (nack, a rig gone) writes
   `~released` and a deadline of now, so the job is claimable at once and no longer current for
   the rig that had it. A claim takes the jobs past their deadline first (one ZRANGEBYSCORE),
@@ -124,17 +124,22 @@ local function split_entry(v)
 end
 -- a jobs value '<queue> <enqueued at>' -> queue
 local function queue_of(v) return string.match(v, '^%S+') end
--- a claims value '<incarnation> <deliveries> <consumer>' -> incarnation, deliveries (a number), consumer
+-- a claims value '<incarnation> <deliveries> <claimed at> <consumer>' -> incarnation, deliveries
+-- (a number), claimed at, consumer
 local function split_claim(v)
-  local inc, n, consumer = string.match(v, '^(%d+) (%d+) (.*)$')
-  return inc, tonumber(n), consumer
+  local inc, n, at, consumer = string.match(v, '^(%d+) (%d+) (%S+) (.*)$')
+  return inc, tonumber(n), at, consumer
 end
--- the job leaves its queue for the dead stream (with its payload, when its entry is still there)
+-- the job leaves its queue for the dead stream (with its payload, when its entry is still there,
+-- and when it was last claimed)
 local function dead_letter(prefix, qk, id, deliveries, reason)
   local v = redis.call('HGET', prefix .. ':entries', id)
   if v then
     local m, p = split_entry(v)
-    local letter = redis.call('XADD', qk .. ':dead', '*', 'j', id, 'p', p, 'm', m, 'n', deliveries, 'r', reason)
+    local c = redis.call('HGET', prefix .. ':claims', id)
+    local _, _, at = split_claim(c or '0 0 - -')
+    local letter = redis.call('XADD', qk .. ':dead', '*', 'j', id, 'p', p, 'm', m, 'n', deliveries, 'r', reason,
+                              'c', at)
     redis.call('HSET', qk .. ':deadjobs', id, letter)
     redis.call('HINCRBY', qk .. ':counts', 'dead', 1)
   end
@@ -143,12 +148,12 @@ local function dead_letter(prefix, qk, id, deliveries, reason)
   redis.call('HDEL', prefix .. ':claims', id)
 end
 -- release a delivery: dead letter if out of deliveries, else claimable at once (deadline now)
-local function release(prefix, qk, id, inc, deliveries, now, reason)
+local function release(prefix, qk, id, inc, deliveries, at, now, reason)
   local v = redis.call('HGET', prefix .. ':entries', id)
   if v == false or deliveries >= split_entry(v) then
     dead_letter(prefix, qk, id, deliveries, reason)
   else
-    redis.call('HSET', prefix .. ':claims', id, inc .. ' ' .. deliveries .. ' ' .. RELEASED)
+    redis.call('HSET', prefix .. ':claims', id, inc .. ' ' .. deliveries .. ' ' .. at .. ' ' .. RELEASED)
     redis.call('ZADD', qk .. ':deadlines', now, id)
   end
 end
@@ -197,12 +202,13 @@ redis.call('SADD', KEYS[2], queue)
 return {0}
 """
 
-# KEYS: claimed, entries, claims   ARGV: prefix, queue key, consumer, timeout_ms, max_jobs, reason
+# KEYS: entries, claims   ARGV: prefix, queue key, consumer, timeout_ms, max_jobs, reason
 # -> {server time seconds, microseconds, then per job: job id, '<incarnation> <deliveries>
-# <consumer>', '<incarnation> <max deliveries> <payload>'}
+# <claimed at> <consumer>', '<incarnation> <max deliveries> <payload>'}
 _CLAIM_FN = """
-local function claim_jobs(t, prefix, claimed, entries, claims, qk, consumer, timeout, want, reason)
-local now = micros(t)
+local function claim_jobs(t, prefix, entries, claims, qk, consumer, timeout, want, reason)
+local now, at = micros(t), stamp(t)
+local by = ' ' .. at .. ' ' .. consumer
 local deadlines = qk .. ':deadlines'
 local out = {t[1], t[2]}
 local ids, owners = {}, {}  -- the taken jobs; claims HSET arguments
@@ -228,7 +234,7 @@ repeat
       if n + 1 > split_entry(en[i]) then
         dead_letter(prefix, qk, id, n, reason)
       else
-        take(id, inc .. ' ' .. (n + 1) .. ' ' .. consumer, en[i])
+        take(id, inc .. ' ' .. (n + 1) .. by, en[i])
         kept = kept + 1
       end
     else  -- its job is gone
@@ -240,7 +246,7 @@ if #ids < want then
   local ready = redis.call('LPOP', qk .. ':ready', want - #ids)
   if ready then  -- never delivered: its first delivery
     local en = many('HMGET', entries, ready)
-    local first = ' 1 ' .. consumer
+    local first = ' 1' .. by
     for i, id in ipairs(ready) do
       local v = en[i]
       if v then take(id, string.match(v, '^%d+') .. first, v) end
@@ -249,18 +255,15 @@ if #ids < want then
 end
 if #ids > 0 then
   -- every taken job gets this claim's deadline, a microsecond apart in claim order (so they
-  -- expire in that order): one ZADD and one HSET each for the batch
-  local base, at = now + timeout * 1000, stamp(t)
-  local scores, times = {}, {}
+  -- expire in that order): one ZADD and one HSET for the batch
+  local base = now + timeout * 1000
+  local scores = {}
   for i, id in ipairs(ids) do
     scores[2 * i - 1] = base + i - 1
     scores[2 * i] = id
-    times[2 * i - 1] = id
-    times[2 * i] = at
   end
   many('ZADD', deadlines, scores)
   many('HSET', claims, owners)
-  many('HSET', claimed, times)
 end
 return out
 end
@@ -268,7 +271,7 @@ end
 _CLAIM = (
     _CLAIM_FN
     + """
-return claim_jobs(redis.call('TIME'), ARGV[1], KEYS[1], KEYS[2], KEYS[3], ARGV[2], ARGV[3], tonumber(ARGV[4]),
+return claim_jobs(redis.call('TIME'), ARGV[1], KEYS[1], KEYS[2], ARGV[2], ARGV[3], tonumber(ARGV[4]),
                   tonumber(ARGV[5]), ARGV[6])
 """
 )
@@ -362,7 +365,7 @@ return ack_jobs(redis.call('TIME'), ARGV[1], KEYS[1], KEYS[2], KEYS[3], KEYS[4],
 """
 )
 
-# KEYS: jobs, results, entries, claims, claimed   ARGV: prefix, then claim's ARGV after its prefix,
+# KEYS: jobs, results, entries, claims   ARGV: prefix, then claim's ARGV after its prefix,
 # then the acks (as ack_many's)
 # -> {ack_many's answer, claim's answer}; {ack_many's answer} alone if an ack's job is unknown
 _ACK_AND_CLAIM = (
@@ -372,7 +375,7 @@ _ACK_AND_CLAIM = (
 local t = redis.call('TIME')
 local acked = ack_jobs(t, ARGV[1], KEYS[1], KEYS[2], KEYS[3], KEYS[4], 7)
 if acked[1] ~= 0 then return {acked} end
-return {acked, claim_jobs(t, ARGV[1], KEYS[5], KEYS[3], KEYS[4], ARGV[2], ARGV[3], tonumber(ARGV[4]),
+return {acked, claim_jobs(t, ARGV[1], KEYS[3], KEYS[4], ARGV[2], ARGV[3], tonumber(ARGV[4]),
                           tonumber(ARGV[5]), ARGV[6])}
 """
 )
@@ -384,24 +387,43 @@ if redis.call('HEXISTS', KEYS[1], ARGV[3]) == 0 then return -1 end
 local v = redis.call('HGET', KEYS[3], ARGV[3])
 if v ~= ARGV[4] then return 0 end
 if ARGV[6] == '1' then redis.call('HSET', KEYS[2], ARGV[3], ARGV[7]) end
-local inc, n = split_claim(v)
-release(ARGV[1], ARGV[2], ARGV[3], inc, n, micros(redis.call('TIME')), ARGV[5])
+local inc, n, at = split_claim(v)
+release(ARGV[1], ARGV[2], ARGV[3], inc, n, at, micros(redis.call('TIME')), ARGV[5])
 return 1
 """
 
-# KEYS: jobs, claimed, causes, results   ARGV: prefix, job_id
+# KEYS: jobs, claims, causes, results   ARGV: prefix, job_id
 # -> {queue or false, enqueued at, claimed at, cause, result time, dead letter id}
+# When it was last claimed: in the token of its result, in its claims value, or in its dead letter.
 _INFO = """
 local prefix, job_id = ARGV[1], ARGV[2]
 local known = redis.call('HGET', KEYS[1], job_id)
 if not known then return {false} end
 local queue, enqueued = string.match(known, '^(%S+) (%S+)$')
+local dead = redis.call('HGET', prefix .. ':q:' .. queue .. ':deadjobs', job_id)
 local result = redis.call('HGET', KEYS[4], job_id)
-return {queue, enqueued, redis.call('HGET', KEYS[2], job_id), redis.call('HGET', KEYS[3], job_id),
-        result and string.match(result, '^%S+'), redis.call('HGET', prefix .. ':q:' .. queue .. ':deadjobs', job_id)}
+local completed, claimed = false, false
+if result then
+  completed, claimed = string.match(result, '^(%S+) %d+/%d+/(%S+) ')
+else
+  local c = redis.call('HGET', KEYS[2], job_id)
+  if c then
+    local _
+    _, _, claimed = split_claim(c)
+  elseif dead then
+    local e = redis.call('XRANGE', prefix .. ':q:' .. queue .. ':dead', dead, dead)
+    if #e == 1 then
+      local f = e[1][2]
+      for i = 1, #f, 2 do
+        if f[i] == 'c' and f[i + 1] ~= '-' then claimed = f[i + 1] end
+      end
+    end
+  end
+end
+return {queue, enqueued, claimed, redis.call('HGET', KEYS[3], job_id), completed, dead}
 """
 
-# KEYS: done, jobs, claimed, causes, results   ARGV: prefix, before (seconds), limit
+# KEYS: done, jobs, causes, results   ARGV: prefix, before (seconds), limit
 # -> jobs forgotten (and taken off their queue's done count). The done list is in result order
 # (scripts run one at a time, stamped with the server's clock), so the expired ones are its head;
 # an item is '<result time> <job id> ...', an ack batch's jobs; whole items go, until `limit` jobs.
@@ -424,7 +446,7 @@ for _, known in ipairs(many('HMGET', KEYS[2], ids)) do
   end
 end
 for queue, n in pairs(done) do redis.call('HINCRBY', prefix .. ':q:' .. queue .. ':counts', 'done', -n) end
-for k = 2, 5 do many('HDEL', KEYS[k], ids) end
+for k = 2, 4 do many('HDEL', KEYS[k], ids) end
 redis.call('LTRIM', KEYS[1], items, -1)
 return #ids
 """
@@ -437,10 +459,10 @@ local all = redis.call('HGETALL', KEYS[2])
 local now = micros(redis.call('TIME'))
 local released = 0
 for i = 1, #all, 2 do
-  local inc, n, owner = split_claim(all[i + 1])
+  local inc, n, at, owner = split_claim(all[i + 1])
   if owner == consumer then
     local queue = queue_of(redis.call('HGET', KEYS[1], all[i]))
-    release(prefix, prefix .. ':q:' .. queue, all[i], inc, n, now, ARGV[3])
+    release(prefix, prefix .. ':q:' .. queue, all[i], inc, n, at, now, ARGV[3])
     released = released + 1
   end
 end
@@ -472,11 +494,11 @@ return {redis.call('LLEN', qk .. ':ready') + expired, redis.call('ZCARD', deadli
 
 def _claimed(queue: str, consumer: str, timeout: float, reply: list[Any]) -> list[ClaimedJob]:
     """The claims a claim script's reply names: the server time, then per job its id, delivery
-    ('<incarnation> <deliveries> <consumer>') and entry ('<incarnation> <max deliveries> <payload>')."""
+    ('<incarnation> <deliveries> <claimed at> <consumer>') and entry ('<incarnation> <max deliveries> <payload>')."""
     deadline = _seconds(reply) + timeout
     claims = []
     for i in range(2, len(reply), 3):
-        incarnation, deliveries, _ = reply[i + 1].split(b" ", 2)
+        incarnation, deliveries, at, _ = reply[i + 1].split(b" ", 3)
         _, max_deliveries, payload = reply[i + 2].split(b" ", 2)
         claims.append(
             ClaimedJob(
@@ -486,7 +508,7 @@ def _claimed(queue: str, consumer: str, timeout: float, reply: list[Any]) -> lis
                 deliveries=int(deliveries),
                 max_deliveries=int(max_deliveries),
                 consumer=consumer,
-                token=f"{incarnation.decode()}/{int(deliveries)}",
+                token=f"{incarnation.decode()}/{int(deliveries)}/{at.decode()}",
                 visibility_timeout=timeout,
                 deadline=deadline,
             )
@@ -505,10 +527,10 @@ def _seconds(time_reply: Sequence[Any]) -> float:
 
 def _delivery(claim: ClaimedJob) -> str:
     """What the claims hash holds for the job while this claim is current."""
-    incarnation, sep, deliveries = claim.token.partition("/")
-    if not sep or not incarnation.isdigit() or deliveries != str(claim.deliveries):
+    parts = claim.token.split("/")
+    if len(parts) != 3 or not parts[0].isdigit() or parts[1] != str(claim.deliveries) or " " in parts[2]:
         raise InvalidArgument(f"claim token {claim.token!r} was not issued by the Redis engine")
-    return f"{incarnation} {deliveries} {claim.consumer}"
+    return f"{parts[0]} {parts[1]} {parts[2]} {claim.consumer}"
 
 
 class RedisQueueEngine:
@@ -630,7 +652,7 @@ class RedisQueueEngine:
         self, queue: str, consumer: str, visibility_timeout: float, *, max_jobs: int = 1
     ) -> list[ClaimedJob]:
         args, timeout = self._claim_call(queue, consumer, visibility_timeout, max_jobs)
-        reply = await self._script("claim", [self._key("claimed"), self._key("entries"), self._key("claims")], args)
+        reply = await self._script("claim", [self._key("entries"), self._key("claims")], args)
         return _claimed(queue, consumer, timeout, reply)
 
     def _claim_call(
@@ -655,7 +677,7 @@ class RedisQueueEngine:
     ) -> tuple[list[bool], list[ClaimedJob]]:
         rows = self._ack_rows(acks)
         args, timeout = self._claim_call(queue, consumer, visibility_timeout, max_jobs)
-        reply = await self._script("ack_and_claim", [*self._ack_keys(), self._key("claimed")], [*args, *rows])
+        reply = await self._script("ack_and_claim", self._ack_keys(), [*args, *rows])
         answers = self._acked(acks, reply[0])
         return answers, _claimed(queue, consumer, timeout, reply[1])
 
@@ -738,7 +760,7 @@ class RedisQueueEngine:
                 raise UnknownJob(job_id)
             return None
         at, token, queue, consumer, payload = kept.split(b" ", 4)
-        deliveries = token.rpartition(b"/")[2]
+        deliveries = token.split(b"/")[1]
         return JobResult(
             job_id=job_id,
             queue=_text(queue),
@@ -779,7 +801,7 @@ class RedisQueueEngine:
 
     async def info(self, job_id: str) -> JobInfo:
         check_name("job_id", job_id)
-        keys = [self._key(k) for k in ("jobs", "claimed", "causes", "results")]
+        keys = [self._key(k) for k in ("jobs", "claims", "causes", "results")]
         reply = await self._script("info", keys, [self._prefix, job_id])
         if not reply or reply[0] is None:
             raise UnknownJob(job_id)
@@ -798,7 +820,7 @@ class RedisQueueEngine:
 
     async def expire_results(self, before: float) -> int:
         """In scripts of at most `EXPIRE_CHUNK` jobs, so other clients get their turn."""
-        keys = [self._key(k) for k in ("done", "jobs", "claimed", "causes", "results")]
+        keys = [self._key(k) for k in ("done", "jobs", "causes", "results")]
         total = 0
         while True:
             n = int(await self._script("expire", keys, [self._prefix, repr(float(before)), EXPIRE_CHUNK]))
