@@ -494,23 +494,25 @@ return {redis.call('LLEN', qk .. ':ready') + expired, redis.call('ZCARD', deadli
 
 def _claimed(queue: str, consumer: str, timeout: float, reply: list[Any]) -> list[ClaimedJob]:
     """The claims a claim script's reply names: the server time, then per job its id, delivery
-    ('<incarnation> <deliveries> <claimed at> <consumer>') and entry ('<incarnation> <max deliveries> <payload>')."""
+    ('<incarnation> <deliveries> <claimed at> <consumer>') and entry ('<incarnation> <max
+    deliveries> <payload>'). (Positional arguments: this runs for every job claimed.)"""
     deadline = _seconds(reply) + timeout
     claims = []
     for i in range(2, len(reply), 3):
         incarnation, deliveries, at, _ = reply[i + 1].split(b" ", 3)
         _, max_deliveries, payload = reply[i + 2].split(b" ", 2)
+        token = b"%b/%b/%b" % (incarnation, deliveries, at)
         claims.append(
             ClaimedJob(
-                job_id=reply[i].decode(),
-                queue=queue,
-                payload=unpack_payload(payload),
-                deliveries=int(deliveries),
-                max_deliveries=int(max_deliveries),
-                consumer=consumer,
-                token=f"{incarnation.decode()}/{int(deliveries)}/{at.decode()}",
-                visibility_timeout=timeout,
-                deadline=deadline,
+                reply[i].decode(),
+                queue,
+                unpack_payload(payload),
+                int(deliveries),
+                int(max_deliveries),
+                consumer,
+                token.decode(),
+                timeout,
+                deadline,
             )
         )
     return claims
