@@ -30,8 +30,8 @@ This module holds the values, the errors, the `QueueEngine` protocol and the sha
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -345,7 +345,9 @@ def check_count(kind: str, value: object) -> int:
 
 
 def new_job_id() -> str:
-    return uuid.uuid4().hex
+    """128 random bits as 32 hex digits (the shape of `uuid4().hex`), a fifth of its cost: one
+    per job enqueued without an id of its own."""
+    return os.urandom(16).hex()
 
 
 def pack_payload(kind: str, value: object) -> bytes:
