@@ -47,6 +47,10 @@ Rules:
 - A job that would be delivered again after `max_deliveries` deliveries is moved to the dead
   stream instead (at claim time, on release, or when `stats` looks).
 
+Upgrading: this layout does not read what the Streams layout wrote under the same prefix (its
+`:q:{queue}:stream` keys and `result:{job_id}` hashes); drain a queue, or give the engine a new
+prefix, before moving a pool to this version.
+
 Durability: Redis' own. Run it with `appendonly yes` and `appendfsync always` and every script
 that returned survives a kill -9 of redis-server (its writes were fsynced to the AOF before the
 reply was sent). With the default `appendfsync everysec` a crash may lose the last second.
