@@ -1,7 +1,7 @@
 """Inference job queues: the `QueueEngine` interface and its engines.
 
 `stratumkit.queue.sqlite` is the embedded default (one file, no server); `stratumkit.queue.redis`
-shares queues between processes and hosts through Redis Streams. The Redis engine imports coredis,
+shares queues between processes and hosts through Redis. The Redis engine imports coredis,
 so it is not imported here: import it from its module when you need it.
 """
 

@@ -30,8 +30,9 @@ This module holds the values, the errors, the `QueueEngine` protocol and the sha
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -345,17 +346,29 @@ def check_count(kind: str, value: object) -> int:
 
 
 def new_job_id() -> str:
-    return uuid.uuid4().hex
+    """128 random bits as 32 hex digits (the shape of `uuid4().hex`), a fifth of its cost: one
+    per job enqueued without an id of its own."""
+    return os.urandom(16).hex()
+
+
+#: One msgpack packer per thread (the SQLite engine packs in worker threads too): `packb` makes a
+#: new packer, and its buffer, for every call, half the cost of packing a small payload.
+_packers = threading.local()
 
 
 def pack_payload(kind: str, value: object) -> bytes:
     """msgpack bytes of a payload or result dict."""
     if not isinstance(value, Mapping):
         raise InvalidArgument(f"{kind} must be a dict, not {type(value).__name__}")
+    packer = getattr(_packers, "packer", None)
+    if packer is None:
+        packer = _packers.packer = msgpack.Packer(use_bin_type=True)
     try:
-        return msgpack.packb(dict(value), use_bin_type=True)
+        packed: bytes = packer.pack(value if type(value) is dict else dict(value))
     except (TypeError, ValueError, OverflowError) as exc:
+        packer.reset()  # whatever part of the value it packed before it failed
         raise InvalidArgument(f"{kind} is not msgpack-able: {exc}") from exc
+    return packed
 
 
 def unpack_payload(data: bytes) -> dict[str, Any]:

@@ -1,42 +1,55 @@
-"""The distributed queue engine: Redis Streams through coredis (anyio, so it runs on trio).
+"""The distributed queue engine: lists, hashes and sorted sets in Redis (through coredis, anyio,
+so it runs on trio; the hot scripts on `resp` connections).
 
-Layout (every key under `prefix`):
-- `{prefix}:q:{queue}:stream` one stream per queue, read by the consumer group `workers`; an entry
-  holds the job id (j), its msgpack payload (p) and its max deliveries (m).
-- `{prefix}:q:{queue}:dead`   the queue's dead letters (a stream: j, p, m, deliveries n, reason r).
-- `{prefix}:q:{queue}:deadjobs` hash job id -> its entry id in the dead stream.
-- `{prefix}:q:{queue}:counts` hash: waiting (never delivered), done, dead.
-- `{prefix}:jobs`             hash job id -> queue: makes enqueue idempotent and ids global.
-- `{prefix}:queues`           set of queue names, for `requeue_consumer`.
-- `{prefix}:result:{job_id}`  hash: the one recorded result and the token of the delivery.
-- `{prefix}:enqueued`, `{prefix}:claimed` hashes job id -> when it was enqueued, last claimed
-  (server time, seconds): one HSET per batch, not per job.
-- `{prefix}:causes`           hash job id -> the last cause a consumer gave with `nack`.
-- `{prefix}:done`             list of "<result time> <job id>" in result order, for `expire_results`
-  (which deletes the result and the job's entries in the hashes above): one RPUSH per ack batch.
+Layout (every key under `prefix`; a queue's keys under `{prefix}:q:{queue}`):
+- `...:ready`     list of the ids of the queue's jobs never delivered, in enqueue order.
+- `...:deadlines` sorted set job id -> deadline (server time, microseconds) of the jobs in flight.
+- `...:dead`      the queue's dead letters (a stream: j, p, m, deliveries n, reason r, claimed c).
+- `...:deadjobs`  hash job id -> its entry id in the dead stream.
+- `...:counts`    hash: done, dead, seq.
+- `{prefix}:jobs`     hash job id -> '<queue> <enqueued at>' (server time, seconds): makes enqueue
+  idempotent and ids global.
+- `{prefix}:entries`  hash job id -> '<incarnation> <max deliveries> <msgpack payload>', while the
+  job is not done. The incarnation is a number of the queue's own (`counts` field seq) given to
+  an enqueue batch, so a claim of a job id enqueued again after its result expired is never
+  current for the new job.
+- `{prefix}:claims`   hash job id -> '<incarnation> <deliveries> <claimed at> <consumer>', its
+  current delivery, from its first delivery until it is done (`~released` for the consumer after
+  a release); claimed at is the server time (seconds) of that delivery.
+- `{prefix}:queues`   set of queue names.
+- `{prefix}:results`  hash job id -> '<result time> <token> <queue> <consumer> <msgpack result>':
+  the one recorded result (its token says which delivery recorded it).
+- `{prefix}:causes`   hash job id -> the last cause a consumer gave with `nack`.
+- `{prefix}:done`     list of "<result time> <job id> ..." (an ack batch's jobs) in result order,
+  for `expire_results` (which deletes the result and the job's entries in the hashes above).
 
 Rules:
-- Batch arguments travel as one msgpack argument (cmsgpack in the script): one argument to
-  encode and parse instead of several per job. The scripts build the queue and result key names
-  they touch from the prefix, so the engine needs one Redis server (not a Cluster).
+- Batch arguments travel as plain script arguments, a few per job, in the strings the hashes keep
+  (the client builds them; the script stores them as they come, no cmsgpack to unpack or pack),
+  and replies are flat arrays of those strings. The scripts build the queue key names they touch
+  from the prefix, so the engine needs one Redis server (not a Cluster).
 - Every operation is one Lua script, so each check-and-change is atomic on the server; a batch
   (`enqueue_many`, `ack_many`, a claim of `max_jobs`) is one script too: one round trip, all of
   it or none (its checks come before its first write), and one AOF write to fsync.
-- Ownership and delivery counts live in the group's pending entries list (PEL). A claim's token is
-  the entry id plus the delivery count; it is current while the PEL shows the entry owned by the
-  claim's consumer with that count. Every new delivery (XREADGROUP, XCLAIM without JUSTID) bumps
-  the count; heartbeats and releases use XCLAIM ... JUSTID, which does not.
-- Deadlines are idle times. With `H = MAX_VISIBILITY_TIMEOUT`, a claim with timeout `vt` has its
-  idle time set to `H - vt` (XCLAIM ... IDLE), so it reaches `H` exactly at its deadline, and
-  `XPENDING ... IDLE H` finds precisely the claims whose own timeout ran out, whatever timeout
-  each claimer chose (a claim takes them over with `XCLAIM ... min-idle H`). A heartbeat sets it
-  to `H - vt` again. A released job (nack, dead rig) is handed to the reserved consumer
-  `~released` with idle `H`: claimable at once, and no longer current for the rig that had it.
-  The server's clock is the only clock.
-- A result is written only when its hash has no token yet (the only-once guard), in the same
-  script as the XACK and XDEL of the entry.
+- A batch costs a few Redis commands, each with many fields (one HMGET, HSET, ZADD, ZREM, HDEL of
+  the batch's jobs), not a few per job: a command called from Lua costs a microsecond or more of
+  its own, and every write command is one more to propagate to the AOF. (The earlier layout on
+  Redis Streams cost an XADD per job, and each XREADGROUP, XCLAIM and XDEL wrote one AOF command
+  per entry.)
+- A claim's token is '<incarnation>/<deliveries>/<claimed at>'; the claim is current while the
+  job's claims value is exactly those and its consumer. Every new delivery bumps the count; a
+  heartbeat moves the deadline and keeps the value; a release (nack, a rig gone) writes
+  `~released` and a deadline of now, so the job is claimable at once and no longer current for
+  the rig that had it. A claim takes the jobs past their deadline first (one ZRANGEBYSCORE),
+  earliest first, then ready ones (LPOP count). The server's clock is the only clock.
+- A result is written only by a current delivery, and recording it ends the delivery (the job
+  leaves the claims, entries and deadlines), in the same script: results are recorded once.
 - A job that would be delivered again after `max_deliveries` deliveries is moved to the dead
   stream instead (at claim time, on release, or when `stats` looks).
+
+Upgrading: this layout does not read what the Streams layout wrote under the same prefix (its
+`:q:{queue}:stream` keys and `result:{job_id}` hashes); drain a queue, or give the engine a new
+prefix, before moving a pool to this version.
 
 Durability: Redis' own. Run it with `appendonly yes` and `appendfsync always` and every script
 that returned survives a kill -9 of redis-server (its writes were fsynced to the AOF before the
@@ -52,13 +65,11 @@ from typing import Any
 
 import coredis
 import coredis.exceptions
-import msgpack
 import trio
 
 from . import resp
 from .engine import (
     DEFAULT_MAX_DELIVERIES,
-    MAX_VISIBILITY_TIMEOUT,
     REASON_MAX_DELIVERIES,
     ClaimedJob,
     DeadLetter,
@@ -82,394 +93,433 @@ from .engine import (
     unpack_payload,
 )
 
-GROUP = "workers"
 #: Jobs one script of `expire_results` forgets.
 EXPIRE_CHUNK = 1000
-#: Oldest Redis with XPENDING ... IDLE and exclusive ranges.
+#: Oldest Redis with LPOP ... count.
 MIN_REDIS_VERSION = (6, 2)
-_HORIZON_MS = int(MAX_VISIBILITY_TIMEOUT * 1000)
 
-_PRELUDE = f"""
-local GROUP = '{GROUP}'
+_PRELUDE = """
 local RELEASED = '~released'
--- ids per call of a many-id command (Lua's unpack stops at a few thousand values)
+-- values per call of a many-value command (Lua's unpack stops at a few thousand values)
 local CHUNK = 1000
--- redis.call(head..., ids..., tail...) in calls of at most CHUNK ids; array replies concatenated
-local function chunked(head, ids, tail)
-  local replies = {{}}
-  for i = 1, #ids, CHUNK do
-    local args = {{unpack(head)}}
-    for j = i, math.min(i + CHUNK - 1, #ids) do args[#args + 1] = ids[j] end
-    for _, v in ipairs(tail or {{}}) do args[#args + 1] = v end
-    local r = redis.call(unpack(args))
+-- redis.call(cmd, key, values[from]...) in calls of at most CHUNK values (an even number: pairs stay
+-- whole); array replies concatenated
+local function many(cmd, key, values, from)
+  from = from or 1
+  local last = #values
+  if last < from then return {} end
+  if last - from < CHUNK then return redis.call(cmd, key, unpack(values, from, last)) end
+  local replies = {}
+  for i = from, last, CHUNK do
+    local r = redis.call(cmd, key, unpack(values, i, math.min(i + CHUNK - 1, last)))
     if type(r) == 'table' then
       for _, v in ipairs(r) do replies[#replies + 1] = v end
     end
   end
   return replies
 end
--- the queue of each row's job (its first field) from the jobs hash, false where there is none
-local function queues_of(jobs_key, rows)
-  local ids = {{}}
-  for i, row in ipairs(rows) do ids[i] = row[1] end
-  return chunked({{'HMGET', jobs_key}}, ids)
+-- a TIME reply as '<seconds>.<microseconds>', and as microseconds
+local function stamp(t) return t[1] .. '.' .. string.format('%06d', tonumber(t[2])) end
+local function micros(t) return tonumber(t[1]) * 1000000 + tonumber(t[2]) end
+-- an entries value '<incarnation> <max deliveries> <payload>' -> max deliveries (a number), payload
+local function split_entry(v)
+  local m, at = string.match(v, '^%d+ (%d+) ()')
+  return tonumber(m), string.sub(v, at)
 end
-local function tomap(flat)
-  local m = {{}}
-  for i = 1, #flat, 2 do m[flat[i]] = flat[i + 1] end
-  return m
+-- a jobs value '<queue> <enqueued at>' -> queue
+local function queue_of(v) return string.match(v, '^%S+') end
+-- a claims value '<incarnation> <deliveries> <claimed at> <consumer>' -> incarnation, deliveries
+-- (a number), claimed at, consumer
+local function split_claim(v)
+  local inc, n, at, consumer = string.match(v, '^(%d+) (%d+) (%S+) (.*)$')
+  return inc, tonumber(n), at, consumer
 end
-local function entry(stream, id)
-  local e = redis.call('XRANGE', stream, id, id)
-  if #e == 0 then return nil end
-  return tomap(e[1][2])
-end
-local function dead_letter(stream, dead, counts, id, deliveries, reason)
-  local f = entry(stream, id)
-  if f then
-    local letter = redis.call('XADD', dead, '*', 'j', f.j, 'p', f.p, 'm', f.m, 'n', deliveries, 'r', reason)
-    redis.call('HSET', dead .. 'jobs', f.j, letter)
-    redis.call('HINCRBY', counts, 'dead', 1)
+-- the job leaves its queue for the dead stream (with its payload, when its entry is still there,
+-- and when it was last claimed)
+local function dead_letter(prefix, qk, id, deliveries, reason)
+  local v = redis.call('HGET', prefix .. ':entries', id)
+  if v then
+    local m, p = split_entry(v)
+    local c = redis.call('HGET', prefix .. ':claims', id)
+    local _, _, at = split_claim(c or '0 0 - -')
+    local letter = redis.call('XADD', qk .. ':dead', '*', 'j', id, 'p', p, 'm', m, 'n', deliveries, 'r', reason,
+                              'c', at)
+    redis.call('HSET', qk .. ':deadjobs', id, letter)
+    redis.call('HINCRBY', qk .. ':counts', 'dead', 1)
   end
-  redis.call('XACK', stream, GROUP, id)
-  redis.call('XDEL', stream, id)
+  redis.call('ZREM', qk .. ':deadlines', id)
+  redis.call('HDEL', prefix .. ':entries', id)
+  redis.call('HDEL', prefix .. ':claims', id)
 end
--- 1 if the entry is pending, owned by consumer, with this delivery count
-local function current(stream, id, consumer, deliveries)
-  if redis.call('EXISTS', stream) == 0 then return false end
-  local p = redis.call('XPENDING', stream, GROUP, id, id, 1)
-  return #p == 1 and p[1][2] == consumer and p[1][4] == tonumber(deliveries)
-end
--- release a pending entry: dead letter if out of deliveries, else claimable at once
-local function release(stream, dead, counts, id, deliveries, horizon, reason)
-  local f = entry(stream, id)
-  if f == nil or deliveries >= tonumber(f.m) then
-    dead_letter(stream, dead, counts, id, deliveries, reason)
+-- release a delivery: dead letter if out of deliveries, else claimable at once (deadline now)
+local function release(prefix, qk, id, inc, deliveries, at, now, reason)
+  local v = redis.call('HGET', prefix .. ':entries', id)
+  if v == false or deliveries >= split_entry(v) then
+    dead_letter(prefix, qk, id, deliveries, reason)
   else
-    redis.call('XCLAIM', stream, GROUP, RELEASED, 0, id, 'IDLE', horizon, 'JUSTID')
+    redis.call('HSET', prefix .. ':claims', id, inc .. ' ' .. deliveries .. ' ' .. at .. ' ' .. RELEASED)
+    redis.call('ZADD', qk .. ':deadlines', now, id)
   end
 end
 """
 
-# KEYS: jobs, queues, stream, counts, enqueued   ARGV: queue, msgpack [[job_id, payload, max_deliveries], ...]
+# KEYS: jobs, queues, entries   ARGV: queue key, queue, then per job: job_id, '<max deliveries>
+# <payload>' (distinct job ids: the engine drops an id's repeats in a batch)
 # -> {0}, or {position (1-based) of a job whose id is used on another queue, that queue}
+# Three many-field writes for the batch (entries, ready list, jobs): the claims hash gets a job
+# at its first delivery, and what a batch's jobs share (incarnation, queue, time) is one string.
 _ENQUEUE_MANY = """
-local queue, jobs = ARGV[1], cmsgpack.unpack(ARGV[2])
-local owners = queues_of(KEYS[1], jobs)
-for i = 1, #jobs do
-  if owners[i] and owners[i] ~= queue then return {i, owners[i]} end
-end
-if redis.call('EXISTS', KEYS[3]) == 0 then
-  redis.call('XGROUP', 'CREATE', KEYS[3], GROUP, '0', 'MKSTREAM')
-end
-local t = redis.call('TIME')
-local at = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
-local added, seen, ids, times = 0, {}, {}, {}
-for i, job in ipairs(jobs) do
-  if not owners[i] and not seen[job[1]] then  -- new, and not earlier in this batch
-    seen[job[1]] = true
-    redis.call('XADD', KEYS[3], '*', 'j', job[1], 'p', job[2], 'm', job[3])
-    ids[#ids + 1] = job[1]
-    ids[#ids + 1] = queue
-    times[#times + 1] = job[1]
-    times[#times + 1] = at
-    added = added + 1
+local qk, queue = ARGV[1], ARGV[2]
+local n = (#ARGV - 2) / 2
+local ids = {}
+for i = 1, n do ids[i] = ARGV[2 * i + 1] end
+local owners = many('HMGET', KEYS[1], ids)
+local keep = {}
+for i = 1, n do
+  local owner = owners[i]
+  if owner then
+    owner = queue_of(owner)
+    if owner ~= queue then return {i, owner} end
+  else
+    keep[#keep + 1] = i
   end
 end
--- the entries before the ids (one HSET for the batch), as one job alone always did: a write
--- refused half way leaves a job that may run twice, never an id that never runs
-chunked({'HSET', KEYS[1]}, ids)
-chunked({'HSET', KEYS[5]}, times)
+if #keep == 0 then return {0} end
+-- one incarnation for the batch: an id is in a batch once
+local fresh = redis.call('HINCRBY', qk .. ':counts', 'seq', 1) .. ' '
+local known = queue .. ' ' .. stamp(redis.call('TIME'))
+local entries, jobs, ready = {}, {}, {}
+for k, i in ipairs(keep) do
+  local id = ids[i]
+  entries[2 * k - 1] = id
+  entries[2 * k] = fresh .. ARGV[2 * i + 2]
+  jobs[2 * k - 1] = id
+  jobs[2 * k] = known
+  ready[k] = id
+end
+-- the entries before the ids, as one job alone always did: a write refused half way leaves a
+-- job that may run twice, never an id that never runs
+many('HSET', KEYS[3], entries)
+many('RPUSH', qk .. ':ready', ready)
+many('HSET', KEYS[1], jobs)
 redis.call('SADD', KEYS[2], queue)
-if added > 0 then redis.call('HINCRBY', KEYS[4], 'waiting', added) end
 return {0}
 """
 
-# KEYS: stream, dead, counts, claimed   ARGV: consumer, horizon_ms, timeout_ms, max_jobs, reason
-# -> msgpack {server time, {{entry id, job id, payload, max deliveries, deliveries}, ...}}
+# KEYS: entries, claims   ARGV: prefix, queue key, consumer, timeout_ms, max_jobs, reason
+# -> {server time seconds, microseconds, then per job: job id, '<incarnation> <deliveries>
+# <claimed at> <consumer>', '<incarnation> <max deliveries> <payload>'}
 _CLAIM_FN = """
-local function claim_jobs(stream, dead, counts, claimed, consumer, horizon, timeout, want, reason)
-local out = {}
-local now = redis.call('TIME')
-if redis.call('EXISTS', stream) == 0 then return {now, out} end
-local taken = {}
-local function take(id, f, deliveries)
-  taken[#taken + 1] = id
-  out[#out + 1] = {id, f.j, f.p, f.m, deliveries}
+local function claim_jobs(t, prefix, entries, claims, qk, consumer, timeout, want, reason)
+local now, at = micros(t), stamp(t)
+local by = ' ' .. at .. ' ' .. consumer
+local deadlines = qk .. ':deadlines'
+local out = {t[1], t[2]}
+local ids, owners = {}, {}  -- the taken jobs; claims HSET arguments
+local function take(id, delivery, entry)
+  ids[#ids + 1] = id
+  owners[#owners + 1] = id
+  owners[#owners + 1] = delivery
+  out[#out + 1] = id
+  out[#out + 1] = delivery
+  out[#out + 1] = entry
 end
--- expired claims, oldest entry first: one XPENDING IDLE scan of the PEL (in C) per round, not a
--- walk through the whole PEL a few entries per call, which cost every claim O(jobs in flight)
-local start = '-'
+-- claims past their deadline (and released ones) first, earliest deadline first: one
+-- ZRANGEBYSCORE per round, however many jobs are in flight
+local kept = 0  -- expired jobs taken this claim: they stay in the set until their new deadline
 repeat
-  local asked = want - #out
-  local expired = redis.call('XPENDING', stream, GROUP, 'IDLE', horizon, start, '+', asked)
-  for _, p in ipairs(expired) do
-    local id = p[1]
-    start = '(' .. id
-    local e = redis.call('XCLAIM', stream, GROUP, consumer, horizon, id)[1]
-    if e then  -- a new delivery: XCLAIM counted it
-      local f = tomap(e[2])
-      local n = p[4] + 1
-      if n > tonumber(f.m) then
-        dead_letter(stream, dead, counts, id, n - 1, reason)
+  local asked = want - #ids
+  local expired = redis.call('ZRANGEBYSCORE', deadlines, '-inf', now, 'LIMIT', kept, asked)
+  if #expired == 0 then break end
+  local cl, en = many('HMGET', claims, expired), many('HMGET', entries, expired)
+  for i, id in ipairs(expired) do
+    if cl[i] and en[i] then
+      local inc, n = split_claim(cl[i])
+      if n + 1 > split_entry(en[i]) then
+        dead_letter(prefix, qk, id, n, reason)
       else
-        take(id, f, n)
+        take(id, inc .. ' ' .. (n + 1) .. by, en[i])
+        kept = kept + 1
       end
-    else  -- its entry is gone from the stream
-      redis.call('XACK', stream, GROUP, id)
+    else  -- its job is gone
+      redis.call('ZREM', deadlines, id)
     end
   end
-until #expired < asked or #out >= want
-if #out < want then
-  local r = redis.call('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', want - #out,
-                       'STREAMS', stream, '>')
-  if r then
-    for _, e in ipairs(r[1][2]) do take(e[1], tomap(e[2]), 1) end
-    if #r[1][2] > 0 then redis.call('HINCRBY', counts, 'waiting', -#r[1][2]) end
+until #expired < asked or #ids >= want
+if #ids < want then
+  local ready = redis.call('LPOP', qk .. ':ready', want - #ids)
+  if ready then  -- never delivered: its first delivery
+    local en = many('HMGET', entries, ready)
+    local first = ' 1' .. by
+    for i, id in ipairs(ready) do
+      local v = en[i]
+      if v then take(id, string.match(v, '^%d+') .. first, v) end
+    end
   end
 end
--- every taken entry gets this claim's deadline (as an idle time)
-chunked({'XCLAIM', stream, GROUP, consumer, 0}, taken, {'IDLE', horizon - timeout, 'JUSTID'})
-if #out > 0 then
-  local at, times = now[1] .. '.' .. string.format('%06d', tonumber(now[2])), {}
-  for _, o in ipairs(out) do
-    times[#times + 1] = o[2]
-    times[#times + 1] = at
+if #ids > 0 then
+  -- every taken job gets this claim's deadline, a microsecond apart in claim order (so they
+  -- expire in that order): one ZADD and one HSET for the batch
+  local base = now + timeout * 1000
+  local scores = {}
+  for i, id in ipairs(ids) do
+    scores[2 * i - 1] = base + i - 1
+    scores[2 * i] = id
   end
-  chunked({'HSET', claimed}, times)
+  many('ZADD', deadlines, scores)
+  many('HSET', claims, owners)
 end
-return {now, out}
+return out
 end
 """
 _CLAIM = (
     _CLAIM_FN
     + """
-return cmsgpack.pack(claim_jobs(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]),
-                                tonumber(ARGV[4]), ARGV[5]))
+return claim_jobs(redis.call('TIME'), ARGV[1], KEYS[1], KEYS[2], ARGV[2], ARGV[3], tonumber(ARGV[4]),
+                  tonumber(ARGV[5]), ARGV[6])
 """
 )
 
-# KEYS: stream, jobs   ARGV: job_id, entry id, consumer, deliveries, idle_ms
+# KEYS: jobs, claims   ARGV: queue key, job_id, delivery ('<incarnation> <deliveries> <consumer>'), timeout_ms
 _HEARTBEAT = """
-if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return -1 end
-if not current(KEYS[1], ARGV[2], ARGV[3], ARGV[4]) then return 0 end
-redis.call('XCLAIM', KEYS[1], GROUP, ARGV[3], 0, ARGV[2], 'IDLE', ARGV[5], 'JUSTID')
-return redis.call('TIME')
+if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then return -1 end
+if redis.call('HGET', KEYS[2], ARGV[2]) ~= ARGV[3] then return 0 end
+local t = redis.call('TIME')
+redis.call('ZADD', ARGV[1] .. ':deadlines', micros(t) + tonumber(ARGV[4]) * 1000, ARGV[2])
+return t
 """
 
-# KEYS: jobs   ARGV: prefix, msgpack [[job_id, entry id, consumer, deliveries, token, result, queue], ...]
-# -> msgpack {0, 1|0 per ack}, or {-1, position (1-based) of an ack whose job was never enqueued}
-# The streams, counts, result hashes and the done set it touches are named from the prefix.
-# Few calls per job (each redis.call costs a microsecond or two): the consumers' pending entries
-# come from one XPENDING per (queue, consumer) of the batch, a result's token is read only for an
-# ack that is not current (a current delivery has no result yet: recording one removes its entry).
+# KEYS: jobs, results, entries, claims   ARGV: prefix, ..., then from `first` per ack: job_id,
+# queue, delivery ('<incarnation> <deliveries> <consumer>'), token, '<token> <queue> <consumer>
+# <msgpack result>' (what the results hash keeps, after '<result time> ')
+# -> {0, 1|0 per ack}, or {-1, position (1-based) of an ack whose job was never enqueued}
+# A few calls for the batch, not per job: one HMGET of the deliveries, then for the recorded ones
+# one HDEL of each hash, one ZREM per queue, one HSET of their results and one RPUSH; a result's
+# token is read only for an ack that is not current (a current delivery has no result yet:
+# recording one ends it).
 _ACK_FN = """
-local function ack_jobs(prefix, jobs_key, acks)
-local known = queues_of(jobs_key, acks)
-for i = 1, #acks do
-  if not known[i] then return {-1, i} end
-end
-local t = redis.call('TIME')
-local at = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
-local wanted = {}  -- queue -> consumer -> acks naming it
-for _, a in ipairs(acks) do
-  local by = wanted[a[7]] or {}
-  wanted[a[7]] = by
-  by[a[3]] = (by[a[3]] or 0) + 1
-end
-local pel = {}  -- queue -> consumer -> {entry id -> deliveries}, or false: look each entry up
-for queue, by in pairs(wanted) do
-  local stream = prefix .. ':q:' .. queue .. ':stream'
-  local exists = redis.call('EXISTS', stream) == 1
-  pel[queue] = {}
-  for consumer, n in pairs(by) do
-    local entries = {}
-    if exists then
-      local limit = n + 64
-      local p = redis.call('XPENDING', stream, GROUP, '-', '+', limit, consumer)
-      if #p >= limit then entries = false else
-        for _, e in ipairs(p) do entries[e[1]] = e[4] end
-      end
-    end
-    pel[queue][consumer] = entries
-  end
-end
+local function ack_jobs(t, prefix, jobs, results, entries, claims, first)
+local count = (#ARGV - first + 1) / 5
+if count == 0 then return {0} end
+local ids = {}
+for i = 1, count do ids[i] = ARGV[first + 5 * i - 5] end
+local state = many('HMGET', claims, ids)
 local out = {0}
-local acked, order = {}, {}  -- queue -> entry ids recorded; queues in first-seen order
 local here = {}  -- job id -> token recorded by this batch
-local finished = {}  -- '<result time> <job id>' for the done list
-for _, a in ipairs(acks) do
-  local job_id, entry_id, consumer, deliveries, token, queue = a[1], a[2], a[3], a[4], a[5], a[7]
-  local answer = 0
-  local entries = pel[queue][consumer]
-  local is_current
-  if here[job_id] then
-    is_current = false
-  elseif entries then
-    is_current = entries[entry_id] == tonumber(deliveries)
-  else
-    is_current = current(prefix .. ':q:' .. queue .. ':stream', entry_id, consumer, deliveries)
-  end
-  if is_current then
-    redis.call('HSET', prefix .. ':result:' .. job_id, 'token', token, 'queue', queue, 'payload', a[6],
-               'consumer', consumer, 'deliveries', deliveries, 'at', at)
-    here[job_id] = token
-    finished[#finished + 1] = at .. ' ' .. job_id
-    if not acked[queue] then
-      acked[queue] = {}
+local done, rows, byq, order, stale = {}, {}, {}, {}, {}
+local at = stamp(t)
+local head = at .. ' '
+for i = 1, count do
+  local a = first + 5 * i - 5
+  local id = ids[i]
+  if state[i] == ARGV[a + 2] and not here[id] then
+    local queue = ARGV[a + 1]
+    done[#done + 1] = id
+    rows[#rows + 1] = id
+    rows[#rows + 1] = head .. ARGV[a + 4]
+    here[id] = ARGV[a + 3]
+    local l = byq[queue]
+    if not l then
+      l = {}
+      byq[queue] = l
       order[#order + 1] = queue
     end
-    acked[queue][#acked[queue] + 1] = entry_id
-    answer = 1
+    l[#l + 1] = id
+    out[i + 1] = 1
   else
-    local recorded = here[job_id] or redis.call('HGET', prefix .. ':result:' .. job_id, 'token')
-    if recorded == token then answer = 1 end
+    stale[#stale + 1] = i
+    out[i + 1] = 0
   end
-  out[#out + 1] = answer
 end
--- the recorded entries leave the PEL and the stream, a few calls per queue
+if #stale > 0 then  -- not current: an unknown job refuses the batch, a recorded token answers 1
+  local sids = {}
+  for k, i in ipairs(stale) do sids[k] = ids[i] end
+  local known = many('HMGET', jobs, sids)
+  for k, i in ipairs(stale) do
+    if not known[k] then return {-1, i} end
+  end
+  for _, i in ipairs(stale) do
+    local token = ARGV[first + 5 * i - 2]
+    local recorded = here[ids[i]]
+    if not recorded then
+      local v = redis.call('HGET', results, ids[i])
+      if v then recorded = string.match(v, '^%S+ (%S+)') end
+    end
+    if recorded == token then out[i + 1] = 1 end
+  end
+end
+if #done == 0 then return out end
+-- the recorded jobs leave their queues
 for _, queue in ipairs(order) do
-  local stream, entries = prefix .. ':q:' .. queue .. ':stream', acked[queue]
-  chunked({'XACK', stream, GROUP}, entries)
-  chunked({'XDEL', stream}, entries)
-  redis.call('HINCRBY', prefix .. ':q:' .. queue .. ':counts', 'done', #entries)
+  local qk = prefix .. ':q:' .. queue
+  many('ZREM', qk .. ':deadlines', byq[queue])
+  redis.call('HINCRBY', qk .. ':counts', 'done', #byq[queue])
 end
-chunked({'RPUSH', prefix .. ':done'}, finished)
+many('HDEL', claims, done)
+many('HDEL', entries, done)
+many('HSET', results, rows)
+redis.call('RPUSH', prefix .. ':done', head .. table.concat(done, ' '))
 return out
 end
 """
 _ACK_MANY = (
     _ACK_FN
     + """
-return cmsgpack.pack(ack_jobs(ARGV[1], KEYS[1], cmsgpack.unpack(ARGV[2])))
+return ack_jobs(redis.call('TIME'), ARGV[1], KEYS[1], KEYS[2], KEYS[3], KEYS[4], 2)
 """
 )
 
-# KEYS: jobs, then claim's   ARGV: prefix, acks (as ack_many), then claim's
-# -> msgpack {ack_many's answer, claim's answer}; {ack_many's answer} alone if an ack's job is unknown
+# KEYS: jobs, results, entries, claims   ARGV: prefix, then claim's ARGV after its prefix,
+# then the acks (as ack_many's)
+# -> {ack_many's answer, claim's answer}; {ack_many's answer} alone if an ack's job is unknown
 _ACK_AND_CLAIM = (
     _ACK_FN
     + _CLAIM_FN
     + """
-local acked = ack_jobs(ARGV[1], KEYS[1], cmsgpack.unpack(ARGV[2]))
-if acked[1] ~= 0 then return cmsgpack.pack({acked}) end
-return cmsgpack.pack({acked, claim_jobs(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[3], tonumber(ARGV[4]),
-                                        tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7])})
+local t = redis.call('TIME')
+local acked = ack_jobs(t, ARGV[1], KEYS[1], KEYS[2], KEYS[3], KEYS[4], 7)
+if acked[1] ~= 0 then return {acked} end
+return {acked, claim_jobs(t, ARGV[1], KEYS[3], KEYS[4], ARGV[2], ARGV[3], tonumber(ARGV[4]),
+                          tonumber(ARGV[5]), ARGV[6])}
 """
 )
 
-# KEYS: stream, jobs, dead, counts, causes
-# ARGV: job_id, entry id, consumer, deliveries, horizon, reason, has cause (1|0), cause
+# KEYS: jobs, causes, claims
+# ARGV: prefix, queue key, job_id, delivery, reason, has cause (1|0), cause
 _NACK = """
-if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return -1 end
-if not current(KEYS[1], ARGV[2], ARGV[3], ARGV[4]) then return 0 end
-if ARGV[7] == '1' then redis.call('HSET', KEYS[5], ARGV[1], ARGV[8]) end
-release(KEYS[1], KEYS[3], KEYS[4], ARGV[2], tonumber(ARGV[4]), ARGV[5], ARGV[6])
+if redis.call('HEXISTS', KEYS[1], ARGV[3]) == 0 then return -1 end
+local v = redis.call('HGET', KEYS[3], ARGV[3])
+if v ~= ARGV[4] then return 0 end
+if ARGV[6] == '1' then redis.call('HSET', KEYS[2], ARGV[3], ARGV[7]) end
+local inc, n, at = split_claim(v)
+release(ARGV[1], ARGV[2], ARGV[3], inc, n, at, micros(redis.call('TIME')), ARGV[5])
 return 1
 """
 
-# KEYS: jobs, enqueued, claimed, causes   ARGV: prefix, job_id
+# KEYS: jobs, claims, causes, results   ARGV: prefix, job_id
 # -> {queue or false, enqueued at, claimed at, cause, result time, dead letter id}
+# When it was last claimed: in the token of its result, in its claims value, or in its dead letter.
 _INFO = """
 local prefix, job_id = ARGV[1], ARGV[2]
-local queue = redis.call('HGET', KEYS[1], job_id)
-if not queue then return {false} end
-return {queue, redis.call('HGET', KEYS[2], job_id), redis.call('HGET', KEYS[3], job_id),
-        redis.call('HGET', KEYS[4], job_id), redis.call('HGET', prefix .. ':result:' .. job_id, 'at'),
-        redis.call('HGET', prefix .. ':q:' .. queue .. ':deadjobs', job_id)}
+local known = redis.call('HGET', KEYS[1], job_id)
+if not known then return {false} end
+local queue, enqueued = string.match(known, '^(%S+) (%S+)$')
+local dead = redis.call('HGET', prefix .. ':q:' .. queue .. ':deadjobs', job_id)
+local result = redis.call('HGET', KEYS[4], job_id)
+local completed, claimed = false, false
+if result then
+  completed, claimed = string.match(result, '^(%S+) %d+/%d+/(%S+) ')
+else
+  local c = redis.call('HGET', KEYS[2], job_id)
+  if c then
+    local _
+    _, _, claimed = split_claim(c)
+  elseif dead then
+    local e = redis.call('XRANGE', prefix .. ':q:' .. queue .. ':dead', dead, dead)
+    if #e == 1 then
+      local f = e[1][2]
+      for i = 1, #f, 2 do
+        if f[i] == 'c' and f[i + 1] ~= '-' then claimed = f[i + 1] end
+      end
+    end
+  end
+end
+return {queue, enqueued, claimed, redis.call('HGET', KEYS[3], job_id), completed, dead}
 """
 
-# KEYS: done, jobs, enqueued, claimed, causes   ARGV: prefix, before (seconds), limit   -> jobs forgotten
-# (and taken off their queue's done count). The done list is in result order (scripts run one at a
-# time, stamped with the server's clock), so the expired ones are its head.
+# KEYS: done, jobs, causes, results   ARGV: prefix, before (seconds), limit
+# -> jobs forgotten (and taken off their queue's done count). The done list is in result order
+# (scripts run one at a time, stamped with the server's clock), so the expired ones are its head;
+# an item is '<result time> <job id> ...', an ack batch's jobs; whole items go, until `limit` jobs.
 _EXPIRE = """
-local prefix, before = ARGV[1], tonumber(ARGV[2])
-local head = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
-local ids, results, rows, done = {}, {}, {}, {}
+local prefix, before, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local head = redis.call('LRANGE', KEYS[1], 0, limit - 1)
+local ids, items, done = {}, 0, {}
 for _, item in ipairs(head) do
-  local at, id = string.match(item, '^(%S+) (.+)$')
+  if #ids >= limit then break end
+  local at, rest = string.match(item, '^(%S+) (.+)$')
   if tonumber(at) >= before then break end
-  ids[#ids + 1] = id
-  results[#ids] = prefix .. ':result:' .. id
-  rows[#ids] = {id}
+  for id in string.gmatch(rest, '%S+') do ids[#ids + 1] = id end
+  items = items + 1
 end
 if #ids == 0 then return 0 end
-for _, queue in ipairs(queues_of(KEYS[2], rows)) do
-  if queue then done[queue] = (done[queue] or 0) + 1 end
+for _, known in ipairs(many('HMGET', KEYS[2], ids)) do
+  if known then
+    local queue = queue_of(known)
+    done[queue] = (done[queue] or 0) + 1
+  end
 end
 for queue, n in pairs(done) do redis.call('HINCRBY', prefix .. ':q:' .. queue .. ':counts', 'done', -n) end
-chunked({'DEL'}, results)
-for k = 2, 5 do chunked({'HDEL', KEYS[k]}, ids) end
-redis.call('LTRIM', KEYS[1], #ids, -1)
+for k = 2, 4 do many('HDEL', KEYS[k], ids) end
+redis.call('LTRIM', KEYS[1], items, -1)
 return #ids
 """
 
-# KEYS: stream, dead, counts   ARGV: consumer, horizon, reason   -> jobs released
+# KEYS: jobs, claims   ARGV: prefix, consumer, reason   -> jobs released
+# Reads the whole claims hash (every job not done yet): for a rig that went away, not per job.
 _REQUEUE_CONSUMER = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local prefix, consumer = ARGV[1], ARGV[2]
+local all = redis.call('HGETALL', KEYS[2])
+local now = micros(redis.call('TIME'))
 local released = 0
-while true do
-  local p = redis.call('XPENDING', KEYS[1], GROUP, '-', '+', 1000, ARGV[1])
-  if #p == 0 then break end
-  for _, e in ipairs(p) do
-    release(KEYS[1], KEYS[2], KEYS[3], e[1], e[4], ARGV[2], ARGV[3])
+for i = 1, #all, 2 do
+  local inc, n, at, owner = split_claim(all[i + 1])
+  if owner == consumer then
+    local queue = queue_of(redis.call('HGET', KEYS[1], all[i]))
+    release(prefix, prefix .. ':q:' .. queue, all[i], inc, n, at, now, ARGV[3])
     released = released + 1
   end
 end
-redis.call('XGROUP', 'DELCONSUMER', KEYS[1], GROUP, ARGV[1])
 return released
 """
 
-# KEYS: stream, dead, counts   ARGV: horizon, reason   -> {ready, in flight, done, dead}
+# KEYS: entries, claims   ARGV: prefix, queue key, reason   -> {ready, in flight, done, dead}
 _STATS = """
+local prefix, qk = ARGV[1], ARGV[2]
+local deadlines = qk .. ':deadlines'
 local expired = 0
-local pending = 0
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  for _, e in ipairs(redis.call('XPENDING', KEYS[1], GROUP, 'IDLE', ARGV[1], '-', '+', 1000000)) do
-    local f = entry(KEYS[1], e[1])
-    if f == nil or e[4] >= tonumber(f.m) then
-      dead_letter(KEYS[1], KEYS[2], KEYS[3], e[1], e[4], ARGV[2])
+local due = redis.call('ZRANGEBYSCORE', deadlines, '-inf', micros(redis.call('TIME')))
+if #due > 0 then
+  local en, cl = many('HMGET', KEYS[1], due), many('HMGET', KEYS[2], due)
+  for i, id in ipairs(due) do
+    if cl[i] and en[i] then
+      local _, n = split_claim(cl[i])
+      if n >= split_entry(en[i]) then dead_letter(prefix, qk, id, n, ARGV[3]) else expired = expired + 1 end
     else
-      expired = expired + 1
+      redis.call('ZREM', deadlines, id)
     end
   end
-  pending = redis.call('XPENDING', KEYS[1], GROUP)[1]
 end
-local c = redis.call('HMGET', KEYS[3], 'waiting', 'done', 'dead')
-local waiting = tonumber(c[1]) or 0
-return {waiting + expired, pending - expired, tonumber(c[2]) or 0, tonumber(c[3]) or 0}
+local c = redis.call('HMGET', qk .. ':counts', 'done', 'dead')
+return {redis.call('LLEN', qk .. ':ready') + expired, redis.call('ZCARD', deadlines) - expired,
+        tonumber(c[1]) or 0, tonumber(c[2]) or 0}
 """
 
 
-def _lua_pack(rows: list[Any]) -> bytes:
-    """msgpack for a script's cmsgpack.unpack: the old raw type for bytes, which it reads (it
-    refuses the bin types)."""
-    return msgpack.packb(rows, use_bin_type=False)
-
-
-def _lua_unpack(data: bytes) -> Any:
-    """A script's reply packed with cmsgpack.pack: one bulk string to read instead of a RESP array
-    of every field (Lua strings come back as bytes)."""
-    return msgpack.unpackb(data, raw=True)
-
-
-def _claimed(queue: str, consumer: str, timeout: float, now_reply: Any, entries: Any) -> list[ClaimedJob]:
-    """The claims a claim script's reply names."""
-    deadline = _seconds(now_reply) + timeout
-    return [
-        ClaimedJob(
-            job_id=_text(job_id),
-            queue=queue,
-            payload=unpack_payload(payload),
-            deliveries=int(deliveries),
-            max_deliveries=int(max_deliveries),
-            consumer=consumer,
-            token=_token(_text(entry_id), int(deliveries)),
-            visibility_timeout=timeout,
-            deadline=deadline,
+def _claimed(queue: str, consumer: str, timeout: float, reply: list[Any]) -> list[ClaimedJob]:
+    """The claims a claim script's reply names: the server time, then per job its id, delivery
+    ('<incarnation> <deliveries> <claimed at> <consumer>') and entry ('<incarnation> <max
+    deliveries> <payload>'). (Positional arguments: this runs for every job claimed.)"""
+    deadline = _seconds(reply) + timeout
+    claims = []
+    for i in range(2, len(reply), 3):
+        incarnation, deliveries, at, _ = reply[i + 1].split(b" ", 3)
+        _, max_deliveries, payload = reply[i + 2].split(b" ", 2)
+        token = b"%b/%b/%b" % (incarnation, deliveries, at)
+        claims.append(
+            ClaimedJob(
+                reply[i].decode(),
+                queue,
+                unpack_payload(payload),
+                int(deliveries),
+                int(max_deliveries),
+                consumer,
+                token.decode(),
+                timeout,
+                deadline,
+            )
         )
-        for entry_id, job_id, payload, max_deliveries, deliveries in entries
-    ]
+    return claims
 
 
 def _text(value: Any) -> str:
@@ -481,19 +531,16 @@ def _seconds(time_reply: Sequence[Any]) -> float:
     return int(time_reply[0]) + int(time_reply[1]) / 1e6
 
 
-def _token(entry_id: str, deliveries: int) -> str:
-    return f"{entry_id}/{deliveries}"
-
-
-def _entry_id(claim: ClaimedJob) -> str:
-    entry_id, sep, deliveries = claim.token.partition("/")
-    if not sep or deliveries != str(claim.deliveries):
+def _delivery(claim: ClaimedJob) -> str:
+    """What the claims hash holds for the job while this claim is current."""
+    parts = claim.token.split("/")
+    if len(parts) != 3 or not parts[0].isdigit() or parts[1] != str(claim.deliveries) or " " in parts[2]:
         raise InvalidArgument(f"claim token {claim.token!r} was not issued by the Redis engine")
-    return entry_id
+    return f"{parts[0]} {parts[1]} {parts[2]} {claim.consumer}"
 
 
 class RedisQueueEngine:
-    """`QueueEngine` on Redis Streams. Open it with `open_redis_queue`."""
+    """`QueueEngine` on Redis lists, hashes and sorted sets. Open it with `open_redis_queue`."""
 
     def __init__(
         self, client: coredis.Redis[bytes], *, prefix: str = "stratumkit:queue", raw: resp.RawPool | None = None
@@ -528,12 +575,9 @@ class RedisQueueEngine:
     def _key(self, *parts: str) -> str:
         return ":".join((self._prefix, *parts))
 
-    def _queue_keys(self, queue: str) -> tuple[str, str, str]:
-        return (
-            self._key("q", queue, "stream"),
-            self._key("q", queue, "dead"),
-            self._key("q", queue, "counts"),
-        )
+    def _queue_key(self, queue: str) -> str:
+        """The prefix of a queue's keys (`:ready`, `:entries`, `:claims`, `:deadlines`, `:dead`, ...)."""
+        return self._key("q", queue)
 
     async def _script(self, name: str, keys: list[str], args: list[str | bytes | int]) -> Any:
         if self._closed:
@@ -569,7 +613,7 @@ class RedisQueueEngine:
             raise QueueError(f"redis command failed: {exc}") from exc
 
     async def check_server(self) -> None:
-        """Refuse a server too old for XPENDING ... IDLE."""
+        """Refuse a server too old for LPOP ... count."""
         info = await self._command(self._client.info("server"))
         version = str(info.get("redis_version", "0"))
         parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
@@ -595,34 +639,38 @@ class RedisQueueEngine:
         rows = [check_new_job(job) for job in jobs]
         if not rows:
             return []
-        stream, _, counts = self._queue_keys(queue)
-        reply = await self._script(
-            "enqueue_many",
-            [self._key("jobs"), self._key("queues"), stream, counts, self._key("enqueued")],
-            [queue, _lua_pack(rows)],
-        )
+        args: list[str | bytes | int] = [self._queue_key(queue), queue]
+        sent: dict[str, None] = {}  # an id's first row in the batch counts, its repeats do not
+        for job_id, payload, max_deliveries in rows:
+            if job_id not in sent:
+                sent[job_id] = None
+                args += (job_id, b"%d %b" % (max_deliveries, payload))
+        reply = await self._script("enqueue_many", self._enqueue_keys(), args)
         if int(reply[0]) != 0:
-            job_id = rows[int(reply[0]) - 1][0]
+            job_id = list(sent)[int(reply[0]) - 1]
             raise InvalidArgument(f"job id {job_id!r} is already used on queue {_text(reply[1])!r}")
         return [job_id for job_id, _, _ in rows]
+
+    def _enqueue_keys(self) -> list[str]:
+        return [self._key(k) for k in ("jobs", "queues", "entries")]
 
     async def claim(
         self, queue: str, consumer: str, visibility_timeout: float, *, max_jobs: int = 1
     ) -> list[ClaimedJob]:
-        keys, args, timeout = self._claim_call(queue, consumer, visibility_timeout, max_jobs)
-        now_reply, entries = _lua_unpack(await self._script("claim", keys, args))
-        return _claimed(queue, consumer, timeout, now_reply, entries)
+        args, timeout = self._claim_call(queue, consumer, visibility_timeout, max_jobs)
+        reply = await self._script("claim", [self._key("entries"), self._key("claims")], args)
+        return _claimed(queue, consumer, timeout, reply)
 
     def _claim_call(
         self, queue: str, consumer: str, visibility_timeout: float, max_jobs: int
-    ) -> tuple[list[str], list[str | bytes | int], float]:
-        """The claim script's keys and arguments, and the checked timeout."""
+    ) -> tuple[list[str | bytes | int], float]:
+        """The claim script's arguments (after the prefix), and the checked timeout."""
         check_name("queue", queue)
         check_name("consumer", consumer)
         timeout = check_visibility_timeout(visibility_timeout)
         check_count("max_jobs", max_jobs)
-        keys = [*self._queue_keys(queue), self._key("claimed")]
-        return keys, [consumer, _HORIZON_MS, round(timeout * 1000), max_jobs, REASON_MAX_DELIVERIES], timeout
+        args: list[str | bytes | int] = [self._queue_key(queue), consumer, round(timeout * 1000), max_jobs]
+        return [self._prefix, *args, REASON_MAX_DELIVERIES], timeout
 
     async def ack_and_claim(
         self,
@@ -634,26 +682,19 @@ class RedisQueueEngine:
         max_jobs: int = 1,
     ) -> tuple[list[bool], list[ClaimedJob]]:
         rows = self._ack_rows(acks)
-        keys, args, timeout = self._claim_call(queue, consumer, visibility_timeout, max_jobs)
-        reply = _lua_unpack(
-            await self._script("ack_and_claim", [self._key("jobs"), *keys], [self._prefix, _lua_pack(rows), *args])
-        )
+        args, timeout = self._claim_call(queue, consumer, visibility_timeout, max_jobs)
+        reply = await self._script("ack_and_claim", self._ack_keys(), [*args, *rows])
         answers = self._acked(acks, reply[0])
-        now_reply, entries = reply[1]
-        return answers, _claimed(queue, consumer, timeout, now_reply, entries)
-
-    def _claim_args(self, claim: ClaimedJob) -> list[str | bytes | int]:
-        return [claim.job_id, _entry_id(claim), claim.consumer, claim.deliveries]
+        return answers, _claimed(queue, consumer, timeout, reply[1])
 
     async def heartbeat(self, claim: ClaimedJob, visibility_timeout: float | None = None) -> ClaimedJob:
         timeout = check_visibility_timeout(
             claim.visibility_timeout if visibility_timeout is None else visibility_timeout
         )
-        stream, _, _ = self._queue_keys(claim.queue)
         reply = await self._script(
             "heartbeat",
-            [stream, self._key("jobs")],
-            [*self._claim_args(claim), _HORIZON_MS - round(timeout * 1000)],
+            [self._key("jobs"), self._key("claims")],
+            [self._queue_key(claim.queue), claim.job_id, _delivery(claim), round(timeout * 1000)],
         )
         if reply == -1:
             raise UnknownJob(claim.job_id)
@@ -669,15 +710,22 @@ class RedisQueueEngine:
         rows = self._ack_rows(acks)
         if not rows:
             return []
-        reply = _lua_unpack(await self._script("ack_many", [self._key("jobs")], [self._prefix, _lua_pack(rows)]))
+        reply = await self._script("ack_many", self._ack_keys(), [self._prefix, *rows])
         return self._acked(acks, reply)
 
-    def _ack_rows(self, acks: Sequence[tuple[ClaimedJob, dict[str, Any]]]) -> list[list[str | bytes | int]]:
+    def _ack_keys(self) -> list[str]:
+        return [self._key(k) for k in ("jobs", "results", "entries", "claims")]
+
+    @staticmethod
+    def _ack_rows(acks: Sequence[tuple[ClaimedJob, dict[str, Any]]]) -> list[str | bytes | int]:
+        """Five script arguments per ack: job id, queue, delivery, token, and the result as the
+        results hash keeps it after its time ('<token> <queue> <consumer> <msgpack result>')."""
         check_batch("acks", acks)
-        return [
-            [*self._claim_args(claim), claim.token, pack_payload("result", result), claim.queue]
-            for claim, result in acks
-        ]
+        rows: list[str | bytes | int] = []
+        for claim, result in acks:
+            record = f"{claim.token} {claim.queue} {claim.consumer} ".encode() + pack_payload("result", result)
+            rows += (claim.job_id, claim.queue, _delivery(claim), claim.token, record)
+        return rows
 
     @staticmethod
     def _acked(acks: Sequence[tuple[ClaimedJob, dict[str, Any]]], reply: list[int]) -> list[bool]:
@@ -687,11 +735,18 @@ class RedisQueueEngine:
 
     async def nack(self, claim: ClaimedJob, *, cause: str | None = None) -> None:
         cause = check_cause(cause)
-        stream, dead, counts = self._queue_keys(claim.queue)
         reply = await self._script(
             "nack",
-            [stream, self._key("jobs"), dead, counts, self._key("causes")],
-            [*self._claim_args(claim), _HORIZON_MS, REASON_MAX_DELIVERIES, int(cause is not None), cause or ""],
+            [self._key("jobs"), self._key("causes"), self._key("claims")],
+            [
+                self._prefix,
+                self._queue_key(claim.queue),
+                claim.job_id,
+                _delivery(claim),
+                REASON_MAX_DELIVERIES,
+                int(cause is not None),
+                cause or "",
+            ],
         )
         if reply == -1:
             raise UnknownJob(claim.job_id)
@@ -700,56 +755,50 @@ class RedisQueueEngine:
 
     async def requeue_consumer(self, consumer: str) -> int:
         check_name("consumer", consumer)
-        queues = await self._command(self._client.smembers(self._key("queues")))
-        released = 0
-        for queue in sorted(_text(q) for q in queues):
-            released += int(
-                await self._script(
-                    "requeue_consumer",
-                    list(self._queue_keys(queue)),
-                    [consumer, _HORIZON_MS, REASON_MAX_DELIVERIES],
-                )
-            )
-        return released
+        keys = [self._key("jobs"), self._key("claims")]
+        return int(await self._script("requeue_consumer", keys, [self._prefix, consumer, REASON_MAX_DELIVERIES]))
 
     async def result(self, job_id: str) -> JobResult | None:
         check_name("job_id", job_id)
-        fields = await self._command(self._client.hgetall(self._key("result", job_id)))
-        if not fields:
+        kept = await self._command(self._client.hget(self._key("results"), job_id))
+        if kept is None:
             if await self._command(self._client.hget(self._key("jobs"), job_id)) is None:
                 raise UnknownJob(job_id)
             return None
-        f = {_text(k): v for k, v in fields.items()}
+        at, token, queue, consumer, payload = kept.split(b" ", 4)
+        deliveries = token.split(b"/")[1]
         return JobResult(
             job_id=job_id,
-            queue=_text(f["queue"]),
-            payload=unpack_payload(f["payload"]),
-            consumer=_text(f["consumer"]),
-            deliveries=int(f["deliveries"]),
-            completed_at=float(f["at"]),
+            queue=_text(queue),
+            payload=unpack_payload(payload),
+            consumer=_text(consumer),
+            deliveries=int(deliveries),
+            completed_at=float(_text(at)),
         )
 
     async def stats(self, queue: str) -> QueueStats:
         check_name("queue", queue)
         ready, in_flight, done, dead = await self._script(
-            "stats", list(self._queue_keys(queue)), [_HORIZON_MS, REASON_MAX_DELIVERIES]
+            "stats",
+            [self._key("entries"), self._key("claims")],
+            [self._prefix, self._queue_key(queue), REASON_MAX_DELIVERIES],
         )
         return QueueStats(queue=queue, ready=int(ready), in_flight=int(in_flight), done=int(done), dead=int(dead))
 
     async def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
         check_name("queue", queue)
         check_count("limit", limit)
-        _, dead, _ = self._queue_keys(queue)
+        dead = self._queue_key(queue) + ":dead"
         entries = await self._command(self._client.xrange(dead, count=limit))
         return [_letter(queue, entry) for entry in entries]
 
     async def dead_letter(self, job_id: str) -> DeadLetter | None:
         check_name("job_id", job_id)
-        queue = await self._command(self._client.hget(self._key("jobs"), job_id))
-        if queue is None:
+        known = await self._command(self._client.hget(self._key("jobs"), job_id))
+        if known is None:
             raise UnknownJob(job_id)
-        queue = _text(queue)
-        _, dead, _ = self._queue_keys(queue)
+        queue = _text(known).partition(" ")[0]
+        dead = self._queue_key(queue) + ":dead"
         entry_id = await self._command(self._client.hget(dead + "jobs", job_id))
         if entry_id is None:
             return None
@@ -758,7 +807,7 @@ class RedisQueueEngine:
 
     async def info(self, job_id: str) -> JobInfo:
         check_name("job_id", job_id)
-        keys = [self._key("jobs"), self._key("enqueued"), self._key("claimed"), self._key("causes")]
+        keys = [self._key(k) for k in ("jobs", "claims", "causes", "results")]
         reply = await self._script("info", keys, [self._prefix, job_id])
         if not reply or reply[0] is None:
             raise UnknownJob(job_id)
@@ -777,7 +826,7 @@ class RedisQueueEngine:
 
     async def expire_results(self, before: float) -> int:
         """In scripts of at most `EXPIRE_CHUNK` jobs, so other clients get their turn."""
-        keys = [self._key(k) for k in ("done", "jobs", "enqueued", "claimed", "causes")]
+        keys = [self._key(k) for k in ("done", "jobs", "causes", "results")]
         total = 0
         while True:
             n = int(await self._script("expire", keys, [self._prefix, repr(float(before)), EXPIRE_CHUNK]))

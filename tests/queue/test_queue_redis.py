@@ -162,3 +162,26 @@ def test_missing_redis_server_fails_and_says_how_to_install(
     with pytest.raises(pytest.fail.Exception) as failure:
         find_redis_server()
     assert REDIS_INSTALL_HINT in str(failure.value)
+
+
+async def test_a_claim_of_a_job_id_enqueued_again_after_its_result_expired_is_stale(
+    redis_server: RedisServer,
+) -> None:
+    """The claims value names the job's incarnation (its enqueue batch), not only its deliveries:
+    the id enqueued again after `expire_results` forgot it is a new job, which the first
+    incarnation's claim cannot ack, heartbeat or nack."""
+    async with open_redis_queue(redis_server.url, prefix=f"test:again:{random.getrandbits(64):x}") as engine:
+        await engine.enqueue("q", {"n": 1}, job_id="again")
+        [first] = await engine.claim("q", "rig-1", 30.0)
+        assert await engine.ack(first, {"n": 1}) is True
+        info = await engine.info("again")
+        assert await engine.expire_results(info.completed_at + 1) == 1  # type: ignore[operator]
+        await engine.enqueue("q", {"n": 2}, job_id="again")
+        [second] = await engine.claim("q", "rig-1", 30.0)
+        assert (second.deliveries, second.payload) == (first.deliveries, {"n": 2})
+        assert second.token != first.token
+        assert await engine.ack(first, {"n": "stale"}) is False
+        assert await engine.result("again") is None
+        assert await engine.ack(second, {"n": 2}) is True
+        result = await engine.result("again")
+        assert result is not None and result.payload == {"n": 2}
