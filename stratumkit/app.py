@@ -96,11 +96,13 @@ async def open_queue(config: PoolConfig) -> AsyncIterator[QueueEngine]:
     from coredis.exceptions import AuthenticationError
 
     from stratumkit.queue.engine import QueueError
-    from stratumkit.queue.redis import open_redis_queue
+    from stratumkit.queue.redis import EarlierLayout, open_redis_queue
 
     async with AsyncExitStack() as stack:
         try:
             queue = await stack.enter_async_context(open_redis_queue(config.queue_url))
+        except EarlierLayout as exc:
+            raise StartupFailure(f"queue_url: {exc}") from None
         except QueueError as exc:
             if caused_by(exc, AuthenticationError):
                 raise ConfigError(f"queue_url: {exc}: fix the password in {flag_of('queue_url')}") from None

@@ -48,8 +48,9 @@ Rules:
   stream instead (at claim time, on release, or when `stats` looks).
 
 Upgrading: this layout does not read what the Streams layout wrote under the same prefix (its
-`:q:{queue}:stream` keys and `result:{job_id}` hashes); drain a queue, or give the engine a new
-prefix, before moving a pool to this version.
+`:q:{queue}:stream` keys and `result:{job_id}` hashes). So no job is lost unseen, the engine
+refuses to open (`EarlierLayout`, one line at the pool's start) while any of those keys exist: let
+the earlier version finish its jobs, or delete those keys, first.
 
 Durability: Redis' own. Run it with `appendonly yes` and `appendfsync always` and every script
 that returned survives a kill -9 of redis-server (its writes were fsynced to the AOF before the
@@ -613,12 +614,31 @@ class RedisQueueEngine:
             raise QueueError(f"redis command failed: {exc}") from exc
 
     async def check_server(self) -> None:
-        """Refuse a server too old for LPOP ... count."""
+        """Refuse a server too old for LPOP ... count, and one holding jobs in the earlier layout."""
         info = await self._command(self._client.info("server"))
         version = str(info.get("redis_version", "0"))
         parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
         if parts < MIN_REDIS_VERSION:
             raise QueueError(f"Redis {version} is too old: the queue needs 6.2 or newer")
+        await self._check_layout()
+
+    async def _check_layout(self) -> None:
+        """`EarlierLayout` if the prefix holds a queue stream or a result of the Streams layout:
+        this layout would not see those jobs, so they would be lost to the pool without a word."""
+        patterns = (f"{self._prefix}:q:*:stream", f"{self._prefix}:result:*")
+        for pattern in patterns:
+            cursor = 0
+            while True:
+                cursor, keys = await self._command(self._client.scan(cursor, match=pattern, count=1000))
+                if keys:
+                    key = bytes(next(iter(keys))).decode(errors="replace")
+                    raise EarlierLayout(
+                        f"Redis holds queue data in the layout of an earlier stratumkit ({key!r}, under the"
+                        f" prefix {self._prefix!r}) that this version does not read: let the earlier"
+                        " version finish those jobs, or delete its keys, before starting this one"
+                    )
+                if not cursor:
+                    break
 
     # --- QueueEngine ---------------------------------------------------------------------------
 
@@ -839,6 +859,10 @@ class RedisQueueEngine:
         self._closed = True
         if self._raw is not None:
             await self._raw.aclose()
+
+
+class EarlierLayout(QueueError):
+    """The Redis holds jobs this engine's layout does not read (see Upgrading)."""
 
 
 @asynccontextmanager

@@ -202,6 +202,27 @@ def test_redis_refusing_the_password_is_a_config_error(tmp_path: Path) -> None:
     )
 
 
+def test_jobs_in_the_earlier_redis_layout_stop_the_start_in_one_line(tmp_path: Path) -> None:
+    """A queue stream of the earlier (Streams) layout still holds a job: starting would hide it."""
+    redis = RedisServer(find_redis_server(), tmp_path)
+    redis.start()
+    try:
+        with socket.create_connection(("127.0.0.1", redis.port or 0)) as conn:  # XADD <key> * j job-1
+            key = b"stratumkit:queue:q:embed:stream"
+            conn.sendall(b"*5\r\n$4\r\nXADD\r\n$%d\r\n%s\r\n$1\r\n*\r\n$1\r\nj\r\n$5\r\njob-1\r\n" % (len(key), key))
+            assert conn.recv(64).startswith(b"$")
+        done = serve(*base(tmp_path), "--queue-url", f"redis://127.0.0.1:{redis.port}/0")
+    finally:
+        redis.stop()
+    assert_fails(
+        done,
+        1,
+        "queue_url: Redis holds queue data in the layout of an earlier stratumkit"
+        " ('stratumkit:queue:q:embed:stream', under the prefix 'stratumkit:queue') that this version"
+        " does not read: let the earlier version finish those jobs, or delete its keys, before starting this one",
+    )
+
+
 def test_a_node_that_does_not_answer_at_start_is_exit_1(tmp_path: Path) -> None:
     with refused_port() as port:
         done = serve(*base(tmp_path), "--node-url", f"http://u:p@127.0.0.1:{port}", "--payout-address", PAYOUT)
