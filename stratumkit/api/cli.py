@@ -232,11 +232,19 @@ def leases_table(leases: Sequence[dict[str, Any]]) -> str:
             _seconds_text(lease["remaining_s"]),
             lease["usage"]["jobs_done"],
             f"{lease['usage']['gpu_seconds']:.0f}",
+            _sla_text(lease.get("sla")),
             lease["owner"],
         )
         for lease in leases
     ]
-    return table(("LEASE", "STATE", "QUEUE", "RIGS", "LEFT", "JOBS", "GPU-S", "OWNER"), rows)
+    return table(("LEASE", "STATE", "QUEUE", "RIGS", "LEFT", "JOBS", "GPU-S", "SLA", "OWNER"), rows)
+
+
+def _sla_text(sla: dict[str, Any] | None) -> str | None:
+    """availability/target and the rig-seconds credited so far, e.g. `92.5%/99% +13s`."""
+    if sla is None:
+        return None
+    return f"{sla['availability']:.1%}/{sla['target'] * 100:.3g}% +{sla['credited_rig_s']:.0f}s"
 
 
 def rigs_table(rigs: Sequence[dict[str, Any]]) -> str:

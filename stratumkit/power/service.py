@@ -407,7 +407,8 @@ class PowerService:
 
     def lease_records(self) -> list[dict[str, Any]]:
         """Every lease with wall-clock start and end, GPU-hours and their worth at today's price,
-        and the SLA credit it is owed at that price (None without an availability target)."""
+        the SLA credit it is owed at that price (None without an availability target) and what is
+        billed: the worth less the credit."""
         now, wall = trio.current_time(), time.time()
         quote = self.book.status(now).quote
         out = []
@@ -415,6 +416,8 @@ class PowerService:
             usage = self.leases.controller.usage(lease.lease_id, now)
             model = lease.spec.selector.gpu_model
             owed = sla(lease, now, self.leases.sla_restart_s)
+            revenue = None if quote is None else usage.gpu_hours * quote.gpu_hour(model)
+            credit = None if quote is None or owed is None else owed.credit_usd(quote.gpu_hour(model))
             out.append(
                 {
                     "lease_id": lease.lease_id,
@@ -424,8 +427,10 @@ class PowerService:
                     "serving_since": None if lease.serving_since is None else wall - (now - lease.serving_since),
                     "ended_at": None if lease.ended_at is None else wall - (now - lease.ended_at),
                     "gpu_hours": usage.gpu_hours,
-                    "revenue_usd": None if quote is None else usage.gpu_hours * quote.gpu_hour(model),
-                    "sla_credit_usd": None if quote is None or owed is None else owed.credit_usd(quote.gpu_hour(model)),
+                    "revenue_usd": revenue,
+                    "sla_credit_usd": credit,
+                    # what the integrator owes: the GPU-hours' worth less the SLA credit
+                    "billed_usd": None if revenue is None else revenue - (credit or 0.0),
                 }
             )
         return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -122,6 +123,7 @@ async def test_commands_against_the_live_api(stack: Stack, nursery: trio.Nursery
     lines = done["ls"].stdout.decode().splitlines()
     assert lines[0].split()[:4] == ["LEASE", "STATE", "QUEUE", "RIGS"]
     assert lines[1].split()[:4] == [lease_id, "draining", "embed", "rig-a"]
+    assert lines[0].split()[7] == "SLA" and re.fullmatch(r"\d+\.\d%/99% \+\d+s", " ".join(lines[1].split()[7:9]))
     assert json.loads(done["extend"].stdout)["remaining_s"] > 3600
     assert len(json.loads(done["file"].stdout)["job_ids"]) == 2
     assert (await stack.leases.queue.stats("embed")).ready == 4
