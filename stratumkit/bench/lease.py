@@ -51,6 +51,32 @@ async def _until(predicate_coro, timeout: float = 30.0, interval: float = 0.002)
             await trio.sleep(interval)
 
 
+async def _switch(client: PoolClient, selector: dict[str, Any]) -> tuple[float, float]:
+    """One round: lease one rig (API call -> serving), then cancel (-> its next accepted share)."""
+    t0 = time.perf_counter()
+    lease = await client.create_lease(count=1, queue="bench", duration_s=3600, **selector)
+    lease_id, rig_id = str(lease["lease_id"]), str(lease["rigs"][0]["rig_id"])
+
+    async def serving() -> bool:
+        return bool((await client.lease(lease_id))["state"] == "serving")
+
+    await _until(serving)
+    to_serving = time.perf_counter() - t0
+
+    async def shares() -> int:
+        return int(next(r["accepted_shares"] for r in await client.rigs() if r["rig_id"] == rig_id))
+
+    before = await shares()
+    t1 = time.perf_counter()
+    await client.cancel_lease(lease_id)
+
+    async def mined() -> bool:
+        return await shares() > before
+
+    await _until(mined)
+    return to_serving, time.perf_counter() - t1
+
+
 async def bench(rounds: int, rigs: int, inference: str | None, restarts: int = 0) -> dict[str, list[float]]:
     with tempfile.TemporaryDirectory(prefix="stratumkit-bench-lease-") as tmp:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -117,29 +143,9 @@ async def bench(rounds: int, rigs: int, inference: str | None, restarts: int = 0
                 divert: list[float] = []
                 back: list[float] = []
                 for _ in range(rounds):
-                    t0 = time.perf_counter()
-                    lease = await client.create_lease(count=1, queue="bench", duration_s=3600)
-                    lease_id = lease["lease_id"]
-                    rig_id = lease["rigs"][0]["rig_id"]
-
-                    async def serving(lease_id: str = lease_id) -> bool:
-                        return bool((await client.lease(lease_id))["state"] == "serving")
-
-                    await _until(serving)
-                    divert.append(time.perf_counter() - t0)
-
-                    async def shares(rig_id: str = rig_id) -> int:
-                        return int(next(r["accepted_shares"] for r in await client.rigs() if r["rig_id"] == rig_id))
-
-                    before = await shares()
-                    t1 = time.perf_counter()
-                    await client.cancel_lease(lease_id)
-
-                    async def mined(before: int = before) -> bool:
-                        return await shares() > before
-
-                    await _until(mined)
-                    back.append(time.perf_counter() - t1)
+                    to_serving, to_share = await _switch(client, {})
+                    divert.append(to_serving)
+                    back.append(to_share)
                 server_side = (await client.stats()).get("leases", {})
             resumed: list[float] = []
             outages: list[float] = []
@@ -331,28 +337,9 @@ async def bench_front_ends(rounds: int, rigs: int, inference: str | None, front_
             back: list[float] = []
             for n in range(rounds):
                 rig = n % rigs  # round n leases rig n mod rigs alone: the front ends take turns
-                t0 = time.perf_counter()
-                lease = await client.create_lease(count=1, queue="bench", duration_s=3600, gpu_model=f"BenchGPU-{rig}")
-                lease_id = str(lease["lease_id"])
-
-                async def serving(lease_id: str = lease_id) -> bool:
-                    return bool((await client.lease(lease_id))["state"] == "serving")
-
-                await _until(serving)
-                divert.append(time.perf_counter() - t0)
-
-                async def shares(rig_id: str = f"bench-rig-{rig}") -> int:
-                    return int(next(r["accepted_shares"] for r in await client.rigs() if r["rig_id"] == rig_id))
-
-                before = await shares()
-                t1 = time.perf_counter()
-                await client.cancel_lease(lease_id)
-
-                async def mined(before: int = before) -> bool:
-                    return await shares() > before
-
-                await _until(mined)
-                back.append(time.perf_counter() - t1)
+                to_serving, to_share = await _switch(client, {"gpu_model": f"BenchGPU-{rig}"})
+                divert.append(to_serving)
+                back.append(to_share)
             leader_side = (await clients[next((i for i, p in enumerate(planes) if p["leader"]), 0)].stats())["leases"]
             for c in clients:
                 await c.aclose()
