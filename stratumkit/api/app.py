@@ -295,10 +295,16 @@ class ApiApp(AsgiApp):
         return Reply(201, {"name": body["name"], "token": token})
 
     def _visible(self, caller: Principal, event: Mapping[str, Any]) -> bool:
-        """An integrator's event stream leaves out the events of others' leases."""
+        """An integrator's event stream leaves out the events of others' leases (by the owner the
+        event carries, or else the lease's)."""
         lease_id = event.get("lease_id")
+        if lease_id is None:
+            return True
+        if "owner" in event:
+            owner = event["owner"]
+            return caller.owns(owner if isinstance(owner, str) else None)
         if not isinstance(lease_id, str) or not self.leases.has_lease(lease_id):
-            return lease_id is None
+            return False
         return caller.owns(self.leases.lease_owner(lease_id))
 
     async def _power(self, request: Request) -> Reply:

@@ -552,7 +552,12 @@ class LeaseService:
             yield receive
 
     def publish(self, event: dict[str, Any]) -> None:
+        """Hand `event` to every subscriber (and the plane). An event of a lease carries the lease's
+        owner, so a front end that never saw the lease can still show it to its integrator alone."""
         event.setdefault("time", time.time())
+        lease_id = event.get("lease_id")
+        if isinstance(lease_id, str) and "owner" not in event and self.has_lease(lease_id):
+            event["owner"] = self.controller.get(lease_id).spec.owner
         if self.event_sink is not None:
             self.event_sink(event)
         self._fan_out.send(event)

@@ -76,3 +76,36 @@ async def test_an_integrator_event_stream_leaves_out_others_leases(
                     if event.get("type") == "lease.state" and event["lease_id"] == mine:
                         break
     assert mine in seen and theirs not in seen
+
+
+async def test_an_event_of_a_lease_this_process_never_saw_goes_by_the_owner_it_carries(
+    make_stack: MakeStack,
+) -> None:
+    """A front end of a shared lease plane shows events of leases made elsewhere: the leader
+    stamps each lease event with its owner, and that owner decides who sees it."""
+    stack = await make_stack(api_token=ADMIN, integrator_tokens={"acme": "acme-token", "globex": "globex-token"})
+    got: dict[str, list[str]] = {"acme": [], "globex": []}
+    async with PoolClient(stack.url, "acme-token") as acme, PoolClient(stack.url, "globex-token") as globex:
+        async with acme.events() as acme_events, globex.events() as globex_events:
+            for owner in ("globex", "acme"):
+                stack.leases.publish({"type": "lease.state", "lease_id": f"elsewhere-{owner}", "owner": owner})
+            stack.leases.publish({"type": "rig.mining", "rig_id": "rig-9"})  # no lease: everyone's
+            for name, events in (("acme", acme_events), ("globex", globex_events)):
+                with trio.fail_after(10):
+                    async for event in events:
+                        got[name].append(event.get("lease_id") or event["type"])
+                        if event["type"] == "rig.mining":
+                            break
+    assert got == {"acme": ["elsewhere-acme", "rig.mining"], "globex": ["elsewhere-globex", "rig.mining"]}
+
+
+async def test_a_lease_event_carries_its_owner(make_stack: MakeStack, nursery: trio.Nursery) -> None:
+    stack = await make_stack(api_token=ADMIN, integrator_tokens={"acme": "acme-token"})
+    await connect_rig(nursery, stack, "rig-1")
+    async with stack.leases.events() as events, PoolClient(stack.url, "acme-token") as acme:
+        lease_id = (await acme.create_lease(count=1, queue="embed", duration_s=60))["lease_id"]
+        with trio.fail_after(10):
+            async for event in events:
+                if event.get("lease_id") == lease_id:
+                    assert event["owner"] == "acme"
+                    break
