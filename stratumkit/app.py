@@ -159,9 +159,7 @@ def open_plane(
     from stratumkit.plane.node import PlaneNode
     from stratumkit.queue.redis import RedisQueueEngine
 
-    if not isinstance(queue, RedisQueueEngine):
-        raise ConfigError("lease_plane needs a Redis queue_url")
-    assert config.lease_plane is not None
+    assert isinstance(queue, RedisQueueEngine) and config.lease_plane is not None  # PoolConfig.validate
     return PlaneNode(queue.client, config.lease_plane, f"fe-{config.instance_id}", make_service, make_power=make_power)
 
 

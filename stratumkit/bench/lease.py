@@ -27,6 +27,7 @@ lead the plane, and times the same two figures.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -49,6 +50,19 @@ async def _until(predicate_coro, timeout: float = 30.0, interval: float = 0.002)
     with trio.fail_after(timeout):
         while not await predicate_coro():
             await trio.sleep(interval)
+
+
+def _row(label: str, seconds: list[float], note: str) -> str:
+    return (
+        f"{label:<32} p50 {1000 * percentile(seconds, 0.5):7.1f} ms   p99 {1000 * percentile(seconds, 0.99):7.1f} ms"
+        f"   max {1000 * max(seconds):7.1f} ms   (n={len(seconds)}, {note})"
+    )
+
+
+async def _all_mining(client: PoolClient, rigs: int) -> bool:
+    """Every one of the `rigs` agents is registered and has had a share accepted."""
+    listed = await client.rigs()
+    return len(listed) == rigs and all(r["accepted_shares"] > 0 for r in listed)
 
 
 async def _switch(client: PoolClient, selector: dict[str, Any]) -> tuple[float, float]:
@@ -135,11 +149,7 @@ async def bench(rounds: int, rigs: int, inference: str | None, restarts: int = 0
                         cmd += ["--inference", inference]
                     agents.append(subprocess.Popen(cmd, env=env))
 
-                async def all_mining() -> bool:
-                    listed = await client.rigs()
-                    return len(listed) == rigs and all(r["accepted_shares"] > 0 for r in listed)
-
-                await _until(all_mining, timeout=60, interval=0.1)
+                await _until(functools.partial(_all_mining, client, rigs), timeout=60, interval=0.1)
                 divert: list[float] = []
                 back: list[float] = []
                 for _ in range(rounds):
@@ -231,22 +241,14 @@ def run(rounds: int = 30, rigs: int = 2, inference: str | None = None, restarts:
     )
     r = trio.run(bench, rounds, rigs, inference, restarts)
     for name, label in (("divert", "API call -> rig serving"), ("back", "lease end -> first valid share")):
-        v = r[name]
-        print(
-            f"{label:<32} p50 {1000 * percentile(v, 0.5):7.1f} ms   p99 {1000 * percentile(v, 0.99):7.1f} ms   "
-            f"max {1000 * max(v):7.1f} ms   (n={len(v)}, target p99 <= 1000 ms)"
-        )
+        print(_row(label, r[name], "target p99 <= 1000 ms"))
     if restarts:
         for name, label, target in (
             ("resumed", "pool back -> rigs serving again", "target <= 2000 ms"),
             ("pool_side", "rigs registered -> serving", "the pool's part of it"),
             ("outage", "signal -> pool back (outage)", "context"),
         ):
-            v = r[name]
-            print(
-                f"{label:<32} p50 {1000 * percentile(v, 0.5):7.1f} ms   p99 {1000 * percentile(v, 0.99):7.1f} ms   "
-                f"max {1000 * max(v):7.1f} ms   (n={len(v)}, {target})"
-            )
+            print(_row(label, r[name], target))
 
 
 # ---------------------------------------------------------------------------- several front ends
@@ -325,11 +327,7 @@ async def bench_front_ends(rounds: int, rigs: int, inference: str | None, front_
                 await _until(lambda client=client: _healthy(client), timeout=60, interval=0.05)
             client = clients[0]
 
-            async def all_mining() -> bool:
-                listed = await client.rigs()
-                return len(listed) == rigs and all(r["accepted_shares"] > 0 for r in listed)
-
-            await _until(all_mining, timeout=90, interval=0.1)
+            await _until(functools.partial(_all_mining, client, rigs), timeout=90, interval=0.1)
             planes = [(await c.stats())["leases"]["plane"] for c in clients]
             via = next((i for i, p in enumerate(planes) if not p["leader"]), 0)
             client = clients[via]
@@ -371,11 +369,7 @@ def run_front_ends(rounds: int = 30, rigs: int = 2, inference: str | None = None
         ("divert", "API call -> rig serving", "target p99 <= 100 ms"),
         ("back", "lease end -> first valid share", "target p99 <= 500 ms"),
     ):
-        v = r[name]
-        print(
-            f"{label:<32} p50 {1000 * percentile(v, 0.5):7.1f} ms   p99 {1000 * percentile(v, 0.99):7.1f} ms   "
-            f"max {1000 * max(v):7.1f} ms   (n={len(v)}, {target})"
-        )
+        print(_row(label, r[name], target))
     leader = r["leader"][0]
     for name, label in (
         ("divert_latency_s", "leader: divert -> serving ack"),

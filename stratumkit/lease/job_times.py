@@ -4,7 +4,6 @@ Times are wall-clock seconds as the queue engine recorded them: `enqueued_at`; `
 latest delivery's claim; `started_at`, when the rig began it, which is the claim's time because
 the rig protocol has no "started" message (a rig starts a job as soon as its claim reply comes);
 `completed_at`, when its result was recorded. A time that has not happened yet is left out.
-`cause` is the last cause a rig gave when it released the job, kept with the job in the queue.
 """
 
 from __future__ import annotations
